@@ -1,0 +1,60 @@
+"""python -m bot [console|discord|telegram ...] [--config PATH] [--data-dir DIR]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bot.app import App, choose_frontends
+from bot.config import ConfigError, load_config
+from bot.frontends import FRONTENDS
+from engines.base import BUILTIN
+
+DEFAULT_CONFIG = Path("config.toml")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line and exit 2, no usage dump
+        print(f"eliza2llm: {message} (see python -m bot --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog="python -m bot", description="Run the eliza2llm chat bot.")
+    parser.add_argument(
+        "frontends", nargs="*", metavar="FRONTEND",
+        help=f"any of {', '.join(FRONTENDS)}; default: every platform with a token in the "
+        "environment, and the console when there is none or stdin is a terminal",
+    )
+    parser.add_argument("--config", type=Path, help="a config.toml (default: ./config.toml)")
+    parser.add_argument("--data-dir", help="where the database, models and adapters live")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    try:
+        config = load_config(config_path, FRONTENDS, BUILTIN, data_dir=args.data_dir)
+        names = choose_frontends(args.frontends, dict(os.environ), sys.stdin.isatty())
+        app = App(config, names)
+    except ConfigError as exc:
+        print(f"eliza2llm: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(app.run())
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

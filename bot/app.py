@@ -1,0 +1,117 @@
+"""Wiring and lifecycle: Store -> Engines -> Router -> Frontends, all on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from bot.config import Config, ConfigError
+from bot.frontends import FRONTENDS
+from bot.router import Router
+from bot.store import Store
+from engines.base import BUILTIN, EngineContext, Engines, load_class
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "eliza2llm.sqlite3"
+DRAIN_SECONDS = 10.0
+
+
+def choose_frontends(named: list[str], env: dict[str, str], stdin_is_tty: bool) -> list[str]:
+    """The frontends to start: those named, else every platform with a token in `env`, plus
+    the console when nothing else is configured or stdin is a terminal."""
+    if named:
+        unknown = [n for n in named if n not in FRONTENDS]
+        if unknown:
+            raise ConfigError(f"unknown frontend {unknown[0]!r} (known: {', '.join(FRONTENDS)})")
+        return list(dict.fromkeys(named))
+    chosen = [name for name in FRONTENDS if name != "console" and _token_env(name) in env]
+    if not chosen or stdin_is_tty:
+        chosen.insert(0, "console")
+    return chosen
+
+
+def _token_env(name: str) -> str:
+    return f"{name.upper()}_TOKEN"
+
+
+class App:
+    """Build everything that can be checked without I/O in __init__ (config errors surface
+    before anything starts), then `run` until a signal or a frontend ends."""
+
+    def __init__(self, config: Config, frontends: list[str], env: dict[str, str] | None = None):
+        self.config = config
+        self.env = os.environ if env is None else env
+        self.store: Store | None = None
+        self.engines = Engines.from_specs(
+            BUILTIN | config.plugins.engines,
+            EngineContext(config.data_dir, config.bot.language, self._stored_texts),
+            lambda name, cls: config.options(f"engines.{name}", cls),
+        )
+        self.frontends = [self._frontend(name) for name in frontends]
+        self.stopping = asyncio.Event()
+
+    def _frontend(self, name: str) -> Any:
+        cls = load_class(FRONTENDS[name])
+        token = self.env.get(cls.token_env, "") if cls.token_env else ""
+        if cls.token_env and not token:
+            raise ConfigError(f"{name}: set {cls.token_env} in the environment")
+        return cls(self.config.options(name, cls.Options), self.config, token)
+
+    async def _stored_texts(self) -> list[tuple[str, str]]:
+        return await self.store.stored_texts() if self.store else []
+
+    async def run(self) -> int:
+        self.store = await Store.open(self.config.data_dir / DB_FILE)
+        router = Router(self.config, self.store, self.engines)
+        started: list[Any] = []
+        try:
+            self.engines.begin_start(self.config.bot.default_engine)
+            for frontend in self.frontends:
+                await frontend.start(router)
+                started.append(frontend)
+            await self._until_stopped()
+        finally:
+            await self._shutdown(router, started)
+        return 0
+
+    async def _until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stopping.set)
+        waiters = [asyncio.create_task(self.stopping.wait())]
+        waiters += [asyncio.create_task(f.wait()) for f in self.frontends]
+        waiters.append(asyncio.create_task(self._retention()))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _retention(self) -> None:
+        """Delete messages past [privacy] retention_days, at start and every hour."""
+        days = self.config.privacy.retention_days
+        if days <= 0:
+            await asyncio.Event().wait()
+        while True:
+            removed = await self.store.prune(time.time() - days * 86400)
+            if removed:
+                log.info("retention: deleted %d messages older than %d days", removed, days)
+            await asyncio.sleep(3600)
+
+    async def _shutdown(self, router: Router, started: list[Any]) -> None:
+        for frontend in reversed(started):
+            try:
+                await frontend.stop()
+            except Exception:
+                log.warning("frontend %s did not stop cleanly", frontend.platform, exc_info=True)
+        await router.drain(DRAIN_SECONDS)
+        await self.engines.close()
+        await self.store.close()

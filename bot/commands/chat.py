@@ -1,0 +1,63 @@
+"""Commands about the chat itself: which engine answers, in which language, from where."""
+
+from __future__ import annotations
+
+from bot.commands import COMMANDS, CommandContext, command, describe
+from bot.i18n import LANGUAGES, t
+from engines.base import EngineUnavailable
+
+
+@command("help")
+async def help_(ctx: CommandContext) -> str:
+    lines = [ctx.t("help_header")]
+    for cmd in COMMANDS.values():
+        mark = f" {ctx.t('admin_mark')}" if cmd.scope == "admin" else ""
+        lines.append(f"/{cmd.name} – {describe(cmd.name, ctx.lang)}{mark}")
+    return "\n".join(lines)
+
+
+@command("engines")
+async def engines(ctx: CommandContext) -> str:
+    lines = [ctx.t("engines_header", current=ctx.engine_name)]
+    for name in ctx.engines.names:
+        state, detail = ctx.engines.status(name)
+        text = ctx.t(f"engine_states.{state}")
+        lines.append(f"• {name}: {text}" + (f" ({detail})" if detail else ""))
+    return "\n".join(lines)
+
+
+@command("engine", scope="chat_admin")
+async def engine(ctx: CommandContext) -> str:
+    name = ctx.args.split()[0].lower() if ctx.args else ""
+    if name not in ctx.engines.names:
+        return ctx.t("engine_usage", names=", ".join(ctx.engines.names))
+    try:
+        chosen = await ctx.engines.get(name)
+    except EngineUnavailable as exc:
+        return ctx.t("engine_unavailable", engine=name, reason=exc)
+    await ctx.store.set_chat(ctx.chat, engine=name)
+    greeting = chosen.greeting(ctx.lang)
+    return ctx.t("engine_set", engine=name) + (f"\n{greeting}" if greeting else "")
+
+
+@command("reset")
+async def reset(ctx: CommandContext) -> str:
+    await ctx.store.reset_chat(ctx.chat)
+    return ctx.t("reset_done")
+
+
+@command("status")
+async def status(ctx: CommandContext) -> str:
+    state, detail = ctx.engines.status(ctx.engine_name)
+    version = detail if state == "ready" else ctx.t(f"engine_states.{state}")
+    stats = await ctx.store.chat_stats(ctx.chat)
+    return ctx.t("status", engine=ctx.engine_name, version=version, lang=ctx.lang, **stats)
+
+
+@command("lang", scope="chat_admin")
+async def lang(ctx: CommandContext) -> str:
+    choice = ctx.args.strip().lower()
+    if choice not in LANGUAGES:
+        return ctx.t("lang_usage")
+    await ctx.store.set_chat(ctx.chat, lang=choice)
+    return t(choice, "lang_set")

@@ -1,0 +1,54 @@
+"""Commands about the bot's replies: rate them, explain them, look inside the prediction."""
+
+from __future__ import annotations
+
+import json
+
+from bot.commands import CommandContext, command
+from engines.base import EngineUnavailable
+
+
+async def _rate(ctx: CommandContext, value: int, source: str) -> str:
+    reply = await ctx.store.last_reply(ctx.chat)
+    if reply is None:
+        return ctx.t("no_reply_yet")
+    await ctx.store.vote(reply.id, ctx.user, value, source)
+    return ctx.t("vote_saved", vote="👍" if value > 0 else "👎")
+
+
+@command("good")
+async def good(ctx: CommandContext) -> str:
+    return await _rate(ctx, 1, "/good")
+
+
+@command("bad")
+async def bad(ctx: CommandContext) -> str:
+    return await _rate(ctx, -1, "/bad")
+
+
+@command("why")
+async def why(ctx: CommandContext) -> str:
+    reply = await ctx.store.last_reply(ctx.chat)
+    if reply is None:
+        return ctx.t("why_none")
+    lines = [ctx.t("why_header", engine=reply.engine, version=reply.engine_version)]
+    for key, value in reply.trace.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        lines.append(f"{key}: {shown}")
+    return "\n".join(lines)
+
+
+@command("next")
+async def next_(ctx: CommandContext) -> str:
+    if not ctx.args:
+        return ctx.t("next_usage")
+    try:
+        engine = await ctx.engines.get(ctx.engine_name)
+        words = await engine.next_words(ctx.args, ctx.lang, 5)
+    except EngineUnavailable as exc:
+        return ctx.t("engine_unavailable", engine=ctx.engine_name, reason=exc)
+    except NotImplementedError:
+        return ctx.t("next_unsupported", engine=ctx.engine_name)
+    lines = [ctx.t("next_header", text=ctx.args)]
+    lines += [f"{word}  {p:.1%}" for word, p in words]
+    return "\n".join(lines)

@@ -1,0 +1,216 @@
+"""config.toml -> frozen, validated options. Unknown keys and wrong types are errors naming the key.
+
+The core tables are declared here; each engine and frontend declares its own table as an
+`Options` dataclass on its class, checked with the same `parse_table`. Secrets never come from
+the file, only from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(Exception):
+    """A bad configuration; the message is one line that names the key."""
+
+
+@dataclass(frozen=True)
+class BotOptions:
+    data_dir: str = "data"
+    default_engine: str = "eliza"
+    language: Literal["en", "de"] = "en"
+    admins: list[str] = field(default_factory=list)  # "platform:user_id"
+    history_turns: int = 12
+    reply_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    rate_per_minute: int = 20
+    max_reply_chars: int = 12000
+
+
+@dataclass(frozen=True)
+class FeedbackOptions:
+    up: list[str] = field(default_factory=lambda: ["👍", "❤️", "🔥", "👏", "😂"])
+    down: list[str] = field(default_factory=lambda: ["👎", "💩", "🤮", "😡"])
+
+
+@dataclass(frozen=True)
+class PrivacyOptions:
+    store_text: bool = True
+    retention_days: int = 0
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    every_votes: int = 0
+    every_hours: float = 0.0
+    min_votes: int = 20
+
+
+@dataclass(frozen=True)
+class PluginOptions:
+    engines: dict[str, str] = field(default_factory=dict)  # name -> "module:Class"
+
+
+CORE_TABLES: dict[str, type] = {
+    "bot": BotOptions,
+    "policy": PolicyOptions,
+    "feedback": FeedbackOptions,
+    "privacy": PrivacyOptions,
+    "finetune": FinetuneOptions,
+    "plugins": PluginOptions,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    bot: BotOptions
+    policy: PolicyOptions
+    feedback: FeedbackOptions
+    privacy: PrivacyOptions
+    finetune: FinetuneOptions
+    plugins: PluginOptions
+    # "engines.NAME" and frontend tables as written; their owners parse them with `options`.
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = "built-in defaults"
+
+    def options(self, table: str, cls: type) -> Any:
+        return parse_table(table, cls, self.components.get(table, {}))
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.bot.data_dir)
+
+
+def load_config(
+    path: Path | None,
+    frontends: typing.Iterable[str],
+    engines: typing.Iterable[str],
+    data_dir: str | None = None,
+) -> Config:
+    """Read a user's file (keys it leaves out keep their defaults) and check its shape."""
+    raw = _read_toml(path) if path is not None else {}
+    raw_engines = raw.pop("engines", {})
+    if not isinstance(raw_engines, dict):
+        raise ConfigError("engines: expected a table of [engines.NAME] tables")
+    components = {name: raw.pop(name) for name in list(raw) if name in set(frontends)}
+    core = {name: parse_table(name, cls, raw.pop(name, {})) for name, cls in CORE_TABLES.items()}
+    if raw:
+        known = ", ".join(sorted([*CORE_TABLES, *frontends, "engines"]))
+        raise ConfigError(f"[{next(iter(raw))}]: unknown table (known: {known})")
+    known_engines = [*engines, *core["plugins"].engines]
+    for name, table in raw_engines.items():
+        if name not in known_engines:
+            known = ", ".join(known_engines)
+            raise ConfigError(f"[engines.{name}]: unknown engine (known: {known})")
+        components[f"engines.{name}"] = table
+    if data_dir is not None:
+        core["bot"] = _replace(core["bot"], data_dir=data_dir)
+    config = Config(**core, components=components, source=str(path or "built-in defaults"))
+    _check_cross_references(config, known_engines)
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _check_cross_references(config: Config, engines: list[str]) -> None:
+    if config.bot.default_engine not in engines:
+        raise ConfigError(
+            f"[bot] default_engine: unknown engine {config.bot.default_engine!r} "
+            f"(known: {', '.join(engines)})"
+        )
+    for admin in config.bot.admins:
+        if ":" not in admin:
+            raise ConfigError(f'[bot] admins: expected "platform:user_id", got "{admin}"')
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    return type(obj)(**{f.name: getattr(obj, f.name) for f in fields(obj)} | changes)
+
+
+def parse_table(table: str, cls: type, raw: Any) -> Any:
+    """Build the frozen options `cls` from a TOML table, or raise ConfigError naming the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{table}]: expected a table, got {_show(raw)}")
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in hints:
+            raise ConfigError(f"[{table}] {key}: {_unknown_key_reason(key, hints)}")
+    values = {key: _check(f"[{table}] {key}", hints[key], value) for key, value in raw.items()}
+    return cls(**values)
+
+
+def _unknown_key_reason(key: str, hints: dict[str, Any]) -> str:
+    if "token" in key.lower() or "secret" in key.lower():
+        return "unknown key; secrets are read from the environment, never from the file"
+    return f"unknown key (known: {', '.join(hints) or 'none'})"
+
+
+def _check(where: str, hint: Any, value: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            choices = " or ".join(json.dumps(a) for a in args)
+            raise ConfigError(f"{where}: expected {choices}, got {_show(value)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
+        return [_check(f"{where}[{i}]", args[0], v) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {_show(value)}")
+        return {k: _check(f"{where}.{k}", args[1], v) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        return _check_union(where, args, value)
+    return _check_scalar(where, hint, value)
+
+
+def _check_union(where: str, args: tuple[Any, ...], value: Any) -> Any:
+    for arg in args:
+        try:
+            return _check(where, arg, value)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{where}: expected {' or '.join(_NAMES.get(a, str(a)) for a in args)}, "
+                      f"got {_show(value)}")
+
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_scalar(where: str, hint: Any, value: Any) -> Any:
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(hint)
+    if ok is None:
+        raise TypeError(f"{where}: unsupported option type {hint!r}")
+    if not ok:
+        raise ConfigError(f"{where}: expected {_NAMES[hint]}, got {_show(value)}")
+    return float(value) if hint is float else value
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except TypeError:
+        return repr(value)

@@ -1,0 +1,76 @@
+"""Platform-neutral events: what frontends hand to the router and what engines are handed.
+
+Frontends translate platform payloads into these types and nothing else; the router and the
+engines never see a platform object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["user", "bot"]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message (or slash command, as text: "/engine eliza") from a person."""
+
+    platform: str
+    chat_id: str
+    user_id: str
+    text: str
+    user_name: str = ""
+    message_id: str = ""
+    reply_to: str = ""  # platform id of the message this one answers, if any
+    is_admin: bool = False  # an admin of this chat (frontend's knowledge) or of the bot
+    is_group: bool = False
+    chat_title: str = ""
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """An emoji put on (added=True) or taken off a message."""
+
+    platform: str
+    chat_id: str
+    user_id: str
+    message_id: str
+    emoji: str
+    added: bool = True
+    user_name: str = ""
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    text: str
+    user_name: str = ""
+
+
+@dataclass
+class Conversation:
+    """What an engine sees of a chat.
+
+    `state` is the engine's own memory for this chat (JSON-able; persisted by the router, empty
+    after /reset), so an engine object shared by many chats keeps nothing per chat itself.
+    `trace` is filled by the engine during a reply to explain it; /why shows it later.
+    """
+
+    chat_key: str
+    text: str
+    lang: str = "en"
+    turns: list[Turn] = field(default_factory=list)
+    user_name: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    """How the router sends one reply back: a frontend's own, throttled to its platform."""
+
+    async def update(self, text: str) -> None:
+        """The reply so far (the whole text, not a delta); may be shown or skipped."""
+
+    async def finish(self, text: str) -> list[str]:
+        """The final text, always delivered; returns the platform ids of the messages sent."""

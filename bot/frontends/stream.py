@@ -1,0 +1,65 @@
+"""A streamed reply on a chat platform: send the first chunk, then edit the message as the
+engine produces more, at most once per interval; the final text is always written, and text
+longer than the platform allows is split into several messages.
+
+Frontends give it two coroutines, `send(text) -> message id` and `edit(message_id, text)`,
+that already deal with their platform's rate limits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+Send = Callable[[str], Awaitable[str]]
+Edit = Callable[[str, str], Awaitable[None]]
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` characters, cut at a line break or a space where possible."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", limit // 2, limit + 1)
+        if cut < 0:
+            cut = text.rfind(" ", limit // 2, limit + 1)
+        if cut < 0:
+            cut = limit
+        parts.append(text[:cut])
+        text = text[cut:].lstrip("\n ") if cut < limit else text[cut:]
+    if text or not parts:
+        parts.append(text)
+    return parts
+
+
+class StreamingSink:
+    def __init__(
+        self, send: Send, edit: Edit, *, limit: int, interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._send, self._edit = send, edit
+        self.limit, self.interval = limit, interval
+        self._clock = clock
+        self._ids: list[str] = []  # platform ids of the messages of this reply, in order
+        self._shown: list[str] = []  # the text each of them shows now
+        self._last_write = float("-inf")
+
+    async def update(self, text: str) -> None:
+        if not text.strip() or self._clock() - self._last_write < self.interval:
+            return
+        # While streaming, only the first message grows; the rest appears at the end.
+        await self._write(0, split_text(text, self.limit)[0])
+
+    async def finish(self, text: str) -> list[str]:
+        for index, part in enumerate(split_text(text or "…", self.limit)):
+            await self._write(index, part)
+        return list(self._ids)
+
+    async def _write(self, index: int, part: str) -> None:
+        if index < len(self._ids):
+            if self._shown[index] != part:  # platforms refuse an edit that changes nothing
+                await self._edit(self._ids[index], part)
+                self._shown[index] = part
+        else:
+            self._ids.append(await self._send(part))
+            self._shown.append(part)
+        self._last_write = self._clock()

@@ -1,0 +1,61 @@
+"""Who may do what (admins), how often (rate limits), and what may be sent (output safety)."""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections import deque
+
+from bot.config import BotOptions
+from bot.events import Incoming
+
+ZERO_WIDTH_SPACE = "\u200b"
+# Mass pings work on any platform that parses text for them; a zero-width space after the
+# "@" keeps the word readable and harmless. Frontends also disable mentions in their API calls.
+_MASS_MENTION = re.compile(r"@(everyone|here|channel|all)\b", re.IGNORECASE)
+
+
+def is_bot_admin(incoming: Incoming, bot: BotOptions) -> bool:
+    """Admins of the whole bot: listed in [bot] admins, or the local console's operator."""
+    return incoming.platform == "console" or f"{incoming.platform}:{incoming.user_id}" in bot.admins
+
+
+def may_use(scope: str, incoming: Incoming, bot: BotOptions) -> bool:
+    """scope: "anyone", "chat_admin" (in groups: chat admins only) or "admin" (bot admins)."""
+    if scope == "admin":
+        return is_bot_admin(incoming, bot)
+    if scope == "chat_admin" and incoming.is_group:
+        return incoming.is_admin or is_bot_admin(incoming, bot)
+    return True
+
+
+def clean_output(text: str, limit: int) -> str:
+    """What the bot may send: no control characters, no mass mentions, not too long."""
+    text = "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
+    text = _MASS_MENTION.sub(lambda m: "@" + ZERO_WIDTH_SPACE + m.group(1), text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class RateLimiter:
+    """At most `per_minute` events per key in any sliding minute (0 switches it off)."""
+
+    def __init__(self, per_minute: int, clock=time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._events: dict[str, deque[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        now = self._clock()
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - 60:
+            events.popleft()
+        if len(events) >= self.per_minute:
+            return False
+        events.append(now)
+        return True
+

@@ -1,0 +1,208 @@
+"""One message in -> one reply out: per-chat lock, engine choice, history, logging.
+
+A chat's messages are answered one at a time and in order; different chats run side by side.
+Every reply is stored with the engine and version that made it; an engine that fails or hangs
+is answered with a short apology, and the cause goes to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from dataclasses import dataclass
+
+from bot import commands
+from bot.config import Config
+from bot.events import Conversation, Incoming, Reaction, Sink
+from bot.i18n import t
+from bot.policy import RateLimiter, clean_output, may_use
+from bot.store import Chat, Store, User
+from engines.base import Engines, EngineUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one engine reply, for the store."""
+
+    text: str
+    version: str
+    failed: bool = False
+
+
+class Router:
+    def __init__(self, config: Config, store: Store, engines: Engines) -> None:
+        self.config = config
+        self.store = store
+        self.engines = engines
+        self.limiter = RateLimiter(config.policy.rate_per_minute)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._in_flight: set[asyncio.Task] = set()
+
+    async def handle(self, incoming: Incoming, sink: Sink) -> None:
+        """Answer one message or command through `sink`; never raises for a bad message."""
+        task = asyncio.current_task()
+        self._in_flight.add(task)
+        try:
+            async with self._lock(incoming.platform, incoming.chat_id):
+                await self._handle(incoming, sink)
+        finally:
+            self._in_flight.discard(task)
+
+    def _lock(self, platform: str, chat_id: str) -> asyncio.Lock:
+        key = f"{platform}:{chat_id}"
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _handle(self, incoming: Incoming, sink: Sink) -> None:
+        chat = await self.store.chat(incoming.platform, incoming.chat_id, incoming.chat_title)
+        user = await self.store.user(incoming.platform, incoming.user_id, incoming.user_name)
+        lang = self.lang(chat)
+        parsed = commands.parse(incoming.text)
+        if parsed is not None:
+            await sink.finish(await self._command(parsed, incoming, chat, user, sink))
+        elif not self.limiter.allow(f"{incoming.platform}:{incoming.user_id}"):
+            await sink.finish(t(lang, "rate_limited", limit=self.limiter.per_minute))
+        else:
+            await self._answer(incoming, chat, user, sink)
+
+    async def _command(
+        self, parsed: tuple[str, str], incoming: Incoming, chat: Chat, user: User, sink: Sink
+    ) -> str:
+        name, args = parsed
+        lang = self.lang(chat)
+        cmd = commands.COMMANDS.get(name)
+        if cmd is None:
+            return t(lang, "unknown_command", name=name)
+        if not may_use(cmd.scope, incoming, self.config.bot):
+            key = "admin_only" if cmd.scope == "admin" else "chat_admin_only"
+            return t(lang, key, name=name)
+        ctx = commands.CommandContext(self, incoming, chat, user, name, args, sink)
+        try:
+            return await cmd.run(ctx)
+        except Exception:
+            log.exception("command /%s failed", name)
+            return t(lang, "apology")
+
+    async def _answer(self, incoming: Incoming, chat: Chat, user: User, sink: Sink) -> None:
+        lang = self.lang(chat)
+        keep = self.config.privacy.store_text and not user.opted_out
+        engine_name = chat.engine or self.config.bot.default_engine
+        turns = await self.store.history(chat, self.config.bot.history_turns)
+        asked = await self.store.add_message(
+            chat, user, "user", incoming.text if keep else None,
+            platform_ids=[incoming.message_id],
+        )
+        try:
+            engine = await self.engines.get(engine_name)
+        except EngineUnavailable as exc:
+            await sink.finish(t(lang, "engine_unavailable", engine=engine_name, reason=exc))
+            return
+        state = await self.store.engine_state(chat, engine_name)
+        conv = Conversation(
+            chat_key=f"{incoming.platform}:{incoming.chat_id}", text=incoming.text, lang=lang,
+            turns=turns, user_name=incoming.user_name, state=state,
+        )
+        outcome = await self._generate(engine, conv, sink)
+        platform_ids = await self._deliver(sink, outcome.text)
+        await self.store.add_message(
+            chat, user, "bot", outcome.text if keep else None, platform_ids=platform_ids,
+            reply_to=asked, engine=engine_name, engine_version=outcome.version, trace=conv.trace,
+        )
+        if conv.state or state:
+            await self.store.save_engine_state(chat, engine_name, conv.state)
+        if keep and not outcome.failed:
+            await self._learn(incoming.text, lang)
+
+    async def _generate(self, engine, conv: Conversation, sink: Sink) -> Outcome:
+        """Stream the engine's reply to the sink; an error or a timeout becomes an apology."""
+        version = engine.info().version
+        limit = self.config.policy.max_reply_chars
+        text = ""
+        try:
+            async with asyncio.timeout(self.config.bot.reply_timeout):
+                async with contextlib.aclosing(engine.reply(conv)) as deltas:
+                    async for delta in deltas:
+                        text += delta
+                        await _quietly(sink.update(clean_output(text, limit)))
+        except Exception as exc:  # TimeoutError included: an engine must not hang a chat
+            log.error("engine %s failed in %s", engine.name, conv.chat_key, exc_info=True)
+            conv.trace["error"] = f"{type(exc).__name__}: {exc}"
+            return Outcome(t(conv.lang, "apology"), version, failed=True)
+        return Outcome(clean_output(text, limit), conv.trace.pop("version", version))
+
+    async def _deliver(self, sink: Sink, text: str) -> list[str]:
+        """Send the final text; a platform failure is logged and the reply is still stored."""
+        try:
+            return list(await sink.finish(text))
+        except Exception:
+            log.exception("could not deliver a reply")
+            return []
+
+    async def _learn(self, text: str, lang: str) -> None:
+        for engine in self.engines.loaded():
+            try:
+                await engine.learn(text, lang)
+            except Exception:
+                log.warning("engine %s failed to learn", engine.name, exc_info=True)
+
+    async def react(self, reaction: Reaction) -> bool:
+        """A reaction on one of the bot's replies becomes (or stops being) a vote."""
+        value = self.vote_value(reaction.emoji)
+        if value is None:
+            return False
+        return await self.vote(reaction, value if reaction.added else None)
+
+    def vote_value(self, emoji: str) -> int | None:
+        emoji = emoji.replace("\ufe0f", "")  # "❤️" and "❤" are the same reaction
+        up = {e.replace("\ufe0f", "") for e in self.config.feedback.up}
+        down = {e.replace("\ufe0f", "") for e in self.config.feedback.down}
+        return 1 if emoji in up else -1 if emoji in down else None
+
+    async def vote(self, reaction: Reaction, value: int | None) -> bool:
+        """Set (value ±1) or remove (None) a user's vote on a reply; False if it is no reply."""
+        chat = await self.store.find_chat(reaction.platform, reaction.chat_id)
+        reply_id = await self.store.reply_for(chat, reaction.message_id) if chat else None
+        if reply_id is None:
+            return False
+        user = await self.store.user(reaction.platform, reaction.user_id, reaction.user_name)
+        if value is None:
+            return await self.store.unvote(reply_id, user, source=reaction.emoji)
+        await self.store.vote(reply_id, user, value, reaction.emoji)
+        return True
+
+    async def greeting(self, platform: str, chat_id: str) -> str | None:
+        """The chat engine's greeting, if it has one and is ready."""
+        chat = await self.store.chat(platform, chat_id)
+        try:
+            engine = await self.engines.get(chat.engine or self.config.bot.default_engine)
+        except EngineUnavailable:
+            return None
+        return engine.greeting(self.lang(chat))
+
+    def lang(self, chat: Chat) -> str:
+        return chat.lang or self.config.bot.language
+
+    async def drain(self, timeout: float) -> None:
+        """Let replies in flight finish for up to `timeout` seconds, then abandon them."""
+        pending = {task for task in self._in_flight if task is not asyncio.current_task()}
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+
+
+async def _quietly(update) -> None:
+    try:
+        await update
+    except Exception:
+        log.warning("could not update a streamed reply", exc_info=True)

@@ -1,0 +1,470 @@
+"""aiosqlite: the only module that writes SQL. Migrations are ordered functions.
+
+One connection per process, in WAL mode with a busy timeout, so the bot and a fine-tuning job
+(another process) can share the file. Writes that span several statements run in
+`BEGIN IMMEDIATE` transactions under an asyncio lock: one connection is shared by every chat's
+coroutine, and their statements must not interleave inside each other's transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.events import Turn
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register a schema step; steps run once each, in the order they are defined."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+async def m001_initial(db: aiosqlite.Connection) -> None:
+    await _script(
+        db,
+        """
+        CREATE TABLE chats (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            platform_chat_id TEXT NOT NULL,
+            title TEXT,
+            engine TEXT,
+            lang TEXT,
+            history_from INTEGER NOT NULL DEFAULT 0,  -- /reset: turns before this id are unseen
+            created_at REAL NOT NULL,
+            UNIQUE (platform, platform_chat_id)
+        );
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            platform_user_id TEXT NOT NULL,
+            name TEXT,
+            opted_out INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            UNIQUE (platform, platform_user_id)
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+            user_id INTEGER REFERENCES users(id),  -- author, or for a reply: whom it answers
+            role TEXT NOT NULL CHECK (role IN ('user', 'bot')),
+            text TEXT,                              -- NULL: opted out or forgotten
+            reply_to INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+            engine TEXT,
+            engine_version TEXT,
+            trace TEXT,                             -- JSON: the engine's explanation, for /why
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX messages_by_chat ON messages (chat_id, id);
+        CREATE INDEX messages_by_user ON messages (user_id);
+        CREATE TABLE message_refs (                 -- platform message ids, for reactions
+            chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+            platform_msg_id TEXT NOT NULL,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            PRIMARY KEY (chat_id, platform_msg_id)
+        );
+        CREATE INDEX message_refs_by_message ON message_refs (message_id);
+        CREATE TABLE engine_state (
+            chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+            engine TEXT NOT NULL,
+            state TEXT NOT NULL,
+            PRIMARY KEY (chat_id, engine)
+        );
+        CREATE TABLE feedback (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            value INTEGER NOT NULL CHECK (value IN (-1, 1)),
+            source TEXT NOT NULL,                   -- the emoji or command that voted
+            created_at REAL NOT NULL,
+            PRIMARY KEY (message_id, user_id)
+        );
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+            requested_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+            pid INTEGER,
+            detail TEXT,
+            adapter_id TEXT,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL
+        );
+        CREATE TABLE adapters (
+            id TEXT PRIMARY KEY,
+            base_model TEXT NOT NULL,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('candidate', 'active', 'rejected', 'retired')),
+            metrics TEXT,
+            job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL,
+            promoted_at REAL
+        );
+        """
+    )
+
+
+async def _script(db: aiosqlite.Connection, sql: str) -> None:
+    """Run statements one by one: executescript would commit the migration's transaction."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            await db.execute(statement)
+
+
+@dataclass
+class Chat:
+    id: int
+    platform: str
+    platform_chat_id: str
+    engine: str | None
+    lang: str | None
+    history_from: int
+
+
+@dataclass
+class User:
+    id: int
+    platform: str
+    platform_user_id: str
+    name: str
+    opted_out: bool
+
+
+@dataclass(frozen=True)
+class Reply:
+    id: int
+    engine: str
+    engine_version: str
+    trace: dict[str, Any]
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+        self._chats: dict[tuple[str, str], Chat] = {}
+        self._users: dict[tuple[str, str], User] = {}
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+            "busy_timeout = 10000",
+            "foreign_keys = ON",
+            "secure_delete = ON",  # /forget must leave no old text in free pages
+        ):
+            await db.execute(f"PRAGMA {pragma}")
+        store = cls(db, path)
+        try:
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as c:
+            return (await c.fetchone())[0]
+
+    async def _migrate(self) -> None:
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        async with self._write():
+            done = await self.schema_version()
+            for version, step in enumerate(MIGRATIONS[done:], start=done + 1):
+                await step(self.db)
+                await self.db.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, ?)",
+                    (version, step.__name__, time.time()),
+                )
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[None]:
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def _one(self, sql: str, args: tuple = ()) -> Any:
+        async with self.db.execute(sql, args) as cursor:
+            return await cursor.fetchone()
+
+    async def _all(self, sql: str, args: tuple = ()) -> list[Any]:
+        async with self.db.execute(sql, args) as cursor:
+            return list(await cursor.fetchall())
+
+    # chats and users ---------------------------------------------------------------------
+
+    async def chat(self, platform: str, platform_chat_id: str, title: str = "") -> Chat:
+        key = (platform, platform_chat_id)
+        if key not in self._chats:
+            async with self._write():
+                await self.db.execute(
+                    "INSERT INTO chats (platform, platform_chat_id, title, created_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (platform, platform_chat_id, title or None, time.time()),
+                )
+            row = await self._one(
+                "SELECT id, engine, lang, history_from FROM chats"
+                " WHERE platform = ? AND platform_chat_id = ?",
+                key,
+            )
+            self._chats[key] = Chat(row[0], platform, platform_chat_id, row[1], row[2], row[3])
+        return self._chats[key]
+
+    async def find_chat(self, platform: str, platform_chat_id: str) -> Chat | None:
+        row = await self._one(
+            "SELECT 1 FROM chats WHERE platform = ? AND platform_chat_id = ?",
+            (platform, platform_chat_id),
+        )
+        return await self.chat(platform, platform_chat_id) if row else None
+
+    async def user(self, platform: str, platform_user_id: str, name: str = "") -> User:
+        key = (platform, platform_user_id)
+        if key not in self._users:
+            async with self._write():
+                await self.db.execute(
+                    "INSERT INTO users (platform, platform_user_id, name, created_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (platform, platform_user_id, name or None, time.time()),
+                )
+            row = await self._one(
+                "SELECT id, name, opted_out FROM users WHERE platform = ? AND platform_user_id = ?",
+                key,
+            )
+            self._users[key] = User(row[0], platform, platform_user_id, row[1] or "", bool(row[2]))
+        return self._users[key]
+
+    async def set_chat(self, chat: Chat, *, engine: str | None = None, lang: str | None = None):
+        async with self._write():
+            if engine is not None:
+                await self.db.execute("UPDATE chats SET engine = ? WHERE id = ?", (engine, chat.id))
+                chat.engine = engine
+            if lang is not None:
+                await self.db.execute("UPDATE chats SET lang = ? WHERE id = ?", (lang, chat.id))
+                chat.lang = lang
+
+    async def reset_chat(self, chat: Chat) -> None:
+        """Forget the conversation context (engine state, history seen), not the log."""
+        async with self._write():
+            row = await self._one("SELECT COALESCE(MAX(id), 0) FROM messages WHERE chat_id = ?",
+                                  (chat.id,))
+            await self.db.execute("UPDATE chats SET history_from = ? WHERE id = ?",
+                                  (row[0], chat.id))
+            await self.db.execute("DELETE FROM engine_state WHERE chat_id = ?", (chat.id,))
+        chat.history_from = row[0]
+
+    async def set_opted_out(self, user: User, opted_out: bool) -> None:
+        async with self._write():
+            await self.db.execute("UPDATE users SET opted_out = ? WHERE id = ?",
+                                  (int(opted_out), user.id))
+        user.opted_out = opted_out
+
+    # messages ------------------------------------------------------------------------------
+
+    async def add_message(
+        self,
+        chat: Chat,
+        user: User | None,
+        role: str,
+        text: str | None,
+        *,
+        platform_ids: list[str] = (),
+        reply_to: int | None = None,
+        engine: str | None = None,
+        engine_version: str | None = None,
+        trace: dict[str, Any] | None = None,
+    ) -> int:
+        async with self._write():
+            row = await self._one(
+                "INSERT INTO messages (chat_id, user_id, role, text, reply_to, engine,"
+                " engine_version, trace, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING id",
+                (chat.id, user.id if user else None, role, text, reply_to, engine,
+                 engine_version, json.dumps(trace) if trace else None, time.time()),
+            )
+            await self.db.executemany(
+                "INSERT OR REPLACE INTO message_refs VALUES (?, ?, ?)",
+                [(chat.id, pid, row[0]) for pid in platform_ids if pid],
+            )
+        return row[0]
+
+    async def history(self, chat: Chat, limit: int) -> list[Turn]:
+        """The last `limit` turns since /reset, oldest first; texts not stored are left out."""
+        rows = await self._all(
+            "SELECT m.role, m.text, COALESCE(u.name, '') FROM messages m"
+            " LEFT JOIN users u ON u.id = m.user_id"
+            " WHERE m.chat_id = ? AND m.id > ? AND m.text IS NOT NULL"
+            " ORDER BY m.id DESC LIMIT ?",
+            (chat.id, chat.history_from, limit),
+        )
+        return [Turn(role, text, name if role == "user" else "") for role, text, name in rows[::-1]]
+
+    async def last_reply(self, chat: Chat) -> Reply | None:
+        row = await self._one(
+            "SELECT id, engine, engine_version, trace FROM messages"
+            " WHERE chat_id = ? AND role = 'bot' ORDER BY id DESC LIMIT 1",
+            (chat.id,),
+        )
+        if row is None:
+            return None
+        return Reply(row[0], row[1] or "", row[2] or "", json.loads(row[3] or "{}"))
+
+    async def reply_for(self, chat: Chat, platform_msg_id: str) -> int | None:
+        """The id of the bot's reply that was sent as this platform message, if any."""
+        row = await self._one(
+            "SELECT m.id FROM message_refs r JOIN messages m ON m.id = r.message_id"
+            " WHERE r.chat_id = ? AND r.platform_msg_id = ? AND m.role = 'bot'",
+            (chat.id, platform_msg_id),
+        )
+        return row[0] if row else None
+
+    # engine state ---------------------------------------------------------------------------
+
+    async def engine_state(self, chat: Chat, engine: str) -> dict[str, Any]:
+        row = await self._one(
+            "SELECT state FROM engine_state WHERE chat_id = ? AND engine = ?", (chat.id, engine)
+        )
+        return json.loads(row[0]) if row else {}
+
+    async def save_engine_state(self, chat: Chat, engine: str, state: dict[str, Any]) -> None:
+        async with self._write():
+            await self.db.execute(
+                "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?)",
+                (chat.id, engine, json.dumps(state, ensure_ascii=False)),
+            )
+
+    # feedback -------------------------------------------------------------------------------
+
+    async def vote(self, message_id: int, user: User, value: int, source: str) -> None:
+        """One vote per user per reply: a new vote replaces the old one."""
+        async with self._write():
+            await self.db.execute(
+                "INSERT INTO feedback VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, user_id)"
+                " DO UPDATE SET value = excluded.value, source = excluded.source,"
+                " created_at = excluded.created_at",
+                (message_id, user.id, value, source, time.time()),
+            )
+
+    async def unvote(self, message_id: int, user: User, source: str | None = None) -> bool:
+        """Remove the user's vote (only if it came from `source`, when given)."""
+        sql = "DELETE FROM feedback WHERE message_id = ? AND user_id = ?"
+        args: tuple = (message_id, user.id)
+        if source is not None:
+            sql, args = sql + " AND source = ?", (*args, source)
+        async with self._write():
+            cursor = await self.db.execute(sql, args)
+        return cursor.rowcount > 0
+
+    async def votes(self, message_id: int) -> list[tuple[str, int]]:
+        return await self._all(
+            "SELECT u.platform_user_id, f.value FROM feedback f JOIN users u ON u.id = f.user_id"
+            " WHERE f.message_id = ? ORDER BY u.id",
+            (message_id,),
+        )
+
+    async def chat_stats(self, chat: Chat) -> dict[str, int]:
+        row = await self._one(
+            "SELECT COUNT(*), COALESCE(SUM(role = 'bot'), 0),"
+            " (SELECT COUNT(*) FROM feedback f JOIN messages r ON r.id = f.message_id"
+            "  WHERE r.chat_id = ?1 AND f.value = 1),"
+            " (SELECT COUNT(*) FROM feedback f JOIN messages r ON r.id = f.message_id"
+            "  WHERE r.chat_id = ?1 AND f.value = -1)"
+            " FROM messages WHERE chat_id = ?1",
+            (chat.id,),
+        )
+        return dict(zip(("messages", "replies", "up", "down"), row, strict=True))
+
+    # privacy ----------------------------------------------------------------------------------
+
+    async def user_data(self, user: User) -> dict[str, Any]:
+        """Everything stored about a user, for /mydata."""
+        messages = await self._all(
+            "SELECT m.id, c.platform_chat_id, m.role, m.text, m.created_at FROM messages m"
+            " JOIN chats c ON c.id = m.chat_id WHERE m.user_id = ? ORDER BY m.id",
+            (user.id,),
+        )
+        votes = await self._all(
+            "SELECT message_id, value, source, created_at FROM feedback WHERE user_id = ?"
+            " ORDER BY message_id",
+            (user.id,),
+        )
+        return {
+            "user": {"platform": user.platform, "id": user.platform_user_id,
+                     "name": user.name, "opted_out": user.opted_out},
+            "messages": [dict(zip(("id", "chat", "role", "text"), m[:4], strict=True))
+                         | {"time": _iso(m[4])} for m in messages],
+            "votes": [dict(zip(("reply", "value", "source"), v[:3], strict=True))
+                      | {"time": _iso(v[3])} for v in votes],
+        }
+
+    async def forget_user(self, user: User) -> int:
+        """Delete the user's messages and votes; replies to them keep only their metadata.
+
+        Engine state of the chats they wrote in is dropped too (ELIZA's memory holds their
+        words). Returns the number of messages deleted.
+        """
+        async with self._write():
+            await self.db.execute(
+                "DELETE FROM engine_state WHERE chat_id IN"
+                " (SELECT DISTINCT chat_id FROM messages WHERE user_id = ?)",
+                (user.id,),
+            )
+            await self.db.execute("DELETE FROM feedback WHERE user_id = ?", (user.id,))
+            await self.db.execute(
+                "UPDATE messages SET text = NULL, trace = NULL WHERE user_id = ? AND role = 'bot'",
+                (user.id,),
+            )
+            cursor = await self.db.execute(
+                "DELETE FROM messages WHERE user_id = ? AND role = 'user'", (user.id,)
+            )
+            await self.db.execute("UPDATE users SET name = NULL WHERE id = ?", (user.id,))
+        user.name = ""
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # old pages out of the WAL
+        return cursor.rowcount
+
+    async def stored_texts(self) -> list[tuple[str, str]]:
+        """(lang, text) of user messages from people who have not opted out, oldest first."""
+        return await self._all(
+            "SELECT COALESCE(c.lang, ''), m.text FROM messages m"
+            " JOIN chats c ON c.id = m.chat_id JOIN users u ON u.id = m.user_id"
+            " WHERE m.role = 'user' AND m.text IS NOT NULL AND u.opted_out = 0 ORDER BY m.id"
+        )
+
+    async def prune(self, older_than: float) -> int:
+        """Delete messages older than a unix time (the retention limit)."""
+        async with self._write():
+            cursor = await self.db.execute("DELETE FROM messages WHERE created_at < ?",
+                                           (older_than,))
+        return cursor.rowcount
+
+
+def _iso(unix_time: float) -> str:
+    return datetime.fromtimestamp(unix_time, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,1 @@
+"""eliza2llm: engines."""

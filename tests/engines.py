@@ -1,0 +1,72 @@
+"""Engines for tests, loaded through [plugins] engines like anyone's own engine would be."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bot.events import Conversation
+from engines.base import BaseEngine, EngineInfo
+
+
+@dataclass(frozen=True)
+class EchoOptions:
+    prefix: str = "echo:"
+    delay: float = 0.0  # seconds to think before answering, per chunk
+
+
+class EchoEngine(BaseEngine):
+    """Streams back the message word by word; counts turns per chat in its state."""
+
+    name: ClassVar[str] = "echo"
+    Options: ClassVar[type] = EchoOptions
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(ready=True, version="echo-1")
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        conv.state["turns"] = conv.state.get("turns", 0) + 1
+        conv.trace["turn"] = conv.state["turns"]
+        conv.trace["history"] = len(conv.turns)
+        yield self.options.prefix
+        for word in conv.text.split():
+            await asyncio.sleep(self.options.delay)
+            yield " " + word
+
+    def greeting(self, lang: str) -> str | None:
+        return "Hallo, ich wiederhole." if lang == "de" else "Hello, I repeat."
+
+    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+        words = text.split()
+        return [(w, 1 / len(words)) for w in words[:k]]
+
+
+class BrokenEngine(BaseEngine):
+    """Raises in the middle of a reply."""
+
+    name: ClassVar[str] = "broken"
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        yield "half a thought"
+        raise RuntimeError("the engine broke")
+
+
+class HangingEngine(BaseEngine):
+    """Never finishes a reply."""
+
+    name: ClassVar[str] = "hanging"
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        await asyncio.Event().wait()
+        yield ""
+
+
+class UnloadableEngine(BaseEngine):
+    """Fails to start, as an engine with missing weights would."""
+
+    name: ClassVar[str] = "unloadable"
+
+    async def start(self) -> None:
+        raise RuntimeError("weights not found: set [engines.unloadable] model")
