@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(app.run())
+    except ConfigError as exc:  # found only on connecting, e.g. a token the platform refuses
+        print(f"eliza2llm: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

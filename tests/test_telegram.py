@@ -101,6 +101,17 @@ async def test_private_chat_engine_command_then_a_streamed_reply(bot):
     assert (stored.engine, stored.engine_version) == ("echo", "echo-1")
 
 
+async def test_start_opens_a_chat_with_the_help_text(bot):
+    [answer] = await bot.reply_to(bot.fake.private(ALICE), ALICE, "/start")
+    assert answer["text"].startswith(t("en", "help_header"))
+
+
+async def test_vote_buttons_can_be_switched_off(tmp_path):
+    async with running_bot(tmp_path, vote_buttons=False) as bot:
+        [reply] = await bot.reply_to(bot.fake.private(ALICE), ALICE, "no buttons")
+        assert reply["text"] == "echo: no buttons" and "reply_markup" not in reply
+
+
 async def test_commands_are_registered_in_english_and_german(bot):
     for code, lang in ((None, "en"), ("de", "de")):
         menu = bot.fake.commands[code]
@@ -185,6 +196,7 @@ async def test_edits_are_throttled_but_the_final_text_is_always_written(bot):
     assert reply["text"] == "echo: one two three four"
 
 
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # PTB's own
 async def test_flood_control_is_waited_out_and_the_reply_arrives_once(bot):
     chat = bot.fake.private(ALICE)
     bot.fake.fail_once("sendMessage", retry_after=1)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from telegram import BotCommand, Message, Update
 from telegram.constants import BotCommandLimit, ChatType
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -26,6 +27,7 @@ from telegram.ext import (
 )
 
 from bot import commands
+from bot.config import ConfigError
 from bot.events import Incoming, Reaction
 from bot.frontends.telegram_address import is_group, text_for_bot
 from bot.frontends.telegram_reply import VOTES, TelegramReply, patiently
@@ -76,8 +78,14 @@ class TelegramFrontend:
                 timeout=dtm.timedelta(seconds=self.options.poll_timeout),
                 allowed_updates=ALLOWED_UPDATES,
             )
-        except BaseException:
+        except BaseException as exc:
             await self.stop()
+            if isinstance(exc, InvalidToken):  # PTB's message would show the token
+                raise ConfigError(f"telegram: the Bot API at {self.options.base_url} refused "
+                                  f"{self.token_env}; ask @BotFather for the token") from None
+            if isinstance(exc, NetworkError):
+                raise ConfigError(f"telegram: cannot reach {self.options.base_url}: {exc}") \
+                    from None
             raise
         log.info("telegram: polling as @%s", self.app.bot.username)
 
@@ -95,6 +103,7 @@ class TelegramFrontend:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self.app.shutdown()
+        await self.app.bot.shutdown()  # also after a failed start, which app.shutdown skips
         self._stopped.set()
 
     async def _register_commands(self) -> None:
@@ -117,7 +126,10 @@ class TelegramFrontend:
         text = text_for_bot(message, self.app.bot.bot, self.options.group_mode)
         if text is None:
             return
-        is_command = commands.parse(text) is not None
+        parsed = commands.parse(text)
+        if parsed and parsed[0] == "start" and "start" not in commands.COMMANDS:
+            text = "/help"  # Telegram sends /start when someone opens a chat with the bot
+        is_command = parsed is not None
         # Decided here, in update order, so that a chat's messages reach the router in order.
         admin = is_command and await self._is_chat_admin(message)
         self._spawn(self._answer(self._incoming(message, text, admin), message, is_command))
