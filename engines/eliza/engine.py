@@ -1,0 +1,60 @@
+"""The ELIZA engine: one script per language, all per-chat memory in the chat's state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from bot.events import Conversation
+from engines.base import BaseEngine, EngineContext, EngineInfo
+from engines.eliza.interpreter import respond
+from engines.eliza.parser import load_script
+from engines.eliza.script import Script
+from engines.eliza.state import ChatState
+
+SCRIPTS = Path(__file__).parent / "scripts"
+BUNDLED = {"en": SCRIPTS / "doctor.en", "de": SCRIPTS / "doctor.de"}
+
+
+@dataclass(frozen=True)
+class ElizaOptions:
+    # Your own scripts by language, e.g. { de = "my.de" }; other languages use the bundled DOCTOR.
+    scripts: dict[str, str] = field(default_factory=dict)
+
+
+class ElizaEngine(BaseEngine):
+    """Weizenbaum's 1966 ELIZA. Its answers are instant, so it answers on the event loop."""
+
+    name: ClassVar[str] = "eliza"
+    Options: ClassVar[type] = ElizaOptions
+
+    def __init__(self, options: ElizaOptions, ctx: EngineContext) -> None:
+        super().__init__(options, ctx)
+        self.scripts: dict[str, Script] = {}  # language -> script, read by start()
+
+    async def start(self) -> None:
+        paths = {**BUNDLED, **{lang: Path(p) for lang, p in self.options.scripts.items()}}
+        self.scripts = {lang: load_script(path) for lang, path in paths.items()}
+
+    def info(self) -> EngineInfo:
+        if not self.scripts:
+            return EngineInfo(ready=False, detail="scripts not loaded")
+        return EngineInfo(ready=True, version=" ".join(s.version for s in self.scripts.values()))
+
+    def script(self, lang: str) -> Script:
+        """The chat language's script, else the bot's default language's, else English."""
+        scripts = self.scripts
+        return scripts.get(lang) or scripts.get(self.ctx.default_lang) or scripts["en"]
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        script = self.script(conv.lang)
+        state = ChatState.from_json(conv.state.get(script.name))
+        answer = respond(script, state, conv.text)
+        conv.state[script.name] = state.to_json()
+        conv.trace.update(answer.trace, script=script.name, version=script.version)
+        yield answer.text
+
+    def greeting(self, lang: str) -> str | None:
+        return self.script(lang).greeting if self.scripts else None
