@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from telegram import BotCommand, Message, Update
 from telegram.constants import BotCommandLimit, ChatType
-from telegram.error import InvalidToken, NetworkError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -111,8 +111,11 @@ class TelegramFrontend:
         for code, lang in ((None, "en"), ("de", "de")):
             menu = [BotCommand(name, commands.describe(name, lang)
                                [: BotCommandLimit.MAX_DESCRIPTION]) for name in commands.COMMANDS]
-            await patiently(lambda menu=menu, code=code:
-                            self.app.bot.set_my_commands(menu, language_code=code))
+            try:
+                await patiently(lambda menu=menu, code=code:
+                                self.app.bot.set_my_commands(menu, language_code=code))
+            except TelegramError:  # the bot works without a menu; say so and go on
+                log.warning("telegram: could not set the %s command menu", lang, exc_info=True)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(_logged(coro))
@@ -202,7 +205,7 @@ class TelegramFrontend:
                 user_id=str(query.from_user.id), message_id=str(message.message_id),
                 emoji=emoji, user_name=query.from_user.full_name,
             ), value)
-        lang = await self._chat_lang(str(message.chat.id)) if message else "en"
+        lang = await self._chat_lang(str(message.chat.id)) if message else self.config.bot.language
         answer = t(lang, "vote_button_saved", vote=emoji) if voted \
             else t(lang, "vote_button_unknown")
         await patiently(lambda: query.answer(answer))
