@@ -22,10 +22,11 @@ def split_text(text: str, limit: int) -> list[str]:
         cut = text.rfind("\n", limit // 2, limit + 1)
         if cut < 0:
             cut = text.rfind(" ", limit // 2, limit + 1)
-        if cut < 0:
+        at_separator = cut >= 0  # a separator found right at `limit` is dropped too
+        if not at_separator:
             cut = limit
         parts.append(text[:cut])
-        text = text[cut:].lstrip("\n ") if cut < limit else text[cut:]
+        text = text[cut:].lstrip("\n ") if at_separator else text[cut:]
     if text or not parts:
         parts.append(text)
     return parts

@@ -1,0 +1,253 @@
+"""The Discord frontend end to end: the real discord.py client talks REST and the gateway
+websocket to a fake Discord on 127.0.0.1, with the real router, a real store in tmp_path and
+the echo engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bot.app import App
+from bot.commands import COMMANDS
+from bot.config import parse_table
+from bot.frontends.discord import DiscordFrontend, DiscordOptions
+from bot.i18n import t
+from tests.conftest import ROOT, make_config
+from tests.fake_discord import (
+    BOT_CHANNEL_ID,
+    BOT_ID,
+    BOT_USER,
+    CHANNEL_ID,
+    FakeDiscord,
+    SentMessage,
+    user,
+)
+
+ALICE = user("11", "Alice")
+BOB = user("12", "Bob")
+MOD = user("13", "Mo")  # gets the "mods" role, which has Manage Server, in messages
+OTHER_BOT = user("50", "Robo", bot=True)
+DM_CHANNEL_ID = "4000"
+MESSAGE_CONTENT_INTENT = 1 << 15
+
+
+@dataclass
+class Bot:
+    fake: FakeDiscord
+    router: Any
+    frontend: DiscordFrontend
+
+    async def mention(self, text: str, author: dict = ALICE, **kw: Any) -> SentMessage:
+        """Say "@bot text" in #general; the bot's reply once the router is done with it."""
+        message_id = await self.fake.message(
+            f"<@{BOT_ID}> {text}", author=author, mentions=[BOT_USER], **kw
+        )
+        return await self.reply_to(message_id)
+
+    async def reply_to(self, message_id: str) -> SentMessage:
+        reply = await self.fake.until(lambda: self.fake.replies_to(message_id))
+        await self.router.drain(10)
+        return reply[0]
+
+    async def command(self, command: str, /, author: dict = ALICE, **kw: Any) -> SentMessage:
+        token = await self.fake.slash(command, author=author, **kw)
+        await self.fake.until(lambda: self.fake.answer(token))
+        await self.router.drain(10)
+        return self.fake.answer(token)
+
+    async def stored_votes(self, reply: SentMessage) -> list[tuple[str, int]]:
+        store = self.router.store
+        chat = await store.find_chat("discord", reply.channel_id)
+        return await store.votes(await store.reply_for(chat, reply.id))
+
+
+@contextlib.asynccontextmanager
+async def running_bot(tmp_path, body: str = "", **discord: Any):
+    fake = await FakeDiscord().start()
+    options = {"api_base": fake.api_base, "gateway_url": fake.gateway_url,
+               "channels": [BOT_CHANNEL_ID]} | discord
+    body += '\n[policy]\nrate_per_minute = 0\n[discord]\n'
+    body += "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
+    app = App(make_config(tmp_path, body), ["discord"], env={"DISCORD_TOKEN": "fake-token"})
+    try:
+        async with app.serving() as router:
+            frontend = app.frontends[0]
+            await frontend.start(router)
+            try:
+                await fake.until(lambda: fake.guild_sent)
+                yield Bot(fake, router, frontend)
+            finally:
+                await frontend.stop()
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def bot(tmp_path):
+    async with running_bot(tmp_path) as running:
+        yield running
+
+
+async def test_a_mention_is_answered_as_a_reply_with_typing_shown(bot):
+    reply = await bot.mention("hello there")
+    assert reply.text == "echo: hello there"
+    assert bot.fake.typing == [CHANNEL_ID]
+    assert bot.fake.identify["intents"] & MESSAGE_CONTENT_INTENT
+
+
+async def test_a_direct_message_is_answered(bot):
+    asked = await bot.fake.message("hi in private", author=BOB, channel_id=DM_CHANNEL_ID,
+                                   in_guild=False)
+    reply = await bot.reply_to(asked)
+    assert (reply.channel_id, reply.text) == (DM_CHANNEL_ID, "echo: hi in private")
+
+
+async def test_a_reply_to_the_bot_and_a_listed_channel_are_answered(bot):
+    first = await bot.mention("one")
+    followup = await bot.fake.message("two", author=ALICE, reply_to=first)
+    assert (await bot.reply_to(followup)).text == "echo: two"
+    listed = await bot.fake.message("three", author=BOB, channel_id=BOT_CHANNEL_ID)
+    assert (await bot.reply_to(listed)).text == "echo: three"
+
+
+async def test_the_bot_ignores_itself_other_bots_and_chatter(bot):
+    # The fake also sends every message the bot writes back to it, as Discord does.
+    await bot.fake.message(f"<@{BOT_ID}> me", author=BOT_USER, mentions=[BOT_USER])
+    await bot.fake.message(f"<@{BOT_ID}> beep", author=OTHER_BOT, mentions=[BOT_USER])
+    await bot.fake.message("just chatting", author=BOB)
+    await bot.mention("last")
+    assert [m.text for m in bot.fake.in_channel(CHANNEL_ID)] == ["echo: last"]
+
+
+async def test_a_slash_command_is_deferred_then_answered_by_editing(bot):
+    answer = await bot.command("engines")
+    assert answer.text.startswith(t("en", "engines_header", current="echo"))
+    assert [c["type"] for c in bot.fake.callbacks] == [5]  # deferred, "thinking…"
+    paths = [path for _, path, _ in bot.fake.requests]
+    callback = next(i for i, p in enumerate(paths) if p.endswith("/callback"))
+    edit = next(i for i, p in enumerate(paths) if p.endswith("/messages/@original"))
+    assert callback < edit
+
+
+async def test_commands_are_synced_in_english_and_german_with_engine_choices(bot):
+    synced = {c["name"]: c for c in bot.fake.commands["global"]}
+    assert set(synced) == set(COMMANDS)
+    assert synced["help"]["description"] == t("en", "commands.help")
+    assert synced["help"]["description_localizations"]["de"] == t("de", "commands.help")
+    choices = [c["value"] for c in synced["engine"]["options"][0]["choices"]]
+    assert choices == bot.router.engines.names
+    assert int(synced["retrain"]["default_member_permissions"]) == 32  # Manage Server only
+    assert synced["help"].get("default_member_permissions") is None
+
+
+async def test_dev_guild_syncs_the_commands_to_that_server_only(tmp_path):
+    async with running_bot(tmp_path, dev_guild="2000") as bot:
+        assert set(bot.fake.commands) == {"2000"}
+        assert len(bot.fake.commands["2000"]) == len(COMMANDS)
+
+
+async def test_switching_engines_needs_manage_server(bot):
+    refused = await bot.mention("/engine echo", author=BOB)
+    assert refused.text == t("en", "chat_admin_only", name="engine")
+    accepted = await bot.mention("/engine echo", author=MOD, admin=True)
+    assert accepted.text.startswith(t("en", "engine_set", engine="echo"))
+    by_slash = await bot.command("engine", author=MOD, admin=True, name="echo")
+    assert by_slash.text.startswith(t("en", "engine_set", engine="echo"))
+
+
+async def test_retrain_is_refused_to_a_non_admin_and_accepted_from_a_bot_admin(tmp_path):
+    async with running_bot(tmp_path, 'admins = ["discord:13"]') as bot:
+        refused = await bot.command("retrain", author=ALICE, admin=True)
+        assert refused.text == t("en", "admin_only", name="retrain")
+        accepted = await bot.command("retrain", author=MOD)
+        assert accepted.text == t("en", "not_yet", name="retrain")
+
+
+async def test_a_streamed_reply_is_edited_in_order_up_to_its_final_text(tmp_path):
+    async with running_bot(tmp_path, edit_interval=0.0) as bot:
+        reply = await bot.mention("one two three four")
+    assert reply.texts == ["echo:", "echo: one", "echo: one two", "echo: one two three",
+                           "echo: one two three four"]
+
+
+async def test_edits_are_throttled_but_the_final_text_is_always_written(tmp_path):
+    async with running_bot(tmp_path, edit_interval=60.0) as bot:
+        reply = await bot.mention("one two three four")
+    assert reply.texts == ["echo:", "echo: one two three four"]
+
+
+async def test_nothing_sent_can_ping_anyone(bot):
+    reply = await bot.mention("@everyone and <@12> look")
+    assert "@everyone" not in reply.text and "<@12>" in reply.text
+    answer = await bot.command("next", text="@here <@&77> now")
+    for sent in (reply, answer):
+        assert sent.allowed_mentions and all(
+            mentions == {"parse": []} for mentions in sent.allowed_mentions
+        )
+
+
+async def test_reactions_on_replies_become_votes_and_are_taken_back(bot):
+    reply = await bot.mention("rate me")
+    await bot.fake.react(reply.id, "👍", user_id=ALICE["id"])
+    await bot.fake.react(reply.id, "👎", user_id=BOB["id"])
+    await bot.fake.react(reply.id, "🦄", user_id="14")  # not a vote
+    await _eventually(lambda: bot.stored_votes(reply), [(ALICE["id"], 1), (BOB["id"], -1)])
+    await bot.fake.react(reply.id, "👍", user_id=ALICE["id"], added=False)
+    await _eventually(lambda: bot.stored_votes(reply), [(BOB["id"], -1)])
+    assert reply.reactions == []  # no hints of its own unless vote_hint
+
+
+async def test_vote_hint_puts_the_first_up_and_down_reactions_under_replies(tmp_path):
+    async with running_bot(tmp_path, vote_hint=True) as bot:
+        reply = await bot.mention("vote on me")
+        await bot.fake.until(lambda: len(reply.reactions) == 2)
+        assert reply.reactions == ["👍", "👎"]
+
+
+async def test_a_429_is_waited_out_and_the_reply_delivered_once(bot):
+    path = f"/api/v10/channels/{CHANNEL_ID}/messages"
+    bot.fake.rate_limit_next("POST", path)
+    reply = await bot.mention("patience")
+    assert reply.text == "echo: patience"
+    assert [m.text for m in bot.fake.in_channel(CHANNEL_ID)] == ["echo: patience"]
+    assert [p for m, p, _ in bot.fake.requests if m == "POST" and p == path] == [path, path]
+
+
+async def test_a_reply_over_2000_characters_is_split(bot):
+    words = " ".join(f"w{i:03d}" for i in range(500))  # 2499 characters
+    reply = await bot.mention(words)
+    parts = bot.fake.in_channel(CHANNEL_ID)
+    assert len(parts) == 2 and all(len(p.text) <= 2000 for p in parts)
+    assert " ".join(p.text for p in parts) == f"echo: {words}"
+    assert parts[0] is reply and parts[1].reference == ""
+
+
+async def test_empty_messages_log_how_to_enable_the_message_content_intent(bot, caplog):
+    with caplog.at_level(logging.WARNING, logger="bot.frontends.discord"):
+        await bot.fake.message("", author=BOB, channel_id=BOT_CHANNEL_ID)
+        await bot.mention("after")
+    assert "Message Content intent" in caplog.text
+    assert [m.text for m in bot.fake.in_channel(BOT_CHANNEL_ID)] == []
+
+
+def test_config_toml_documents_the_discord_options_with_their_defaults():
+    with (ROOT / "config.toml").open("rb") as f:
+        table = tomllib.load(f)["discord"]
+    assert parse_table("discord", DiscordOptions, table) == DiscordOptions()
+    assert set(table) == set(DiscordOptions.__dataclass_fields__)
+
+
+async def _eventually(read, expected, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (value := await read()) != expected:
+        if loop.time() > deadline:
+            raise AssertionError(f"{value!r} != {expected!r}")
+        await asyncio.sleep(0.02)
