@@ -1,0 +1,194 @@
+"""The transformer engine: a causal LM (plus LoRA adapters) answering in the chat's template.
+
+Heavy imports (torch, transformers, peft) happen in `start`, so importing this module to read
+its Options costs nothing. All forward passes run in one GenerationWorker thread that batches
+the replies of all chats; the engine's version is the id of its active adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from bot.events import Conversation
+from engines.base import BaseEngine, EngineContext, EngineInfo
+
+PROMPTS = Path(__file__).parent / "prompts"
+BASE_VERSION = "base"  # the version while no adapter is active
+
+
+@dataclass(frozen=True)
+class TransformerOptions:
+    model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    adapter: str = ""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    temperature: float = 0.7
+    top_k: int = 50
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    max_new_tokens: int = 128
+    history_turns: int = 8
+    max_batch: int = 16
+    threads: int = 0
+    seed: int = 0
+    prompts_dir: str = ""
+
+
+class TransformerEngine(BaseEngine):
+    name: ClassVar[str] = "transformer"
+    Options: ClassVar[type] = TransformerOptions
+
+    def __init__(self, options: TransformerOptions, ctx: EngineContext) -> None:
+        super().__init__(options, ctx)
+        self.worker: Any = None
+        self.adapters: Any = None
+        self.tokenizer: Any = None
+        self.active = ""  # the adapter id new replies use; "" for the base model
+        self.device = ""
+        self.context = 0
+        self._system_role = True
+        self._prompts: dict[str, str] = {}
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+        self.worker.start()
+
+    def _load(self) -> None:
+        import torch
+
+        from engines.transformer import loading, prompt
+        from engines.transformer.adapters import AdapterSet
+        from engines.transformer.sampling import Sampling
+        from engines.transformer.worker import GenerationWorker
+
+        opts = self.options
+        torch.set_num_threads(opts.threads or max(1, (torch.get_num_threads() + 1) // 2))
+        self.device = loading.choose_device(opts.device)
+        model, self.tokenizer = loading.load(
+            opts.model, self.device, loading.choose_dtype(opts.dtype, self.device)
+        )
+        self.adapters = AdapterSet(model)
+        if opts.adapter:
+            folder, adapter_id = self._resolve(opts.adapter)
+            self.adapters.load(folder, adapter_id)
+            self.active = adapter_id
+        self.context = loading.context_length(model, self.tokenizer)
+        self._system_role = prompt.supports_system_role(self.tokenizer)
+        self._prompts = self._read_prompts()
+        sampling = Sampling(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty)
+        self.worker = GenerationWorker(
+            self.adapters, self.tokenizer, sampling,
+            eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
+            max_batch=opts.max_batch, device=self.device, seed=opts.seed,
+        )
+
+    def _read_prompts(self) -> dict[str, str]:
+        folder = Path(self.options.prompts_dir) if self.options.prompts_dir else PROMPTS
+        return {p.stem: p.read_text(encoding="utf-8").strip() for p in folder.glob("*.txt")}
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await asyncio.to_thread(self.worker.stop)
+
+    def info(self) -> EngineInfo:
+        if self.worker is None or self.worker.dead:
+            return EngineInfo(ready=False, detail=getattr(self.worker, "dead", "") or "not loaded")
+        return EngineInfo(ready=True, version=self.version,
+                          detail=f"{self.options.model} on {self.device}")
+
+    @property
+    def version(self) -> str:
+        return self.active or BASE_VERSION
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        from engines.transformer import prompt
+
+        adapter = self._adapter_for(conv)
+        history = conv.turns[-self.options.history_turns:] if self.options.history_turns else []
+        budget = self.context - self.options.max_new_tokens
+        ids, kept = prompt.build(self.tokenizer, self.system_prompt(conv.lang), history,
+                                 conv.text, budget, self._system_role)
+        request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens)
+        try:
+            async for delta in request.deltas():
+                yield delta
+        finally:
+            request.cancel()  # a no-op once finished; leaves the batch if we were cut off
+            conv.trace.update(self._trace(request, adapter, kept))
+
+    def _adapter_for(self, conv: Conversation) -> str:
+        """The chat's pinned adapter (conv.state["adapter"]) if it is loaded, else the active."""
+        pinned = conv.state.get("adapter", "")
+        return pinned if pinned in self.adapters.ids else self.active
+
+    def _trace(self, request: Any, adapter: str, kept: int) -> dict[str, Any]:
+        done = request.finished_at or time.monotonic()
+        first = request.first_token_at
+        return {
+            "version": adapter or BASE_VERSION,
+            "model": self.options.model,
+            "adapter": adapter or "none",
+            "device": self.device,
+            "sampling": self.worker.sampling.describe(),
+            "tokens_in": len(request.prompt_ids),
+            "tokens_out": len(request.new_tokens),
+            "turns_in_prompt": kept,
+            "seconds": round(done - request.submitted, 3),
+            "first_token_seconds": round(first - request.submitted, 3) if first else None,
+        }
+
+    def system_prompt(self, lang: str) -> str:
+        return self._prompts.get(lang) or self._prompts.get("en", "")
+
+    async def use_adapter(self, path_or_id: str) -> str:
+        """Load (unless loaded) and activate an adapter: a folder, or an id under the bot's
+        adapters/ folder; "" or "base" returns to the base model. New replies use it at once;
+        replies in flight finish with the adapter they began with. Returns the new version.
+        Raises AdapterError (one line) and keeps the current adapter if it cannot be loaded."""
+        if path_or_id in ("", BASE_VERSION):
+            self.active = ""
+            return self.version
+        folder, adapter_id = self._resolve(path_or_id)
+        await self.worker.call(lambda: self.adapters.load(folder, adapter_id))
+        self.active = adapter_id
+        return self.version
+
+    async def drop_adapter(self, adapter_id: str) -> None:
+        """Unload an adapter that is neither active nor wanted (frees its memory)."""
+        if adapter_id == self.active:
+            raise ValueError(f"adapter {adapter_id} is active; activate another one first")
+        await self.worker.call(lambda: self.adapters.unload(adapter_id))
+
+    def _resolve(self, path_or_id: str) -> tuple[Path, str]:
+        from engines.transformer.adapters import AdapterError
+
+        if path_or_id in self.adapters.folders:
+            return self.adapters.folders[path_or_id], path_or_id
+        folder = Path(path_or_id).expanduser()
+        if folder.is_dir():
+            return folder.resolve(), folder.resolve().name
+        # ctx.data_dir is <data>/engines/transformer; adapters live in <data>/adapters
+        in_store = self.ctx.data_dir.parent.parent / "adapters" / path_or_id
+        if in_store.is_dir():
+            return in_store, path_or_id
+        raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in {in_store.parent}")
+
+    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+        """The model's k most likely next words (tokens, as text) after `text`, read raw."""
+        from engines.transformer.scoring import next_token_probs, top_words
+
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][-self.context:]
+        adapter = self.active or _base()
+        probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter))
+        return top_words(self.tokenizer, probs, k)
+
+
+def _base() -> str:
+    from engines.transformer.adapters import BASE
+
+    return BASE

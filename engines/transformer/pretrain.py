@@ -1,0 +1,55 @@
+"""Pre-training in miniature: next-token prediction on chat-shaped text, on the CPU.
+
+The conversations are laid end to end as one token stream (each one in the chat template), and
+every step learns to predict each token of a few random windows from the tokens before it.
+This is the "pre-training" step of the lesson, small enough to watch the loss fall.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def token_stream(tokenizer, conversations: list[list[dict[str, str]]]) -> list[int]:
+    stream: list[int] = []
+    for messages in conversations:
+        stream += tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    return stream
+
+
+def pretrain(
+    model,
+    tokenizer,
+    conversations: list[list[dict[str, str]]],
+    steps: int,
+    batch_size: int = 16,
+    window: int = 96,
+    lr: float = 3e-3,
+    seed: int = 0,
+    progress: Callable[[str], None] = print,
+) -> float:
+    """Train `model` in place for `steps` steps; returns the last loss."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    stream = torch.tensor(token_stream(tokenizer, conversations))
+    window = min(window, len(stream) - 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / max(steps, 1))
+    model.train()
+    started, loss = time.monotonic(), float("nan")
+    for step in range(1, steps + 1):
+        starts = torch.randint(0, len(stream) - window, (batch_size,), generator=generator)
+        batch = torch.stack([stream[s : s + window] for s in starts.tolist()])
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % max(steps // 10, 1) == 0 or step == steps:
+            progress(f"step {step}/{steps}  loss {loss.item():.3f}  "
+                     f"{time.monotonic() - started:.0f}s")
+    model.eval()
+    return float(loss.detach())

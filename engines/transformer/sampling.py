@@ -1,0 +1,61 @@
+"""Choosing the next token of each row from its logits: penalty, temperature, top-k, top-p."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.7  # 0: always the most likely token (greedy)
+    top_k: int = 50  # 0: no limit
+    top_p: float = 0.9  # 1: no limit
+    repetition_penalty: float = 1.1  # 1: none; >1 makes tokens already seen less likely
+
+    def describe(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def penalise(logits: torch.Tensor, seen: list[list[int]], penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty: seen tokens' logits divided (if > 0) or multiplied by it."""
+    if penalty == 1.0:
+        return logits
+    logits = logits.clone()
+    for row, tokens in enumerate(seen):
+        index = torch.tensor(sorted(set(tokens)), dtype=torch.long, device=logits.device)
+        chosen = logits[row, index]
+        logits[row, index] = torch.where(chosen > 0, chosen / penalty, chosen * penalty)
+    return logits
+
+
+def next_tokens(
+    logits: torch.Tensor,
+    seen: list[list[int]],
+    sampling: Sampling,
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """One token id per row of `logits` [rows, vocab]."""
+    logits = penalise(logits.float(), seen, sampling.repetition_penalty)
+    if sampling.temperature <= 0:
+        return logits.argmax(-1).tolist()
+    logits = logits / sampling.temperature
+    if 0 < sampling.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        logits = _top_p(logits, sampling.top_p)
+    probs = torch.softmax(logits, dim=-1)
+    if generator is not None and generator.device != probs.device:
+        generator = None
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1).tolist()
+
+
+def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probabilities add up to top_p."""
+    ordered, order = torch.sort(logits, descending=True, dim=-1)
+    cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
+    drop = cumulative - torch.softmax(ordered, dim=-1) > top_p  # the first token always stays
+    ordered = ordered.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)

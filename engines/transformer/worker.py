@@ -1,0 +1,286 @@
+"""The generation worker: one thread that runs every forward pass, batching concurrent replies.
+
+Replies arrive from the event loop as Requests. Between two forward passes the worker
+  1. runs queued calls (loading an adapter, scoring next words),
+  2. prefills the requests that arrived since the last pass, in one pass, and adds them to
+     the running batch,
+  3. advances every row of the batch by one token in one decode pass (KV cache), streams each
+     row's new text to its own asyncio queue, and lets finished or cancelled rows leave.
+So replies for many chats share forward passes, a new chat joins at the next step instead of
+waiting for the batch to end, and the event loop only ever waits on queues.
+A failing forward pass ends the replies in it with an error; the worker goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engines.transformer.adapters import BASE, AdapterSet
+from engines.transformer.batch import Batch, Row, left_pad, positions
+from engines.transformer.detok import TextDeltas
+from engines.transformer.sampling import Sampling, next_tokens
+
+log = logging.getLogger(__name__)
+
+
+class GenerationError(Exception):
+    """A reply that could not be finished; the message says why."""
+
+
+class Request:
+    """One reply: created on the event loop, advanced by the worker, read with `deltas()`."""
+
+    def __init__(self, prompt_ids: list[int], adapter: str, max_new_tokens: int) -> None:
+        self.prompt_ids = prompt_ids
+        self.adapter = adapter
+        self.max_new_tokens = max_new_tokens
+        self.cancelled = False  # set on the loop, read by the worker (a bool is atomic enough)
+        self.new_tokens: list[int] = []
+        self.submitted = time.monotonic()
+        self.first_token_at: float | None = None
+        self.finished_at: float | None = None
+        self._loop = asyncio.get_running_loop()
+        self._events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+    def cancel(self) -> None:
+        """Leave the batch at the next step (a closed reply, a timeout, a gone chat)."""
+        self.cancelled = True
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """The reply's text as it grows; GenerationError if generation failed."""
+        while True:
+            kind, value = await self._events.get()
+            if kind == "delta":
+                yield value
+            elif kind == "error":
+                raise GenerationError(value)
+            else:
+                return
+
+    # The worker's side: called from its thread, delivered on the loop.
+    def _send(self, kind: str, value: str = "") -> None:
+        if self.first_token_at is None and kind == "delta":
+            self.first_token_at = time.monotonic()
+        if kind != "delta":
+            self.finished_at = time.monotonic()
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
+            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, value))
+
+
+@dataclass
+class _Call:
+    fn: Callable[[], Any]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+class GenerationWorker:
+    def __init__(
+        self,
+        adapters: AdapterSet,
+        tokenizer: Any,
+        sampling: Sampling,
+        *,
+        eos_ids: set[int],
+        context: int,
+        max_batch: int = 16,
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.adapters = adapters
+        self.tokenizer = tokenizer
+        self.sampling = sampling
+        self.eos_ids = eos_ids
+        self.context = context
+        self.max_batch = max_batch
+        self.device = device
+        self.passes = 0  # forward passes so far: what batching saves
+        self.dead = ""  # why the worker stopped, once it has
+        self._generator = torch.Generator(device).manual_seed(seed) if seed else None
+        self._inbox: queue.SimpleQueue[Request | _Call | None] = queue.SimpleQueue()
+        self._waiting: list[Request] = []
+        self._batch = Batch()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="transformer-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the pass in progress, fail what is left, and end the thread (blocking)."""
+        self._stopping = True
+        self._inbox.put(None)
+        self._thread.join(timeout)
+
+    def submit(self, prompt_ids: list[int], adapter: str = BASE,
+               max_new_tokens: int = 64) -> Request:
+        """Queue a reply (call on the event loop); read it with `request.deltas()`."""
+        if self.dead:
+            raise GenerationError(self.dead)
+        request = Request(prompt_ids, adapter, max_new_tokens)
+        self._inbox.put(request)
+        if self.dead:  # it stopped while we queued: nobody will take this one
+            request._send("error", self.dead)
+        return request
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the worker's thread between two forward passes; its result or error."""
+        if self.dead:
+            raise GenerationError(self.dead)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._inbox.put(_Call(fn, future, loop))
+        return await future
+
+    def forward(self, adapters: list[str], **inputs: Any) -> Any:
+        """One counted forward pass (worker thread only)."""
+        self.passes += 1
+        with torch.no_grad():
+            return self.adapters.forward(adapters, **inputs)
+
+    # The worker's thread.
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                self._take_inbox(block=not self._batch and not self._waiting)
+                self._admit()
+                if self._batch:
+                    self._decode()
+        except BaseException as exc:  # a bug in the loop itself: fail loudly, never hang
+            log.exception("the generation worker stopped")
+            self.dead = f"the generation worker stopped: {type(exc).__name__}: {exc}"
+        finally:
+            self.dead = self.dead or "the transformer engine was closed"
+            self._fail_all(self.dead)
+
+    def _take_inbox(self, block: bool) -> None:
+        while True:
+            try:
+                item = self._inbox.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            if item is None:
+                return
+            if isinstance(item, _Call):
+                self._run_call(item)
+            else:
+                self._waiting.append(item)
+
+    def _run_call(self, call: _Call) -> None:
+        try:
+            result, error = call.fn(), None
+        except Exception as exc:
+            result, error = None, exc
+        call.loop.call_soon_threadsafe(_settle, call.future, result, error)
+
+    def _admit(self) -> None:
+        """Prefill the waiting requests (as many as fit) in one pass and add them to the batch."""
+        room = self.max_batch - len(self._batch)
+        fresh = [r for r in self._waiting if not r.cancelled][:room]
+        self._waiting = [r for r in self._waiting if not r.cancelled and r not in fresh]
+        if not fresh:
+            return
+        rows = [Row(r, r.adapter, seen=list(r.prompt_ids), new_tokens=r.new_tokens,
+                    text=TextDeltas(self.tokenizer)) for r in fresh]
+        try:
+            ids, mask = left_pad([r.prompt_ids for r in fresh], self.tokenizer.pad_token_id)
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            out = self.forward([row.adapter for row in rows], input_ids=ids, attention_mask=mask,
+                               position_ids=positions(mask), past_key_values=_new_cache())
+            keep = self._advance(rows, out.logits[:, -1])
+        except Exception as exc:
+            self._fail(rows, exc)
+            return
+        self._batch.join(rows, out.past_key_values, mask)
+        self._batch.keep([True] * (len(self._batch) - len(rows)) + keep)
+
+    def _decode(self) -> None:
+        """Advance every row of the batch by one token."""
+        self._batch.keep([not row.request.cancelled for row in self._batch.rows])
+        if not self._batch:
+            return
+        rows = self._batch.rows
+        try:
+            inputs = self._batch.step_inputs()
+            out = self.forward([row.adapter for row in rows], past_key_values=self._batch.cache,
+                               **inputs)
+            keep = self._advance(rows, out.logits[:, -1])
+        except Exception as exc:
+            self._fail(self._batch.clear(), exc)
+            return
+        self._batch.keep(keep)
+
+    def _advance(self, rows: list[Row], logits: torch.Tensor) -> list[bool]:
+        """Sample one token per row and stream it; False for the rows that are done."""
+        tokens = next_tokens(logits, [row.seen for row in rows], self.sampling, self._generator)
+        return [self._append(row, token) for row, token in zip(rows, tokens, strict=True)]
+
+    def _append(self, row: Row, token: int) -> bool:
+        request = row.request
+        if request.cancelled:
+            return False
+        if token in self.eos_ids:
+            return self._finish(row)
+        row.new_tokens.append(token)
+        row.seen.append(token)
+        row.last_token = token
+        delta = row.text.add(token)
+        if delta:
+            request._send("delta", delta)
+        length = len(request.prompt_ids) + len(row.new_tokens)
+        if len(row.new_tokens) >= request.max_new_tokens or length >= self.context:
+            return self._finish(row)
+        return True
+
+    def _finish(self, row: Row) -> bool:
+        rest = row.text.finish()
+        if rest:
+            row.request._send("delta", rest)
+        row.request._send("end")
+        return False
+
+    def _fail(self, rows: list[Row], exc: Exception) -> None:
+        log.error("generation failed for %d replies", len(rows), exc_info=exc)
+        for row in rows:
+            row.request._send("error", f"generation failed: {type(exc).__name__}: {exc}")
+
+    def _fail_all(self, reason: str) -> None:
+        for request in [*self._waiting, *(row.request for row in self._batch.clear())]:
+            request._send("error", reason)
+        self._waiting = []
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Request):
+                item._send("error", reason)
+            elif isinstance(item, _Call):
+                item.loop.call_soon_threadsafe(_settle, item.future, None,
+                                               GenerationError(reason))
+
+
+def _new_cache() -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache()
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller gave up waiting
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
