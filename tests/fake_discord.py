@@ -67,6 +67,7 @@ class FakeDiscord:
         self.typing: list[str] = []
         self.identify: dict[str, Any] = {}
         self.guild_sent = False
+        self.refuse_intents = False  # close like Discord does for an intent not enabled (4014)
         self._originals: dict[str, str] = {}  # interaction token -> id of its original response
         self._dm_channels: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -205,6 +206,8 @@ class FakeDiscord:
             message = json.loads(frame.data)
             if message["op"] == HEARTBEAT:
                 await ws.send_json({"op": HEARTBEAT_ACK})
+            elif message["op"] == IDENTIFY and self.refuse_intents:
+                await ws.close(code=4014, message=b"Disallowed intent(s).")
             elif message["op"] == IDENTIFY:
                 self.identify = message["d"]
                 await self._ready(ws)

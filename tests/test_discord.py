@@ -8,18 +8,25 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import sys
 import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+import discord
 import pytest
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+from discord.webhook.async_ import async_context
 
 from bot.app import App
 from bot.commands import COMMANDS
-from bot.config import parse_table
+from bot.config import ConfigError, parse_table
 from bot.frontends.discord import DiscordFrontend, DiscordOptions
+from bot.frontends.discord_routes import RoutedWebhookAdapter, Routes
 from bot.i18n import t
-from tests.conftest import ROOT, make_config
+from tests.conftest import ROOT, make_config, write_config
 from tests.fake_discord import (
     BOT_CHANNEL_ID,
     BOT_ID,
@@ -68,14 +75,19 @@ class Bot:
         return await store.votes(await store.reply_for(chat, reply.id))
 
 
-@contextlib.asynccontextmanager
-async def running_bot(tmp_path, body: str = "", **discord: Any):
-    fake = await FakeDiscord().start()
+def make_app(tmp_path, fake: FakeDiscord, body: str = "", **discord: Any) -> App:
+    """An App with the Discord frontend pointed at `fake`; `body` goes into [bot]."""
     options = {"api_base": fake.api_base, "gateway_url": fake.gateway_url,
                "channels": [BOT_CHANNEL_ID]} | discord
     body += '\n[policy]\nrate_per_minute = 0\n[discord]\n'
     body += "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
-    app = App(make_config(tmp_path, body), ["discord"], env={"DISCORD_TOKEN": "fake-token"})
+    return App(make_config(tmp_path, body), ["discord"], env={"DISCORD_TOKEN": "fake-token"})
+
+
+@contextlib.asynccontextmanager
+async def running_bot(tmp_path, body: str = "", **discord: Any):
+    fake = await FakeDiscord().start()
+    app = make_app(tmp_path, fake, body, **discord)
     try:
         async with app.serving() as router:
             frontend = app.frontends[0]
@@ -237,6 +249,43 @@ async def test_empty_messages_log_how_to_enable_the_message_content_intent(bot, 
     assert [m.text for m in bot.fake.in_channel(BOT_CHANNEL_ID)] == []
 
 
+async def test_a_refused_message_content_intent_is_logged_and_ends_the_frontend(
+    tmp_path, caplog
+):
+    fake = await FakeDiscord().start()
+    fake.refuse_intents = True
+    app = make_app(tmp_path, fake)
+    try:
+        async with app.serving() as router:
+            frontend = app.frontends[0]
+            await frontend.start(router)
+            with pytest.raises(discord.PrivilegedIntentsRequired):
+                await asyncio.wait_for(frontend.wait(), timeout=10)
+            await frontend.stop()
+    finally:
+        await fake.close()
+    assert "enable the Message Content intent" in caplog.text
+
+
+def test_ids_in_the_config_must_be_ids(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[discord\] channels: expected ids"):
+        App(make_config(tmp_path, '[discord]\nchannels = ["#general"]\n'), ["discord"],
+            env={"DISCORD_TOKEN": "fake-token"})
+
+
+def test_routes_move_only_this_client_and_leave_the_library_defaults_alone():
+    routes = Routes("http://127.0.0.1:1/api/v10/", "ws://127.0.0.1:1/gateway")
+    route = routes.rest(Route("GET", "/channels/{channel_id}", channel_id=7))
+    assert route.url == "http://127.0.0.1:1/api/v10/channels/7"
+    assert routes.gateway("wss://gateway.discord.gg/?v=10&encoding=json") == \
+        "ws://127.0.0.1:1/gateway?v=10&encoding=json"
+    resume = "ws://elsewhere/?v=10"  # READY's resume_gateway_url is used as it is
+    assert routes.gateway(resume) == resume
+    assert Route.BASE == "https://discord.com/api/v10"
+    assert str(DiscordWebSocket.DEFAULT_GATEWAY) == "wss://gateway.discord.gg/"
+    assert not isinstance(async_context.get(), RoutedWebhookAdapter)
+
+
 def test_config_toml_documents_the_discord_options_with_their_defaults():
     with (ROOT / "config.toml").open("rb") as f:
         table = tomllib.load(f)["discord"]
@@ -251,3 +300,32 @@ async def _eventually(read, expected, timeout: float = 5.0) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"{value!r} != {expected!r}")
         await asyncio.sleep(0.02)
+
+
+async def test_python_m_bot_discord_answers_a_mention(tmp_path):
+    fake = await FakeDiscord().start()
+    body = (f'[bot]\ndefault_engine = "echo"\n[discord]\napi_base = "{fake.api_base}"\n'
+            f'gateway_url = "{fake.gateway_url}"\n')
+    config = write_config(tmp_path / "config.toml", body)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost",
+               DISCORD_TOKEN="fake-token")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "discord", "--config", str(config),
+        "--data-dir", str(tmp_path / "data"), cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await fake.until(lambda: fake.guild_sent, timeout=30)
+        asked = await fake.message(f"<@{BOT_ID}> from a process", author=ALICE,
+                                   mentions=[BOT_USER])
+        expected = "echo: from a process"
+        await fake.until(lambda: [r for r in fake.replies_to(asked) if r.text == expected])
+        assert len(fake.in_channel(CHANNEL_ID)) == 1
+        process.terminate()
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode == 0, stderr.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await fake.close()

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import discord
 
 from bot import commands
+from bot.config import ConfigError
 from bot.events import Incoming, Reaction
 from bot.frontends.discord_commands import LocaleTranslator, build_tree, default_choices
 from bot.frontends.discord_routes import RoutedClient, Routes, use_webhook_routes
@@ -69,11 +70,11 @@ class DiscordFrontend:
     token_env: ClassVar[str] = "DISCORD_TOKEN"
 
     def __init__(self, options: DiscordOptions, config: Any, token: str) -> None:
+        _check_ids(options)
         self.options = options
         self.config = config
         self.token = token
         self.routes = Routes(options.api_base, options.gateway_url)
-        self.ready = asyncio.Event()  # set once the gateway said READY
         self.client: RoutedClient | None = None
         self.router: Any = None
         self._task: asyncio.Task | None = None
@@ -141,7 +142,6 @@ class DiscordFrontend:
 
     async def on_ready(self) -> None:
         log.info("discord: connected as %s (%s)", self.client.user, self.client.user.id)
-        self.ready.set()
 
     async def on_message(self, message: discord.Message) -> None:
         if self._stopping or message.author.bot or message.author.id == self.client.user.id:
@@ -276,6 +276,15 @@ class DiscordFrontend:
                 )
 
         return DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval)
+
+
+def _check_ids(options: DiscordOptions) -> None:
+    for key, ids in (("dev_guild", [options.dev_guild] if options.dev_guild else []),
+                     ("channels", options.channels)):
+        for value in ids:
+            if not value.isdigit():
+                raise ConfigError(f'[discord] {key}: expected ids (digits, "Copy ID" in '
+                                  f'Discord\'s developer mode), got "{value}"')
 
 
 def _manages_server(user: discord.abc.User) -> bool:
