@@ -37,10 +37,8 @@ INTENTS = discord.Intents(
     guilds=True, guild_messages=True, dm_messages=True, message_content=True,
     guild_reactions=True, dm_reactions=True,
 )
-EMPTY_CONTENT_WARNING = (
-    "Discord delivers messages without their text: enable the Message Content intent for "
-    "this bot (developer portal -> your application -> Bot -> Privileged Gateway Intents)"
-)
+ENABLE_INTENT = ("enable the Message Content intent for this bot (developer portal -> your "
+                 "application -> Bot -> Privileged Gateway Intents)")
 
 
 @dataclass(frozen=True)
@@ -113,7 +111,7 @@ class DiscordFrontend:
         try:
             await self.client.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
-            log.error("discord: %s", EMPTY_CONTENT_WARNING.replace("delivers", "refused"))
+            log.error("discord: the gateway refused the connection: %s", ENABLE_INTENT)
             raise
 
     async def wait(self) -> None:
@@ -178,7 +176,7 @@ class DiscordFrontend:
         if message.content or message.attachments or message.stickers or message.embeds:
             return
         if not self._warned_empty:
-            log.warning("discord: %s", EMPTY_CONTENT_WARNING)
+            log.warning("discord: messages arrive without their text: %s", ENABLE_INTENT)
         self._warned_empty = True
 
     def _incoming(self, message: discord.Message, text: str) -> Incoming:
