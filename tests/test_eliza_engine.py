@@ -76,6 +76,17 @@ async def test_own_scripts_replace_a_language_and_show_in_the_version(tmp_path):
                                         "memories": []}}
 
 
+async def test_memories_beyond_the_limit_forget_the_oldest(tmp_path):
+    engine = ElizaEngine(ElizaOptions(memory_limit=2), EngineContext(tmp_path))
+    await engine.start()
+    conv = Conversation(chat_key="x", text="", lang="en")
+    for text in ["My cat is here.", "My dog is here.", "My fish is here."]:
+        conv.text = text
+        [d async for d in engine.reply(conv)]
+    memories = conv.state["doctor.en"]["memories"]
+    assert [m.split()[-3] for m in memories] == ["DOG", "FISH"]
+
+
 def test_config_toml_documents_every_option_with_its_default():
     with open(ROOT / "config.toml", "rb") as file:
         table = tomllib.load(file)["engines"]["eliza"]

@@ -22,6 +22,9 @@ BUNDLED = {"en": SCRIPTS / "doctor.en", "de": SCRIPTS / "doctor.de"}
 class ElizaOptions:
     # Your own scripts by language, e.g. { de = "my.de" }; other languages use the bundled DOCTOR.
     scripts: dict[str, str] = field(default_factory=dict)
+    # Memories kept per chat, the oldest forgotten first; 0: no limit. The 1966 program kept
+    # them until its storage ran out; a chat that lasts for months would grow without end.
+    memory_limit: int = 100
 
 
 class ElizaEngine(BaseEngine):
@@ -52,9 +55,15 @@ class ElizaEngine(BaseEngine):
         script = self.script(conv.lang)
         state = ChatState.from_json(conv.state.get(script.name))
         answer = respond(script, state, conv.text)
+        _forget_oldest(state, self.options.memory_limit)
         conv.state[script.name] = state.to_json()
         conv.trace.update(answer.trace, script=script.name, version=script.version)
         yield answer.text
 
     def greeting(self, lang: str) -> str | None:
         return self.script(lang).greeting if self.scripts else None
+
+
+def _forget_oldest(state: ChatState, limit: int) -> None:
+    if limit > 0 and len(state.memories) > limit:
+        del state.memories[:-limit]

@@ -1,0 +1,106 @@
+"""Replies per second: our ELIZA against nltk.chat.eliza, measured in the same run.
+
+    python -m bench.eliza [--rounds 20] [--lines 300]
+
+Both answer the same messages (the 1966 paper's conversation and longer lines). Ours is timed
+twice: the interpreter alone, and the engine as the router uses it (state read from and written
+back to JSON, the reply streamed). nltk's ELIZA is a list of regular expressions tried in order
+with a random answer; it keeps no state and knows nothing of keyword ranks, memory or links.
+Needs the `bench` extra (pip install -e .[bench]); nltk.chat needs no downloaded data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.events import Conversation
+from engines.base import EngineContext
+from engines.eliza.engine import ElizaEngine, ElizaOptions
+from engines.eliza.interpreter import respond
+from engines.eliza.parser import load_script
+from engines.eliza.state import ChatState
+
+SCRIPT = Path(__file__).resolve().parent.parent / "engines" / "eliza" / "scripts" / "doctor.en"
+PAPER = [
+    "Men are all alike.", "They're always bugging us about something or other.",
+    "Well, my boyfriend made me come here.", "He says I'm depressed much of the time.",
+    "It's true. I am unhappy.", "I need some help, that much seems certain.",
+    "Perhaps I could learn to get along with my mother.", "My mother takes care of me.",
+    "My father.", "You are like my father in some ways.",
+    "You are not very aggressive but I think you don't want me to notice that.",
+    "You don't argue with me.", "You are afraid of me.", "My father is afraid of everybody.",
+    "Bullies.",
+]
+LONG = "I remember that my mother always said I was like my father in every way " * 4
+
+
+def messages(count: int) -> list[str]:
+    lines = [*PAPER, LONG]
+    return [lines[i % len(lines)] for i in range(count)]
+
+
+Pass = Callable[[list[str]], object]  # answers every line once
+
+
+def rate(run_pass: Pass, lines: list[str], rounds: int) -> float:
+    """Replies per second, best of `rounds` passes over `lines`."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run_pass(lines)
+        best = min(best, time.perf_counter() - start)
+    return len(lines) / best
+
+
+def ours_interpreter() -> Pass:
+    script, state = load_script(SCRIPT), ChatState()
+    return lambda lines: [respond(script, state, line).text for line in lines]
+
+
+def ours_engine() -> Pass:
+    """As the router does it: per message, state from JSON, the reply streamed, state to JSON."""
+    engine = ElizaEngine(ElizaOptions(), EngineContext(data_dir=Path(".")))
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(engine.start())
+    stored: dict = {}
+
+    async def replies(lines: list[str]) -> None:
+        nonlocal stored
+        for line in lines:
+            conv = Conversation(chat_key="bench", text=line, lang="en", state=stored)
+            "".join([delta async for delta in engine.reply(conv)])
+            stored = json.loads(json.dumps(conv.state))
+
+    return lambda lines: loop.run_until_complete(replies(lines))
+
+
+def nltk_eliza() -> Pass:
+    from nltk.chat.eliza import eliza_chatbot
+
+    random.seed(1966)
+    return lambda lines: [eliza_chatbot.respond(line) for line in lines]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--lines", type=int, default=320)
+    args = parser.parse_args()
+    lines = messages(args.lines)
+    baseline = rate(nltk_eliza(), lines, args.rounds)
+    print(f"{len(lines)} messages, best of {args.rounds} rounds")
+    print(f"{'nltk.chat.eliza (baseline)':34} {baseline:10,.0f} replies/s  1.00x")
+    for name, make in [("ours: interpreter", ours_interpreter),
+                       ("ours: engine (JSON state, stream)", ours_engine)]:
+        ours = rate(make(), lines, args.rounds)
+        print(f"{name:34} {ours:10,.0f} replies/s  {ours / baseline:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
