@@ -1,0 +1,1 @@
+"""A statistical language model: modified Kneser-Ney n-grams and a MegaHAL-style reply search."""

@@ -1,0 +1,109 @@
+"""The n-gram engine: one modified Kneser-Ney model per language, trained on the packaged
+corpora and the chat, replying with MegaHAL-style keyword-seeded search.
+
+Heavy imports (numpy and the modules that use it) happen in `start`, so importing this module
+to read its Options stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bot.events import Conversation
+from bot.i18n import t
+from engines.base import BaseEngine, EngineContext, EngineInfo
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("en", "de")
+
+
+@dataclass(frozen=True)
+class NgramOptions:
+    order: int = 3  # n of the n-grams (KenLM's -o)
+    time_budget: float = 0.3  # seconds of reply search per message, off the event loop
+    max_tokens: int = 30  # longest reply, in words and punctuation marks
+    max_copy: int = 7  # a reply never repeats this many training tokens in a row
+    corpora: bool = True  # train on the packaged corpora too, not only on the chat
+
+
+class NgramEngine(BaseEngine):
+    name: ClassVar[str] = "ngram"
+    Options: ClassVar[type] = NgramOptions
+
+    def __init__(self, options: NgramOptions, ctx: EngineContext) -> None:
+        super().__init__(options, ctx)
+        if options.order < 1 or options.max_copy < 2 or options.time_budget <= 0:
+            raise ValueError("[engines.ngram] needs order >= 1, max_copy >= 2, time_budget > 0")
+        self.languages: dict[str, Any] = {}
+        self._inbox: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
+        self._locks = {lang: asyncio.Lock() for lang in LANGUAGES}
+        self._updates: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        from engines.ngram import store  # numpy lives behind this import
+
+        for lang in LANGUAGES:
+            self.languages[lang] = await asyncio.to_thread(
+                store.base_language, lang, self.options, Path(self.ctx.data_dir)
+            )
+        chat: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
+        for lang, text in await self.ctx.stored_texts():
+            chat.get(lang, chat[self.ctx.default_lang]).append(text)
+        for lang, language in self.languages.items():
+            await asyncio.to_thread(language.learn, chat[lang])
+            await asyncio.to_thread(language.estimate)
+
+    def info(self) -> EngineInfo:
+        if not self.languages or any(x.models is None for x in self.languages.values()):
+            return EngineInfo(ready=False, detail="counting n-grams")
+        sizes = ", ".join(f"{lang} {x.models.tokens} tokens" for lang, x in self.languages.items())
+        return EngineInfo(ready=True, version=f"kn{self.options.order}", detail=sizes)
+
+    def _language(self, lang: str) -> Any:
+        return self.languages.get(lang) or self.languages[self.ctx.default_lang]
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        from engines.ngram.reply import answer
+
+        language = self._language(conv.lang)
+        trace, words = await asyncio.to_thread(
+            answer, language, conv.text, self.options, random.Random()
+        )
+        conv.trace.update(trace)
+        yield words if words is not None else t(conv.lang, "ngram_no_reply")
+
+    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+        from engines.ngram.reply import most_likely_next
+
+        return await asyncio.to_thread(most_likely_next, self._language(lang), text, k)
+
+    async def learn(self, text: str, lang: str) -> None:
+        """Queue the message; counting and re-estimation run in a thread, one per language."""
+        lang = lang if lang in self._inbox else self.ctx.default_lang
+        self._inbox[lang].append(text)
+        task = asyncio.create_task(self._update(lang), name=f"ngram-learn-{lang}")
+        self._updates.add(task)
+        task.add_done_callback(self._updates.discard)
+
+    async def _update(self, lang: str) -> None:
+        async with self._locks[lang]:
+            texts, self._inbox[lang] = self._inbox[lang], []
+            if texts and lang in self.languages:
+                language = self.languages[lang]
+                await asyncio.to_thread(language.learn, texts)
+                await asyncio.to_thread(language.estimate)
+
+    async def settle(self) -> None:
+        """Wait until everything learned so far is in the models."""
+        while self._updates:
+            await asyncio.gather(*list(self._updates))
+
+    async def close(self) -> None:
+        await self.settle()

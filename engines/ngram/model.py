@@ -1,0 +1,169 @@
+"""A smoothed n-gram model held as sorted arrays, and how to score and sample with it.
+
+Order k is stored as sorted int64 keys `context_index * V + word`, where context_index is the
+row of the context (the first k-1 words) in order k-1, like the levels of a trie: looking an
+n-gram up is one binary search per word, and the continuations of a context are one slice.
+Each n-gram has its interpolated probability, the undiscounted-by-lower-orders part of it
+(`uninterp`, for exact sampling), and a backoff weight (1 where it is no context). Scoring
+follows KenLM: back off from the longest matching n-gram, multiplying in the backoffs of the
+longer contexts that did not match.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import numpy as np
+
+from engines.ngram.vocab import BOS, EOS, UNK
+
+
+class LanguageModel:
+    def __init__(self, order: int, vocab_size: int) -> None:
+        self.order = order
+        self.vocab_size = vocab_size
+        self.keys: list[np.ndarray] = []
+        self.uninterp: list[np.ndarray] = []
+        self.prob: list[np.ndarray] = []
+        self.backoff: list[np.ndarray] = []
+        self.discounts: list[tuple[float, float, float]] = []
+        self.fallback: list[bool] = []
+        self._unigram_cdf: np.ndarray | None = None
+
+    def add_order(self, keys: np.ndarray, uninterp: np.ndarray, prob: np.ndarray) -> None:
+        self.keys.append(keys)
+        self.uninterp.append(uninterp)
+        self.prob.append(prob)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(keys) for keys in self.keys]
+
+    # -- looking n-grams up -----------------------------------------------------------------
+
+    def step(self, k: int, context: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """Rows in order k+1 of (context row in order k, word); -1 where there is none."""
+        keys = self.keys[k]
+        valid = (context >= 0) & (words < self.vocab_size)
+        wanted = np.where(valid, context, 0) * self.vocab_size + np.where(valid, words, 0)
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        found = valid & (keys[at] == wanted) if len(keys) else np.zeros_like(valid)
+        return np.where(found, at, -1)
+
+    def index(self, rows: np.ndarray) -> np.ndarray:
+        """Row in order k of each n-gram in `rows` (shape (n, k)); -1 where it is not held."""
+        rows = np.asarray(rows, np.int64)
+        found = np.where(rows[:, 0] < self.vocab_size, rows[:, 0], -1)
+        for k in range(1, rows.shape[1]):
+            found = self.step(k, found, rows[:, k])
+        return found
+
+    def _context_rows(self, context: Sequence[int]) -> list[int]:
+        """Rows of the context's suffixes, shortest first, up to the first that is not held."""
+        found: list[int] = []
+        tail = list(context)[len(context) - self.order + 1 :] if self.order > 1 else []
+        for length in range(1, len(tail) + 1):
+            row = int(self.index(np.array([tail[-length:]]))[0])
+            if row < 0:
+                break
+            found.append(row)
+        return found
+
+    def _continuations(self, k: int, row: int) -> slice:
+        """The slice of order k+1 whose n-grams extend row `row` of order k."""
+        keys, size = self.keys[k], self.vocab_size
+        return slice(int(np.searchsorted(keys, row * size)),
+                     int(np.searchsorted(keys, (row + 1) * size)))
+
+    # -- probabilities ----------------------------------------------------------------------
+
+    def distribution(self, context: Sequence[int]) -> np.ndarray:
+        """p(w | context) for every word id w (0 for <s>); sums to 1."""
+        p = self.prob[0].copy()
+        for k, row in enumerate(self._context_rows(context), start=1):
+            if k >= self.order:
+                break
+            p *= self.backoff[k - 1][row]
+            seen = self._continuations(k, row)
+            p[self.keys[k][seen] % self.vocab_size] = self.prob[k][seen]
+        p[BOS] = 0.0
+        return p
+
+    def prob_of(self, context: Sequence[int], word: int) -> float:
+        """p(word | context), backing off from the longest n-gram the model holds."""
+        word = word if word < self.vocab_size else UNK
+        rows = self._context_rows(context)
+        value = float(self.prob[0][word])
+        for k, row in enumerate(rows, start=1):
+            if k >= self.order:
+                break
+            found = int(self.step(k, np.array([row]), np.array([word]))[0])
+            value = float(self.prob[k][found]) if found >= 0 else value * self.backoff[k - 1][row]
+        return value
+
+    def score(self, sentences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """log10 p of every predicted token (each word and </s>; <s> is the first context), and
+        which of them are out of the vocabulary. Vectorised over the whole corpus."""
+        lengths = np.fromiter((len(s) + 2 for s in sentences), np.int64, len(sentences))
+        flat = np.fromiter(_padded(sentences), np.int64, int(lengths.sum()))
+        flat[flat >= self.vocab_size] = UNK
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        position = np.arange(len(flat)) - starts
+        ending = [np.full(len(flat), -1), flat]  # ending[j][i]: row of the j-gram ending at i
+        for j in range(2, self.order + 1):
+            before = _shifted(ending[j - 1])
+            ending.append(np.where(position >= j - 1, self.step(j - 1, before, flat), -1))
+        logp = np.zeros(len(flat))
+        matched = position == 0  # <s> is context, never predicted
+        for j in range(self.order, 0, -1):
+            hit = (ending[j] >= 0) & ~matched
+            logp[hit] += np.log10(self.prob[j - 1][ending[j][hit]])
+            matched |= hit
+            if j >= 2:
+                context = _shifted(ending[j - 1])
+                back = ~matched & (context >= 0) & (position >= j - 1)
+                logp[back] += np.log10(self.backoff[j - 2][context[back]])
+        predicted = position > 0
+        return logp[predicted], flat[predicted] == UNK
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    def sample(self, context: Sequence[int], rng: random.Random) -> int:
+        """One word drawn from p(. | context), never <s> or <unk>. Exact: with the mass of the
+        seen continuations pick one of them, else back off to the shorter context."""
+        rows = self._context_rows(context)[: self.order - 1]
+        for k in range(len(rows), 0, -1):
+            seen = self._continuations(k, rows[k - 1])
+            mass = np.cumsum(self.uninterp[k][seen])
+            if len(mass) and rng.random() < mass[-1]:
+                pick = int(np.searchsorted(mass, rng.random() * mass[-1], side="right"))
+                word = int(self.keys[k][seen.start + min(pick, len(mass) - 1)] % self.vocab_size)
+                if word != UNK:
+                    return word
+        return self._sample_unigram(rng)
+
+    def _sample_unigram(self, rng: random.Random) -> int:
+        if self._unigram_cdf is None:
+            p = self.prob[0].copy()
+            p[[UNK, BOS]] = 0.0
+            self._unigram_cdf = np.cumsum(p)
+        cdf = self._unigram_cdf
+        if cdf[-1] <= 0:
+            return EOS
+        return int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+
+
+def _padded(sentences: Sequence[Sequence[int]]):
+    for sentence in sentences:
+        yield BOS
+        yield from sentence
+        yield EOS
+
+
+def _shifted(values: np.ndarray) -> np.ndarray:
+    """values[i - 1] at i (-1 at 0)."""
+    out = np.empty_like(values)
+    out[0] = -1
+    out[1:] = values[:-1]
+    return out

@@ -1,0 +1,49 @@
+"""What the engine does in its worker thread: answer a message, list the likeliest next words."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+
+from engines.ngram.keywords import keywords
+from engines.ngram.languages import Language
+from engines.ngram.search import Search, search
+from engines.ngram.tokens import detokenize, tokenize
+from engines.ngram.vocab import BOS, SPECIALS
+
+
+def answer(
+    language: Language, text: str, options: Any, rng: random.Random
+) -> tuple[dict[str, Any], str | None]:
+    """(trace for /why, reply text or None when no candidate survived the checks)."""
+    models = language.models
+    vocab = language.corpus.vocab
+    tokens = tokenize(text)
+    message = vocab.encode(tokens)
+    chosen = [w for w in keywords(tokens, language.lang)
+              if vocab.ids.get(w, models.forward.vocab_size) < models.forward.vocab_size]
+    setup = Search(models.forward, models.backward, models.guard, options.time_budget,
+                   options.max_tokens, rng)
+    found = search(setup, message, [vocab.ids[w] for w in chosen])
+    trace = {
+        "order": options.order, "lang": language.lang, "keywords": chosen,
+        "candidates": found.tried, "rejected": found.rejected,
+        "score_bits": round(found.score, 3) if found.tokens else None,
+        "budget_s": options.time_budget, "search_s": round(found.elapsed_s, 4),
+        "last_start_s": round(found.last_start_s, 4), "stopped": found.stopped,
+    }
+    if found.tokens is None:
+        return trace, None
+    return trace, detokenize(vocab.decode(found.tokens))
+
+
+def most_likely_next(language: Language, text: str, k: int) -> list[tuple[str, float]]:
+    """The k likeliest words after `text` (a sentence start), specials left out."""
+    model = language.models.forward
+    vocab = language.corpus.vocab
+    p = model.distribution([BOS, *vocab.encode(tokenize(text))])
+    p[: len(SPECIALS)] = 0.0
+    best = np.argsort(-p, kind="stable")[:k]
+    return [(vocab.words[i], float(p[i])) for i in best if p[i] > 0]

@@ -1,0 +1,141 @@
+"""Reply search in the MegaHAL/cobe tradition: seed a sentence with one of the message's
+keywords, grow it rightwards with the forward model and leftwards with the backward model,
+and keep the candidate that tells the most about the keywords, as many tries as time allows.
+
+A candidate's score is the surprisal (-log2 p) of its keywords under both models: an
+unexpected keyword in a fluent sentence carries information. Long candidates are damped as
+MegaHAL does (divided by sqrt(n - 1) past 8 tokens and by n past 16), so rambling does not
+win by piling up keywords. Candidates that echo the message or quote training text at length
+are thrown away.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from engines.ngram.model import LanguageModel
+from engines.ngram.verbatim import CopyGuard
+from engines.ngram.vocab import BOS, EOS
+
+MAX_CANDIDATES = 20_000  # a bound for tiny models, where one try takes microseconds
+ECHO_SPAN = 4  # a reply may share at most this many tokens in a row with the message, minus one
+
+
+@dataclass
+class Search:
+    forward: LanguageModel
+    backward: LanguageModel
+    guard: CopyGuard
+    budget_s: float
+    max_tokens: int
+    rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass
+class Found:
+    """The outcome of one search, with its own time accounting (for /why and for tests)."""
+
+    tokens: list[int] | None
+    score: float
+    keywords: list[int]
+    tried: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    stopped: str = ""  # "budget" or "max_candidates"
+    elapsed_s: float = 0.0
+    last_start_s: float = 0.0  # when the last candidate was begun, from the search's start
+
+
+def search(s: Search, message: Sequence[int], keywords: Sequence[int]) -> Found:
+    found = Found(None, -math.inf, list(keywords))
+    started = time.monotonic()
+    while True:
+        now = time.monotonic() - started
+        if now >= s.budget_s:
+            found.stopped = "budget"
+            break
+        if found.tried >= MAX_CANDIDATES:
+            found.stopped = "max_candidates"
+            break
+        found.last_start_s = now
+        found.tried += 1
+        _consider(s, found, _grow(s, keywords), message)
+    found.elapsed_s = time.monotonic() - started
+    return found
+
+
+def _consider(s: Search, found: Found, candidate: list[int], message: Sequence[int]) -> None:
+    why = _rejection(s, candidate, message)
+    if why:
+        found.rejected[why] = found.rejected.get(why, 0) + 1
+        return
+    score = surprisal(s.forward, s.backward, candidate, set(found.keywords))
+    if score > found.score:
+        found.tokens, found.score = candidate, score
+
+
+def _rejection(s: Search, candidate: list[int], message: Sequence[int]) -> str:
+    if len(candidate) < 2:
+        return "too_short"
+    if len(candidate) >= s.max_tokens:
+        return "too_long"
+    if echoes(candidate, message):
+        return "echo"
+    if s.guard.copies(candidate):
+        return "copy"
+    return ""
+
+
+def _grow(s: Search, keywords: Sequence[int]) -> list[int]:
+    """A sentence around one keyword (or from the start, without keywords)."""
+    if not keywords:
+        return _extend(s.forward, [BOS], s)[1:]
+    sentence = _extend(s.forward, [s.rng.choice(keywords)], s)
+    return _extend(s.backward, sentence[::-1], s)[::-1]
+
+
+def _extend(model: LanguageModel, tokens: list[int], s: Search) -> list[int]:
+    while len(tokens) < s.max_tokens:
+        word = model.sample(tokens, s.rng)
+        if word == EOS:
+            break
+        tokens.append(word)
+    return tokens
+
+
+def surprisal(
+    forward: LanguageModel, backward: LanguageModel, tokens: list[int], keywords: set[int]
+) -> float:
+    """Bits of information the candidate's keywords carry, damped for length (MegaHAL)."""
+    bits = _keyword_bits(forward, tokens, keywords)
+    bits += _keyword_bits(backward, tokens[::-1], keywords)
+    n = len(tokens)
+    if n > 8:
+        bits /= math.sqrt(n - 1)
+    if n > 16:
+        bits /= n
+    return bits
+
+
+def _keyword_bits(model: LanguageModel, tokens: list[int], keywords: set[int]) -> float:
+    context = [BOS]
+    bits = 0.0
+    for token in tokens:
+        if token in keywords:
+            bits -= math.log2(max(model.prob_of(context, token), 1e-300))
+        context.append(token)
+    return bits
+
+
+def echoes(candidate: Sequence[int], message: Sequence[int]) -> bool:
+    """The candidate is the message, or repeats ECHO_SPAN of its tokens in a row."""
+    if list(candidate) == list(message):
+        return True
+    spans = {tuple(message[i : i + ECHO_SPAN]) for i in range(len(message) - ECHO_SPAN + 1)}
+    return any(
+        tuple(candidate[i : i + ECHO_SPAN]) in spans
+        for i in range(len(candidate) - ECHO_SPAN + 1)
+    )

@@ -1,0 +1,49 @@
+"""Where a language's base counts come from: the snapshot in the engine's folder, or else the
+packaged corpora (counted, then saved as the next snapshot). Chat text is never saved here:
+it is re-read from the bot's store at every start, so opting out and /forget take effect."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from engines import corpora
+from engines.ngram import snapshot
+from engines.ngram.languages import Language
+
+log = logging.getLogger(__name__)
+
+
+def snapshot_path(data_dir: Path, lang: str) -> Path:
+    return data_dir / f"ngram-{lang}.npz"
+
+
+def base_language(lang: str, options: Any, data_dir: Path) -> Language:
+    """The language with its corpus counts, from the snapshot when it fits the options."""
+    path = snapshot_path(data_dir, lang)
+    wanted = _identity(lang, options)
+    try:
+        header, arrays = snapshot.load(path)
+        if {k: header.get(k) for k in wanted} != wanted:
+            raise snapshot.SnapshotError(f"{path}: made for other settings or corpora")
+        return Language.restore(lang, options.order, options.max_copy, header, arrays)
+    except snapshot.SnapshotError as exc:
+        log.info("%s; rebuilding the %s model from the corpora", exc, lang)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("%s: damaged snapshot (%s); rebuilding the %s model", path, exc, lang)
+    language = Language(lang, options.order, options.max_copy)
+    if options.corpora:
+        language.learn(corpora.sentences(lang))
+    try:
+        snapshot.save(path, wanted | language.header(), language.arrays())
+    except OSError as exc:
+        log.warning("%s: cannot save the snapshot (%s)", path, exc)
+    return language
+
+
+def _identity(lang: str, options: Any) -> dict[str, Any]:
+    """What a snapshot must have been made with to be reused."""
+    source = corpora.fingerprint(lang) if options.corpora else "no corpora"
+    return {"lang": lang, "order": options.order, "max_copy": options.max_copy,
+            "corpora": source}

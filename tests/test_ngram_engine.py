@@ -1,0 +1,98 @@
+"""The n-gram engine from the outside: it trains on whatever it is given, replies within its
+time budget without echoing, rebuilds from a refused snapshot, answers /next."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.events import Conversation
+from engines.base import EngineContext
+from engines.ngram.engine import NgramEngine, NgramOptions
+from engines.ngram.store import snapshot_path
+
+TWENTY_WORDS = [  # 20 words in all
+    "the cat sat on the mat",
+    "a dog ran to the cat",
+    "my cat likes the warm mat",
+    "dogs run",
+]
+
+
+async def started(tmp_path, texts, **options) -> NgramEngine:
+    async def stored():
+        return [("en", text) for text in texts]
+
+    opts = NgramOptions(corpora=False, **({"time_budget": 0.05} | options))
+    engine = NgramEngine(opts, EngineContext(data_dir=tmp_path, stored_texts=stored))
+    await engine.start()
+    return engine
+
+
+async def reply(engine: NgramEngine, text: str, lang: str = "en") -> Conversation:
+    conv = Conversation(chat_key="test:1", text=text, lang=lang)
+    conv.trace["text"] = "".join([delta async for delta in engine.reply(conv)])
+    return conv
+
+
+async def test_a_twenty_word_corpus_trains_and_replies(tmp_path):
+    assert sum(len(t.split()) for t in TWENTY_WORDS) == 20
+    engine = await started(tmp_path, TWENTY_WORDS)
+    assert engine.info().ready
+    conv = await reply(engine, "what about the cat?")
+    assert conv.trace["text"].strip()
+    assert conv.trace["keywords"] == ["cat"]
+    assert conv.trace["candidates"] >= 1
+    assert conv.trace["order"] == 3
+
+
+async def test_replies_stay_within_the_time_budget_by_the_engines_own_accounting(tmp_path):
+    engine = await started(tmp_path, TWENTY_WORDS, time_budget=0.05)
+    for text in ["the cat", "dogs run", "hello there"]:
+        trace = (await reply(engine, text)).trace
+        assert trace["budget_s"] == 0.05
+        assert trace["stopped"] in ("budget", "max_candidates")
+        assert trace["last_start_s"] < trace["budget_s"]  # no candidate begun after the deadline
+
+
+@pytest.mark.parametrize("message", ["the cat sat on the mat", "dogs run", "a dog ran to the cat",
+                                     "my cat likes the warm mat"])
+async def test_replies_never_echo_the_input(tmp_path, message):
+    engine = await started(tmp_path, TWENTY_WORDS)
+    for _ in range(5):
+        text = (await reply(engine, message)).trace["text"]
+        assert text.lower().rstrip(".!? ") != message
+        words, said = text.lower().split(), message.split()
+        runs = {tuple(said[i:i + 4]) for i in range(len(said) - 3)}
+        assert not any(tuple(words[i:i + 4]) in runs for i in range(len(words) - 3))
+
+
+async def test_learning_online_changes_what_comes_next(tmp_path):
+    engine = await started(tmp_path, TWENTY_WORDS)
+    before = dict(await engine.next_words("ki für alle ist sehr", "de", 5))
+    assert "interessant" not in before
+    for _ in range(3):
+        await engine.learn("KI für alle ist sehr interessant.", "de")
+    await engine.settle()
+    after = await engine.next_words("KI für alle ist sehr", "de", 5)
+    assert after[0][0] == "interessant" and after[0][1] > 0.5
+    assert [p for _, p in after] == sorted((p for _, p in after), reverse=True)
+
+
+async def test_a_refused_snapshot_is_rebuilt_and_replaced(tmp_path, caplog):
+    first = await started(tmp_path, [])
+    path = snapshot_path(tmp_path, "en")
+    assert path.is_file()
+    path.write_bytes(b"garbage")
+    caplog.set_level("INFO")
+    engine = await started(tmp_path, TWENTY_WORDS)
+    assert engine.info().ready
+    assert "unreadable snapshot" in caplog.text and "rebuilding" in caplog.text
+    assert path.read_bytes() != b"garbage"
+    await first.close()
+
+
+async def test_a_snapshot_is_reused_and_the_chat_is_read_anew(tmp_path):
+    await started(tmp_path, ["zebras graze slowly"])  # chat text is never in the snapshot
+    engine = await started(tmp_path, ["lions roar"])
+    vocab = engine.languages["en"].corpus.vocab.ids
+    assert "lions" in vocab and "zebras" not in vocab

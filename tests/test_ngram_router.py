@@ -1,0 +1,52 @@
+"""Through the real Router and Store: what people who opted out say never reaches the counts."""
+
+from __future__ import annotations
+
+from bot.events import Incoming
+from tests.conftest import RecordingSink
+
+NGRAM = "[engines.ngram]\ncorpora = false\ntime_budget = 0.05\n"
+
+
+async def say(router, text: str, user: str, admin: bool = False) -> str:
+    sink = RecordingSink()
+    incoming = Incoming(platform="test", chat_id="c1", user_id=user, user_name=user, text=text,
+                        is_admin=admin)
+    await router.handle(incoming, sink)
+    return sink.final or ""
+
+
+def known_words(engine) -> set[str]:
+    return {w for language in engine.languages.values() for w in language.corpus.vocab.words}
+
+
+async def test_opted_out_text_never_reaches_the_counts_now_or_after_a_restart(serve):
+    async with serve(NGRAM) as router:
+        assert "ngram" in await say(router, "/engine ngram", "admin", admin=True)
+        engine = await router.engines.get("ngram")
+        await say(router, "/optout", "hidden")
+        assert (await say(router, "zebras whisper secrets", "hidden")).strip()
+        await say(router, "lions roar loudly", "open")
+        await engine.settle()
+        assert {"lions", "roar"} <= known_words(engine)
+        assert not {"zebras", "whisper", "secrets"} & known_words(engine)
+        await say(router, "/optin", "hidden")
+        await say(router, "giraffes hum", "hidden")
+        await engine.settle()
+        assert "giraffes" in known_words(engine)
+    async with serve(NGRAM) as router:
+        engine = await router.engines.get("ngram")
+        words = known_words(engine)
+        assert {"lions", "giraffes"} <= words and "zebras" not in words
+
+
+async def test_next_and_why_show_the_ngram_engines_work(serve):
+    async with serve(NGRAM) as router:
+        await say(router, "/engine ngram", "admin", admin=True)
+        for _ in range(2):
+            await say(router, "robots like very shiny gears", "open")
+        await (await router.engines.get("ngram")).settle()
+        assert "shiny" in await say(router, "/next robots like very", "open")
+        await say(router, "tell me about robots", "open")
+        why = await say(router, "/why", "open")
+        assert "keywords" in why and "robots" in why and "candidates" in why
