@@ -84,6 +84,7 @@ class RoutedClient(discord.Client):
 
     def _get_state(self, **options: Any) -> Any:
         # Client.__init__ builds self.http and then, here, the connection state that shares
-        # it: the one moment to put ours in its place before anything uses it.
+        # it: the one moment to put ours in its place before anything uses it. (This bot
+        # passes Client no proxy or connector options, so the plain client loses none.)
         self.http = RoutedHTTPClient(self.routes, self.http.loop)
         return super()._get_state(**options)
