@@ -1,0 +1,135 @@
+"""The transformer engine's setup: config, cheap imports, clear errors, prompts, the tiny model,
+and one reply through the real router and store."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from bot.events import Incoming, Turn
+from engines.base import EngineContext, Engines, EngineUnavailable
+from engines.transformer.engine import TransformerEngine, TransformerOptions
+from tests.conftest import ROOT, RecordingSink
+from tests.tiny_model import adapter_dir, tiny_model_dir
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("transformer")
+
+
+def test_config_toml_documents_every_option_with_its_default():
+    table = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))["engines"][
+        "transformer"]
+    defaults = {f.name: f.default for f in dataclasses.fields(TransformerOptions)}
+    assert table == defaults
+
+
+def test_importing_the_engine_and_the_bot_does_not_import_torch():
+    code = ("import sys, bot.app, engines.transformer.engine; "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+async def start(tmp_path, **options) -> TransformerEngine:
+    engine = TransformerEngine(TransformerOptions(threads=1, **options),
+                               EngineContext(tmp_path / "engines" / "transformer"))
+    await engine.start()
+    return engine
+
+
+async def test_a_missing_model_folder_says_what_to_do(tmp_path):
+    from engines.transformer.loading import ModelUnavailable
+
+    with pytest.raises(ModelUnavailable, match="make-tiny") as caught:
+        await start(tmp_path, model=str(tmp_path / "no-such-model"))
+    assert "\n" not in str(caught.value)
+
+
+async def test_a_hub_model_that_cannot_be_downloaded_says_what_to_download(tmp_path):
+    from engines.transformer.loading import ModelUnavailable
+
+    with pytest.raises(ModelUnavailable, match=r"hf download nobody/no-such-model") as caught:
+        await start(tmp_path, model="nobody/no-such-model")  # offline in tests: never fetched
+    assert "\n" not in str(caught.value)
+
+
+async def test_a_corrupt_start_adapter_makes_the_engine_unavailable_not_the_bot(tmp_path, root):
+    broken = tmp_path / "adapters" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "adapter_config.json").write_text("{")
+    ctx = EngineContext(tmp_path)
+    options = {"transformer": TransformerOptions(model=str(tiny_model_dir(root)),
+                                                 adapter=str(broken), threads=1)}
+    engines = Engines.from_specs({"transformer": "engines.transformer.engine:TransformerEngine"},
+                                 ctx, lambda name, cls: options[name])
+    with pytest.raises(EngineUnavailable, match=r"no readable adapter_config\.json"):
+        await engines.get("transformer")
+    state, detail = engines.status("transformer")
+    assert state == "unavailable" and "broken" in detail
+    await engines.close()
+
+
+def test_the_prompt_keeps_the_newest_turns_that_fit(root):
+    from transformers import AutoTokenizer
+
+    from engines.transformer import prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(root))
+    turns = [Turn("user" if i % 2 == 0 else "bot", f"turn{i} " + "words " * 20) for i in range(10)]
+    full, kept = prompt.build(tokenizer, "Be kind.", turns, "the question", budget=10_000)
+    assert kept == 10
+    ids, kept = prompt.build(tokenizer, "Be kind.", turns, "the question", budget=len(full) // 2)
+    text = tokenizer.decode(ids)
+    assert 0 < kept < 10 and len(ids) <= len(full) // 2
+    assert f"turn{10 - kept} " in text and f"turn{9 - kept} " not in text and "turn9 " in text
+    assert text.startswith("<|im_start|>system\nBe kind.") and "the question" in text
+    long_message = "start " + "blah " * 400 + "the end"
+    ids, kept = prompt.build(tokenizer, "Be kind.", turns, long_message, budget=100)
+    assert kept == 0 and len(ids) <= 100 and "the end" in tokenizer.decode(ids)
+
+
+def test_a_group_chat_with_several_people_in_a_row_still_alternates_roles():
+    from engines.transformer.prompt import messages
+
+    turns = [Turn("user", "hi"), Turn("user", "hey"), Turn("bot", "hello both")]
+    chat = messages("sys", turns, "what now?")
+    assert [m["role"] for m in chat] == ["system", "user", "assistant", "user"]
+    assert chat[1]["content"] == "hi\nhey"
+    assert messages("sys", [], "q", system_role=False) == [{"role": "user", "content": "sys\n\nq"}]
+
+
+def test_make_tiny_builds_a_hugging_face_folder_and_pretraining_lowers_the_loss(tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engines.transformer.__main__ import main
+
+    assert main(["make-tiny", str(tmp_path / "m"), "--pretrain-steps", "4", "--threads", "1"]) == 0
+    losses = [float(line.split("loss")[1].split()[0])
+              for line in capsys.readouterr().out.splitlines() if line.startswith("step")]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
+    assert model.config.model_type == "llama" and 1e6 < model.num_parameters() < 1e7
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+async def test_a_reply_through_the_router_is_stored_with_the_adapter_id(serve, root):
+    adapter = adapter_dir(root, "lora-a", seed=1)
+    body = (f'[engines.transformer]\nmodel = "{tiny_model_dir(root)}"\n'
+            f'adapter = "{adapter}"\nthreads = 1\nmax_new_tokens = 6\n')
+    async with serve(body) as router:
+        for text in ("/engine transformer", "hello there", "/why"):
+            sink = RecordingSink()
+            await router.handle(Incoming("test", "c1", "u1", text, user_name="u1"), sink)
+        assert "lora-a" in sink.final and str(tiny_model_dir(root)) in sink.final
+        async with router.store.db.execute(
+            "SELECT engine, engine_version FROM messages WHERE role = 'bot'"
+        ) as cursor:
+            assert list(await cursor.fetchall()) == [("transformer", "lora-a")]
