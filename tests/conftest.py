@@ -1,0 +1,76 @@
+"""Shared test helpers: no network, a real SQLite store per test, a sink that records."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_config
+from bot.frontends import FRONTENDS
+from engines.base import BUILTIN
+
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+ROOT = Path(__file__).resolve().parent.parent
+
+TEST_ENGINES = """
+[plugins]
+engines = { echo = "tests.engines:EchoEngine", broken = "tests.engines:BrokenEngine", \
+hanging = "tests.engines:HangingEngine", unloadable = "tests.engines:UnloadableEngine" }
+"""
+
+
+class RecordingSink:
+    """A Sink that keeps every update and the final text, as a frontend would show them."""
+
+    def __init__(self) -> None:
+        self.updates: list[str] = []
+        self.final: str | None = None
+
+    async def update(self, text: str) -> None:
+        self.updates.append(text)
+
+    async def finish(self, text: str) -> list[str]:
+        self.final = text
+        return [f"sent-{id(self)}"]
+
+
+def write_config(path: Path, body: str = "", engines: bool = True) -> Path:
+    path.write_text((TEST_ENGINES if engines else "") + body, encoding="utf-8")
+    return path
+
+
+def make_config(tmp_path: Path, body: str = ""):
+    """A Config with the test engines, the echo engine by default, data under tmp_path."""
+    path = write_config(tmp_path / "config.toml", '[bot]\ndefault_engine = "echo"\n' + body)
+    return load_config(path, FRONTENDS, BUILTIN, data_dir=str(tmp_path / "data"))
+
+
+def run_console(args: list[str], lines: list[str], cwd: Path, timeout: float = 60):
+    """`python -m bot console ARGS` with `lines` piped in; returns the finished process."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost")
+    env.pop("DISCORD_TOKEN", None)
+    env.pop("TELEGRAM_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], input="".join(f"{line}\n" for line in lines),
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """`async with serve(extra_toml) as router`: a real App's router on a tmp data dir."""
+    from bot.app import App
+
+    def serving(body: str = ""):
+        return App(make_config(tmp_path, body), [], env={}).serving()
+
+    return serving
