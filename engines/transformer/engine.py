@@ -8,6 +8,7 @@ the replies of all chats; the engine's version is the id of its active adapter.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ class TransformerEngine(BaseEngine):
         from engines.transformer.worker import GenerationWorker
 
         opts = self.options
-        torch.set_num_threads(opts.threads or max(1, (torch.get_num_threads() + 1) // 2))
+        # Half the cores by default, so a fine-tuning job beside the bot gets the other half.
+        threads = opts.threads or max(1, (os.cpu_count() or 2) // 2)
+        torch.set_num_threads(threads)  # per thread in practice: the worker sets it again
         self.device = loading.choose_device(opts.device)
         model, self.tokenizer = loading.load(
             opts.model, self.device, loading.choose_dtype(opts.dtype, self.device)
@@ -84,7 +87,7 @@ class TransformerEngine(BaseEngine):
         self.worker = GenerationWorker(
             self.adapters, self.tokenizer, sampling,
             eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
-            max_batch=opts.max_batch, device=self.device, seed=opts.seed,
+            max_batch=opts.max_batch, device=self.device, seed=opts.seed, threads=threads,
         )
 
     def _read_prompts(self) -> dict[str, str]:

@@ -47,7 +47,7 @@ def next_tokens(
     if sampling.top_p < 1.0:
         logits = _top_p(logits, sampling.top_p)
     probs = torch.softmax(logits, dim=-1)
-    if generator is not None and generator.device != probs.device:
+    if generator is not None and generator.device.type != probs.device.type:
         generator = None
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1).tolist()
 

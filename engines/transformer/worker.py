@@ -69,8 +69,6 @@ class Request:
 
     # The worker's side: called from its thread, delivered on the loop.
     def _send(self, kind: str, value: str = "") -> None:
-        if self.first_token_at is None and kind == "delta":
-            self.first_token_at = time.monotonic()
         if kind != "delta":
             self.finished_at = time.monotonic()
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
@@ -96,6 +94,7 @@ class GenerationWorker:
         max_batch: int = 16,
         device: str = "cpu",
         seed: int = 0,
+        threads: int = 0,
     ) -> None:
         self.adapters = adapters
         self.tokenizer = tokenizer
@@ -104,6 +103,7 @@ class GenerationWorker:
         self.context = context
         self.max_batch = max_batch
         self.device = device
+        self.threads = threads  # torch CPU threads for the forward passes; 0: torch's default
         self.passes = 0  # forward passes so far: what batching saves
         self.dead = ""  # why the worker stopped, once it has
         self._generator = torch.Generator(device).manual_seed(seed) if seed else None
@@ -150,6 +150,8 @@ class GenerationWorker:
 
     # The worker's thread.
     def _run(self) -> None:
+        if self.threads:  # torch's thread count is per calling thread
+            torch.set_num_threads(self.threads)
         try:
             while not self._stopping:
                 self._take_inbox(block=not self._batch and not self._waiting)
@@ -230,6 +232,8 @@ class GenerationWorker:
         request = row.request
         if request.cancelled:
             return False
+        if request.first_token_at is None:
+            request.first_token_at = time.monotonic()
         if token in self.eos_ids:
             return self._finish(row)
         row.new_tokens.append(token)

@@ -1,0 +1,131 @@
+"""Batched generation against sequential `model.generate()` calls, in one process.
+
+For 1, 4 and 16 chats asking at once (each chat asks its questions one after another), prints
+the aggregate tokens per second as a ratio to `generate()` called once per reply, the time to
+first token, and the event loop's worst stall while the worker generates (a ticker task that
+should wake every few milliseconds). Greedy decoding and fixed-length replies on both sides, so
+both do the same work.
+
+    python -m bench.transformer                      # builds the tiny model in a temp folder
+    python -m bench.transformer --model DIR --device cuda --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bot.events import Conversation
+from engines.base import EngineContext
+from engines.transformer.engine import TransformerEngine, TransformerOptions
+
+QUESTIONS = [
+    "hello", "What is ELIZA?", "How does a chat bot learn from people?", "AI for everyone is very",
+    "Tell me a story about a small bot.", "What is an n-gram model, and why count words?",
+    "Can you help me with my homework?", "Where does your knowledge come from?",
+]
+
+
+async def ticker(stalls: list[float], period: float = 0.005) -> None:
+    """Wake every `period` seconds and note how late each wake-up was."""
+    while True:
+        planned = time.perf_counter() + period
+        await asyncio.sleep(period)
+        stalls.append(time.perf_counter() - planned)
+
+
+async def chat(engine: TransformerEngine, asks: int, offset: int, ttft: list[float]) -> int:
+    tokens = 0
+    for i in range(asks):
+        conv = Conversation(f"bench:{offset}", QUESTIONS[(offset + i) % len(QUESTIONS)])
+        async for _ in engine.reply(conv):
+            pass
+        tokens += conv.trace["tokens_out"]
+        ttft.append(conv.trace["first_token_seconds"])  # from the moment the reply was queued
+    return tokens
+
+
+async def concurrent(engine: TransformerEngine, chats: int, replies: int) -> dict[str, float]:
+    ttft: list[float] = []
+    stalls: list[float] = []
+    tick = asyncio.create_task(ticker(stalls))
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(chat(engine, replies // chats, c, ttft) for c in range(chats)))
+    seconds = time.perf_counter() - started
+    tick.cancel()
+    return {"tokens_s": sum(counts) / seconds, "ttft_median": statistics.median(ttft),
+            "ttft_max": max(ttft), "stall_max": max(stalls, default=0.0)}
+
+
+def sequential_generate(engine: TransformerEngine, replies: int, new_tokens: int) -> float:
+    """The baseline: `generate()` once per reply, one after another; tokens per second."""
+    import torch
+
+    from engines.transformer import prompt
+
+    torch.set_num_threads(engine.worker.threads)  # the same threads as the worker has
+    model, tokenizer = engine.adapters.model, engine.tokenizer
+    tokens, started = 0, time.perf_counter()
+    for i in range(replies):
+        system = engine.system_prompt("en")
+        ids, _ = prompt.build(tokenizer, system, [], QUESTIONS[i % len(QUESTIONS)], 10**6)
+        inputs = torch.tensor([ids], device=engine.device)
+        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False,
+                             max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             pad_token_id=tokenizer.pad_token_id)
+        tokens += out.shape[1] - inputs.shape[1]
+    if engine.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return tokens / (time.perf_counter() - started)
+
+
+async def run(args: argparse.Namespace, model: Path | str) -> None:
+    options = TransformerOptions(
+        model=str(model), device=args.device, dtype=args.dtype, temperature=0.0,
+        repetition_penalty=1.0, max_new_tokens=args.tokens, threads=args.threads, max_batch=16,
+    )
+    engine = TransformerEngine(options, EngineContext(Path(tempfile.mkdtemp())))
+    await engine.start()
+    engine.worker.eos_ids = set()  # fixed-length replies, as min_new_tokens gives generate()
+    await concurrent(engine, 1, 2)  # warm-up
+    baseline = sequential_generate(engine, args.baseline_replies, args.tokens)
+    print(f"model {model} on {engine.device} ({args.dtype}), {args.tokens} new tokens per "
+          f"reply, torch threads {args.threads or 'auto'}")
+    print(f"sequential generate(): {baseline:.1f} tokens/s (baseline)")
+    print("| chats at once | tokens/s | vs generate() | first token median | max "
+          "| loop stall max |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for chats in (1, 4, 16):
+        r = await concurrent(engine, chats, args.replies)
+        print(f"| {chats} | {r['tokens_s']:.1f} | {r['tokens_s'] / baseline:.2f}x "
+              f"| {r['ttft_median'] * 1000:.0f} ms | {r['ttft_max'] * 1000:.0f} ms "
+              f"| {r['stall_max'] * 1000:.1f} ms |")
+    await engine.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.transformer")
+    parser.add_argument("--model", help="a model folder or hub id; default: build the tiny one")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--dtype", default="auto",
+                        choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per reply")
+    parser.add_argument("--replies", type=int, default=32, help="replies per concurrency level")
+    parser.add_argument("--baseline-replies", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads; 0: half the cores")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        model = args.model
+        if model is None:
+            from engines.transformer.tiny import make_tiny
+
+            model = make_tiny(Path(scratch) / "tiny", progress=lambda _: None)
+        asyncio.run(run(args, model))
+
+
+if __name__ == "__main__":
+    main()
