@@ -7,6 +7,7 @@ always sees one consistent model.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 from engines.corpora import split_sentences
 from engines.ngram.counts import NgramCounts
 from engines.ngram.model import LanguageModel
-from engines.ngram.tokens import tokenize
+from engines.ngram.tokens import tokenize_cased
 from engines.ngram.training import Corpus
 from engines.ngram.verbatim import CopyGuard
 from engines.ngram.vocab import Vocab
@@ -36,15 +37,24 @@ class Language:
         self.guard = CopyGuard(copy_span)
         self.tokens = 0
         self.models: Models | None = None
+        # How often each spelling was seen inside a sentence: replies write "Filme", "KI".
+        self.spellings: Counter[str] = Counter()
 
     def learn(self, texts: Iterable[str]) -> int:
         """Count the sentences of `texts`; returns how many tokens that added."""
-        sentences = [tokenize(s) for text in texts for s in split_sentences(text)]
-        sentences = [s for s in sentences if s]
+        cased = [tokenize_cased(s) for text in texts for s in split_sentences(text)]
+        for sentence in cased:
+            self.spellings.update(sentence[1:])  # the first word is capitalised anyway
+        sentences = [[token.lower() for token in s] for s in cased if s]
         added = self.corpus.add(sentences)
         self.guard.add(self.corpus.vocab.encode(s) for s in sentences)
         self.tokens += added
         return added
+
+    def spelling(self, word: str) -> str:
+        """The commonest of `word`, `Word` and `WORD` mid-sentence (lower-case on a tie)."""
+        forms = (word, word.capitalize(), word.upper())
+        return max(forms, key=lambda form: self.spellings.get(form, 0))
 
     def estimate(self) -> Models:
         forward, backward = self.corpus.models()
@@ -63,7 +73,8 @@ class Language:
         return out
 
     def header(self) -> dict:
-        return {"words": self.corpus.vocab.words, "tokens": self.tokens}
+        return {"words": self.corpus.vocab.words, "tokens": self.tokens,
+                "spellings": dict(self.spellings)}
 
     @classmethod
     def restore(cls, lang: str, order: int, copy_span: int, header: dict,
@@ -72,6 +83,7 @@ class Language:
         language = cls(lang, order, copy_span)
         language.corpus.vocab = Vocab(header["words"])
         language.tokens = int(header["tokens"])
+        language.spellings = Counter(header["spellings"])
         language.guard = CopyGuard(copy_span, arrays["guard"])
         for direction, counts in (("fw", language.corpus.forward),
                                   ("bw", language.corpus.backward)):

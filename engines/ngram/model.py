@@ -59,14 +59,25 @@ class LanguageModel:
             found = self.step(k, found, rows[:, k])
         return found
 
+    def _row(self, k: int, context_row: int, word: int) -> int:
+        """Scalar `step`: the row in order k+1 of (context row in order k, word), or -1."""
+        keys = self.keys[k]
+        wanted = context_row * self.vocab_size + word
+        at = int(keys.searchsorted(wanted))
+        return at if at < len(keys) and keys[at] == wanted else -1
+
     def _context_rows(self, context: Sequence[int]) -> list[int]:
         """Rows of the context's suffixes, shortest first, up to the first that is not held."""
+        tail = [w if w < self.vocab_size else UNK for w in context[len(context) - self.order + 1 :]]
+        if self.order == 1 or not tail:
+            return []
         found: list[int] = []
-        tail = list(context)[len(context) - self.order + 1 :] if self.order > 1 else []
         for length in range(1, len(tail) + 1):
-            row = int(self.index(np.array([tail[-length:]]))[0])
-            if row < 0:
-                break
+            row = tail[-length]  # a unigram's row is its id; longer ones extend their prefix
+            for k, word in enumerate(tail[len(tail) - length + 1 :], start=1):
+                row = self._row(k, row, word)
+                if row < 0:
+                    return found
             found.append(row)
         return found
 
@@ -93,12 +104,9 @@ class LanguageModel:
     def prob_of(self, context: Sequence[int], word: int) -> float:
         """p(word | context), backing off from the longest n-gram the model holds."""
         word = word if word < self.vocab_size else UNK
-        rows = self._context_rows(context)
         value = float(self.prob[0][word])
-        for k, row in enumerate(rows, start=1):
-            if k >= self.order:
-                break
-            found = int(self.step(k, np.array([row]), np.array([word]))[0])
+        for k, row in enumerate(self._context_rows(context), start=1):
+            found = self._row(k, row, word)
             value = float(self.prob[k][found]) if found >= 0 else value * self.backoff[k - 1][row]
         return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -25,18 +26,21 @@ def answer(
     chosen = [w for w in keywords(tokens, language.lang)
               if vocab.ids.get(w, models.forward.vocab_size) < models.forward.vocab_size]
     setup = Search(models.forward, models.backward, models.guard, options.time_budget,
-                   options.max_tokens, rng)
+                   options.max_tokens, rng, vocab.words)
     found = search(setup, message, [vocab.ids[w] for w in chosen])
     trace = {
         "order": options.order, "lang": language.lang, "keywords": chosen,
         "candidates": found.tried, "rejected": found.rejected,
-        "score_bits": round(found.score, 3) if found.tokens else None,
-        "budget_s": options.time_budget, "search_s": round(found.elapsed_s, 4),
-        "last_start_s": round(found.last_start_s, 4), "stopped": found.stopped,
+        "score": round(found.score, 3) if found.tokens else None,
+        "scored_by": "keyword surprisal (bits)" if chosen else "fluency (-bits per token)",
+        # milliseconds; the last start rounded down, so it stays below the budget it kept to
+        "budget_ms": round(options.time_budget * 1000, 3),
+        "search_ms": round(found.elapsed_s * 1000),
+        "last_start_ms": math.floor(found.last_start_s * 1000), "stopped": found.stopped,
     }
     if found.tokens is None:
         return trace, None
-    return trace, detokenize(vocab.decode(found.tokens))
+    return trace, detokenize([language.spelling(w) for w in vocab.decode(found.tokens)])
 
 
 def most_likely_next(language: Language, text: str, k: int) -> list[tuple[str, float]]:
@@ -46,4 +50,4 @@ def most_likely_next(language: Language, text: str, k: int) -> list[tuple[str, f
     p = model.distribution([BOS, *vocab.encode(tokenize(text))])
     p[: len(SPECIALS)] = 0.0
     best = np.argsort(-p, kind="stable")[:k]
-    return [(vocab.words[i], float(p[i])) for i in best if p[i] > 0]
+    return [(language.spelling(vocab.words[i]), float(p[i])) for i in best if p[i] > 0]

@@ -11,6 +11,7 @@ are thrown away.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
@@ -33,6 +34,7 @@ class Search:
     budget_s: float
     max_tokens: int
     rng: random.Random = field(default_factory=random.Random)
+    words: Sequence[str] = ()  # the vocabulary, to check punctuation; empty: no such check
 
 
 @dataclass
@@ -72,7 +74,10 @@ def _consider(s: Search, found: Found, candidate: list[int], message: Sequence[i
     if why:
         found.rejected[why] = found.rejected.get(why, 0) + 1
         return
-    score = surprisal(s.forward, s.backward, candidate, set(found.keywords))
+    if found.keywords:
+        score = surprisal(s.forward, s.backward, candidate, set(found.keywords))
+    else:  # nothing to be about: the most fluent candidate
+        score = -_bits(s.forward, candidate, None) / (len(candidate) + 1)
     if score > found.score:
         found.tokens, found.score = candidate, score
 
@@ -84,6 +89,8 @@ def _rejection(s: Search, candidate: list[int], message: Sequence[int]) -> str:
         return "too_long"
     if echoes(candidate, message):
         return "echo"
+    if s.words and not well_formed([s.words[i] for i in candidate]):
+        return "malformed"
     if s.guard.copies(candidate):
         return "copy"
     return ""
@@ -110,8 +117,7 @@ def surprisal(
     forward: LanguageModel, backward: LanguageModel, tokens: list[int], keywords: set[int]
 ) -> float:
     """Bits of information the candidate's keywords carry, damped for length (MegaHAL)."""
-    bits = _keyword_bits(forward, tokens, keywords)
-    bits += _keyword_bits(backward, tokens[::-1], keywords)
+    bits = _bits(forward, tokens, keywords) + _bits(backward, tokens[::-1], keywords)
     n = len(tokens)
     if n > 8:
         bits /= math.sqrt(n - 1)
@@ -120,11 +126,12 @@ def surprisal(
     return bits
 
 
-def _keyword_bits(model: LanguageModel, tokens: list[int], keywords: set[int]) -> float:
+def _bits(model: LanguageModel, tokens: list[int], only: set[int] | None) -> float:
+    """-log2 p of the tokens in `only` (all tokens and </s> when None), <s> first."""
     context = [BOS]
     bits = 0.0
-    for token in tokens:
-        if token in keywords:
+    for token in tokens if only is not None else [*tokens, EOS]:
+        if only is None or token in only:
             bits -= math.log2(max(model.prob_of(context, token), 1e-300))
         context.append(token)
     return bits
@@ -139,3 +146,23 @@ def echoes(candidate: Sequence[int], message: Sequence[int]) -> bool:
         tuple(candidate[i : i + ECHO_SPAN]) in spans
         for i in range(len(candidate) - ECHO_SPAN + 1)
     )
+
+
+MARKS = frozenset(".,!?;:'\"()[]-…’")  # punctuation a reply may use; not "<", "*", "@"...
+
+
+def well_formed(tokens: Sequence[str]) -> bool:
+    """Words and ordinary punctuation only, beginning with a word or an opening quote or
+    bracket; quotes and brackets balanced; no word twice in a row."""
+    if not tokens or not (tokens[0][:1].isalnum() or tokens[0] in "\"'(["):
+        return False
+    if any(not (t[:1].isalnum() or t in MARKS) for t in tokens):
+        return False
+    if any(a == b and a[:1].isalnum() for a, b in itertools.pairwise(tokens)):
+        return False
+    depth = 0
+    for token in tokens:
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(token, 0)
+        if depth < 0:
+            return False
+    return depth == 0 and tokens.count('"') % 2 == 0

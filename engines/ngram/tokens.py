@@ -14,6 +14,11 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+def tokenize_cased(text: str) -> list[str]:
+    """The same tokens as `tokenize`, as written (for learning how a word is spelled)."""
+    return _TOKEN.findall(text)
+
+
 def is_word(token: str) -> bool:
     return token[:1].isalnum()
 
