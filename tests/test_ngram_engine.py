@@ -22,7 +22,7 @@ async def started(tmp_path, texts, **options) -> NgramEngine:
     async def stored():
         return [("en", text) for text in texts]
 
-    opts = NgramOptions(corpora=False, **({"time_budget": 0.05} | options))
+    opts = NgramOptions(**({"corpora": False, "time_budget": 0.05} | options))
     engine = NgramEngine(opts, EngineContext(data_dir=tmp_path, stored_texts=stored))
     await engine.start()
     return engine
@@ -34,15 +34,16 @@ async def reply(engine: NgramEngine, text: str, lang: str = "en") -> Conversatio
     return conv
 
 
-async def test_a_twenty_word_corpus_trains_and_replies(tmp_path):
+@pytest.mark.parametrize("order", [3, 1, 2, 5])
+async def test_a_twenty_word_corpus_trains_and_replies(tmp_path, order):
     assert sum(len(t.split()) for t in TWENTY_WORDS) == 20
-    engine = await started(tmp_path, TWENTY_WORDS)
+    engine = await started(tmp_path, TWENTY_WORDS, order=order)
     assert engine.info().ready
     conv = await reply(engine, "what about the cat?")
     assert conv.trace["text"].strip()
     assert conv.trace["keywords"] == ["cat"]
     assert conv.trace["candidates"] >= 1
-    assert conv.trace["order"] == 3
+    assert conv.trace["order"] == order
 
 
 async def test_replies_stay_within_the_time_budget_by_the_engines_own_accounting(tmp_path):
@@ -96,3 +97,12 @@ async def test_a_snapshot_is_reused_and_the_chat_is_read_anew(tmp_path):
     engine = await started(tmp_path, ["lions roar"])
     vocab = engine.languages["en"].corpus.vocab.ids
     assert "lions" in vocab and "zebras" not in vocab
+
+
+async def test_a_model_from_the_snapshot_equals_the_one_built_from_the_corpora(tmp_path):
+    fresh = await started(tmp_path, TWENTY_WORDS, corpora=True)
+    assert snapshot_path(tmp_path, "en").is_file()
+    reloaded = await started(tmp_path, TWENTY_WORDS, corpora=True)
+    for lang, text in [("en", "the"), ("en", "what is your"), ("de", "wie geht"), ("en", "cat")]:
+        assert await fresh.next_words(text, lang, 8) == await reloaded.next_words(text, lang, 8)
+    assert (await reply(reloaded, "Do you like computers?")).trace["text"]

@@ -13,6 +13,7 @@ import pytest
 from engines.ngram import snapshot
 from engines.ngram.counts import NgramCounts
 from engines.ngram.kneser_ney import FALLBACK, adjusted_counts, discounts, estimate
+from engines.ngram.rows import unique_rows
 from engines.ngram.training import Corpus, train
 from engines.ngram.vocab import BOS, EOS, UNK
 
@@ -142,6 +143,15 @@ def test_counting_in_chunks_equals_counting_at_once(monkeypatch):
     for k in (2, 3):
         assert all(np.array_equal(a, b) for a, b in zip(whole.table(k), chunked.table(k),
                                                         strict=True))
+
+
+def test_rows_too_wide_to_pack_are_counted_the_same_way():
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 4, size=(300, 3)).astype(np.int32)
+    wide = small + (1 << 30)  # 3 x 31 bits: no longer fits one int64
+    (rows, counts), (wide_rows, wide_counts) = unique_rows(small), unique_rows(wide)
+    assert np.array_equal(rows + (1 << 30), wide_rows) and np.array_equal(counts, wide_counts)
+    assert counts.sum() == 300 and len(rows) == len({tuple(r) for r in small.tolist()})
 
 
 def test_an_empty_corpus_still_gives_a_distribution():
