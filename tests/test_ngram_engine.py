@@ -7,8 +7,8 @@ import pytest
 
 from bot.events import Conversation
 from engines.base import EngineContext
+from engines.ngram.corpus_cache import snapshot_path
 from engines.ngram.engine import NgramEngine, NgramOptions
-from engines.ngram.store import snapshot_path
 
 TWENTY_WORDS = [  # 20 words in all
     "the cat sat on the mat",

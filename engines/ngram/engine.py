@@ -47,11 +47,11 @@ class NgramEngine(BaseEngine):
         self._updates: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        from engines.ngram import store  # numpy lives behind this import
+        from engines.ngram import corpus_cache  # numpy lives behind this import
 
         for lang in LANGUAGES:
             self.languages[lang] = await asyncio.to_thread(
-                store.base_language, lang, self.options, Path(self.ctx.data_dir)
+                corpus_cache.base_language, lang, self.options, Path(self.ctx.data_dir)
             )
         chat: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
         for lang, text in await self.ctx.stored_texts():
