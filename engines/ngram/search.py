@@ -5,8 +5,9 @@ and keep the candidate that tells the most about the keywords, as many tries as 
 A candidate's score is the surprisal (-log2 p) of its keywords under both models: an
 unexpected keyword in a fluent sentence carries information. Long candidates are damped as
 MegaHAL does (divided by sqrt(n - 1) past 8 tokens and by n past 16), so rambling does not
-win by piling up keywords. Candidates that echo the message or quote training text at length
-are thrown away.
+win by piling up keywords. A message without keywords gets the most fluent candidate (fewest
+bits per token). Candidates that echo the message, quote training text at length or are
+malformed (stray symbols, unbalanced quotes) are thrown away.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from engines.ngram.verbatim import CopyGuard
 from engines.ngram.vocab import BOS, EOS
 
 MAX_CANDIDATES = 20_000  # a bound for tiny models, where one try takes microseconds
-ECHO_SPAN = 4  # a reply may share at most this many tokens in a row with the message, minus one
+ECHO_SPAN = 4  # a reply never shares this many tokens in a row with the message
 
 
 @dataclass
