@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from bot.config import Config, ConfigError
@@ -66,18 +67,30 @@ class App:
     async def _stored_texts(self) -> list[tuple[str, str]]:
         return await self.store.stored_texts() if self.store else []
 
-    async def run(self) -> int:
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[Router]:
+        """The store open and the router ready; on exit, replies in flight are drained
+        (finished or abandoned), engines closed and the database closed."""
         self.store = await Store.open(self.config.data_dir / DB_FILE)
         router = Router(self.config, self.store, self.engines)
-        started: list[Any] = []
         try:
             self.engines.begin_start(self.config.bot.default_engine)
-            for frontend in self.frontends:
-                await frontend.start(router)
-                started.append(frontend)
-            await self._until_stopped()
+            yield router
         finally:
-            await self._shutdown(router, started)
+            await router.drain(DRAIN_SECONDS)
+            await self.engines.close()
+            await self.store.close()
+
+    async def run(self) -> int:
+        async with self.serving() as router:
+            started: list[Any] = []
+            try:
+                for frontend in self.frontends:
+                    await frontend.start(router)
+                    started.append(frontend)
+                await self._until_stopped()
+            finally:
+                await self._stop_frontends(started)
         return 0
 
     async def _until_stopped(self) -> None:
@@ -106,12 +119,9 @@ class App:
                 log.info("retention: deleted %d messages older than %d days", removed, days)
             await asyncio.sleep(3600)
 
-    async def _shutdown(self, router: Router, started: list[Any]) -> None:
+    async def _stop_frontends(self, started: list[Any]) -> None:
         for frontend in reversed(started):
             try:
                 await frontend.stop()
             except Exception:
                 log.warning("frontend %s did not stop cleanly", frontend.platform, exc_info=True)
-        await router.drain(DRAIN_SECONDS)
-        await self.engines.close()
-        await self.store.close()

@@ -163,7 +163,10 @@ class Store:
     @classmethod
     async def open(cls, path: Path) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
+        # "IMMEDIATE": sqlite3 opens BEGIN IMMEDIATE before each write, so a writer waits for the
+        # file's write lock (busy_timeout) up front instead of failing on a stale read snapshot
+        # when another process (a fine-tuning job) wrote in between.
+        db = await aiosqlite.connect(path, isolation_level="IMMEDIATE")
         for pragma in (
             "journal_mode = WAL",
             "synchronous = NORMAL",
@@ -201,36 +204,52 @@ class Store:
                     (version, step.__name__, time.time()),
                 )
 
+    async def _exec(self, sql: str, args: tuple = ()) -> aiosqlite.Cursor:
+        """One write statement, committed on its own (autocommit): the write lock of the file
+        is held for that statement only, so another process's writer gets its turn."""
+        async with self._lock:
+            cursor = await self.db.execute(sql, args)
+            await cursor.close()
+            await self.db.commit()
+            return cursor
+
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[None]:
+        """A transaction, for writes of several statements that must land together."""
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            await self.db.execute("BEGIN IMMEDIATE")  # DDL in migrations does not open one
             try:
                 yield
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                await self.db.rollback()
                 raise
-            await self.db.execute("COMMIT")
+            await self.db.commit()
 
+    # Reads take the lock too: a SELECT still open on this connection pins an old snapshot,
+    # and a write started beside it would fail at once ("database is locked") if another
+    # process has committed since, without waiting for busy_timeout.
     async def _one(self, sql: str, args: tuple = ()) -> Any:
-        async with self.db.execute(sql, args) as cursor:
-            return await cursor.fetchone()
+        async with self._lock:
+            return await self._fetchone(sql, args)
 
     async def _all(self, sql: str, args: tuple = ()) -> list[Any]:
-        async with self.db.execute(sql, args) as cursor:
+        async with self._lock, self.db.execute(sql, args) as cursor:
             return list(await cursor.fetchall())
+
+    async def _fetchone(self, sql: str, args: tuple = ()) -> Any:
+        async with self.db.execute(sql, args) as cursor:
+            return await cursor.fetchone()
 
     # chats and users ---------------------------------------------------------------------
 
     async def chat(self, platform: str, platform_chat_id: str, title: str = "") -> Chat:
         key = (platform, platform_chat_id)
         if key not in self._chats:
-            async with self._write():
-                await self.db.execute(
-                    "INSERT INTO chats (platform, platform_chat_id, title, created_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (platform, platform_chat_id, title or None, time.time()),
-                )
+            await self._exec(
+                "INSERT INTO chats (platform, platform_chat_id, title, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (platform, platform_chat_id, title or None, time.time()),
+            )
             row = await self._one(
                 "SELECT id, engine, lang, history_from FROM chats"
                 " WHERE platform = ? AND platform_chat_id = ?",
@@ -249,12 +268,11 @@ class Store:
     async def user(self, platform: str, platform_user_id: str, name: str = "") -> User:
         key = (platform, platform_user_id)
         if key not in self._users:
-            async with self._write():
-                await self.db.execute(
-                    "INSERT INTO users (platform, platform_user_id, name, created_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (platform, platform_user_id, name or None, time.time()),
-                )
+            await self._exec(
+                "INSERT INTO users (platform, platform_user_id, name, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (platform, platform_user_id, name or None, time.time()),
+            )
             row = await self._one(
                 "SELECT id, name, opted_out FROM users WHERE platform = ? AND platform_user_id = ?",
                 key,
@@ -263,28 +281,26 @@ class Store:
         return self._users[key]
 
     async def set_chat(self, chat: Chat, *, engine: str | None = None, lang: str | None = None):
-        async with self._write():
-            if engine is not None:
-                await self.db.execute("UPDATE chats SET engine = ? WHERE id = ?", (engine, chat.id))
-                chat.engine = engine
-            if lang is not None:
-                await self.db.execute("UPDATE chats SET lang = ? WHERE id = ?", (lang, chat.id))
-                chat.lang = lang
+        if engine is not None:
+            await self._exec("UPDATE chats SET engine = ? WHERE id = ?", (engine, chat.id))
+            chat.engine = engine
+        if lang is not None:
+            await self._exec("UPDATE chats SET lang = ? WHERE id = ?", (lang, chat.id))
+            chat.lang = lang
 
     async def reset_chat(self, chat: Chat) -> None:
         """Forget the conversation context (engine state, history seen), not the log."""
         async with self._write():
-            row = await self._one("SELECT COALESCE(MAX(id), 0) FROM messages WHERE chat_id = ?",
-                                  (chat.id,))
+            row = await self._fetchone(
+                "SELECT COALESCE(MAX(id), 0) FROM messages WHERE chat_id = ?", (chat.id,)
+            )
             await self.db.execute("UPDATE chats SET history_from = ? WHERE id = ?",
                                   (row[0], chat.id))
             await self.db.execute("DELETE FROM engine_state WHERE chat_id = ?", (chat.id,))
         chat.history_from = row[0]
 
     async def set_opted_out(self, user: User, opted_out: bool) -> None:
-        async with self._write():
-            await self.db.execute("UPDATE users SET opted_out = ? WHERE id = ?",
-                                  (int(opted_out), user.id))
+        await self._exec("UPDATE users SET opted_out = ? WHERE id = ?", (int(opted_out), user.id))
         user.opted_out = opted_out
 
     # messages ------------------------------------------------------------------------------
@@ -302,8 +318,8 @@ class Store:
         engine_version: str | None = None,
         trace: dict[str, Any] | None = None,
     ) -> int:
-        async with self._write():
-            row = await self._one(
+        async with self._lock:
+            row = await self._fetchone(
                 "INSERT INTO messages (chat_id, user_id, role, text, reply_to, engine,"
                 " engine_version, trace, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " RETURNING id",
@@ -314,6 +330,7 @@ class Store:
                 "INSERT OR REPLACE INTO message_refs VALUES (?, ?, ?)",
                 [(chat.id, pid, row[0]) for pid in platform_ids if pid],
             )
+            await self.db.commit()
         return row[0]
 
     async def history(self, chat: Chat, limit: int) -> list[Turn]:
@@ -355,23 +372,21 @@ class Store:
         return json.loads(row[0]) if row else {}
 
     async def save_engine_state(self, chat: Chat, engine: str, state: dict[str, Any]) -> None:
-        async with self._write():
-            await self.db.execute(
-                "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?)",
-                (chat.id, engine, json.dumps(state, ensure_ascii=False)),
-            )
+        await self._exec(
+            "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?)",
+            (chat.id, engine, json.dumps(state, ensure_ascii=False)),
+        )
 
     # feedback -------------------------------------------------------------------------------
 
     async def vote(self, message_id: int, user: User, value: int, source: str) -> None:
         """One vote per user per reply: a new vote replaces the old one."""
-        async with self._write():
-            await self.db.execute(
-                "INSERT INTO feedback VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, user_id)"
-                " DO UPDATE SET value = excluded.value, source = excluded.source,"
-                " created_at = excluded.created_at",
-                (message_id, user.id, value, source, time.time()),
-            )
+        await self._exec(
+            "INSERT INTO feedback VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, user_id)"
+            " DO UPDATE SET value = excluded.value, source = excluded.source,"
+            " created_at = excluded.created_at",
+            (message_id, user.id, value, source, time.time()),
+        )
 
     async def unvote(self, message_id: int, user: User, source: str | None = None) -> bool:
         """Remove the user's vote (only if it came from `source`, when given)."""
@@ -379,9 +394,7 @@ class Store:
         args: tuple = (message_id, user.id)
         if source is not None:
             sql, args = sql + " AND source = ?", (*args, source)
-        async with self._write():
-            cursor = await self.db.execute(sql, args)
-        return cursor.rowcount > 0
+        return (await self._exec(sql, args)).rowcount > 0
 
     async def votes(self, message_id: int) -> list[tuple[str, int]]:
         return await self._all(
@@ -460,9 +473,7 @@ class Store:
 
     async def prune(self, older_than: float) -> int:
         """Delete messages older than a unix time (the retention limit)."""
-        async with self._write():
-            cursor = await self.db.execute("DELETE FROM messages WHERE created_at < ?",
-                                           (older_than,))
+        cursor = await self._exec("DELETE FROM messages WHERE created_at < ?", (older_than,))
         return cursor.rowcount
 
 

@@ -1,0 +1,216 @@
+"""The router with real engines from tests/engines.py and a real store in a tmp folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from bot.events import Incoming, Reaction
+from tests.conftest import RecordingSink
+
+
+def msg(text: str, chat: str = "c1", user: str = "u1", **kw) -> Incoming:
+    return Incoming(platform="test", chat_id=chat, user_id=user, user_name=user, text=text, **kw)
+
+
+async def say(router, text: str, **kw) -> RecordingSink:
+    sink = RecordingSink()
+    await router.handle(msg(text, **kw), sink)
+    return sink
+
+
+async def rows(router, sql: str, args: tuple = ()) -> list[tuple]:
+    async with router.store.db.execute(sql, args) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def test_reply_streams_and_is_stored_with_engine_and_version(serve):
+    async with serve() as router:
+        sink = await say(router, "hello big world")
+        assert sink.final == "echo: hello big world"
+        assert sink.updates[-1] == sink.final and len(sink.updates) == 4
+        stored = await rows(router, "SELECT role, text, engine, engine_version FROM messages")
+        assert stored == [("user", "hello big world", None, None),
+                          ("bot", "echo: hello big world", "echo", "echo-1")]
+
+
+async def test_engine_state_is_kept_per_chat_and_reset_empties_it(serve):
+    async with serve() as router:
+        for _ in range(3):
+            await say(router, "a", chat="c1")
+        await say(router, "b", chat="c2")
+        assert (await router.store.last_reply(await router.store.chat("test", "c1"))).trace[
+            "turn"] == 3
+        assert (await router.store.last_reply(await router.store.chat("test", "c2"))).trace[
+            "turn"] == 1
+        await say(router, "/reset", chat="c1")
+        await say(router, "again", chat="c1")
+        last = await router.store.last_reply(await router.store.chat("test", "c1"))
+        assert last.trace == {"turn": 1, "history": 0}
+
+
+async def test_history_is_the_recent_turns_of_this_chat_only(serve):
+    async with serve('history_turns = 3\n') as router:
+        for word in ("one", "two", "three"):
+            await say(router, word)
+        await say(router, "elsewhere", chat="c2")
+        await say(router, "four")
+        chat = await router.store.chat("test", "c1")
+        turns = await router.store.history(chat, 3)
+        assert [t.text for t in turns] == ["echo: three", "four", "echo: four"]
+        assert (await router.store.last_reply(chat)).trace["history"] == 3
+
+
+async def test_one_chat_answers_in_order_while_other_chats_go_on(serve):
+    async with serve('[engines.echo]\ndelay = 0.05\n') as router:
+        slow = [asyncio.create_task(say(router, f"m{i} x x x", chat="busy")) for i in range(3)]
+        await asyncio.sleep(0.01)
+        quick = await say(router, "hi", chat="other")
+        assert quick.final == "echo: hi"
+        assert not any(task.done() for task in slow)  # the busy chat is still thinking
+        await asyncio.gather(*slow)
+        texts = await rows(router, "SELECT m.text FROM messages m JOIN chats c"
+                           " ON c.id = m.chat_id WHERE c.platform_chat_id = 'busy' ORDER BY m.id")
+        assert [t for (t,) in texts] == [x for i in range(3)
+                                         for x in (f"m{i} x x x", f"echo: m{i} x x x")]
+
+
+async def test_an_engine_that_raises_gets_an_apology_and_the_bot_goes_on(serve, caplog):
+    async with serve() as router:
+        await say(router, "/engine broken")
+        sink = await say(router, "boom")
+        assert sink.updates == ["half a thought"]
+        assert sink.final.startswith("Sorry")
+        assert "the engine broke" in caplog.text
+        last = await router.store.last_reply(await router.store.chat("test", "c1"))
+        assert last.engine == "broken" and "the engine broke" in last.trace["error"]
+        await say(router, "/engine echo")
+        assert (await say(router, "still here")).final == "echo: still here"
+
+
+async def test_an_engine_that_hangs_times_out_with_an_apology(serve):
+    async with serve('reply_timeout = 0.2\n') as router:
+        await say(router, "/engine hanging")
+        assert (await say(router, "anyone?")).final.startswith("Sorry")
+
+
+async def test_an_engine_that_cannot_start_is_reported_not_fatal(serve):
+    async with serve() as router:
+        sink = await say(router, "/engine unloadable")
+        assert "unavailable: weights not found" in sink.final
+        listing = (await say(router, "/engines")).final
+        assert "unloadable: unavailable (weights not found" in listing
+        assert "echo: ready (echo-1)" in listing
+        assert (await say(router, "fine")).final == "echo: fine"  # the chat kept its engine
+
+
+async def test_reactions_become_votes_and_removing_one_removes_the_vote(serve):
+    async with serve() as router:
+        sink = await say(router, "rate me")
+        [(reply_id,)] = await rows(router, "SELECT id FROM messages WHERE role = 'bot'")
+        platform_id = f"sent-{id(sink)}"
+
+        def react(emoji: str, added: bool = True, user: str = "u2") -> Reaction:
+            return Reaction("test", "c1", user, platform_id, emoji, added)
+
+        assert await router.react(react("👍"))
+        assert await router.react(react("❤"))  # variation selector or not, it counts as up
+        assert await router.react(react("👎", user="u3"))
+        assert not await router.react(react("🤔"))  # not a vote
+        assert not await router.react(Reaction("test", "c1", "u2", "m-unknown", "👍"))
+        assert await router.store.votes(reply_id) == [("u2", 1), ("u3", -1)]
+        assert await router.react(react("❤", added=False))
+        assert not await router.react(react("👍", added=False))  # already replaced by ❤
+        assert await router.store.votes(reply_id) == [("u3", -1)]
+
+
+async def test_good_and_bad_rate_the_last_reply_once_per_user(serve):
+    async with serve() as router:
+        assert "no reply" in (await say(router, "/good")).final
+        await say(router, "first")
+        await say(router, "second")
+        await say(router, "/good")
+        await say(router, "/bad")
+        await say(router, "/good", user="u2")
+        votes = await rows(router, "SELECT m.text, f.value FROM feedback f"
+                           " JOIN messages m ON m.id = f.message_id ORDER BY f.user_id")
+        assert votes == [("echo: second", -1), ("echo: second", 1)]
+        status = (await say(router, "/status")).final
+        assert "Messages: 4 (my replies: 2)" in status and "👍 1  👎 1" in status
+
+
+async def test_opted_out_text_is_answered_but_not_stored(serve):
+    async with serve() as router:
+        await say(router, "/optout")
+        assert (await say(router, "my secret")).final == "echo: my secret"
+        assert await rows(router, "SELECT COUNT(*) FROM messages WHERE text LIKE '%secret%'") == [
+            (0,)]
+        assert await router.store.stored_texts() == []
+        await say(router, "/optin")
+        await say(router, "public words")
+        assert await router.store.stored_texts() == [("", "public words")]
+
+
+async def test_forget_removes_the_users_text_and_votes_but_not_others(serve):
+    async with serve() as router:
+        await say(router, "mine alone", user="u1")
+        await say(router, "/good", user="u1")
+        await say(router, "from someone else", user="u2")
+        assert "Deleted 1" in (await say(router, "/forget", user="u1")).final
+        texts = [t for (t,) in await rows(router, "SELECT text FROM messages ORDER BY id")]
+        assert texts == [None, "from someone else", "echo: from someone else"]
+        assert await rows(router, "SELECT COUNT(*) FROM feedback") == [(0,)]
+        data = json.loads((await say(router, "/mydata", user="u1")).final)
+        assert data["messages"] == [{"id": 2, "chat": "c1", "role": "bot", "text": None,
+                                     "time": data["messages"][0]["time"]}]
+
+
+async def test_commands_respect_scopes(serve):
+    async with serve() as router:
+        assert "admins only" in (await say(router, "/retrain")).final
+        group = {"is_group": True, "chat": "g1"}
+        assert "only its admins" in (await say(router, "/engine echo", **group)).final
+        assert "now talks to echo" in (await say(router, "/engine echo", is_admin=True,
+                                                    **group)).final
+        assert "Unknown command /nope" in (await say(router, "/nope")).final
+
+
+async def test_bot_admins_from_config_may_use_admin_commands(serve):
+    async with serve('admins = ["test:boss"]\n') as router:
+        assert "later version" in (await say(router, "/retrain", user="boss")).final
+
+
+async def test_language_switch_changes_the_bots_words_and_the_engines_language(serve):
+    async with serve() as router:
+        assert (await say(router, "/lang fr")).final.startswith("Usage")
+        assert "Deutsch" in (await say(router, "/lang de")).final
+        assert "Unbekannter Befehl" in (await say(router, "/nope")).final
+        assert "Hallo" in (await say(router, "/engine echo")).final  # the engine's German greeting
+
+
+async def test_rate_limit_answers_clearly_and_keeps_nothing(serve):
+    async with serve('[policy]\nrate_per_minute = 2\n') as router:
+        await say(router, "a")
+        await say(router, "b")
+        assert "at most 2 messages a minute" in (await say(router, "c")).final
+        assert (await say(router, "d", user="u2")).final == "echo: d"
+        assert await rows(router, "SELECT COUNT(*) FROM messages WHERE text = 'c'") == [(0,)]
+
+
+async def test_mass_mentions_never_leave_the_bot(serve):
+    async with serve() as router:
+        final = (await say(router, "hello @everyone and @here")).final
+        assert "@everyone" not in final and "@here" not in final
+        assert "everyone" in final
+
+
+async def test_next_and_why_ask_the_chat_engine(serve):
+    async with serve() as router:
+        assert "Most likely next words" in (await say(router, "/next KI für alle")).final
+        assert "KI  33.3%" in (await say(router, "/next KI für alle")).final
+        assert "no reply of mine" in (await say(router, "/why")).final
+        await say(router, "explain me")
+        why = (await say(router, "/why")).final
+        assert why.startswith("My last reply came from echo echo-1.") and "turn: 1" in why
+        await say(router, "/engine broken")
+        assert "does not predict" in (await say(router, "/next a b")).final
