@@ -62,7 +62,9 @@ async def test_streamed_deltas_join_to_the_decoded_reply(engine):
     deltas = [delta async for delta in request.deltas()]
     assert len(request.new_tokens) == 20 and len(deltas) > 1
     assert "".join(deltas) == engine.tokenizer.decode(request.new_tokens, skip_special_tokens=True)
-    assert not any("\ufffd" in d for d in deltas)
+    # random bytes from an untrained model may be invalid UTF-8, but no delta but the last
+    # stops in the middle of a character
+    assert not any(d.endswith("\ufffd") for d in deltas[:-1])
 
 
 async def test_concurrent_replies_share_forward_passes_and_match_sequential_ones(engine):

@@ -17,6 +17,9 @@ DATA = Path(__file__).parent / "data"
 LANGS = ("en", "de")
 SPECIAL = {"pad": "<|pad|>", "start": "<|im_start|>", "end": "<|im_end|>"}
 VOCAB_SIZE = 2048
+# Per language, the first sentences of the corpora (chat turns come before other text there):
+# enough for a 2048-token vocabulary and minutes of pre-training, and built in seconds.
+MAX_SENTENCES = 5000
 
 # A few million parameters: big enough to learn word shapes, small enough for a CPU test.
 SHAPE = dict(
@@ -35,10 +38,12 @@ def sentences(lang: str) -> list[str]:
         from engines.corpora import sentences as corpus_sentences
     except ImportError:
         corpus_sentences = None
-    if corpus_sentences is not None:
-        found = corpus_sentences(lang)
-        if found:
-            return list(found)
+    try:
+        found = corpus_sentences(lang) if corpus_sentences is not None else []
+    except (ValueError, OSError):  # no corpus for this language, or its package is missing
+        found = []
+    if found:
+        return list(found[:MAX_SENTENCES])
     lines = (DATA / f"tiny_{lang}.txt").read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
