@@ -54,6 +54,9 @@ class App:
             EngineContext(config.data_dir, config.bot.language, self._stored_texts),
             lambda name, cls: config.options(f"engines.{name}", cls),
         )
+        for table in config.components:  # check the tables of frontends not started, too
+            if table in FRONTENDS and table not in frontends:
+                config.options(table, load_class(FRONTENDS[table]).Options)
         self.frontends = [self._frontend(name) for name in frontends]
         self.stopping = asyncio.Event()
 

@@ -1,0 +1,105 @@
+"""`python -m bot console` as a user runs it: a subprocess with piped input and a tmp data dir."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from tests.conftest import run_console, write_config
+
+
+def session(tmp_path, lines: list[str], body: str = ""):
+    config = write_config(tmp_path / "config.toml", body)
+    return run_console(["console", "--config", str(config), "--data-dir", str(tmp_path / "d")],
+                       lines, cwd=tmp_path)
+
+
+def query(tmp_path, sql: str) -> list[tuple]:
+    with sqlite3.connect(tmp_path / "d" / "eliza2llm.sqlite3") as db:
+        return db.execute(sql).fetchall()
+
+
+def test_switching_engines_and_replies(tmp_path):
+    done = session(tmp_path, ["/engine echo", "hello there", "/engine eliza",
+                              "Men are all alike.", "/status"])
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[:2] == ["This chat now talks to echo.", "Hello, I repeat."]  # and its greeting
+    assert out[2] == "echo: hello there"
+    assert out[3] == "This chat now talks to eliza."
+    assert out[4].startswith("HOW DO YOU DO")
+    assert out[5] == "IN WHAT WAY"
+    assert "Engine: eliza" in done.stdout and "Messages: 4 (my replies: 2)" in done.stdout
+    engines = query(tmp_path, "SELECT engine FROM messages WHERE role = 'bot' ORDER BY id")
+    assert engines == [("echo",), ("eliza",)]
+
+
+def test_good_is_stored_as_a_vote_on_the_last_reply(tmp_path):
+    done = session(tmp_path, ["/engine echo", "first", "second", "/good"])
+    assert "Saved your 👍" in done.stdout
+    votes = query(tmp_path, "SELECT m.text, f.value, f.source FROM feedback f"
+                  " JOIN messages m ON m.id = f.message_id")
+    assert votes == [("echo: second", 1, "/good")]
+
+
+def test_mydata_prints_everything_stored_about_me_as_json(tmp_path):
+    done = session(tmp_path, ["/engine echo", "remember this", "/bad", "/mydata"],
+                   '[console]\nuser_name = "ada"\n')
+    data = json.loads(done.stdout[done.stdout.index("{"):])
+    assert data["user"]["name"] == "ada"
+    assert [m["text"] for m in data["messages"]] == ["remember this", "echo: remember this"]
+    assert [(v["value"], v["source"]) for v in data["votes"]] == [(-1, "/bad")]
+
+
+def test_forget_leaves_no_trace_of_my_text_in_the_database_file(tmp_path):
+    secret = "my password is hunter2-XYZZY"
+    done = session(tmp_path, ["/engine echo", secret, "/good", "My mother hates XYZZY.",
+                              "/engine eliza", "My XYZZY mother is cruel.", "/forget"])
+    assert "Deleted 3 of your messages" in done.stdout
+    for file in (tmp_path / "d").iterdir():
+        if file.name.startswith("eliza2llm.sqlite3"):
+            assert b"XYZZY" not in file.read_bytes(), file.name
+    assert query(tmp_path, "SELECT COUNT(*) FROM feedback") == [(0,)]
+    assert query(tmp_path, "SELECT COUNT(*) FROM messages WHERE text IS NOT NULL") == [(0,)]
+
+
+def test_an_engine_that_raises_gets_an_apology_and_the_bot_goes_on(tmp_path):
+    done = session(tmp_path, ["/engine broken", "boom", "/engine echo", "still alive"])
+    assert done.returncode == 0
+    assert "Sorry, something went wrong" in done.stdout
+    assert done.stdout.splitlines()[-1] == "echo: still alive"
+    assert "the engine broke" in done.stderr  # the cause is logged
+
+
+def test_a_bad_config_value_exits_2_naming_the_key(tmp_path):
+    done = session(tmp_path, ["hello"], '[engines.ngram]\norder = "three"\n')
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        'eliza2llm: [engines.ngram] order: expected an integer, got "three"')
+    assert done.stdout == ""
+
+
+def test_an_unknown_key_or_table_exits_2_naming_it(tmp_path):
+    done = session(tmp_path, [], "[bot]\nhistory_turn = 3\n")
+    assert done.returncode == 2 and "[bot] history_turn: unknown key" in done.stderr
+    done = session(tmp_path, [], '[telegram]\ntoken = "123:abc"\n')
+    assert done.returncode == 2 and "secrets are read from the environment" in done.stderr
+    done = session(tmp_path, [], "[bots]\n")
+    assert done.returncode == 2 and "[bots]: unknown table" in done.stderr
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path):
+    for args in (["--frobnicate"], ["fax"], ["console", "--config", str(tmp_path / "none.toml")]):
+        done = run_console(args, [], cwd=tmp_path)
+        assert done.returncode == 2, args
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.stderr.startswith("eliza2llm: ")
+
+
+def test_the_default_setup_is_eliza_on_a_database_under_data(tmp_path):
+    """What `make run` starts: no config, no tokens, ELIZA, data/ in the working folder."""
+    done = run_console([], ["Men are all alike.", "They're always bugging us about something."],
+                       cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["IN WHAT WAY", "CAN YOU THINK OF A SPECIFIC EXAMPLE"]
+    assert (tmp_path / "data" / "eliza2llm.sqlite3").exists()
