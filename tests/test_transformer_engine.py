@@ -147,6 +147,7 @@ async def test_adapters_stay_loaded_and_a_pinned_chat_uses_its_own_in_a_mixed_ba
     alone_b = await ask(engine, PROMPTS[0])
     mixed = await asyncio.gather(ask(engine, PROMPTS[0], adapter="lora-a"),
                                  ask(engine, PROMPTS[0]))
+    assert engine.loaded_adapters == ["lora-a", "lora-b"]
     assert [t["version"] for _, t in mixed] == ["lora-a", "lora-b"]
     assert ["".join(d) for d, _ in mixed] == ["".join(alone_a[0]), "".join(alone_b[0])]
     assert "".join(alone_a[0]) != "".join(alone_b[0])

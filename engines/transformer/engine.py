@@ -108,6 +108,11 @@ class TransformerEngine(BaseEngine):
     def version(self) -> str:
         return self.active or BASE_VERSION
 
+    @property
+    def loaded_adapters(self) -> list[str]:
+        """Ids of the adapters in memory; a chat may be pinned to one (conv.state["adapter"])."""
+        return self.adapters.ids if self.adapters is not None else []
+
     async def reply(self, conv: Conversation) -> AsyncIterator[str]:
         from engines.transformer import prompt
 

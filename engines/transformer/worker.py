@@ -184,7 +184,7 @@ class GenerationWorker:
             result, error = call.fn(), None
         except Exception as exc:
             result, error = None, exc
-        call.loop.call_soon_threadsafe(_settle, call.future, result, error)
+        _settle_soon(call, result, error)
 
     def _admit(self) -> None:
         """Prefill the waiting requests (as many as fit) in one pass and add them to the batch."""
@@ -271,14 +271,18 @@ class GenerationWorker:
             if isinstance(item, Request):
                 item._send("error", reason)
             elif isinstance(item, _Call):
-                item.loop.call_soon_threadsafe(_settle, item.future, None,
-                                               GenerationError(reason))
+                _settle_soon(item, None, GenerationError(reason))
 
 
 def _new_cache() -> Any:
     from transformers import DynamicCache
 
     return DynamicCache()
+
+
+def _settle_soon(call: _Call, result: Any, error: BaseException | None) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        call.loop.call_soon_threadsafe(_settle, call.future, result, error)
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
