@@ -96,10 +96,7 @@ class Router:
         keep = self.config.privacy.store_text and not user.opted_out
         engine_name = chat.engine or self.config.bot.default_engine
         turns = await self.store.history(chat, self.config.bot.history_turns)
-        asked = await self.store.add_message(
-            chat, user, "user", incoming.text if keep else None,
-            platform_ids=[incoming.message_id],
-        )
+        asked = await self.store.add_message(chat, user, "user", incoming.text if keep else None)
         try:
             engine = await self.engines.get(engine_name)
         except EngineUnavailable as exc:

@@ -163,10 +163,7 @@ class Store:
     @classmethod
     async def open(cls, path: Path) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # "IMMEDIATE": sqlite3 opens BEGIN IMMEDIATE before each write, so a writer waits for the
-        # file's write lock (busy_timeout) up front instead of failing on a stale read snapshot
-        # when another process (a fine-tuning job) wrote in between.
-        db = await aiosqlite.connect(path, isolation_level="IMMEDIATE")
+        db = await aiosqlite.connect(path, isolation_level=None)  # autocommit; see _write
         for pragma in (
             "journal_mode = WAL",
             "synchronous = NORMAL",
@@ -205,40 +202,39 @@ class Store:
                 )
 
     async def _exec(self, sql: str, args: tuple = ()) -> aiosqlite.Cursor:
-        """One write statement, committed on its own (autocommit): the write lock of the file
-        is held for that statement only, so another process's writer gets its turn."""
+        """One write statement, committed on its own: one hop, and the file's write lock is held
+        for that statement only, so another process's writer gets its turn. The lock keeps it
+        out of another coroutine's open transaction."""
         async with self._lock:
-            cursor = await self.db.execute(sql, args)
-            await cursor.close()
-            await self.db.commit()
-            return cursor
+            return await self.db.execute(sql, args)
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[None]:
-        """A transaction, for writes of several statements that must land together."""
+        """A transaction, for writes of several statements that must land together. IMMEDIATE
+        takes the file's write lock first (waiting up to busy_timeout), so no statement inside
+        can fail on a snapshot that another process made stale."""
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")  # DDL in migrations does not open one
+            await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
-                await self.db.rollback()
+                await self.db.execute("ROLLBACK")
                 raise
-            await self.db.commit()
+            await self.db.execute("COMMIT")
 
-    # Reads take the lock too: a SELECT still open on this connection pins an old snapshot,
-    # and a write started beside it would fail at once ("database is locked") if another
-    # process has committed since, without waiting for busy_timeout.
+    # Each await on the connection is a hop to its thread and back (~0.1 ms), so every read is
+    # one hop (execute_fetchall), never execute/fetch/close. That also matters for locking: a
+    # SELECT left open across hops pins an old snapshot, and a write started beside it fails
+    # at once ("database is locked") if another process committed since, busy_timeout or not.
     async def _one(self, sql: str, args: tuple = ()) -> Any:
-        async with self._lock:
-            return await self._fetchone(sql, args)
+        return await self._fetchone(sql, args)
 
     async def _all(self, sql: str, args: tuple = ()) -> list[Any]:
-        async with self._lock, self.db.execute(sql, args) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self.db.execute_fetchall(sql, args))
 
     async def _fetchone(self, sql: str, args: tuple = ()) -> Any:
-        async with self.db.execute(sql, args) as cursor:
-            return await cursor.fetchone()
+        rows = await self.db.execute_fetchall(sql, args)
+        return rows[0] if rows else None
 
     # chats and users ---------------------------------------------------------------------
 
@@ -318,19 +314,22 @@ class Store:
         engine_version: str | None = None,
         trace: dict[str, Any] | None = None,
     ) -> int:
-        async with self._lock:
-            row = await self._fetchone(
-                "INSERT INTO messages (chat_id, user_id, role, text, reply_to, engine,"
-                " engine_version, trace, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " RETURNING id",
-                (chat.id, user.id if user else None, role, text, reply_to, engine,
-                 engine_version, json.dumps(trace) if trace else None, time.time()),
-            )
+        insert = (
+            "INSERT INTO messages (chat_id, user_id, role, text, reply_to, engine,"
+            " engine_version, trace, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (chat.id, user.id if user else None, role, text, reply_to, engine,
+             engine_version, json.dumps(trace) if trace else None, time.time()),
+        )
+        refs = [pid for pid in platform_ids if pid]
+        if not refs:
+            async with self._lock:
+                return (await self._fetchone(*insert))[0]
+        async with self._write():
+            row = await self._fetchone(*insert)
             await self.db.executemany(
                 "INSERT OR REPLACE INTO message_refs VALUES (?, ?, ?)",
-                [(chat.id, pid, row[0]) for pid in platform_ids if pid],
+                [(chat.id, pid, row[0]) for pid in refs],
             )
-            await self.db.commit()
         return row[0]
 
     async def history(self, chat: Chat, limit: int) -> list[Turn]:
