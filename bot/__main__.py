@@ -36,16 +36,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def setup_logging(data_dir: Path, verbose: bool, chat_on_terminal: bool) -> None:
+    """Logs go to stderr, except while someone chats on this terminal: then to data/bot.log,
+    so that warnings (a download retrying, say) do not land in the middle of the chat."""
+    handler: logging.Handler = logging.StreamHandler()
+    if chat_on_terminal and sys.stdin.isatty():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(data_dir / "bot.log", encoding="utf-8")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     try:
         config = load_config(config_path, FRONTENDS, BUILTIN, data_dir=args.data_dir)
         names = choose_frontends(args.frontends, dict(os.environ), sys.stdin.isatty())
+        setup_logging(config.data_dir, args.verbose, chat_on_terminal="console" in names)
         app = App(config, names)
     except ConfigError as exc:
         print(f"eliza2llm: {exc}", file=sys.stderr)

@@ -54,8 +54,8 @@ def load(model: str, device: str, dtype: Any) -> tuple[Any, Any]:
             f"model folder {model} does not exist: set [engines.transformer] model to a hub id or "
             "a folder (python -m engines.transformer make-tiny DIR builds a tiny one)"
         )
-    where = str(Path(model).expanduser()) if looks_local(model) else model
     try:
+        where = str(Path(model).expanduser()) if looks_local(model) else fetch(model)
         tokenizer = AutoTokenizer.from_pretrained(where)
         lm = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
     except (OSError, ValueError) as exc:
@@ -65,6 +65,31 @@ def load(model: str, device: str, dtype: Any) -> tuple[Any, Any]:
     if tokenizer.pad_token_id is None:  # left padding needs some id; the mask hides it anyway
         tokenizer.pad_token = tokenizer.eos_token
     return lm.to(device).eval(), tokenizer
+
+
+# What a causal LM folder needs; the hub's copies in other formats (onnx, gguf) stay there.
+MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
+
+
+def fetch(model: str) -> str:
+    """The local folder of a hub model: the cache's copy, or one download into the cache.
+
+    One attempt, not one per file the loaders ask for: without network the hub client retries
+    each request for about 20 s, and its warnings would flood the console.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()
+    try:
+        return snapshot_download(model, allow_patterns=MODEL_FILES, local_files_only=True)
+    except LocalEntryNotFoundError:
+        log.warning("downloading %s from the Hugging Face hub (once, into its cache)", model)
+    try:
+        return snapshot_download(model, allow_patterns=MODEL_FILES)
+    except Exception as exc:  # no network, no such repo, gated: all say the same to a user
+        raise OSError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
 
 
 def _advice(model: str, exc: BaseException) -> str:
