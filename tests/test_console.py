@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 
-from tests.conftest import run_console, write_config
+from tests.conftest import ROOT, run_console, write_config
 
 
 def session(tmp_path, lines: list[str], body: str = ""):
@@ -103,3 +107,25 @@ def test_the_default_setup_is_eliza_on_a_database_under_data(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["IN WHAT WAY", "CAN YOU THINK OF A SPECIFIC EXAMPLE"]
     assert (tmp_path / "data" / "eliza2llm.sqlite3").exists()
+
+
+def test_sigterm_lets_the_reply_in_flight_finish_and_closes_cleanly(tmp_path):
+    config = write_config(tmp_path / "config.toml",
+                          '[bot]\ndefault_engine = "echo"\n[engines.echo]\ndelay = 0.3\n')
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "bot", "console", "--config", str(config),
+         "--data-dir", str(tmp_path / "d")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env,
+    )
+    bot.stdin.write("/status\n")  # answered at once: the bot is up once this line is out
+    bot.stdin.write("one two three four\n")  # takes 1.2 s
+    bot.stdin.flush()
+    assert bot.stdout.readline().startswith("Engine: echo")
+    bot.send_signal(signal.SIGTERM)
+    out, err = bot.communicate(timeout=30)
+    assert bot.returncode == 0, err
+    assert out.splitlines()[-1] == "echo: one two three four"
+    assert query(tmp_path, "SELECT text FROM messages WHERE role = 'bot'") == [
+        ("echo: one two three four",)]

@@ -78,8 +78,14 @@ class ConsoleFrontend:
         if self._task is not None:
             await asyncio.shield(self._task)
 
-    async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
+    async def stop(self, grace: float = 10.0) -> None:
+        """Read no more lines; the message being answered gets `grace` seconds to finish."""
+        if self._task is None or self._task.done():
+            return
+        self._lines.put_nowait(None)  # read after the current message: the loop ends there
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
