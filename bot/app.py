@@ -8,11 +8,12 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS
+from bot.jobs import JobRunner
 from bot.router import Router
 from bot.store import Store
 from engines.base import BUILTIN, EngineContext, Engines, load_class
@@ -49,6 +50,7 @@ class App:
         self.config = config
         self.env = os.environ if env is None else env
         self.store: Store | None = None
+        self.jobs: JobRunner | None = None
         self.engines = Engines.from_specs(
             BUILTIN | config.plugins.engines,
             EngineContext(config.data_dir, config.bot.language, self._stored_texts),
@@ -75,7 +77,11 @@ class App:
         """The store open and the router ready; on exit, replies in flight are drained
         (finished or abandoned), engines closed and the database closed."""
         self.store = await Store.open(self.config.data_dir / DB_FILE)
+        stale = await self.store.fail_unfinished_jobs("the bot stopped while the job ran")
+        if stale:
+            log.warning("marked %d fine-tuning job(s) of an earlier run as failed", stale)
         router = Router(self.config, self.store, self.engines)
+        router.jobs = self.jobs = JobRunner(self.config, self.store, self.engines)
         try:
             self.engines.begin_start(self.config.bot.default_engine)
             yield router
@@ -101,15 +107,18 @@ class App:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
-        waiters = [asyncio.create_task(self.stopping.wait())]
-        waiters += [asyncio.create_task(f.wait()) for f in self.frontends]
-        waiters.append(asyncio.create_task(self._retention()))
+        # The bot ends on a signal or when a frontend ends by itself (the console at end of
+        # input); the background chores never end it, not even by failing.
+        enders = [asyncio.create_task(self.stopping.wait())]
+        enders += [asyncio.create_task(f.wait()) for f in self.frontends]
+        chores = [asyncio.create_task(_supervised(chore)) for chore in
+                  (self._retention, self.jobs.schedule)]
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(enders, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+            for task in enders + chores:
+                task.cancel()
+            await asyncio.gather(*enders, *chores, return_exceptions=True)
 
     async def _retention(self) -> None:
         """Delete messages past [privacy] retention_days, at start and every hour."""
@@ -128,3 +137,14 @@ class App:
                 await frontend.stop()
             except Exception:
                 log.warning("frontend %s did not stop cleanly", frontend.platform, exc_info=True)
+
+
+async def _supervised(chore: Callable[[], Awaitable[None]], pause: float = 60.0) -> None:
+    """Run a background chore for as long as the bot runs: a failure is logged, and the chore
+    starts again after a pause (a database locked by a fine-tuning job, say)."""
+    while True:
+        try:
+            await chore()
+        except Exception:
+            log.exception("%s failed; trying again in %.0f s", chore.__qualname__, pause)
+        await asyncio.sleep(pause)

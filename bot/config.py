@@ -20,20 +20,25 @@ class ConfigError(Exception):
     """A bad configuration; the message is one line that names the key."""
 
 
+def at_least(low: float) -> Any:
+    """Field metadata: a value below `low` is a config error (a negative history, say)."""
+    return {"min": low}
+
+
 @dataclass(frozen=True)
 class BotOptions:
     data_dir: str = "data"
     default_engine: str = "eliza"
     language: Literal["en", "de"] = "en"
     admins: list[str] = field(default_factory=list)  # "platform:user_id"
-    history_turns: int = 12
-    reply_timeout: float = 120.0
+    history_turns: int = field(default=12, metadata=at_least(0))
+    reply_timeout: float = field(default=120.0, metadata=at_least(0.1))
 
 
 @dataclass(frozen=True)
 class PolicyOptions:
-    rate_per_minute: int = 20
-    max_reply_chars: int = 12000
+    rate_per_minute: int = field(default=20, metadata=at_least(0))
+    max_reply_chars: int = field(default=12000, metadata=at_least(100))
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class FeedbackOptions:
 @dataclass(frozen=True)
 class PrivacyOptions:
     store_text: bool = True
-    retention_days: int = 0
+    retention_days: int = field(default=0, metadata=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,26 @@ class FinetuneOptions:
     every_votes: int = 0
     every_hours: float = 0.0
     min_votes: int = 20
+    heldout_percent: int = 20
+    continue_from_active: bool = True
+    preference: Literal["kto", "dpo"] = "kto"
+    sft_steps: int = 30
+    preference_steps: int = 30
+    batch_size: int = 8
+    learning_rate: float = 0.0005
+    beta: float = 0.1
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj",
+                                                             "o_proj"])
+    max_tokens: int = 256
+    tolerance: float = 0.02
+    min_accuracy: float = 0.55
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0
+    cpu_watts: float = 65.0
+    gpu_watts: float = 300.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +178,11 @@ def parse_table(table: str, cls: type, raw: Any) -> Any:
         if key not in hints:
             raise ConfigError(f"[{table}] {key}: {_unknown_key_reason(key, hints)}")
     values = {key: _check(f"[{table}] {key}", hints[key], value) for key, value in raw.items()}
+    for option in fields(cls):
+        low = option.metadata.get("min")
+        if low is not None and option.name in values and values[option.name] < low:
+            raise ConfigError(f"[{table}] {option.name}: must be at least {low}, "
+                              f"got {_show(raw[option.name])}")
     return cls(**values)
 
 

@@ -74,3 +74,6 @@ class Sink(Protocol):
 
     async def finish(self, text: str) -> list[str]:
         """The final text, always delivered; returns the platform ids of the messages sent."""
+
+    # Optional, where the platform can send files (check with getattr):
+    # async def send_file(self, path: Path, caption: str) -> None

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from bot import commands
 from bot.config import Config
@@ -43,14 +44,19 @@ class Router:
             weakref.WeakValueDictionary()
         )
         self._in_flight: set[asyncio.Task] = set()
+        self._unstored_state: dict[tuple[int, str], dict] = {}
+        self.jobs: Any = None  # bot.jobs.JobRunner: fine-tuning jobs; set by the app
 
     async def handle(self, incoming: Incoming, sink: Sink) -> None:
         """Answer one message or command through `sink`; never raises for a bad message."""
         task = asyncio.current_task()
         self._in_flight.add(task)
         try:
-            async with self._lock(incoming.platform, incoming.chat_id):
+            if _is_long_command(incoming.text):  # e.g. /retrain: the chat goes on meanwhile
                 await self._handle(incoming, sink)
+            else:
+                async with self._lock(incoming.platform, incoming.chat_id):
+                    await self._handle(incoming, sink)
         finally:
             self._in_flight.discard(task)
 
@@ -67,7 +73,8 @@ class Router:
         lang = self.lang(chat)
         parsed = commands.parse(incoming.text)
         if parsed is not None:
-            await sink.finish(await self._command(parsed, incoming, chat, user, sink))
+            answer = await self._command(parsed, incoming, chat, user, sink)
+            await sink.finish(clean_output(answer, self.config.policy.max_reply_chars))
         elif not self.limiter.allow(f"{incoming.platform}:{incoming.user_id}"):
             await sink.finish(t(lang, "rate_limited", limit=self.limiter.per_minute))
         else:
@@ -102,21 +109,36 @@ class Router:
         except EngineUnavailable as exc:
             await sink.finish(t(lang, "engine_unavailable", engine=engine_name, reason=exc))
             return
-        state = await self.store.engine_state(chat, engine_name)
+        state = await self._state(chat, engine_name, keep)
         conv = Conversation(
             chat_key=f"{incoming.platform}:{incoming.chat_id}", text=incoming.text, lang=lang,
             turns=turns, user_name=incoming.user_name, state=state,
         )
         outcome = await self._generate(engine, conv, sink)
         platform_ids = await self._deliver(sink, outcome.text)
+        trace = conv.trace if keep else {k: v for k, v in conv.trace.items() if k == "error"}
         await self.store.add_message(
             chat, user, "bot", outcome.text if keep else None, platform_ids=platform_ids,
-            reply_to=asked, engine=engine_name, engine_version=outcome.version, trace=conv.trace,
+            reply_to=asked, engine=engine_name, engine_version=outcome.version, trace=trace,
         )
-        if conv.state or state:
-            await self.store.save_engine_state(chat, engine_name, conv.state)
+        await self._save_state(chat, engine_name, keep, state, conv.state)
         if keep and not outcome.failed:
             await self._learn(incoming.text, lang)
+
+    # An engine's state and trace can hold the words it was told (ELIZA's memories, the
+    # n-gram's keywords). For someone whose text must not be stored they live in memory only:
+    # the conversation still flows, and nothing of it reaches the database.
+    async def _state(self, chat: Chat, engine_name: str, keep: bool) -> dict:
+        if not keep and (chat.id, engine_name) in self._unstored_state:
+            return self._unstored_state[chat.id, engine_name]
+        self._unstored_state.pop((chat.id, engine_name), None)
+        return await self.store.engine_state(chat, engine_name)
+
+    async def _save_state(self, chat: Chat, name: str, keep: bool, old: dict, new: dict) -> None:
+        if not keep:
+            self._unstored_state[chat.id, name] = new
+        elif new or old:
+            await self.store.save_engine_state(chat, name, new)
 
     async def _generate(self, engine, conv: Conversation, sink: Sink) -> Outcome:
         """Stream the engine's reply to the sink; an error or a timeout becomes an apology."""
@@ -164,7 +186,14 @@ class Router:
         return 1 if emoji in up else -1 if emoji in down else None
 
     async def vote(self, reaction: Reaction, value: int | None) -> bool:
-        """Set (value ±1) or remove (None) a user's vote on a reply; False if it is no reply."""
+        """Set (value ±1) or remove (None) a user's vote on a reply; False if it is no reply.
+
+        It waits for the chat's turn: a reply that is still streaming (its buttons already
+        shown) is stored when it finishes, and votes keep the order they were cast in."""
+        async with self._lock(reaction.platform, reaction.chat_id):
+            return await self._vote(reaction, value)
+
+    async def _vote(self, reaction: Reaction, value: int | None) -> bool:
         chat = await self.store.find_chat(reaction.platform, reaction.chat_id)
         reply_id = await self.store.reply_for(chat, reaction.message_id) if chat else None
         if reply_id is None:
@@ -196,6 +225,12 @@ class Router:
         for task in still:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
+
+
+def _is_long_command(text: str) -> bool:
+    parsed = commands.parse(text)
+    cmd = commands.COMMANDS.get(parsed[0]) if parsed else None
+    return cmd is not None and cmd.long
 
 
 async def _quietly(update) -> None:

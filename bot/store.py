@@ -152,6 +152,31 @@ class Reply:
     trace: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class VotedReply:
+    """A reply with the message it answers and its votes, for the fine-tuning export."""
+
+    id: int
+    prompt_id: int
+    lang: str
+    prompt: str
+    text: str
+    engine_version: str | None
+    score: int  # the sum of the votes (+1 / -1, one per person)
+    votes: int
+
+
+@dataclass(frozen=True)
+class Adapter:
+    id: str
+    base_model: str
+    path: str
+    status: str  # candidate, active, rejected or retired
+    metrics: dict[str, Any]
+    job_id: int | None = None
+    promoted_at: float | None = None
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
@@ -184,8 +209,7 @@ class Store:
         await self.db.close()
 
     async def schema_version(self) -> int:
-        async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as c:
-            return (await c.fetchone())[0]
+        return (await self._one("SELECT COALESCE(MAX(version), 0) FROM schema_version"))[0]
 
     async def _migrate(self) -> None:
         await self.db.execute(
@@ -238,7 +262,10 @@ class Store:
 
     # chats and users ---------------------------------------------------------------------
 
+    # Two coroutines may miss the cache at once (right after a start); `setdefault` makes them
+    # share one object, so that a change through one (/optout, /engine) is seen by both.
     async def chat(self, platform: str, platform_chat_id: str, title: str = "") -> Chat:
+        """The chat, created on first sight."""
         key = (platform, platform_chat_id)
         if key not in self._chats:
             await self._exec(
@@ -246,22 +273,25 @@ class Store:
                 " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (platform, platform_chat_id, title or None, time.time()),
             )
+            return await self.find_chat(platform, platform_chat_id)
+        return self._chats[key]
+
+    async def find_chat(self, platform: str, platform_chat_id: str) -> Chat | None:
+        """The chat if the bot has seen it, without creating it."""
+        key = (platform, platform_chat_id)
+        if key not in self._chats:
             row = await self._one(
                 "SELECT id, engine, lang, history_from FROM chats"
                 " WHERE platform = ? AND platform_chat_id = ?",
                 key,
             )
-            self._chats[key] = Chat(row[0], platform, platform_chat_id, row[1], row[2], row[3])
+            if row is None:
+                return None
+            self._chats.setdefault(key, Chat(row[0], *key, row[1], row[2], row[3]))
         return self._chats[key]
 
-    async def find_chat(self, platform: str, platform_chat_id: str) -> Chat | None:
-        row = await self._one(
-            "SELECT 1 FROM chats WHERE platform = ? AND platform_chat_id = ?",
-            (platform, platform_chat_id),
-        )
-        return await self.chat(platform, platform_chat_id) if row else None
-
     async def user(self, platform: str, platform_user_id: str, name: str = "") -> User:
+        """The person, created on first sight."""
         key = (platform, platform_user_id)
         if key not in self._users:
             await self._exec(
@@ -273,7 +303,7 @@ class Store:
                 "SELECT id, name, opted_out FROM users WHERE platform = ? AND platform_user_id = ?",
                 key,
             )
-            self._users[key] = User(row[0], platform, platform_user_id, row[1] or "", bool(row[2]))
+            self._users.setdefault(key, User(row[0], *key, row[1] or "", bool(row[2])))
         return self._users[key]
 
     async def set_chat(self, chat: Chat, *, engine: str | None = None, lang: str | None = None):
@@ -414,6 +444,122 @@ class Store:
         )
         return dict(zip(("messages", "replies", "up", "down"), row, strict=True))
 
+    async def votes_since(self, since: float) -> int:
+        """Votes cast (or changed) after a unix time: the scheduler's trigger."""
+        row = await self._one("SELECT COUNT(*) FROM feedback WHERE created_at > ?", (since,))
+        return row[0]
+
+    async def voted_replies(self, engine: str) -> list[VotedReply]:
+        """The engine's replies with the message they answer and their summed votes, oldest
+        first. Only text that is still stored (forgotten users' is gone), never from or about
+        people who opted out: their questions, and their votes, are left out."""
+        rows = await self._all(
+            "SELECT r.id, q.id, COALESCE(c.lang, ''), q.text, r.text, r.engine_version,"
+            " SUM(f.value), COUNT(*) FROM messages r"
+            " JOIN messages q ON q.id = r.reply_to JOIN users qu ON qu.id = q.user_id"
+            " JOIN chats c ON c.id = r.chat_id"
+            " JOIN feedback f ON f.message_id = r.id JOIN users fu ON fu.id = f.user_id"
+            " WHERE r.role = 'bot' AND r.engine = ? AND r.text IS NOT NULL"
+            " AND q.text IS NOT NULL AND qu.opted_out = 0 AND fu.opted_out = 0"
+            " GROUP BY r.id ORDER BY r.id",
+            (engine,),
+        )
+        return [VotedReply(*row) for row in rows]
+
+    # fine-tuning jobs and adapters -------------------------------------------------------------
+
+    async def add_job(self, kind: str, requested_by: User | None) -> int:
+        row = await self._exec(
+            "INSERT INTO jobs (kind, status, requested_by, created_at) VALUES (?, 'queued', ?, ?)",
+            (kind, requested_by.id if requested_by else None, time.time()),
+        )
+        return row.lastrowid
+
+    async def job_started(self, job_id: int, pid: int) -> None:
+        await self._exec("UPDATE jobs SET status = 'running', pid = ?, started_at = ?"
+                         " WHERE id = ?", (pid, time.time(), job_id))
+
+    async def job_finished(self, job_id: int, ok: bool, detail: str,
+                           adapter_id: str | None = None) -> None:
+        await self._exec(
+            "UPDATE jobs SET status = ?, detail = ?, adapter_id = ?, finished_at = ? WHERE id = ?",
+            ("done" if ok else "failed", detail, adapter_id, time.time(), job_id),
+        )
+
+    async def fail_unfinished_jobs(self, detail: str) -> int:
+        """Jobs left queued or running by a bot that stopped: they can never report back."""
+        cursor = await self._exec(
+            "UPDATE jobs SET status = 'failed', detail = ?, finished_at = ?"
+            " WHERE status IN ('queued', 'running')", (detail, time.time()))
+        return cursor.rowcount
+
+    async def job(self, job_id: int) -> dict[str, Any] | None:
+        row = await self._one("SELECT id, kind, status, pid, detail, adapter_id, created_at"
+                              " FROM jobs WHERE id = ?", (job_id,))
+        keys = ("id", "kind", "status", "pid", "detail", "adapter_id", "created_at")
+        return dict(zip(keys, row, strict=True)) if row else None
+
+    async def last_job_time(self) -> float:
+        row = await self._one("SELECT COALESCE(MAX(created_at), 0) FROM jobs")
+        return row[0]
+
+    async def add_adapter(self, adapter: Adapter) -> None:
+        await self._exec(
+            "INSERT OR REPLACE INTO adapters (id, base_model, path, status, metrics, job_id,"
+            " created_at) VALUES (?, ?, ?, ?, ?, (SELECT id FROM jobs WHERE id = ?), ?)",
+            (adapter.id, adapter.base_model, adapter.path, adapter.status,
+             json.dumps(adapter.metrics), adapter.job_id, time.time()),
+        )
+
+    async def adapters(self) -> list[Adapter]:
+        rows = await self._all(
+            "SELECT id, base_model, path, status, metrics, job_id, promoted_at FROM adapters"
+            " ORDER BY created_at DESC, id DESC")
+        return [Adapter(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6])
+                for r in rows]
+
+    async def active_adapter(self) -> str:
+        """The id of the active adapter; "" for the base model."""
+        row = await self._one("SELECT id FROM adapters WHERE status = 'active'")
+        return row[0] if row else ""
+
+    async def set_adapter_status(self, adapter_id: str, status: str, reason: str = "") -> None:
+        async with self._write():
+            await self.db.execute("UPDATE adapters SET status = ? WHERE id = ?",
+                                  (status, adapter_id))
+            if reason:
+                await self.db.execute(
+                    "UPDATE adapters SET metrics = json_set(COALESCE(metrics, '{}'),"
+                    " '$.reason', ?) WHERE id = ?", (reason, adapter_id))
+
+    async def promote(self, adapter_id: str) -> None:
+        """Make `adapter_id` the active adapter; the one active before is retired."""
+        async with self._write():
+            await self.db.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+            cursor = await self.db.execute(
+                "UPDATE adapters SET status = 'active', promoted_at = ? WHERE id = ?",
+                (time.time(), adapter_id))
+            if cursor.rowcount != 1:
+                raise KeyError(f"no adapter {adapter_id!r}")
+
+    async def rollback(self) -> tuple[str, str]:
+        """Retire the active adapter and reactivate the one promoted before it ("" for the base
+        model). Returns (retired id, now active id)."""
+        async with self._write():
+            active = await self._fetchone(
+                "SELECT id, promoted_at FROM adapters WHERE status = 'active'")
+            if active is None:
+                return "", ""
+            before = await self._fetchone(
+                "SELECT id FROM adapters WHERE status = 'retired' AND promoted_at < ?"
+                " ORDER BY promoted_at DESC LIMIT 1", (active[1],))
+            await self.db.execute("UPDATE adapters SET status = 'retired', promoted_at = NULL"
+                                  " WHERE id = ?", (active[0],))
+            if before is not None:
+                await self.db.execute("UPDATE adapters SET status = 'active' WHERE id = ?",
+                                      (before[0],))
+        return active[0], before[0] if before else ""
+
     # privacy ----------------------------------------------------------------------------------
 
     async def user_data(self, user: User) -> dict[str, Any]:
@@ -459,7 +605,8 @@ class Store:
             )
             await self.db.execute("UPDATE users SET name = NULL WHERE id = ?", (user.id,))
         user.name = ""
-        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # old pages out of the WAL
+        async with self._lock:  # not inside another coroutine's open transaction
+            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # old pages out of the WAL
         return cursor.rowcount
 
     async def stored_texts(self) -> list[tuple[str, str]]:

@@ -56,14 +56,15 @@ class Command:
     name: str
     run: Handler
     scope: str = "anyone"  # "anyone", "chat_admin" (in groups) or "admin" (bot admins)
+    long: bool = False  # runs for minutes: the router does not hold the chat's lock for it
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, scope: str = "anyone") -> Callable[[Handler], Handler]:
+def command(name: str, scope: str = "anyone", long: bool = False) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        COMMANDS[name] = Command(name, fn, scope)
+        COMMANDS[name] = Command(name, fn, scope, long)
         return fn
 
     return register

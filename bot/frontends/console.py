@@ -11,6 +11,7 @@ import getpass
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from bot.events import Incoming
@@ -106,6 +107,10 @@ class ConsoleSink:
         self._show(text)
         self.console._write("\n")
         return [self.reply_id]
+
+    async def send_file(self, path: Path, caption: str) -> None:
+        """A file (a loss curve, say) cannot be shown in a terminal: its path is."""
+        self.console._write(f"{caption}: {path}\n")
 
     def _show(self, text: str) -> None:
         if text.startswith(self.shown):

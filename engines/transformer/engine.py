@@ -8,6 +8,7 @@ the replies of all chats; the engine's version is the id of its active adapter.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ from typing import Any, ClassVar, Literal
 
 from bot.events import Conversation
 from engines.base import BaseEngine, EngineContext, EngineInfo
+
+log = logging.getLogger(__name__)
 
 PROMPTS = Path(__file__).parent / "prompts"
 BASE_VERSION = "base"  # the version while no adapter is active
@@ -76,8 +79,8 @@ class TransformerEngine(BaseEngine):
             opts.model, self.device, loading.choose_dtype(opts.dtype, self.device)
         )
         self.adapters = AdapterSet(model)
-        if opts.adapter:
-            folder, adapter_id = self._resolve(opts.adapter)
+        if opts.adapter or self._recorded_active():
+            folder, adapter_id = self._resolve(opts.adapter or self._recorded_active())
             self.adapters.load(folder, adapter_id)
             self.active = adapter_id
         self.context = loading.context_length(model, self.tokenizer)
@@ -89,6 +92,17 @@ class TransformerEngine(BaseEngine):
             eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
             max_batch=opts.max_batch, device=self.device, seed=opts.seed, threads=threads,
         )
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.ctx.data_dir.parent.parent / "adapters"  # ctx: <data>/engines/transformer
+
+    def _recorded_active(self) -> str:
+        """The adapter that fine-tuning promoted last (adapters/ACTIVE), if its folder exists;
+        so a promoted adapter survives a restart. [engines.transformer] adapter overrides it."""
+        path = self.adapters_dir / "ACTIVE"
+        name = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+        return name if name and (self.adapters_dir / name).is_dir() else ""
 
     def _read_prompts(self) -> dict[str, str]:
         folder = Path(self.options.prompts_dir) if self.options.prompts_dir else PROMPTS
@@ -116,7 +130,7 @@ class TransformerEngine(BaseEngine):
     async def reply(self, conv: Conversation) -> AsyncIterator[str]:
         from engines.transformer import prompt
 
-        adapter = self._adapter_for(conv)
+        adapter = await self._adapter_for(conv)
         history = conv.turns[-self.options.history_turns:] if self.options.history_turns else []
         budget = self.context - self.options.max_new_tokens
         ids, kept = prompt.build(self.tokenizer, self.system_prompt(conv.lang), history,
@@ -129,9 +143,18 @@ class TransformerEngine(BaseEngine):
             request.cancel()  # a no-op once finished; leaves the batch if we were cut off
             conv.trace.update(self._trace(request, adapter, kept))
 
-    def _adapter_for(self, conv: Conversation) -> str:
-        """The chat's pinned adapter (conv.state["adapter"]) if it is loaded, else the active."""
+    async def _adapter_for(self, conv: Conversation) -> str:
+        """The chat's pinned adapter (conv.state["adapter"]; "base": none), loaded on first
+        use; the active adapter when the chat is not pinned or its adapter cannot be loaded."""
         pinned = conv.state.get("adapter", "")
+        if pinned == BASE_VERSION:
+            return ""
+        if pinned and pinned not in self.adapters.ids:
+            try:
+                folder, _ = self._resolve(pinned)
+                await self.worker.call(lambda: self.adapters.load(folder, pinned))
+            except Exception as exc:  # AdapterError: a deleted or broken folder
+                log.warning("chat %s is pinned to adapter %s: %s", conv.chat_key, pinned, exc)
         return pinned if pinned in self.adapters.ids else self.active
 
     def _trace(self, request: Any, adapter: str, kept: int) -> dict[str, Any]:
@@ -181,7 +204,7 @@ class TransformerEngine(BaseEngine):
         if folder.is_dir():
             return folder.resolve(), folder.resolve().name
         # ctx.data_dir is <data>/engines/transformer; adapters live in <data>/adapters
-        in_store = self.ctx.data_dir.parent.parent / "adapters" / path_or_id
+        in_store = self.adapters_dir / path_or_id
         if in_store.is_dir():
             return in_store, path_or_id
         raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in {in_store.parent}")

@@ -1,0 +1,207 @@
+"""Fine-tuning jobs from inside the bot: `python -m finetune run` as a separate process (the bot
+never trains in its event loop), one at a time, recorded in the store, its JSON progress lines
+relayed to the admin by editing one status message, and a promoted adapter swapped into the
+running transformer engine. The scheduler starts one every N new votes or T hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from bot.config import Config
+from bot.events import Sink
+from bot.i18n import t
+from bot.store import Store, User
+from engines.base import Engines
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = "transformer"
+CHECK_SECONDS = 60.0  # how often the scheduler looks at the vote count and the clock
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: a job whose bot dies is ended too (Linux), so it can never
+    promote an adapter behind the back of a bot that has marked it failed."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+
+
+class LogSink:
+    """Where a scheduled job (nobody asked in a chat) reports: the log."""
+
+    async def update(self, text: str) -> None:
+        log.info("fine-tuning: %s", text.replace("\n", " | "))
+
+    async def finish(self, text: str) -> list[str]:
+        log.warning("fine-tuning: %s", text.replace("\n", " | "))
+        return []
+
+
+class JobRunner:
+    def __init__(self, config: Config, store: Store, engines: Engines,
+                 python: str = sys.executable) -> None:
+        self.config = config
+        self.store = store
+        self.engines = engines
+        self.python = python
+        self.process: asyncio.subprocess.Process | None = None
+        self.started_at = time.time()
+        self._one_at_a_time = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._one_at_a_time.locked()
+
+    def command(self, job_id: int) -> list[str]:
+        args = [self.python, "-m", "finetune", "run", "--data-dir", str(self.config.data_dir),
+                "--job", str(job_id)]
+        if Path(self.config.source).is_file():
+            args += ["--config", str(Path(self.config.source).resolve())]
+        return args
+
+    async def retrain(self, requested_by: User | None, sink: Sink, lang: str) -> str:
+        """Run one job to its end; returns the text that ends the status message."""
+        if self.busy:
+            return t(lang, "retrain_busy")
+        async with self._one_at_a_time:
+            job_id = await self.store.add_job("finetune", requested_by)
+            try:
+                return await self._run(job_id, sink, lang)
+            except asyncio.CancelledError:  # the bot is stopping
+                await self._end_process()
+                await self.store.job_finished(job_id, False, "the bot stopped during the job")
+                raise
+            except Exception as exc:
+                log.exception("fine-tuning job %d failed", job_id)
+                await self._end_process()
+                await self.store.job_finished(job_id, False, f"{type(exc).__name__}: {exc}")
+                return t(lang, "retrain_failed", reason=type(exc).__name__)
+
+    async def _run(self, job_id: int, sink: Sink, lang: str) -> str:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command(job_id), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env, preexec_fn=_die_with_parent)
+        await self.store.job_started(job_id, self.process.pid)
+        await _quietly(sink.update(t(lang, "retrain_started", job=job_id)))
+        errors = asyncio.create_task(_tail(self.process.stderr))
+        result, shown = await self._relay(self.process.stdout, sink, lang, job_id)
+        code = await self.process.wait()
+        last_error = (await errors)[-1:] or [""]
+        self.process = None
+        return f"{shown}\n" + await self._conclude(job_id, code, result, last_error[0], lang)
+
+    async def _relay(self, stdout: asyncio.StreamReader, sink: Sink, lang: str,
+                     job_id: int) -> tuple[dict[str, Any], str]:
+        """Turn the job's JSON lines into one status message, edited as they come; returns
+        the job's result (its last events) and the status text last shown."""
+        head, shown, result = t(lang, "retrain_started", job=job_id), "", {}
+        async for raw in stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if "step" in event:
+                shown = f"{head}\n" + t(lang, "retrain_progress", **_step_fields(event))
+            elif event.get("event") == "exported":
+                head = shown = t(lang, "retrain_exported", job=job_id, **event)
+            else:
+                if event.get("event") in ("done", "too_few"):
+                    result |= event
+                continue
+            await _quietly(sink.update(shown))
+        return result, shown or head
+
+    async def _conclude(self, job_id: int, code: int, result: dict[str, Any], error: str,
+                        lang: str) -> str:
+        if code != 0 or result.get("event") != "done":
+            reason = f"killed by signal {-code}" if code < 0 else error or f"exit code {code}"
+            await self.store.job_finished(job_id, False, f"exit code {code}: {reason}")
+            return t(lang, "retrain_failed", reason=reason)
+        adapter = result.get("adapter", "")
+        if not adapter:  # too few votes: ended early, on purpose
+            await self.store.job_finished(job_id, True, result.get("message", "too few votes"))
+            return t(lang, "retrain_too_few", votes=result.get("votes", 0),
+                     needed=result.get("needed", 0))
+        await self.store.job_finished(job_id, True, result.get("reason", ""), adapter)
+        if not result.get("promoted"):
+            return t(lang, "retrain_rejected", adapter=adapter, reason=result.get("reason", ""))
+        version = await self.swap_in(adapter)
+        return t(lang, "retrain_promoted", adapter=adapter, version=version,
+                 reason=result.get("reason", ""))
+
+    async def swap_in(self, adapter: str) -> str:
+        """Tell the running transformer engine (if it runs) to serve `adapter` ("" or "base":
+        the base model). An engine started later reads adapters/ACTIVE itself."""
+        engine = next((e for e in self.engines.loaded() if e.name == ENGINE), None)
+        if engine is None:
+            return adapter or "base"
+        return await engine.use_adapter(adapter)
+
+    async def _end_process(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+        self.process = None
+
+    # the scheduler --------------------------------------------------------------------------
+
+    async def due(self) -> bool:
+        """A job is due after every_votes new votes or every_hours hours (0: that one is off),
+        counted from the last job (or the bot's start)."""
+        opts = self.config.finetune
+        since = max(await self.store.last_job_time(), self.started_at)
+        if opts.every_votes and await self.store.votes_since(since) >= opts.every_votes:
+            return True
+        return bool(opts.every_hours) and time.time() - since >= opts.every_hours * 3600
+
+    async def schedule(self, check_seconds: float = CHECK_SECONDS) -> None:
+        """Start due jobs, never two at once; runs until cancelled."""
+        opts = self.config.finetune
+        if not opts.every_votes and not opts.every_hours:
+            await asyncio.Event().wait()
+        while True:
+            await asyncio.sleep(check_seconds)
+            try:
+                if not self.busy and await self.due():
+                    await self.retrain(None, LogSink(), self.config.bot.language)
+            except Exception:  # the scheduler must not end (that would stop the bot)
+                log.exception("the fine-tuning scheduler could not start a job")
+
+
+def _step_fields(event: dict[str, Any]) -> dict[str, Any]:
+    return {"step": event["step"], "total": event["total"], "loss": event.get("loss", 0.0),
+            "eta": round(event.get("eta", 0.0)), "phase": str(event.get("phase", "")).upper()}
+
+
+async def _tail(stream: asyncio.StreamReader, keep: int = 20) -> list[str]:
+    """The job's last stderr lines (they say why it failed), each also logged."""
+    lines: deque[str] = deque(maxlen=keep)
+    async for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            log.info("finetune: %s", line)
+            lines.append(line)
+    return list(lines)
+
+
+async def _quietly(update) -> None:
+    try:
+        await update
+    except Exception:
+        log.warning("could not update the job's status message", exc_info=True)

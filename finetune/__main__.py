@@ -1,0 +1,69 @@
+"""python -m finetune export|train|evaluate|promote|rollback|status|run --data-dir DIR
+[--config PATH]
+
+  export     votes from the store -> <data>/finetune/dataset/*.jsonl
+  train      the exported dataset -> <data>/adapters/<id>/ (prints the id)
+  evaluate   ID: the adapter against the active one on the held-out votes
+  promote    ID: make it the active adapter
+  rollback   back to the adapter active before
+  status     the adapters and their scores
+  run        export -> train -> evaluate -> promote, as one job (what the bot starts)
+Progress and results are JSON lines on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from finetune import run as steps
+from finetune.settings import load_settings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["export", "train", "evaluate", "promote", "rollback",
+                                         "status", "run"])
+    parser.add_argument("adapter", nargs="?", default="", help="for evaluate and promote")
+    parser.add_argument("--data-dir", help="the bot's data dir (default: [bot] data_dir)")
+    parser.add_argument("--config", type=Path, help="the bot's config.toml")
+    parser.add_argument("--job", type=int, help="the bot's job id (names the adapter)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr is the bot's log
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    settings = load_settings(args.config, args.data_dir)
+    if args.step in ("evaluate", "promote") and not args.adapter:
+        print(f"python -m finetune {args.step} ID: which adapter?", file=sys.stderr)
+        return 2
+    steps.remove_partial(settings)
+    if args.step == "run":
+        return steps.do_run(settings, args.job)
+    if args.step == "export":
+        steps.do_export(settings)
+    elif args.step == "train":
+        data = steps.dataset(settings)
+        if steps.enough_votes(settings, data):
+            print(steps.do_train(settings, data, args.job))
+    elif args.step == "evaluate":
+        steps.do_evaluate(settings, steps.dataset(settings), args.adapter)
+    elif args.step == "promote":
+        steps.do_promote(settings, args.adapter)
+    elif args.step == "rollback":
+        steps.do_rollback(settings)
+    else:
+        for row in steps.status(settings):
+            print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

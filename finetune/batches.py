@@ -1,0 +1,74 @@
+"""Rows -> token ids -> padded batches -> log-probabilities of each row's completion.
+
+A row is encoded exactly as the engine prompts: the chat template with the language's system
+prompt and the user's message, then the reply and the end-of-turn token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engines.transformer import prompt as chat_prompt
+
+
+@dataclass(frozen=True)
+class Encoded:
+    prompt: list[int]
+    completion: list[int]
+
+
+class Encoder:
+    def __init__(self, tokenizer: Any, system_prompt: Callable[[str], str], max_tokens: int):
+        self.tokenizer = tokenizer
+        self.system_prompt = system_prompt
+        self.max_tokens = max_tokens
+        self.system_role = chat_prompt.supports_system_role(tokenizer)
+
+    def __call__(self, prompt: str, completion: str, lang: str) -> Encoded:
+        chat = chat_prompt.messages(self.system_prompt(lang), [], prompt, self.system_role)
+        prompt_ids = chat_prompt.encode(self.tokenizer, chat)
+        reply = self.tokenizer(completion, add_special_tokens=False)["input_ids"]
+        reply = [*reply, self.tokenizer.eos_token_id][: self.max_tokens // 2]
+        keep = max(1, self.max_tokens - len(reply))
+        return Encoded(prompt_ids[-keep:], reply)  # a long prompt loses its start
+
+
+def collate(rows: list[Encoded], pad_id: int, device: str) -> dict[str, torch.Tensor]:
+    """Right-padded input ids, attention mask, and a mask of the completion tokens as labels
+    (shifted: position t predicts token t+1)."""
+    width = max(len(r.prompt) + len(r.completion) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    target = torch.zeros((len(rows), width), dtype=torch.float32)
+    for i, row in enumerate(rows):
+        seq = row.prompt + row.completion
+        ids[i, : len(seq)] = torch.tensor(seq)
+        attention[i, : len(seq)] = 1
+        target[i, len(row.prompt) : len(seq)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": attention.to(device),
+            "target": target.to(device)}
+
+
+def token_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probability of each next token, mask of completion tokens), both [rows, width-1]."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
+    labels = batch["input_ids"][:, 1:]
+    logps = torch.gather(logits.log_softmax(-1), 2, labels.unsqueeze(-1)).squeeze(-1)
+    return logps, batch["target"][:, 1:]
+
+
+def completion_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """log π(completion | prompt) per row: the sum over its tokens."""
+    logps, mask = token_logps(model, batch)
+    return (logps * mask).sum(-1)
+
+
+def mean_token_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The mean log-probability per completion token, per row (comparable across lengths)."""
+    logps, mask = token_logps(model, batch)
+    return (logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)

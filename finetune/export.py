@@ -1,0 +1,113 @@
+"""Votes -> datasets. From the store: the transformer's replies, the message each answers and
+the sum of its votes (one per person); people who opted out or were forgotten never appear.
+
+Rows written (JSON lines, text scrubbed of personal data first):
+  sft.jsonl      {prompt, completion, lang, id}          liked replies (score > 0)
+  kto.jsonl      {prompt, completion, label, lang, id}   every reply with a non-zero score
+  dpo.jsonl      {prompt, chosen, rejected, lang, chosen_id, rejected_id}
+                 a liked and a disliked reply to the same prompt
+  heldout.jsonl  KTO-shaped rows kept out of training, to judge the new adapter
+A reply is held out by a hash of its id, so it stays held out in every later job too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.store import Store, VotedReply
+from finetune.scrub import scrub
+from finetune.settings import ENGINE, Settings
+
+FILES = ("sft", "kto", "dpo", "heldout")
+
+
+@dataclass
+class Dataset:
+    sft: list[dict[str, Any]] = field(default_factory=list)
+    kto: list[dict[str, Any]] = field(default_factory=list)
+    dpo: list[dict[str, Any]] = field(default_factory=list)
+    heldout: list[dict[str, Any]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in FILES}
+
+    def message_ids(self) -> dict[str, list[int]]:
+        """Which stored replies (and the messages they answer) each part was made of."""
+        return {
+            "trained": sorted({row["id"] for row in self.kto}),
+            "prompts": sorted({row["prompt_id"] for row in self.kto}),
+            "heldout": sorted({row["id"] for row in self.heldout}),
+        }
+
+
+def is_heldout(reply_id: int, percent: int) -> bool:
+    digest = hashlib.sha256(f"heldout:{reply_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < percent
+
+
+def build(replies: list[VotedReply], heldout_percent: int) -> Dataset:
+    data = Dataset()
+    for reply in replies:
+        if reply.score == 0:
+            continue  # the votes cancel out: no signal either way
+        row = {"prompt": scrub(reply.prompt), "completion": scrub(reply.text),
+               "label": reply.score > 0, "lang": reply.lang, "id": reply.id,
+               "prompt_id": reply.prompt_id}
+        (data.heldout if is_heldout(reply.id, heldout_percent) else data.kto).append(row)
+    data.sft = [_sft_row(row) for row in data.kto if row["label"]]
+    data.dpo = pairs(data.kto)
+    return data
+
+
+def _sft_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row[key] for key in ("prompt", "completion", "lang", "id", "prompt_id")}
+
+
+def pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every (liked, disliked) pair of replies to the same prompt text in the same language."""
+    by_prompt: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_prompt[(row["lang"], row["prompt"])].append(row)
+    out = []
+    for (lang, prompt), group in by_prompt.items():
+        liked = [r for r in group if r["label"]]
+        disliked = [r for r in group if not r["label"]]
+        for good, bad in itertools.product(liked, disliked):
+            out.append({"prompt": prompt, "chosen": good["completion"],
+                        "rejected": bad["completion"], "lang": lang,
+                        "chosen_id": good["id"], "rejected_id": bad["id"]})
+    return out
+
+
+async def export(settings: Settings) -> Dataset:
+    """Read the store, build the dataset and write it to settings.dataset_dir."""
+    store = await Store.open(settings.db)
+    try:
+        replies = await store.voted_replies(ENGINE)
+    finally:
+        await store.close()
+    data = build(replies, settings.options.heldout_percent)
+    write(data, settings.dataset_dir)
+    return data
+
+
+def write(data: Dataset, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in getattr(data, name)]
+        (folder / f"{name}.jsonl").write_text("".join(lines), encoding="utf-8")
+
+
+def read(folder: Path) -> Dataset:
+    parts = {}
+    for name in FILES:
+        path = folder / f"{name}.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        parts[name] = [json.loads(line) for line in lines if line.strip()]
+    return Dataset(**parts)

@@ -1,0 +1,62 @@
+"""The engine's base model with a trainable LoRA adapter on it: a fresh one, or a copy of the
+active adapter to continue from. CUDA: bf16 weights (the adapter stays fp32); CPU: fp32 with a
+limited number of threads, so the bot beside the job keeps its share of the cores."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engines.transformer import loading
+from finetune.settings import Settings
+
+
+def choose_device(wanted: str) -> tuple[str, torch.dtype]:
+    device = "cuda" if wanted == "auto" and torch.cuda.is_available() else wanted
+    device = "cpu" if device == "auto" else device
+    return device, torch.bfloat16 if device == "cuda" else torch.float32
+
+
+def limit_threads(threads: int) -> int:
+    count = threads or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(count)
+    return count
+
+
+def load_base(settings: Settings, device: str, dtype: torch.dtype) -> tuple[Any, Any]:
+    model, tokenizer = loading.load(settings.model.model, device, dtype)
+    return model, tokenizer
+
+
+def with_lora(base: Any, settings: Settings, parent: Path | None) -> Any:
+    """`base` wrapped in a trainable adapter: the parent's weights, or fresh ones."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if parent is not None:
+        model = PeftModel.from_pretrained(base, str(parent), is_trainable=True)
+    else:
+        opts = settings.options
+        config = LoraConfig(r=opts.lora_r, lora_alpha=opts.lora_alpha,
+                            target_modules=list(opts.lora_targets), lora_dropout=0.0,
+                            task_type="CAUSAL_LM")
+        model = get_peft_model(base, config)
+    model.train()
+    return model
+
+
+def base_revision(name: str, model: Any) -> str:
+    """The hub commit the weights came from, or for a local folder a hash of its weights."""
+    commit = getattr(model.config, "_commit_hash", None)
+    if commit:
+        return commit
+    folder = Path(name).expanduser()
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        with path.open("rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()[:16]

@@ -1,0 +1,33 @@
+"""The job's voice: one JSON object per line on stdout, which the bot relays to the admin.
+
+{"step", "total", "loss", "eta"} while training; {"event": ...} for everything else.
+Free text goes to stderr (the bot logs it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields, ensure_ascii=False), flush=True)
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class StepReporter:
+    """Reports each training step with a loss and an estimate of the seconds left."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.started = time.monotonic()
+
+    def step(self, step: int, loss: float, phase: str) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / step * (self.total - step) if step else 0.0
+        emit(step=step, total=self.total, loss=round(loss, 4), eta=round(eta, 1), phase=phase)

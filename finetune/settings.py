@@ -1,0 +1,58 @@
+"""What a job needs to know: the bot's data dir, [finetune] and the transformer's model, read
+from the same config.toml the bot reads, and where each file of a job lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.app import DB_FILE
+from bot.config import FinetuneOptions, load_config
+from bot.frontends import FRONTENDS
+from engines.base import BUILTIN
+from engines.transformer.engine import PROMPTS, TransformerOptions
+
+ENGINE = "transformer"  # the engine whose replies are learned from
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    options: FinetuneOptions
+    model: TransformerOptions
+
+    @property
+    def db(self) -> Path:
+        return self.data_dir / DB_FILE
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.data_dir / "finetune" / "dataset"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
+    def adapter_dir(self, adapter_id: str) -> Path:
+        return self.adapters_dir / adapter_id
+
+    def system_prompt(self, lang: str) -> str:
+        """The engine's system prompt for `lang`, so training sees what generation sees."""
+        folder = Path(self.model.prompts_dir) if self.model.prompts_dir else PROMPTS
+        for name in (lang, "en"):
+            path = folder / f"{name}.txt"
+            if path.is_file():
+                return path.read_text(encoding="utf-8").strip()
+        return ""
+
+
+def load_settings(config: Path | None, data_dir: str | None) -> Settings:
+    path = config if config is not None else _default_config()
+    cfg = load_config(path, FRONTENDS, BUILTIN, data_dir=data_dir)
+    return Settings(cfg.data_dir, cfg.finetune, cfg.options(f"engines.{ENGINE}",
+                                                             TransformerOptions))
+
+
+def _default_config() -> Path | None:
+    path = Path("config.toml")
+    return path if path.exists() else None

@@ -1,0 +1,159 @@
+"""LoRA training on the votes: SFT on the liked replies, then KTO (every vote) or DPO (pairs).
+
+A loop you can read top to bottom: sample a batch, compute the loss, step AdamW on the adapter
+weights, report {step, total, loss, eta}. The reference model of KTO/DPO is the policy as it
+stands when that phase begins; its log-probabilities are computed once, up front.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from finetune import losses
+from finetune.batches import Encoded, Encoder, collate, completion_logps, token_logps
+from finetune.export import Dataset
+from finetune.progress import StepReporter
+
+
+@dataclass
+class Phase:
+    name: str
+    steps: int
+    rows: int
+
+
+@dataclass
+class TrainResult:
+    curve: list[dict[str, Any]] = field(default_factory=list)  # {step, loss, phase}
+    phases: list[Phase] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def final_loss(self, phase: str) -> float | None:
+        values = [p["loss"] for p in self.curve if p["phase"] == phase]
+        return values[-1] if values else None
+
+
+class Trainer:
+    def __init__(self, model: Any, encoder: Encoder, opts: Any, device: str) -> None:
+        self.model = model
+        self.encode = encoder
+        self.opts = opts
+        self.device = device
+        self.pad_id = encoder.tokenizer.pad_token_id
+        self.rng = random.Random(opts.seed)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=0.0)
+
+    def run(self, data: Dataset) -> TrainResult:
+        result = TrainResult()
+        preference = self._preference(data)
+        plan = [("sft", self.opts.sft_steps if data.sft else 0, len(data.sft)),
+                (preference[0], self.opts.preference_steps if preference[1] else 0,
+                 len(preference[1]))]
+        result.phases = [Phase(*p) for p in plan if p[1]]
+        reporter = StepReporter(sum(p.steps for p in result.phases))
+        started, done = time.monotonic(), 0
+        for phase in result.phases:
+            step_fn = self._phase_step(phase.name, data if phase.name == "sft" else preference[1])
+            for _ in range(phase.steps):
+                done += 1
+                loss = self._step(step_fn)
+                result.curve.append({"step": done, "loss": loss, "phase": phase.name})
+                reporter.step(done, loss, phase.name)
+        result.seconds = time.monotonic() - started
+        self.model.eval()
+        return result
+
+    def _preference(self, data: Dataset) -> tuple[str, list[dict[str, Any]]]:
+        if self.opts.preference == "dpo" and data.dpo:
+            return "dpo", data.dpo
+        return "kto", data.kto
+
+    def _step(self, step_fn: Callable[[], torch.Tensor]) -> float:
+        self.model.train()
+        loss = step_fn()
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], 1.0)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def _phase_step(self, name: str, rows: Any) -> Callable[[], torch.Tensor]:
+        if name == "sft":
+            return self._sft(rows.sft)
+        return self._kto(rows) if name == "kto" else self._dpo(rows)
+
+    def _batch(self, items: list[Any]) -> list[Any]:
+        size = min(self.opts.batch_size, len(items))
+        return self.rng.sample(items, size)
+
+    def _collate(self, encoded: list[Encoded]) -> dict[str, torch.Tensor]:
+        return collate(encoded, self.pad_id, self.device)
+
+    # SFT ------------------------------------------------------------------------------------
+
+    def _sft(self, rows: list[dict[str, Any]]) -> Callable[[], torch.Tensor]:
+        encoded = [self.encode(r["prompt"], r["completion"], r["lang"]) for r in rows]
+
+        def step() -> torch.Tensor:
+            logps, mask = token_logps(self.model, self._collate(self._batch(encoded)))
+            return losses.sft_loss(logps, mask)
+
+        return step
+
+    # KTO ------------------------------------------------------------------------------------
+
+    def _kto(self, rows: list[dict[str, Any]]) -> Callable[[], torch.Tensor]:
+        encoded = [self.encode(r["prompt"], r["completion"], r["lang"]) for r in rows]
+        # KL estimate: each prompt with the next row's reply (a mismatched pair).
+        mismatched = [Encoded(e.prompt, encoded[(i + 1) % len(encoded)].completion)
+                      for i, e in enumerate(encoded)]
+        ref = self._reference(encoded)
+        ref_kl = self._reference(mismatched)
+        labels = torch.tensor([bool(r["label"]) for r in rows], device=self.device)
+        index = list(range(len(rows)))
+
+        def step() -> torch.Tensor:
+            pick = self._batch(index)
+            policy = completion_logps(self.model, self._collate([encoded[i] for i in pick]))
+            with torch.no_grad():
+                policy_kl = completion_logps(self.model,
+                                             self._collate([mismatched[i] for i in pick]))
+            return losses.kto_loss(policy, ref[pick], labels[pick], policy_kl, ref_kl[pick],
+                                   self.opts.beta)
+
+        return step
+
+    # DPO ------------------------------------------------------------------------------------
+
+    def _dpo(self, pairs: list[dict[str, Any]]) -> Callable[[], torch.Tensor]:
+        chosen = [self.encode(p["prompt"], p["chosen"], p["lang"]) for p in pairs]
+        rejected = [self.encode(p["prompt"], p["rejected"], p["lang"]) for p in pairs]
+        ref_chosen, ref_rejected = self._reference(chosen), self._reference(rejected)
+        index = list(range(len(pairs)))
+
+        def step() -> torch.Tensor:
+            pick = self._batch(index)
+            both = self._collate([chosen[i] for i in pick] + [rejected[i] for i in pick])
+            policy = completion_logps(self.model, both)
+            n = len(pick)
+            return losses.dpo_loss(policy[:n], policy[n:], ref_chosen[pick], ref_rejected[pick],
+                                   self.opts.beta)
+
+        return step
+
+    @torch.no_grad()
+    def _reference(self, encoded: list[Encoded]) -> torch.Tensor:
+        """log π_ref of each row, with the policy as it is now (frozen: computed once)."""
+        self.model.eval()
+        size = max(1, self.opts.batch_size)
+        parts = [completion_logps(self.model, self._collate(encoded[i : i + size]))
+                 for i in range(0, len(encoded), size)]
+        return torch.cat(parts) if parts else torch.zeros(0, device=self.device)

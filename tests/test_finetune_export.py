@@ -1,0 +1,94 @@
+"""Votes -> datasets: what is exported, what never is, and personal data scrubbed per kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.store import Store
+from finetune.export import build, is_heldout, pairs
+from finetune.scrub import scrub
+from tests.finetune_helpers import seed
+
+
+@pytest.mark.parametrize(("text", "secret", "placeholder"), [
+    ("write to jane.doe+bot@example.co.uk today", "jane.doe+bot@example.co.uk", "<email>"),
+    ("call me on +49 30 1234567 tonight", "1234567", "<phone>"),
+    ("or on (030) 123-4567", "123-4567", "<phone>"),
+    ("my IBAN is DE89 3704 0044 0532 0130 00", "3704 0044", "<iban>"),
+    ("clone https://bob:hunter2@git.example.com/x.git", "hunter2", "<url>"),
+    ("open https://example.com/reset?token=abc123def", "abc123def", "<url>"),
+    ("ask @jane_doe about it", "jane_doe", "<user>"),
+])
+def test_scrub_replaces_each_kind_of_personal_data(text, secret, placeholder):
+    cleaned = scrub(text)
+    assert secret not in cleaned and placeholder in cleaned
+
+
+def test_scrub_keeps_ordinary_text_numbers_dates_and_plain_urls():
+    text = "In 2024 we had 42 cats; see https://example.com/cats on 26.11.2026 at 10:30."
+    assert scrub(text) == text
+
+
+def _row(id_, prompt, text, score, lang="en"):
+    from bot.store import VotedReply
+
+    return VotedReply(id_, id_ - 1, lang, prompt, text, "base", score, abs(score))
+
+
+def test_rows_for_sft_kto_and_dpo_from_summed_votes():
+    replies = [_row(2, "hi", "How are you?", 2), _row(4, "hi", "Go away.", -1),
+               _row(6, "hi", "Meh.", 0), _row(8, "bye", "See you?", 1)]
+    data = build(replies, heldout_percent=0)
+    assert [(r["id"], r["label"]) for r in data.kto] == [(2, True), (4, False), (8, True)]
+    assert [r["id"] for r in data.sft] == [2, 8]
+    assert data.dpo == [{"prompt": "hi", "chosen": "How are you?", "rejected": "Go away.",
+                         "lang": "en", "chosen_id": 2, "rejected_id": 4}]
+    assert data.heldout == []
+
+
+def test_pairs_need_the_same_prompt_and_language():
+    rows = [{"prompt": "hi", "completion": "a", "label": True, "lang": "en", "id": 1},
+            {"prompt": "hi", "completion": "b", "label": False, "lang": "de", "id": 2}]
+    assert pairs(rows) == []
+
+
+def test_the_heldout_split_is_fixed_per_reply_and_near_its_share():
+    chosen = [i for i in range(1000) if is_heldout(i, 20)]
+    assert 150 < len(chosen) < 250
+    assert chosen == [i for i in range(1000) if is_heldout(i, 20)]
+    data = build([_row(i, "p", "r", 1) for i in range(2, 200, 2)], heldout_percent=20)
+    assert {r["id"] for r in data.heldout} == {i for i in range(2, 200, 2) if is_heldout(i, 20)}
+    assert not {r["id"] for r in data.heldout} & {r["id"] for r in data.kto}
+
+
+async def test_export_scrubs_and_leaves_out_opted_out_and_forgotten_people(tmp_path):
+    db = tmp_path / "db.sqlite3"
+    ids = await seed(db, [("mail me: a@b.example", "Sure, @carol?", {"bob": 1})])
+    await seed(db, [("I am dave", "Hi dave", {"bob": 1})], asker="dave")
+    await seed(db, [("I am erin", "Hi erin", {"bob": -1})], asker="erin", opted_out=("erin",))
+    await seed(db, [("hello", "voted by an opted-out fan", {"frank": 1})], opted_out=("frank",))
+    store = await Store.open(db)
+    try:
+        await store.forget_user(await store.user("test", "dave"))
+        replies = await store.voted_replies("transformer")
+        assert await store.voted_replies("eliza") == []
+    finally:
+        await store.close()
+    data = build(replies, heldout_percent=0)
+    assert [r["id"] for r in data.kto] == ids
+    text = repr(data)
+    assert "<email>" in text and "<user>" in text and "a@b.example" not in text
+    assert "dave" not in text and "erin" not in text and "opted-out fan" not in text
+
+
+def test_config_toml_documents_every_finetune_option_with_its_default():
+    import dataclasses
+    import tomllib
+
+    from bot.config import FinetuneOptions
+    from tests.conftest import ROOT
+
+    table = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))["finetune"]
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(FinetuneOptions)}
+    assert table == defaults

@@ -1,0 +1,161 @@
+"""The learning loop end to end on the tiny model: votes in the console, /retrain as a separate
+process with progress, the new adapter serving, /rollback; and the ways a job can end badly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+
+import pytest
+
+from bot.events import Incoming
+from bot.store import Adapter, Store
+from finetune.promote import write_active
+from tests.conftest import RecordingSink, run_console
+from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
+from tests.tiny_model import adapter_dir, tiny_model_dir
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("finetune")
+
+
+def query(data, sql: str) -> list[tuple]:
+    with sqlite3.connect(data / DB) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[bot]\ndefault_engine = "transformer"\n'
+                      + finetune_toml(tiny_model_dir(root), heldout_percent=50))
+    lines = []
+    for n in range(1, 13):
+        lines += [f"hello number {n}", "/good" if n % 2 == 0 else "/bad"]
+    lines += ["/retrain", "hello again", "/adapters", "/rollback", "and again"]
+    done = run_console(["console", "--config", str(config), "--data-dir", "data"], lines,
+                       cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "data"
+    [(job_status, adapter)] = query(data, "SELECT status, adapter_id FROM jobs")
+    assert job_status == "done" and adapter
+    assert "step 4/4" in done.stdout and f"New adapter {adapter} is active" in done.stdout
+    assert f"Loss curve of {adapter}: data/adapters/{adapter}/loss_curve.png" in done.stdout
+    assert f"Rolled back: {adapter} is retired, base serves again." in done.stdout
+    versions = dict(query(data, "SELECT q.text, r.engine_version FROM messages r JOIN messages q"
+                                " ON q.id = r.reply_to WHERE r.role = 'bot'"))
+    assert versions["hello number 12"] == "base"
+    assert versions["hello again"] == adapter and versions["and again"] == "base"
+    assert query(data, "SELECT status FROM adapters") == [("retired",)]
+    manifest = json.loads((data / "adapters" / adapter / "manifest.json").read_text())
+    assert manifest["base_model"] == str(tiny_model_dir(root))
+    assert manifest["base_revision"].startswith("sha256:")
+    assert manifest["counts"]["kto"] + manifest["counts"]["heldout"] == 12
+    assert manifest["message_ids"]["trained"] and manifest["device"] == "cpu"
+    assert "estimate" in manifest["energy"]["note"] and manifest["energy"]["watt_hours"] > 0
+    assert manifest["hyperparameters"]["sft_steps"] == 2
+    assert (data / "adapters" / adapter / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+async def test_retrain_from_someone_not_an_admin_is_refused(serve, sink):
+    async with serve() as router:
+        await router.handle(Incoming("telegram", "c1", "u1", "/retrain"), sink)
+        assert "admins only" in sink.final
+        assert await router.store.last_job_time() == 0
+
+
+async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, root, tmp_path):
+    data = tmp_path / "data"
+    (data / "adapters").mkdir(parents=True)
+    shutil.copytree(adapter_dir(root, "a1", seed=1), data / "adapters" / "a1")
+    write_active(data / "adapters", "a1")  # the engine reads it when it starts
+    await seed(data / DB, taste_rows(12))
+    body = finetune_toml(tiny_model_dir(root), sft_steps=500)
+    async with serve(body) as router:
+        await router.store.add_adapter(Adapter("a1", "tiny", str(data / "adapters" / "a1"),
+                                               "active", {}))
+        engine = await router.engines.get("transformer")
+        assert engine.version == "a1"
+
+        class KillingSink(RecordingSink):
+            async def update(self, text: str) -> None:
+                await super().update(text)
+                if "step" in text and router.jobs.process is not None:
+                    os.kill(router.jobs.process.pid, signal.SIGKILL)
+
+        sink = KillingSink()
+        text = await router.jobs.retrain(None, sink, "en")
+        assert "failed (killed by signal 9)" in text and "active adapter stays" in text
+        assert any("step 1/" in update for update in sink.updates)
+        job = await router.store.job(1)
+        assert job["status"] == "failed" and "killed" in job["detail"]
+        assert engine.version == "a1" and await router.store.active_adapter() == "a1"
+    assert sorted(p.name for p in (data / "adapters").iterdir()) == ["ACTIVE", "a1"]
+
+
+async def test_too_few_votes_end_the_job_early_without_an_adapter(serve, root, tmp_path):
+    await seed(tmp_path / "data" / DB, taste_rows(3))
+    async with serve(finetune_toml(tiny_model_dir(root))) as router:
+        text = await router.jobs.retrain(None, RecordingSink(), "en")
+        assert "Not enough votes yet: 3 voted replies, 6 needed" in text
+        assert (await router.store.job(1))["status"] == "done"
+        assert await router.store.adapters() == []
+    assert not (tmp_path / "data" / "adapters").exists()
+
+
+async def test_a_job_running_when_the_bot_died_is_marked_failed_at_the_next_start(serve, tmp_path):
+    store = await Store.open(tmp_path / "data" / DB)
+    job = await store.add_job("finetune", None)
+    await store.job_started(job, pid=999999)
+    await store.close()
+    async with serve() as router:
+        found = await router.store.job(job)
+        assert found["status"] == "failed" and "stopped" in found["detail"]
+
+
+async def test_the_scheduler_is_due_after_enough_new_votes(serve, tmp_path):
+    async with serve("[finetune]\nevery_votes = 3\n") as router:
+        router.jobs.started_at = 0
+        assert not await router.jobs.due()
+        await seed(tmp_path / "data" / DB, taste_rows(1))  # two votes
+        assert not await router.jobs.due()
+        await seed(tmp_path / "data" / DB, taste_rows(1))
+        assert await router.jobs.due()
+        await router.store.add_job("finetune", None)  # counting starts again after a job
+        assert not await router.jobs.due()
+
+
+async def test_rollback_walks_back_through_the_promotions(tmp_path):
+    store = await Store.open(tmp_path / DB)
+    try:
+        for name in ("a", "b", "c"):
+            await store.add_adapter(Adapter(name, "tiny", str(tmp_path / name), "candidate", {}))
+            await store.promote(name)
+        assert await store.rollback() == ("c", "b")
+        assert await store.rollback() == ("b", "a")
+        assert await store.rollback() == ("a", "")
+        assert await store.rollback() == ("", "")
+        assert await store.active_adapter() == ""
+    finally:
+        await store.close()
+
+
+async def test_adapter_pins_the_chat_in_the_transformer_state(serve, sink):
+    async with serve() as router:
+        await router.store.add_adapter(Adapter("a1", "tiny", "/nowhere", "active", {}))
+
+        async def say(text: str) -> str:
+            out = RecordingSink()
+            await router.handle(Incoming("console", "c", "me", text), out)
+            return out.final
+
+        assert "Usage" in await say("/adapter nope")
+        assert "adapter a1" in await say("/adapter a1")
+        chat = await router.store.chat("console", "c")
+        assert await router.store.engine_state(chat, "transformer") == {"adapter": "a1"}
+        assert "follows the active" in await say("/adapter off")
+        assert await router.store.engine_state(chat, "transformer") == {}
