@@ -44,9 +44,12 @@ def setup_logging(data_dir: Path, verbose: bool, chat_on_terminal: bool) -> None
         data_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(data_dir / "bot.log", encoding="utf-8")
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler],
+        level=logging.WARNING, handlers=[handler],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if verbose:  # our own code only: the HTTP libraries would log tokens and message payloads
+        for name in ("bot", "engines", "finetune"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from bot.frontends import FRONTENDS
 from engines.base import BUILTIN
 
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub: never download
 ROOT = Path(__file__).resolve().parent.parent
 
 TEST_ENGINES = """
@@ -58,6 +60,23 @@ def run_console(args: list[str], lines: list[str], cwd: Path, timeout: float = 6
         [sys.executable, "-m", "bot", *args], input="".join(f"{line}\n" for line in lines),
         capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
     )
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests talk to 127.0.0.1 only; anything else fails loudly instead of hoping for no network."""
+    connect = socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK:
+            raise OSError(f"a test tried to reach {address}: tests stay on 127.0.0.1")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 @pytest.fixture

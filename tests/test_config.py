@@ -56,6 +56,8 @@ def test_a_user_file_sets_only_what_it_changes(tmp_path):
     ("[bot]\nadmins = [1]\n", "[bot] admins[0]: expected a string, got 1"),
     ('[bot]\nadmins = ["alice"]\n', '[bot] admins: expected "platform:user_id", got "alice"'),
     ('[bot]\ndefault_engine = "gpt"\n', "[bot] default_engine: unknown engine 'gpt'"),
+    ("[bot]\nhistory_turns = -1\n", "[bot] history_turns: must be at least 0, got -1"),
+    ("[policy]\nmax_reply_chars = 1\n", "[policy] max_reply_chars: must be at least 100, got 1"),
     ("[privacy]\nstore_text = 1\n", "[privacy] store_text: expected true or false, got 1"),
     ("[engines.markov]\n", "[engines.markov]: unknown engine"),
     ("bot = 3\n", "[bot]: expected a table, got 3"),

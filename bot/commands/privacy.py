@@ -27,4 +27,6 @@ async def forget(ctx: CommandContext) -> str:
 
 @command("mydata")
 async def mydata(ctx: CommandContext) -> str:
+    if ctx.incoming.is_group:  # it holds the person's private chats too
+        return ctx.t("mydata_in_private")
     return json.dumps(await ctx.store.user_data(ctx.user), ensure_ascii=False, indent=1)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import aiohttp
 import discord
 
 from bot import commands
@@ -291,16 +292,20 @@ def _manages_server(user: discord.abc.User) -> bool:
 
 @contextlib.asynccontextmanager
 async def _typing(channel: Any) -> AsyncIterator[None]:
-    """Show "typing…" while the engine thinks; a channel that refuses it still gets the reply."""
-    typing = channel.typing()
-    try:
-        await typing.__aenter__()
-        shown = True
-    except discord.HTTPException:
-        log.debug("discord: no typing indicator in %s", channel, exc_info=True)
-        shown = False
+    """Show "typing…" while the engine thinks. The request runs beside the message, not before
+    it: awaiting it first would let a later message of the channel take the chat's turn, and a
+    channel that refuses it (or a network error) must not cost the reply."""
+    task = asyncio.create_task(_keep_typing(channel))
     try:
         yield
     finally:
-        if shown:
-            await typing.__aexit__(None, None, None)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _keep_typing(channel: Any) -> None:
+    try:
+        async with channel.typing():
+            await asyncio.Event().wait()  # until cancelled
+    except (discord.HTTPException, OSError, aiohttp.ClientError):
+        log.debug("discord: no typing indicator in %s", channel, exc_info=True)

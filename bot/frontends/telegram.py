@@ -178,6 +178,11 @@ class TelegramFrontend:
     # feedback ---------------------------------------------------------------------------
 
     async def _on_reaction(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # A task of its own: the router waits for the chat's turn (a reply still streaming
+        # must be stored before a vote can find it), and PTB handles updates one at a time.
+        self._spawn(self._vote_by_reaction(update))
+
+    async def _vote_by_reaction(self, update: Update) -> None:
         """Reactions as votes: what was taken off is unvoted first, then what was put on."""
         change = update.message_reaction
         if change is None or change.user is None:  # anonymous: no one to credit the vote to
