@@ -95,6 +95,9 @@ class BaseEngine:
     async def learn(self, text: str, lang: str) -> None:
         """A new chat message from someone who has not opted out."""
 
+    async def relearn(self) -> None:
+        """Someone withdrew their text (/forget, /optout): learn again from `stored_texts`."""
+
     async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
         """The k most likely next words after `text`, with their probabilities."""
         raise NotImplementedError

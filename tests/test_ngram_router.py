@@ -50,3 +50,19 @@ async def test_next_and_why_show_the_ngram_engines_work(serve):
         await say(router, "tell me about robots", "open")
         why = await say(router, "/why", "open")
         assert "keywords" in why and "robots" in why and "candidates" in why
+
+
+async def test_forget_and_optout_take_the_words_back_out_of_the_counts(serve):
+    async with serve(NGRAM) as router:
+        await say(router, "/engine ngram", "admin", admin=True)
+        engine = await router.engines.get("ngram")
+        await say(router, "quokkas juggle pinecones", "leaver")
+        await say(router, "wombats dig burrows", "stayer")
+        await say(router, "kiwis count stars", "quitter")
+        await engine.settle()
+        assert {"quokkas", "wombats", "kiwis"} <= known_words(engine)
+        assert "Deleted" in await say(router, "/forget", "leaver")
+        await say(router, "/optout", "quitter")
+        words = known_words(engine)
+        assert "wombats" in words and not {"quokkas", "pinecones", "kiwis"} & words
+        assert "pinecones" not in await say(router, "/next quokkas juggle", "stayer")

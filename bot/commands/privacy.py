@@ -7,9 +7,16 @@ import json
 from bot.commands import CommandContext, command
 
 
+async def _unlearn(ctx: CommandContext) -> None:
+    """What engines learned from the chat is rebuilt without the withdrawn text."""
+    for engine in ctx.engines.loaded():
+        await engine.relearn()
+
+
 @command("optout")
 async def optout(ctx: CommandContext) -> str:
     await ctx.store.set_opted_out(ctx.user, True)
+    await _unlearn(ctx)
     return ctx.t("opted_out")
 
 
@@ -22,6 +29,7 @@ async def optin(ctx: CommandContext) -> str:
 @command("forget")
 async def forget(ctx: CommandContext) -> str:
     count = await ctx.store.forget_user(ctx.user)
+    await _unlearn(ctx)
     return ctx.t("forgotten", count=count)
 
 

@@ -8,6 +8,7 @@ to read its Options stays cheap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -47,18 +48,35 @@ class NgramEngine(BaseEngine):
         self._updates: set[asyncio.Task] = set()
 
     async def start(self) -> None:
+        self.languages = await self._build()
+
+    async def _build(self) -> dict[str, Any]:
+        """The corpus counts (from their snapshot) plus the stored chat text, estimated."""
         from engines.ngram import corpus_cache  # numpy lives behind this import
 
+        languages = {}
         for lang in LANGUAGES:
-            self.languages[lang] = await asyncio.to_thread(
+            languages[lang] = await asyncio.to_thread(
                 corpus_cache.base_language, lang, self.options, Path(self.ctx.data_dir)
             )
         chat: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
         for lang, text in await self.ctx.stored_texts():
             chat.get(lang, chat[self.ctx.default_lang]).append(text)
-        for lang, language in self.languages.items():
+        for lang, language in languages.items():
             await asyncio.to_thread(language.learn, chat[lang])
             await asyncio.to_thread(language.estimate)
+        return languages
+
+    async def relearn(self) -> None:
+        """Someone withdrew their text (/forget, /optout): counts cannot be taken back one
+        message at a time, so the chat's part is rebuilt from what is still stored. Replies
+        go on from the old models meanwhile; messages learned meanwhile wait in the inbox."""
+        async with contextlib.AsyncExitStack() as held:
+            for lock in self._locks.values():
+                await held.enter_async_context(lock)
+            for inbox in self._inbox.values():
+                inbox.clear()  # stored before they were queued: the rebuild reads them
+            self.languages = await self._build()
 
     def info(self) -> EngineInfo:
         if not self.languages or any(x.models is None for x in self.languages.values()):
