@@ -99,6 +99,7 @@ class App:
                     started.append(frontend)
                 await self._until_stopped()
             finally:
+                await router.drain(DRAIN_SECONDS)  # while the frontends can still deliver
                 await self._stop_frontends(started)
         return 0
 

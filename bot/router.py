@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,19 +45,28 @@ class Router:
             weakref.WeakValueDictionary()
         )
         self._in_flight: set[asyncio.Task] = set()
+        self.accepting = True
         self._unstored_state: dict[tuple[int, str], dict] = {}
         self.jobs: Any = None  # bot.jobs.JobRunner: fine-tuning jobs; set by the app
 
     async def handle(self, incoming: Incoming, sink: Sink) -> None:
         """Answer one message or command through `sink`; never raises for a bad message."""
-        task = asyncio.current_task()
-        self._in_flight.add(task)
-        try:
+        if not self.accepting:  # shutting down: what is in flight finishes, nothing new starts
+            return
+        with self._tracked():
             if _is_long_command(incoming.text):  # e.g. /retrain: the chat goes on meanwhile
                 await self._handle(incoming, sink)
             else:
                 async with self._lock(incoming.platform, incoming.chat_id):
                     await self._handle(incoming, sink)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Count the current task as work in flight, for `drain`."""
+        task = asyncio.current_task()
+        self._in_flight.add(task)
+        try:
+            yield
         finally:
             self._in_flight.discard(task)
 
@@ -190,8 +200,11 @@ class Router:
 
         It waits for the chat's turn: a reply that is still streaming (its buttons already
         shown) is stored when it finishes, and votes keep the order they were cast in."""
-        async with self._lock(reaction.platform, reaction.chat_id):
-            return await self._vote(reaction, value)
+        if not self.accepting:
+            return False
+        with self._tracked():
+            async with self._lock(reaction.platform, reaction.chat_id):
+                return await self._vote(reaction, value)
 
     async def _vote(self, reaction: Reaction, value: int | None) -> bool:
         chat = await self.store.find_chat(reaction.platform, reaction.chat_id)
@@ -216,12 +229,20 @@ class Router:
     def lang(self, chat: Chat) -> str:
         return chat.lang or self.config.bot.language
 
-    async def drain(self, timeout: float) -> None:
-        """Let replies in flight finish for up to `timeout` seconds, then abandon them."""
+    async def settle(self, timeout: float) -> set[asyncio.Task]:
+        """Wait up to `timeout` seconds for the replies and votes in flight; returns those
+        still running."""
         pending = {task for task in self._in_flight if task is not asyncio.current_task()}
         if not pending:
-            return
+            return set()
         _, still = await asyncio.wait(pending, timeout=timeout)
+        return still
+
+    async def drain(self, timeout: float) -> None:
+        """Take nothing new; let replies and votes in flight finish for up to `timeout` seconds,
+        then abandon them. The frontends stay connected meanwhile, so replies are delivered."""
+        self.accepting = False
+        still = await self.settle(timeout)
         for task in still:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
 MESSAGE_LIMIT = 2000  # characters in one Discord message
-DRAIN_SECONDS = 10.0  # how long stop() lets replies in flight finish
 # Nothing the bot sends may ping anyone: ELIZA echoes what people write.
 NO_MENTIONS = discord.AllowedMentions.none()
 INTENTS = discord.Intents(
@@ -77,7 +76,6 @@ class DiscordFrontend:
         self.client: RoutedClient | None = None
         self.router: Any = None
         self._task: asyncio.Task | None = None
-        self._busy: set[asyncio.Task] = set()
         self._stopping = False
         self._warned_empty = False
 
@@ -120,22 +118,11 @@ class DiscordFrontend:
             await asyncio.shield(self._task)
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._busy:
-            await asyncio.wait(set(self._busy), timeout=DRAIN_SECONDS)
+        self._stopping = True  # the app has drained the router: no reply is in flight
         if self.client is not None:
             await self.client.close()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-
-    @contextlib.asynccontextmanager
-    async def _handling(self) -> AsyncIterator[None]:
-        task = asyncio.current_task()
-        self._busy.add(task)
-        try:
-            yield
-        finally:
-            self._busy.discard(task)
 
     # gateway events
 
@@ -152,7 +139,7 @@ class DiscordFrontend:
             self._warn_empty(message)
             return
         sink = self._message_sink(message)
-        async with self._handling(), _typing(message.channel):
+        async with _typing(message.channel):
             await self.router.handle(self._incoming(message, text), sink)
         if self.options.vote_hint and sink.sent and commands.parse(text) is None:
             await self._hint_votes(message.channel, sink.sent[-1])
@@ -226,13 +213,12 @@ class DiscordFrontend:
             return
         if payload.member is not None and payload.member.bot:
             return
-        async with self._handling():
-            await self.router.react(Reaction(
-                platform=self.platform, chat_id=str(payload.channel_id),
-                user_id=str(payload.user_id), message_id=str(payload.message_id),
-                emoji=str(payload.emoji), added=added,
-                user_name=payload.member.display_name if payload.member else "",
-            ))
+        await self.router.react(Reaction(
+            platform=self.platform, chat_id=str(payload.channel_id),
+            user_id=str(payload.user_id), message_id=str(payload.message_id),
+            emoji=str(payload.emoji), added=added,
+            user_name=payload.member.display_name if payload.member else "",
+        ))
 
     # slash commands
 
@@ -249,8 +235,7 @@ class DiscordFrontend:
             is_admin=in_server and interaction.permissions.manage_guild, is_group=in_server,
             chat_title=getattr(interaction.channel, "name", None) or "",
         )
-        async with self._handling():
-            await self.router.handle(incoming, self._interaction_sink(interaction))
+        await self.router.handle(incoming, self._interaction_sink(interaction))
 
     def _interaction_sink(self, interaction: discord.Interaction) -> DiscordSink:
         original = ""  # the id of the deferred response, once it shows text

@@ -36,7 +36,6 @@ from bot.i18n import t
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ["message", "message_reaction", "callback_query"]
-STOP_GRACE = 10.0  # seconds that replies in flight get to finish when the bot stops
 
 
 @dataclass(frozen=True)
@@ -97,11 +96,9 @@ class TelegramFrontend:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
-        if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        for task in self._tasks:  # the app has drained the router: these are done or idle
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.app.shutdown()
         await self.app.bot.shutdown()  # also after a failed start, which app.shutdown skips
         self._stopped.set()
