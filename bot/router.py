@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -156,11 +157,15 @@ class Router:
         limit = self.config.policy.max_reply_chars
         text = ""
         try:
-            async with asyncio.timeout(self.config.bot.reply_timeout):
+            async with asyncio.timeout(self.config.bot.reply_timeout) as deadline:
                 async with contextlib.aclosing(engine.reply(conv)) as deltas:
                     async for delta in deltas:
                         text += delta
+                        shown = time.monotonic()
                         await _quietly(sink.update(clean_output(text, limit)))
+                        # The timeout is the engine's: time the platform kept us waiting
+                        # (a 429 waited out, say) is not held against it.
+                        deadline.reschedule(deadline.when() + time.monotonic() - shown)
         except Exception as exc:  # TimeoutError included: an engine must not hang a chat
             log.error("engine %s failed in %s", engine.name, conv.chat_key, exc_info=True)
             conv.trace["error"] = f"{type(exc).__name__}: {exc}"

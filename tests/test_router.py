@@ -266,3 +266,18 @@ async def test_mydata_is_not_posted_into_a_group(serve):
         answer = (await say(router, "/mydata", chat="g1", is_group=True)).final
         assert "my words" not in answer and "private chat" in answer
         assert "my words" in (await say(router, "/mydata", chat="dm")).final
+
+
+async def test_a_slow_platform_does_not_count_against_the_engines_timeout(serve):
+    """A sink that waits out flood control (Telegram's 429) must not turn a reply into an
+    apology: reply_timeout bounds the engine, not the platform."""
+
+    class FloodedSink(RecordingSink):
+        async def update(self, text: str) -> None:
+            await asyncio.sleep(0.3)
+            await super().update(text)
+
+    async with serve("reply_timeout = 0.5\n") as router:
+        sink = FloodedSink()
+        await router.handle(msg("one two three four"), sink)
+        assert sink.final == "echo: one two three four"
