@@ -47,6 +47,8 @@ class Router:
         )
         self._in_flight: set[asyncio.Task] = set()
         self.accepting = True
+        self._votes = {_bare(e): 1 for e in config.feedback.up} | {
+            _bare(e): -1 for e in config.feedback.down}
         self._unstored_state: dict[tuple[int, str], dict] = {}
         self.jobs: Any = None  # bot.jobs.JobRunner: fine-tuning jobs; set by the app
 
@@ -195,10 +197,8 @@ class Router:
         return await self.vote(reaction, value if reaction.added else None)
 
     def vote_value(self, emoji: str) -> int | None:
-        emoji = emoji.replace("\ufe0f", "")  # "❤️" and "❤" are the same reaction
-        up = {e.replace("\ufe0f", "") for e in self.config.feedback.up}
-        down = {e.replace("\ufe0f", "") for e in self.config.feedback.down}
-        return 1 if emoji in up else -1 if emoji in down else None
+        """+1, -1, or None for a reaction that is no vote ([feedback] up and down)."""
+        return self._votes.get(_bare(emoji))
 
     async def vote(self, reaction: Reaction, value: int | None) -> bool:
         """Set (value ±1) or remove (None) a user's vote on a reply; False if it is no reply.
@@ -251,6 +251,10 @@ class Router:
         for task in still:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
+
+
+def _bare(emoji: str) -> str:
+    return emoji.replace("\ufe0f", "")  # "❤️" and "❤" are the same reaction
 
 
 def _is_long_command(text: str) -> bool:

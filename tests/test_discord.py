@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-import tomllib
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +21,8 @@ from discord.webhook.async_ import async_context
 
 from bot.app import App
 from bot.commands import COMMANDS
-from bot.config import ConfigError, parse_table
-from bot.frontends.discord import DiscordFrontend, DiscordOptions
+from bot.config import ConfigError
+from bot.frontends.discord import DiscordFrontend
 from bot.frontends.discord_routes import RoutedWebhookAdapter, Routes
 from bot.i18n import t
 from tests.conftest import ROOT, make_config, write_config
@@ -284,13 +283,6 @@ def test_routes_move_only_this_client_and_leave_the_library_defaults_alone():
     assert Route.BASE == "https://discord.com/api/v10"
     assert str(DiscordWebSocket.DEFAULT_GATEWAY) == "wss://gateway.discord.gg/"
     assert not isinstance(async_context.get(), RoutedWebhookAdapter)
-
-
-def test_config_toml_documents_the_discord_options_with_their_defaults():
-    with (ROOT / "config.toml").open("rb") as f:
-        table = tomllib.load(f)["discord"]
-    assert parse_table("discord", DiscordOptions, table) == DiscordOptions()
-    assert set(table) == set(DiscordOptions.__dataclass_fields__)
 
 
 async def _eventually(read, expected, timeout: float = 5.0) -> None:

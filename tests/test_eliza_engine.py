@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import asdict
-
 from bot.events import Conversation, Incoming
 from engines.base import EngineContext
 from engines.eliza.engine import ElizaEngine, ElizaOptions
-from tests.conftest import ROOT, RecordingSink
+from tests.conftest import RecordingSink
 from tests.eliza_helpers import FRAME, PAPER
 
 
@@ -85,9 +82,3 @@ async def test_memories_beyond_the_limit_forget_the_oldest(tmp_path):
         [d async for d in engine.reply(conv)]
     memories = conv.state["doctor.en"]["memories"]
     assert [m.split()[-3] for m in memories] == ["DOG", "FISH"]
-
-
-def test_config_toml_documents_every_option_with_its_default():
-    with open(ROOT / "config.toml", "rb") as file:
-        table = tomllib.load(file)["engines"]["eliza"]
-    assert table == asdict(ElizaOptions())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import tomllib
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +14,9 @@ from telegram.error import EndPointNotFound
 
 from bot.app import App
 from bot.commands import COMMANDS, describe
-from bot.config import parse_table
-from bot.frontends.telegram import TelegramFrontend, TelegramOptions
+from bot.frontends.telegram import TelegramFrontend
 from bot.i18n import t
-from tests.conftest import ROOT, make_config
+from tests.conftest import make_config
 from tests.fake_telegram import FakeTelegram, Person
 
 ALICE = Person(1, "Alice")
@@ -262,13 +260,6 @@ async def _equals(awaitable, expected) -> bool:
 
 
 # configuration and the fake itself ----------------------------------------------------------
-
-
-def test_config_toml_documents_the_telegram_options_with_their_defaults():
-    with (ROOT / "config.toml").open("rb") as f:
-        table = tomllib.load(f)["telegram"]
-    assert set(table) == set(TelegramOptions.__dataclass_fields__)
-    assert parse_table("telegram", TelegramOptions, table) == TelegramOptions()
 
 
 async def test_the_fake_answers_unknown_methods_with_404(bot):

@@ -3,10 +3,8 @@ and one reply through the real router and store."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
-import tomllib
 
 import pytest
 
@@ -20,13 +18,6 @@ from tests.tiny_model import adapter_dir, tiny_model_dir
 @pytest.fixture(scope="session")
 def root(tmp_path_factory):
     return tmp_path_factory.mktemp("transformer")
-
-
-def test_config_toml_documents_every_option_with_its_default():
-    table = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))["engines"][
-        "transformer"]
-    defaults = {f.name: f.default for f in dataclasses.fields(TransformerOptions)}
-    assert table == defaults
 
 
 def test_importing_the_engine_and_the_bot_does_not_import_torch():
