@@ -42,6 +42,8 @@ def clean_output(text: str, limit: int) -> str:
 class RateLimiter:
     """At most `per_minute` events per key in any sliding minute (0 switches it off)."""
 
+    MAX_KEYS = 10_000  # past this many people, those quiet for a minute are forgotten
+
     def __init__(self, per_minute: int, clock=time.monotonic) -> None:
         self.per_minute = per_minute
         self._clock = clock
@@ -51,6 +53,8 @@ class RateLimiter:
         if self.per_minute <= 0:
             return True
         now = self._clock()
+        if len(self._events) > self.MAX_KEYS:
+            self._forget_quiet(now)
         events = self._events.setdefault(key, deque())
         while events and events[0] <= now - 60:
             events.popleft()
@@ -59,3 +63,6 @@ class RateLimiter:
         events.append(now)
         return True
 
+
+    def _forget_quiet(self, now: float) -> None:
+        self._events = {k: q for k, q in self._events.items() if q and q[-1] > now - 60}

@@ -56,6 +56,17 @@ def test_rate_limiter_is_a_sliding_minute_per_key():
     assert RateLimiter(0).allow("a")
 
 
+def test_rate_limiter_forgets_people_who_went_quiet():
+    now = [0.0]
+    limiter = RateLimiter(1, clock=lambda: now[0])
+    limiter.MAX_KEYS = 3
+    for key in "abcd":
+        limiter.allow(key)
+    now[0] = 61.0
+    assert limiter.allow("e")
+    assert set(limiter._events) == {"e"}
+
+
 def test_admins_and_scopes():
     bot = BotOptions(admins=["telegram:7"])
     boss = Incoming("telegram", "g", "7", "/x", is_group=True)
