@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -29,14 +28,6 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = "transformer"
 CHECK_SECONDS = 60.0  # how often the scheduler looks at the vote count and the clock
-_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: a job whose bot dies is ended too (Linux), so it can never
-    promote an adapter behind the back of a bot that has marked it failed."""
-    if _LIBC is not None:
-        _LIBC.prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
 
 
 class LogSink:
@@ -66,8 +57,10 @@ class JobRunner:
         return self._one_at_a_time.locked()
 
     def command(self, job_id: int) -> list[str]:
+        # --follow: the job ends itself when the bot dies, so it never promotes an adapter
+        # behind the back of a bot that will mark it failed at its next start.
         args = [self.python, "-m", "finetune", "run", "--data-dir", str(self.config.data_dir),
-                "--job", str(job_id)]
+                "--job", str(job_id), "--follow", str(os.getpid())]
         if Path(self.config.source).is_file():
             args += ["--config", str(Path(self.config.source).resolve())]
         return args
@@ -95,7 +88,7 @@ class JobRunner:
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
         self.process = await asyncio.create_subprocess_exec(
             *self.command(job_id), stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, preexec_fn=_die_with_parent)
+            stderr=asyncio.subprocess.PIPE, env=env)
         await self.store.job_started(job_id, self.process.pid)
         await _quietly(sink.update(t(lang, "retrain_started", job=job_id)))
         errors = asyncio.create_task(_tail(self.process.stderr))

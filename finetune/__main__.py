@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -33,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", help="the bot's data dir (default: [bot] data_dir)")
     parser.add_argument("--config", type=Path, help="the bot's config.toml")
     parser.add_argument("--job", type=int, help="the bot's job id (names the adapter)")
+    parser.add_argument("--follow", type=int, metavar="PID",
+                        help="end when this process (the bot that started the job) ends")
     return parser.parse_args(argv)
 
 
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.step in ("evaluate", "promote") and not args.adapter:
         print(f"python -m finetune {args.step} ID: which adapter?", file=sys.stderr)
         return 2
+    if args.follow:
+        follow(args.follow)
     steps.remove_partial(settings)
     if args.step == "run":
         return steps.do_run(settings, args.job)
@@ -63,6 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         for row in steps.status(settings):
             print(json.dumps(row, ensure_ascii=False))
     return 0
+
+
+def follow(pid: int, every: float = 1.0) -> None:
+    """Exit as soon as `pid` is no longer our parent (it died: we were handed to init)."""
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(every)
+        print("the bot that started this job has stopped; ending", file=sys.stderr)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ r_A(x, y) = log π_A(y|x) - log π_base(y|x), as in DPO. Metrics per adapter:
   accuracy  the share of (liked, disliked) held-out pairs where the liked reply gets the higher
             reward (ties count half; the base model scores 0.5, chance)
   margin    mean reward of liked replies minus mean reward of disliked ones
+  accuracy_low  the lower end of a one-sided 95% confidence interval of `accuracy` (Hanley &
+            McNeil's standard error of an AUC): few held-out votes give a wide interval
   liked_logp  mean log-probability per token of the liked replies (higher: more likely)
-Gate: promoted if accuracy is at least [finetune] min_accuracy and not more than `tolerance`
-below the active adapter's; otherwise rejected, with the reason.
+Gate: promoted if accuracy_low reaches [finetune] min_accuracy (0.5: better than chance, with
+95% confidence) and accuracy is not more than `tolerance` below the active adapter's;
+otherwise rejected, with the reason.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def metrics(reward: torch.Tensor, token_logps: torch.Tensor, labels: torch.Tenso
     accuracy = ((diff > 0).float() + 0.5 * (diff == 0).float()).mean()
     return {
         "accuracy": round(float(accuracy), 4),
+        "accuracy_low": round(accuracy_lower_bound(float(accuracy), len(liked), len(disliked)),
+                              4),
         "margin": round(float(liked.mean() - disliked.mean()), 4),
         "liked_logp": round(float(token_logps[labels].mean()), 4),
     }
@@ -68,10 +73,21 @@ def compare(model: Any, encoder: Encoder, rows: list[dict[str, Any]], adapters: 
     return out
 
 
+def accuracy_lower_bound(auc: float, liked: int, disliked: int, z: float = 1.645) -> float:
+    """One-sided 95% lower bound of a pairwise accuracy (an AUC), Hanley & McNeil 1982. The
+    variance uses the AUC pulled half a pair towards chance: at 0 or 1 it would be 0."""
+    pairs = liked * disliked
+    a = (auc * pairs + 0.5) / (pairs + 1)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    variance = (a * (1 - a) + (liked - 1) * (q1 - a * a) + (disliked - 1) * (q2 - a * a)) / pairs
+    return auc - z * max(variance, 0.0) ** 0.5
+
+
 def gate(new: dict, active: dict, tolerance: float, min_accuracy: float) -> Decision:
-    if new["accuracy"] < min_accuracy:
-        return Decision(False, f"held-out preference accuracy {new['accuracy']:.2f} is below "
-                               f"the minimum {min_accuracy:.2f}")
+    if new["accuracy_low"] < min_accuracy:
+        return Decision(False, f"held-out preference accuracy {new['accuracy']:.2f} is not "
+                               f"surely above {min_accuracy:.2f} (95% lower bound "
+                               f"{new['accuracy_low']:.2f})")
     if new["accuracy"] < active["accuracy"] - tolerance:
         return Decision(False, f"held-out preference accuracy {new['accuracy']:.2f} is worse "
                                f"than the active adapter's {active['accuracy']:.2f}")
