@@ -63,7 +63,13 @@ class TransformerEngine(BaseEngine):
         self.worker.start()
 
     def _load(self) -> None:
-        import torch
+        try:
+            import torch
+            import transformers  # noqa: F401
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(
+                f"{exc.name} is not installed: the transformer needs the ml extra "
+                "(.venv/bin/pip install -e '.[ml]')") from exc
 
         from engines.transformer import loading, prompt
         from engines.transformer.adapters import AdapterSet
