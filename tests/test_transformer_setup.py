@@ -49,6 +49,12 @@ async def test_a_hub_model_that_cannot_be_downloaded_says_what_to_download(tmp_p
     assert "\n" not in str(caught.value)
 
 
+async def test_without_the_ml_extra_the_engine_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a `make run` install
+    with pytest.raises(ModuleNotFoundError, match=r"torch is not installed.*\[ml\]"):
+        await start(tmp_path)
+
+
 async def test_a_corrupt_start_adapter_makes_the_engine_unavailable_not_the_bot(tmp_path, root):
     broken = tmp_path / "adapters" / "broken"
     broken.mkdir(parents=True)
