@@ -136,7 +136,8 @@ def finetune(work: Path, name: str, model_dir: Path, rated, args) -> dict:
         f'[engines.transformer]\nmodel = "{model_dir}"\n[finetune]\nmin_votes = 20\n'
         f"sft_steps = {args.sft_steps}\npreference_steps = {args.preference_steps}\n"
         f"learning_rate = {args.learning_rate}\nbatch_size = 16\nmax_tokens = 128\n"
-        f'continue_from_active = false\ndevice = "cpu"\nthreads = {args.threads}\n')
+        f'continue_from_active = false\ndevice = "cpu"\nthreads = {args.threads}\n'
+        f"seed = {args.seed}\n")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "finetune", "run", "--data-dir", str(data),
                            "--config", str(config)], cwd=ROOT, capture_output=True, text=True,
@@ -147,8 +148,10 @@ def finetune(work: Path, name: str, model_dir: Path, rated, args) -> dict:
                       "folder": data / "adapters" / verdict["adapter"]}
 
 
-def share(rater: Rater, replies: list[tuple[str, str]]) -> tuple[int, int]:
-    return sum(rater(r) for _, r in replies), len(replies)
+def share(rater: Rater, replies: list[tuple[str, str]]) -> tuple[int, int, int]:
+    """(liked, judged, distinct replies): the last shows whether the taste was learned or the
+    model collapsed onto a few liked sentences."""
+    return sum(rater(r) for _, r in replies), len(replies), len({r for _, r in replies})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,20 +189,23 @@ def main(argv: list[str] | None = None) -> int:
 
     before = share(asks_back, generator.replies(heldout, args.replies))
     generator.with_adapter(tasted["folder"])
-    after = share(asks_back, generator.replies(heldout, args.replies))
+    after_replies = generator.replies(heldout, args.replies)
+    after = share(asks_back, after_replies)
+    for _, reply in after_replies[: 3 * args.replies : args.replies]:
+        print(f"  e.g. after: {reply!r}")
     report(args, before, after, tasted, control)
     return 0
 
 
 def report(args, before, after, tasted, control) -> None:
-    lo_b, hi_b = wilson(*before)
-    lo_a, hi_a = wilson(*after)
-    diff, lo_d, hi_d = lift_interval(*before, *after)
+    lo_b, hi_b = wilson(*before[:2])
+    lo_a, hi_a = wilson(*after[:2])
+    diff, lo_d, hi_d = lift_interval(*before[:2], *after[:2])
     print(f"held-out prompts: {args.heldout_prompts} x {args.replies} replies, judged by the taste")
     print(f"  liked before (base model):   {before[0] / before[1]:.1%}  "
-          f"[{lo_b:.1%}, {hi_b:.1%}]  ({before[0]}/{before[1]})")
+          f"[{lo_b:.1%}, {hi_b:.1%}]  ({before[0]}/{before[1]}; {before[2]} distinct)")
     print(f"  liked after (taste adapter): {after[0] / after[1]:.1%}  "
-          f"[{lo_a:.1%}, {hi_a:.1%}]  ({after[0]}/{after[1]})")
+          f"[{lo_a:.1%}, {hi_a:.1%}]  ({after[0]}/{after[1]}; {after[2]} distinct)")
     ratio = (after[0] / after[1]) / max(before[0] / before[1], 1e-9)
     print(f"  lift: {diff:+.1%} [{lo_d:+.1%}, {hi_d:+.1%}], {ratio:.2f}x the base rate")
     for name, verdict in (("taste", tasted), ("random", control)):

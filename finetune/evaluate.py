@@ -1,7 +1,9 @@
 """New adapter vs active adapter on the held-out votes, and the promotion gate.
 
-For an adapter A and a held-out reply y to x, the implicit reward is
-r_A(x, y) = log π_A(y|x) - log π_base(y|x), as in DPO. Metrics per adapter:
+For an adapter A and a held-out reply y to x, the implicit reward is DPO's
+log π_A(y|x) - log π_base(y|x), taken per token of y: summed, long replies (which move most)
+would outweigh the rest, and the ranking of liked above disliked would mostly measure length.
+Metrics per adapter:
   accuracy  the share of (liked, disliked) held-out pairs where the liked reply gets the higher
             reward (ties count half; the base model scores 0.5, chance)
   margin    mean reward of liked replies minus mean reward of disliked ones
@@ -21,7 +23,7 @@ from typing import Any
 
 import torch
 
-from finetune.batches import Encoder, collate, completion_logps, mean_token_logps
+from finetune.batches import Encoder, collate, mean_token_logps
 
 
 @dataclass(frozen=True)
@@ -31,16 +33,15 @@ class Decision:
 
 
 def scores(model: Any, encoder: Encoder, rows: list[dict[str, Any]], device: str,
-           batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed log-prob, mean token log-prob) of each row's completion under `model`."""
+           batch_size: int) -> torch.Tensor:
+    """The mean log-probability per token of each row's completion under `model`."""
     encoded = [encoder(r["prompt"], r["completion"], r["lang"]) for r in rows]
-    sums, means = [], []
+    means = []
     with torch.no_grad():
         for i in range(0, len(encoded), batch_size):
             batch = collate(encoded[i : i + batch_size], encoder.tokenizer.pad_token_id, device)
-            sums.append(completion_logps(model, batch))
             means.append(mean_token_logps(model, batch))
-    return torch.cat(sums).float().cpu(), torch.cat(means).float().cpu()
+    return torch.cat(means).float().cpu()
 
 
 def metrics(reward: torch.Tensor, token_logps: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -61,15 +62,15 @@ def compare(model: Any, encoder: Encoder, rows: list[dict[str, Any]], adapters: 
     """Metrics of each named adapter loaded in the PeftModel `model` ("" name: base model)."""
     labels = torch.tensor([bool(r["label"]) for r in rows])
     with model.disable_adapter():
-        base_sum, base_mean = scores(model, encoder, rows, device, batch_size)
+        base_mean = scores(model, encoder, rows, device, batch_size)
     out = {}
     for label, adapter_name in adapters.items():
         if adapter_name:
             model.set_adapter(adapter_name)
-            total, mean = scores(model, encoder, rows, device, batch_size)
+            mean = scores(model, encoder, rows, device, batch_size)
         else:
-            total, mean = base_sum, base_mean
-        out[label] = metrics(total - base_sum, mean, labels)
+            mean = base_mean
+        out[label] = metrics(mean - base_mean, mean, labels)
     return out
 
 

@@ -61,6 +61,8 @@ def new_adapter_id(settings: Settings, job_id: int | None) -> str:
 
 def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = None) -> str:
     """Train, save adapters/<id>/ with its manifest and loss curve; returns the id."""
+    import torch
+
     from finetune import model as modeling
     from finetune.batches import Encoder
     from finetune.train import Trainer
@@ -72,6 +74,7 @@ def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = N
     parent = settings.adapter_dir(parent_id) if opts.continue_from_active and parent_id else None
     base, tokenizer = modeling.load_base(settings, device, dtype)
     revision = modeling.base_revision(settings.model.model, base)
+    torch.manual_seed(opts.seed)  # the fresh LoRA weights: the same votes, the same adapter
     model = modeling.with_lora(base, settings, parent)
     encoder = Encoder(tokenizer, settings.system_prompt, opts.max_tokens)
     result = Trainer(model, encoder, opts, device).run(data)

@@ -118,6 +118,7 @@ class Trainer:
         ref = self._reference(encoded)
         ref_kl = self._reference(mismatched)
         labels = torch.tensor([bool(r["label"]) for r in rows], device=self.device)
+        liked_weight, disliked_weight = balance(int(labels.sum()), len(rows) - int(labels.sum()))
         index = list(range(len(rows)))
 
         def step() -> torch.Tensor:
@@ -127,7 +128,7 @@ class Trainer:
                 policy_kl = completion_logps(self.model,
                                              self._collate([mismatched[i] for i in pick]))
             return losses.kto_loss(policy, ref[pick], labels[pick], policy_kl, ref_kl[pick],
-                                   self.opts.beta)
+                                   self.opts.beta, liked_weight, disliked_weight)
 
         return step
 
@@ -157,3 +158,12 @@ class Trainer:
         parts = [completion_logps(self.model, self._collate(encoded[i : i + size]))
                  for i in range(0, len(encoded), size)]
         return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
+
+
+def balance(liked: int, disliked: int) -> tuple[float, float]:
+    """KTO's weights (λD, λU) so that λD·liked = λU·disliked, as the paper advises (its ratio
+    in [1, 4/3]): without them a chat that dislikes most replies teaches the adapter only to
+    make every reply less likely."""
+    if liked == 0 or disliked == 0:
+        return 1.0, 1.0
+    return max(1.0, disliked / liked), max(1.0, liked / disliked)

@@ -52,6 +52,7 @@ class SentMessage:
     reference: str = ""  # the message it answers
     via: str = "channel"  # "channel", "interaction" (the original response) or "followup"
     reactions: list[str] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)  # attachments: filename, size
 
     @property
     def text(self) -> str:
@@ -226,7 +227,7 @@ class FakeDiscord:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        body = await request.json() if request.can_read_body else None
+        body = await _body(request) if request.can_read_body else None
         self.requests.append((request.method, request.path, body))
         for limit in self._rate_limits:
             if limit[0] == request.method and limit[1] in request.path:
@@ -328,7 +329,8 @@ class FakeDiscord:
 
     def _store(self, channel_id: str, body: dict, **details: str) -> SentMessage:
         sent = SentMessage(self.new_id(), channel_id, [body["content"]],
-                           [body.get("allowed_mentions")], **details)
+                           [body.get("allowed_mentions")], files=body.get("files", []),
+                           **details)
         self.messages[sent.id] = sent
         return sent
 
@@ -351,6 +353,23 @@ class FakeDiscord:
             payload["message_reference"] = {"message_id": sent.reference,
                                             "channel_id": sent.channel_id}
         return payload
+
+
+async def _body(request: web.Request) -> Any:
+    """JSON, or multipart (a message with files): payload_json, plus the files as
+    body["files"] = [{"filename", "size"}]."""
+    if not request.content_type.startswith("multipart/"):
+        return await request.json()
+    body: dict[str, Any] = {}
+    files = []
+    reader = await request.multipart()
+    async for part in reader:
+        data = await part.read()
+        if part.name == "payload_json":
+            body = json.loads(data)
+        else:
+            files.append({"filename": part.filename, "size": len(data)})
+    return body | {"files": files}
 
 
 def _json(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:

@@ -238,6 +238,18 @@ class FakeTelegram:
         self.messages[(chat_id, message["message_id"])] = message
         return message
 
+    async def api_sendDocument(self, chat_id: int, document: Any, caption: str = "",
+                               **options: Any) -> dict[str, Any]:
+        chat = self._chats.get(chat_id) or Chat(chat_id, "private")
+        message = self._message(chat, self.me, "", entities=False)
+        del message["text"]
+        size = len(document.file.read())
+        message |= {"caption": caption, "document": {
+            "file_id": f"doc{message['message_id']}", "file_unique_id": "u",
+            "file_name": document.filename, "file_size": size}}
+        self.messages[(chat_id, message["message_id"])] = message
+        return message
+
     async def api_editMessageText(self, text: str, chat_id: int, message_id: int,
                                   reply_markup: Any = None, **options: Any) -> dict[str, Any]:
         _check_text(text)
@@ -290,7 +302,7 @@ class FakeTelegram:
 def _decode(form: Any) -> dict[str, Any]:
     params = {}
     for key, value in form.items():
-        if key in _TEXT_FIELDS:
+        if key in _TEXT_FIELDS or not isinstance(value, str):  # not str: an uploaded file
             params[key] = value
             continue
         try:

@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
@@ -52,9 +53,14 @@ class DiscordOptions:
 
 
 class DiscordSink(StreamingSink):
-    """A StreamingSink that remembers the ids of the messages its reply ended up in."""
+    """A StreamingSink that remembers the ids of the messages its reply ended up in, and sends
+    files to its channel as attachments."""
 
     sent: tuple[str, ...] = ()
+    channel: Any = None  # where send_file posts; set by the frontend
+
+    async def send_file(self, path: Path, caption: str) -> None:
+        await self.channel.send(caption, file=discord.File(path), allowed_mentions=NO_MENTIONS)
 
     async def finish(self, text: str) -> list[str]:
         ids = await super().finish(text)
@@ -191,7 +197,9 @@ class DiscordFrontend:
             partial = channel.get_partial_message(int(message_id))
             await partial.edit(content=text, allowed_mentions=NO_MENTIONS)
 
-        return DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval)
+        sink = DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval)
+        sink.channel = channel
+        return sink
 
     async def _hint_votes(self, channel: Any, message_id: str) -> None:
         partial = channel.get_partial_message(int(message_id))
@@ -259,7 +267,9 @@ class DiscordFrontend:
                     int(message_id), content=text, allowed_mentions=NO_MENTIONS,
                 )
 
-        return DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval)
+        sink = DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval)
+        sink.channel = interaction.channel  # a file goes to the channel, beside the answer
+        return sink
 
 
 def _check_ids(options: DiscordOptions) -> None:

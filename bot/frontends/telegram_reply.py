@@ -13,6 +13,7 @@ import datetime as dtm
 import logging
 import warnings
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
@@ -86,6 +87,13 @@ class TelegramReply:
             return await self._stream.finish(text)
         finally:
             self.stop_typing()
+
+    async def send_file(self, path: Path, caption: str) -> None:
+        """A file as a document (a loss curve, say), in the chat of this reply."""
+        data = path.read_bytes()  # bytes, not a file object: a retry must send it whole again
+        await patiently(lambda: self.bot.send_document(
+            self.chat_id, document=data, filename=path.name, caption=caption,
+        ))
 
     def stop_typing(self) -> None:
         if self._typing is not None:
