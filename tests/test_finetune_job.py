@@ -12,6 +12,7 @@ import sqlite3
 import pytest
 
 from bot.events import Incoming
+from bot.i18n import t
 from bot.store import Adapter, Store
 from finetune.promote import write_active
 from tests.conftest import RecordingSink, run_console
@@ -74,23 +75,36 @@ async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, r
     shutil.copytree(adapter_dir(root, "a1", seed=1), data / "adapters" / "a1")
     write_active(data / "adapters", "a1")  # the engine reads it when it starts
     await seed(data / DB, taste_rows(12))
-    body = finetune_toml(tiny_model_dir(root), sft_steps=500)
+    body = finetune_toml(tiny_model_dir(root), sft_steps=500)  # echo answers the chat
     async with serve(body) as router:
         await router.store.add_adapter(Adapter("a1", "tiny", str(data / "adapters" / "a1"),
                                                "active", {}))
         engine = await router.engines.get("transformer")
         assert engine.version == "a1"
 
+        meanwhile: list[str] = []
+
         class KillingSink(RecordingSink):
+            """At the first training step: the chat goes on, a second job is refused, and
+            then the job is killed."""
+
             async def update(self, text: str) -> None:
                 await super().update(text)
-                if "step" in text and router.jobs.process is not None:
+                if "step" in text and router.jobs.process is not None and not meanwhile:
+                    meanwhile.append(await say("hello while training"))
+                    meanwhile.append(await say("/retrain"))
                     os.kill(router.jobs.process.pid, signal.SIGKILL)
 
+        async def say(text: str, sink=None) -> str:
+            sink = sink or RecordingSink()
+            await router.handle(Incoming("console", "c", "me", text), sink)
+            return sink.final
+
         sink = KillingSink()
-        text = await router.jobs.retrain(None, sink, "en")
+        text = await say("/retrain", sink)
         assert "failed (killed by signal 9)" in text and "active adapter stays" in text
         assert any("step 1/" in update for update in sink.updates)
+        assert meanwhile == ["echo: hello while training", t("en", "retrain_busy")]
         job = await router.store.job(1)
         assert job["status"] == "failed" and "killed" in job["detail"]
         assert engine.version == "a1" and await router.store.active_adapter() == "a1"
@@ -159,3 +173,31 @@ async def test_adapter_pins_the_chat_in_the_transformer_state(serve, sink):
         assert await router.store.engine_state(chat, "transformer") == {"adapter": "a1"}
         assert "follows the active" in await say("/adapter off")
         assert await router.store.engine_state(chat, "transformer") == {}
+
+
+async def test_a_chat_pinned_to_an_adapter_is_answered_by_it_even_after_a_restart(root, tmp_path):
+    from bot.events import Conversation
+    from engines.base import EngineContext
+    from engines.transformer.engine import TransformerEngine, TransformerOptions
+
+    adapters = tmp_path / "adapters"
+    for name, seed_ in (("a1", 1), ("a2", 2)):
+        shutil.copytree(adapter_dir(root, name, seed=seed_), adapters / name)
+    write_active(adapters, "a1")
+    engine = TransformerEngine(
+        TransformerOptions(model=str(tiny_model_dir(root)), threads=1, max_new_tokens=2),
+        EngineContext(tmp_path / "engines" / "transformer"))
+    await engine.start()
+    try:
+        async def version(**state) -> str:
+            conv = Conversation("t:c", "hi", state=state)
+            _ = [delta async for delta in engine.reply(conv)]
+            return conv.trace["version"]
+
+        assert engine.loaded_adapters == ["a1"]
+        assert await version() == "a1"
+        assert await version(adapter="a2") == "a2"  # loaded on first use, not activated
+        assert await version(adapter="base") == "base" and engine.version == "a1"
+        assert await version(adapter="gone") == "a1"
+    finally:
+        await engine.close()
