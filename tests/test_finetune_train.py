@@ -1,0 +1,68 @@
+"""The training loop in-process on the tiny model: phases, the reference model, progress."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from bot.config import FinetuneOptions
+from finetune.export import build
+from tests.tiny_model import tiny_model_dir
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("finetune-train")
+
+
+def dataset():
+    from bot.store import VotedReply
+
+    replies = [VotedReply(i, i - 1, "en", f"prompt {i % 3}", text, "base", score, 1)
+               for i, (text, score) in enumerate(
+                   [("Why?", 1), ("No.", -1), ("How so?", 1), ("Fine.", -1), ("Really?", 1),
+                    ("Stop.", -1)], start=2)]
+    return build(replies, heldout_percent=0)
+
+
+def trainer(root, **options):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.batches import Encoder
+    from finetune.train import Trainer
+
+    torch.manual_seed(0)
+    folder = tiny_model_dir(root)
+    base = AutoModelForCausalLM.from_pretrained(folder)
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    opts = replace(FinetuneOptions(), batch_size=4, learning_rate=0.01, **options)
+    encoder = Encoder(AutoTokenizer.from_pretrained(folder), lambda lang: "Be brief.", 64)
+    return Trainer(model, encoder, opts, "cpu")
+
+
+def test_dpo_starts_at_log_2_because_the_reference_is_the_policy_and_then_learns(root, capsys):
+    data = dataset()
+    assert data.dpo  # replies to the same prompt, liked and disliked: pairs
+    result = trainer(root, preference="dpo", sft_steps=0, preference_steps=4).run(data)
+    assert [p.name for p in result.phases] == ["dpo"]
+    losses = [p["loss"] for p in result.curve]
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-5)
+    assert losses[-1] < losses[0]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(x["step"], x["total"]) for x in lines] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert all(x["eta"] >= 0 and x["phase"] == "dpo" for x in lines)
+
+
+def test_kto_starts_at_its_balanced_half_after_sft_and_dpo_falls_back_to_kto(root):
+    data = dataset()
+    data.dpo = []
+    result = trainer(root, preference="dpo", sft_steps=2, preference_steps=2).run(data)
+    assert [(p.name, p.steps) for p in result.phases] == [("sft", 2), ("kto", 2)]
+    first_kto = next(p["loss"] for p in result.curve if p["phase"] == "kto")
+    assert first_kto == pytest.approx(0.5, abs=1e-5)  # 3 liked, 3 disliked: weights 1; r = 0
+    assert all(math.isfinite(p["loss"]) for p in result.curve)
