@@ -7,7 +7,9 @@ Rows written (JSON lines, text scrubbed of personal data first):
   dpo.jsonl      {prompt, chosen, rejected, lang, chosen_id, rejected_id}
                  a liked and a disliked reply to the same prompt
   heldout.jsonl  KTO-shaped rows kept out of training, to judge the new adapter
-A reply is held out by a hash of its id, so it stays held out in every later job too.
+Replies are held out by a hash of the prompt they answer: the held-out votes then judge the
+adapter on prompts it never trained on (replies to one prompt are alike, and one prompt in both
+parts would let chance agreement look like learning), and they stay held out in later jobs.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ class Dataset:
         }
 
 
-def is_heldout(reply_id: int, percent: int) -> bool:
-    digest = hashlib.sha256(f"heldout:{reply_id}".encode()).digest()
+def is_heldout(prompt: str, percent: int) -> bool:
+    digest = hashlib.sha256(f"heldout:{prompt}".encode()).digest()
     return int.from_bytes(digest[:4], "big") % 100 < percent
 
 
@@ -59,7 +61,8 @@ def build(replies: list[VotedReply], heldout_percent: int) -> Dataset:
         row = {"prompt": scrub(reply.prompt), "completion": scrub(reply.text),
                "label": reply.score > 0, "lang": reply.lang, "id": reply.id,
                "prompt_id": reply.prompt_id}
-        (data.heldout if is_heldout(reply.id, heldout_percent) else data.kto).append(row)
+        held = is_heldout(f"{reply.lang}:{row['prompt']}", heldout_percent)
+        (data.heldout if held else data.kto).append(row)
     data.sft = [_sft_row(row) for row in data.kto if row["label"]]
     data.dpo = pairs(data.kto)
     return data

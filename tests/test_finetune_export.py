@@ -52,13 +52,15 @@ def test_pairs_need_the_same_prompt_and_language():
     assert pairs(rows) == []
 
 
-def test_the_heldout_split_is_fixed_per_reply_and_near_its_share():
-    chosen = [i for i in range(1000) if is_heldout(i, 20)]
+def test_the_heldout_split_is_by_prompt_fixed_and_near_its_share():
+    chosen = [i for i in range(1000) if is_heldout(f"en:prompt {i}", 20)]
     assert 150 < len(chosen) < 250
-    assert chosen == [i for i in range(1000) if is_heldout(i, 20)]
-    data = build([_row(i, "p", "r", 1) for i in range(2, 200, 2)], heldout_percent=20)
-    assert {r["id"] for r in data.heldout} == {i for i in range(2, 200, 2) if is_heldout(i, 20)}
-    assert not {r["id"] for r in data.heldout} & {r["id"] for r in data.kto}
+    assert chosen == [i for i in range(1000) if is_heldout(f"en:prompt {i}", 20)]
+    replies = [_row(i, f"prompt {i // 4}", f"reply {i}", 1) for i in range(2, 400)]
+    data = build(replies, heldout_percent=20)
+    held = {r["prompt"] for r in data.heldout}
+    assert held and held == {r.prompt for r in replies if is_heldout(f"en:{r.prompt}", 20)}
+    assert not held & {r["prompt"] for r in data.kto}  # no prompt on both sides
 
 
 async def test_export_scrubs_and_leaves_out_opted_out_and_forgotten_people(tmp_path):
