@@ -69,7 +69,7 @@ def make_model(folder: Path, steps: int, threads: int) -> None:
 def prompts(count: int, seed: int) -> list[str]:
     from engines.transformer.tiny import sentences
 
-    lines = [s for s in sentences("en") if 8 <= len(s) <= 80]
+    lines = sorted({s for s in sentences("en") if 8 <= len(s) <= 80})  # the corpus repeats some
     random.Random(seed).shuffle(lines)
     return lines[:count]
 

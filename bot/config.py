@@ -72,7 +72,7 @@ class FinetuneOptions:
                                                              "o_proj"])
     max_tokens: int = 256
     tolerance: float = 0.02
-    min_accuracy: float = 0.5
+    min_accuracy: float = 0.6
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
     cpu_watts: float = 65.0

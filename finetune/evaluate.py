@@ -7,12 +7,14 @@ Metrics per adapter:
   accuracy  the share of (liked, disliked) held-out pairs where the liked reply gets the higher
             reward (ties count half; the base model scores 0.5, chance)
   margin    mean reward of liked replies minus mean reward of disliked ones
-  accuracy_low  the lower end of a one-sided 95% confidence interval of `accuracy` (Hanley &
-            McNeil's standard error of an AUC): few held-out votes give a wide interval
+  accuracy_low  the lower end of a one-sided 95% confidence interval of `accuracy`: the 5th
+            percentile over bootstrap resamples of the held-out prompts (not of single replies:
+            replies to one prompt share much of their reward, so they are not independent
+            evidence; counted one by one, chance passed the gate in 2 of 6 random-rater runs)
   liked_logp  mean log-probability per token of the liked replies (higher: more likely)
-Gate: promoted if accuracy_low reaches [finetune] min_accuracy (0.5: better than chance, with
-95% confidence) and accuracy is not more than `tolerance` below the active adapter's;
-otherwise rejected, with the reason.
+Gate: promoted if accuracy_low reaches [finetune] min_accuracy (0.6 by default: with 95%
+confidence, at least 60% of pairs ranked right) and accuracy is not more than `tolerance` below
+the active adapter's; otherwise rejected, with the reason.
 """
 
 from __future__ import annotations
@@ -44,15 +46,37 @@ def scores(model: Any, encoder: Encoder, rows: list[dict[str, Any]], device: str
     return torch.cat(means).float().cpu()
 
 
-def metrics(reward: torch.Tensor, token_logps: torch.Tensor, labels: torch.Tensor) -> dict:
-    liked, disliked = reward[labels], reward[~labels]
-    diff = liked[:, None] - disliked[None, :]
-    accuracy = ((diff > 0).float() + 0.5 * (diff == 0).float()).mean()
+def pairwise_accuracy(reward: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of (liked, disliked) pairs ranked right by reward; ties count half."""
+    diff = reward[labels][:, None] - reward[~labels][None, :]
+    return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+
+
+def accuracy_lower_bound(reward: torch.Tensor, labels: torch.Tensor, groups: list[str],
+                         resamples: int = 2000, seed: int = 0) -> float:
+    """One-sided 95% lower bound of the pairwise accuracy, by a bootstrap over groups
+    (prompts): resample the prompts with replacement, keep all replies of each."""
+    members = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    clusters = [torch.tensor(rows) for rows in members.values()]
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(resamples):
+        pick = torch.randint(len(clusters), (len(clusters),), generator=generator).tolist()
+        rows = torch.cat([clusters[c] for c in pick])
+        chosen = labels[rows]
+        both = bool(chosen.any()) and not bool(chosen.all())
+        values.append(pairwise_accuracy(reward[rows], chosen) if both else 0.5)
+    return float(torch.tensor(values).quantile(0.05))
+
+
+def metrics(reward: torch.Tensor, token_logps: torch.Tensor, labels: torch.Tensor,
+            groups: list[str]) -> dict:
     return {
-        "accuracy": round(float(accuracy), 4),
-        "accuracy_low": round(accuracy_lower_bound(float(accuracy), len(liked), len(disliked)),
-                              4),
-        "margin": round(float(liked.mean() - disliked.mean()), 4),
+        "accuracy": round(pairwise_accuracy(reward, labels), 4),
+        "accuracy_low": round(accuracy_lower_bound(reward, labels, groups), 4),
+        "margin": round(float(reward[labels].mean() - reward[~labels].mean()), 4),
         "liked_logp": round(float(token_logps[labels].mean()), 4),
     }
 
@@ -61,6 +85,7 @@ def compare(model: Any, encoder: Encoder, rows: list[dict[str, Any]], adapters: 
             device: str, batch_size: int = 8) -> dict[str, dict]:
     """Metrics of each named adapter loaded in the PeftModel `model` ("" name: base model)."""
     labels = torch.tensor([bool(r["label"]) for r in rows])
+    groups = [f"{r['lang']}:{r['prompt']}" for r in rows]
     with model.disable_adapter():
         base_mean = scores(model, encoder, rows, device, batch_size)
     out = {}
@@ -70,18 +95,8 @@ def compare(model: Any, encoder: Encoder, rows: list[dict[str, Any]], adapters: 
             mean = scores(model, encoder, rows, device, batch_size)
         else:
             mean = base_mean
-        out[label] = metrics(mean - base_mean, mean, labels)
+        out[label] = metrics(mean - base_mean, mean, labels, groups)
     return out
-
-
-def accuracy_lower_bound(auc: float, liked: int, disliked: int, z: float = 1.645) -> float:
-    """One-sided 95% lower bound of a pairwise accuracy (an AUC), Hanley & McNeil 1982. The
-    variance uses the AUC pulled half a pair towards chance: at 0 or 1 it would be 0."""
-    pairs = liked * disliked
-    a = (auc * pairs + 0.5) / (pairs + 1)
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    variance = (a * (1 - a) + (liked - 1) * (q1 - a * a) + (disliked - 1) * (q2 - a * a)) / pairs
-    return auc - z * max(variance, 0.0) ** 0.5
 
 
 def gate(new: dict, active: dict, tolerance: float, min_accuracy: float) -> Decision:
