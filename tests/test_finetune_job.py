@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,43 @@ async def test_a_chat_pinned_to_an_adapter_is_answered_by_it_even_after_a_restar
         assert await version(adapter="gone") == "a1"
     finally:
         await engine.close()
+
+
+def test_a_job_ends_itself_when_the_bot_that_started_it_dies(root, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+    from tests.finetune_helpers import seed_sync
+
+    data = tmp_path / "data"
+    data.mkdir()
+    seed_sync(data / DB, taste_rows(12))
+    config = tmp_path / "config.toml"
+    config.write_text(finetune_toml(tiny_model_dir(root), sft_steps=100000))
+    job = [sys.executable, "-m", "finetune", "run", "--data-dir", str(data), "--config",
+           str(config), "--follow"]
+    log = tmp_path / "job.err"
+    bot = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:] + [str(os.getpid())],"
+           " stdout=subprocess.DEVNULL, stderr=open(sys.argv[1], 'w')); print(p.pid)")
+    started = subprocess.run([sys.executable, "-c", bot, str(log), *job], capture_output=True,
+                             text=True,
+                             cwd=ROOT, check=True)  # the "bot" exits at once; the job runs on
+    pid = int(started.stdout)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(pid)
+    assert "the bot that started this job has stopped" in log.read_text()
+    assert not (data / "adapters").exists() or not any((data / "adapters").iterdir())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    status = stat.read_text().split()[2] if stat.exists() else ""
+    return status != "Z"  # a zombie has ended; only its exit status waits for a reader
