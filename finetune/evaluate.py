@@ -10,7 +10,7 @@ Metrics per adapter:
   accuracy_low  the lower end of a one-sided 95% confidence interval of `accuracy`: the 5th
             percentile over bootstrap resamples of the held-out prompts (not of single replies:
             replies to one prompt share much of their reward, so they are not independent
-            evidence; counted one by one, chance passed the gate in 2 of 6 random-rater runs)
+            evidence; counted one by one, chance passed the gate in 2 of 8 random-rater runs)
   liked_logp  mean log-probability per token of the liked replies (higher: more likely)
 Gate: promoted if accuracy_low reaches [finetune] min_accuracy (0.6 by default: with 95%
 confidence, at least 60% of pairs ranked right) and accuracy is not more than `tolerance` below
