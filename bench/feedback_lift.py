@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.finetune_helpers import DB  # noqa: E402  (the bot's database file name)
+from bot.app import DB_FILE as DB  # noqa: E402
 
 Rater = Callable[[str], bool]
 

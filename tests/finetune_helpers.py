@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from bot.app import DB_FILE as DB  # noqa: F401  (the tests take it from here)
 from bot.store import Store
-
-DB = "eliza2llm.sqlite3"
 
 # Replies that ask back are liked, the others disliked: a taste the tiny model can pick up.
 PROMPTS = ["hello there", "how are you", "tell me about cats", "what is a transformer",
