@@ -81,16 +81,3 @@ async def test_export_scrubs_and_leaves_out_opted_out_and_forgotten_people(tmp_p
     text = repr(data)
     assert "<email>" in text and "<user>" in text and "a@b.example" not in text
     assert "dave" not in text and "erin" not in text and "opted-out fan" not in text
-
-
-def test_config_toml_documents_every_finetune_option_with_its_default():
-    import dataclasses
-    import tomllib
-
-    from bot.config import FinetuneOptions
-    from tests.conftest import ROOT
-
-    table = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))["finetune"]
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(FinetuneOptions)}
-    assert table == defaults
