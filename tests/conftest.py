@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +85,31 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 @pytest.fixture
 def sink() -> RecordingSink:
     return RecordingSink()
+
+
+async def listen_on_loopback(app) -> tuple[Any, int]:
+    """Start an aiohttp app on 127.0.0.1 at a free port: (runner to clean up, port)."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def frontend_running(app) -> AsyncIterator[tuple[Any, Any]]:
+    """The app's router serving and its one frontend started; stopped as `python -m bot`
+    stops: the router drained first, then the frontend."""
+    async with app.serving() as router:
+        frontend = app.frontends[0]
+        await frontend.start(router)
+        try:
+            yield router, frontend
+        finally:
+            await router.drain(10)
+            await frontend.stop()
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.conftest import listen_on_loopback
+
 # Form fields that PTB sends as plain strings; every other field is JSON-encoded.
 _TEXT_FIELDS = {"text", "caption", "parse_mode", "action", "language_code", "callback_query_id",
                 "url", "secret_token", "business_connection_id", "inline_message_id"}
@@ -89,11 +91,7 @@ class FakeTelegram:
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._dispatch)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self._runner, self.port = await listen_on_loopback(app)
         return self
 
     async def close(self) -> None:

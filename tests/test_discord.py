@@ -25,7 +25,7 @@ from bot.config import ConfigError
 from bot.frontends.discord import DiscordFrontend
 from bot.frontends.discord_routes import RoutedWebhookAdapter, Routes
 from bot.i18n import t
-from tests.conftest import ROOT, make_config, write_config
+from tests.conftest import ROOT, frontend_running, make_config, write_config
 from tests.fake_discord import (
     BOT_CHANNEL_ID,
     BOT_ID,
@@ -88,14 +88,9 @@ async def running_bot(tmp_path, body: str = "", **discord: Any):
     fake = await FakeDiscord().start()
     app = make_app(tmp_path, fake, body, **discord)
     try:
-        async with app.serving() as router:
-            frontend = app.frontends[0]
-            await frontend.start(router)
-            try:
-                await fake.until(lambda: fake.guild_sent)
-                yield Bot(fake, router, frontend)
-            finally:
-                await frontend.stop()
+        async with frontend_running(app) as (router, frontend):
+            await fake.until(lambda: fake.guild_sent)
+            yield Bot(fake, router, frontend)
     finally:
         await fake.close()
 

@@ -16,7 +16,7 @@ from bot.app import App
 from bot.commands import COMMANDS, describe
 from bot.frontends.telegram import TelegramFrontend
 from bot.i18n import t
-from tests.conftest import make_config
+from tests.conftest import frontend_running, make_config
 from tests.fake_telegram import FakeTelegram, Person
 
 ALICE = Person(1, "Alice")
@@ -54,13 +54,8 @@ async def running_bot(tmp_path, engine: str = "", **telegram: Any):
     body += "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
     app = App(make_config(tmp_path, body), ["telegram"], env={"TELEGRAM_TOKEN": fake.token})
     try:
-        async with app.serving() as router:
-            frontend = app.frontends[0]
-            await frontend.start(router)
-            try:
-                yield Bot(fake, router, frontend)
-            finally:
-                await frontend.stop()
+        async with frontend_running(app) as (router, frontend):
+            yield Bot(fake, router, frontend)
     finally:
         await fake.close()
 
