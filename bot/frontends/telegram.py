@@ -147,7 +147,7 @@ class TelegramFrontend:
         reply = TelegramReply(
             self.app.bot, message.chat.id, interval=self.options.edit_interval,
             reply_to=message.message_id if incoming.is_group else None,
-            buttons=self.options.vote_buttons,
+            buttons=self.options.vote_buttons and not is_command,  # votes are for engine replies
         )
         if not is_command:
             reply.start_typing()

@@ -60,15 +60,13 @@ def not_modified(exc: BadRequest) -> bool:
 
 
 class TelegramReply:
-    """The router's Sink for one reply. A reply from an engine (it streams through `update`)
-    carries the vote buttons; a command's answer (only `finish`) does not."""
+    """The router's Sink for one reply; `buttons`: it carries the 👍/👎 vote buttons."""
 
     def __init__(
         self, bot: Bot, chat_id: int, *, reply_to: int | None, interval: float, buttons: bool
     ) -> None:
         self.bot, self.chat_id, self.reply_to = bot, chat_id, reply_to
         self.buttons = buttons
-        self._from_engine = False
         self._stream = StreamingSink(
             self._send, self._edit, limit=MessageLimit.MAX_TEXT_LENGTH, interval=interval
         )
@@ -79,7 +77,6 @@ class TelegramReply:
         self._typing = asyncio.create_task(self._keep_typing(), name=f"typing-{self.chat_id}")
 
     async def update(self, text: str) -> None:
-        self._from_engine = True
         await self._stream.update(text)
 
     async def finish(self, text: str) -> list[str]:
@@ -101,7 +98,7 @@ class TelegramReply:
 
     @property
     def _markup(self) -> InlineKeyboardMarkup | None:
-        return VOTE_BUTTONS if self.buttons and self._from_engine else None
+        return VOTE_BUTTONS if self.buttons else None
 
     async def _send(self, text: str) -> str:
         # Only the first part answers the person's message; later parts follow it.
