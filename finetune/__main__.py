@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "rollback":
         steps.do_rollback(settings)
     else:
-        for row in steps.status(settings):
+        rows = steps.status(settings)
+        for row in rows:
             print(json.dumps(row, ensure_ascii=False))
+        if not rows:
+            print("no adapters yet: /retrain (or python -m finetune run) trains one", file=sys.stderr)
     return 0
 
 
