@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         if not rows:
-            print("no adapters yet: /retrain (or python -m finetune run) trains one", file=sys.stderr)
+            print("no adapters yet: /retrain or `python -m finetune run` trains one",
+                  file=sys.stderr)
     return 0
 
 
