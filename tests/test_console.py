@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import signal
@@ -9,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 
+from bot.frontends.console import ConsoleFrontend, ConsoleOptions, ConsoleSink
 from tests.conftest import ROOT, run_console, write_config
 
 
@@ -129,3 +132,14 @@ def test_sigterm_lets_the_reply_in_flight_finish_and_closes_cleanly(tmp_path):
     assert out.splitlines()[-1] == "echo: one two three four"
     assert query(tmp_path, "SELECT text FROM messages WHERE role = 'bot'") == [
         ("echo: one two three four",)]
+
+
+def test_a_rewritten_status_prints_only_the_lines_that_changed():
+    out = io.StringIO()
+    console = ConsoleFrontend(ConsoleOptions(), None, stdin=io.StringIO(), stdout=out)
+    console.interactive = True
+    sink = ConsoleSink(console, "r1")
+    for step in (1, 2):
+        asyncio.run(sink.update(f"Job 1: training\nstep {step}/2"))
+    asyncio.run(sink.finish("Job 1: training\ndone"))
+    assert out.getvalue() == "Job 1: training\nstep 1/2\nstep 2/2\ndone\n"

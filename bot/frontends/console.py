@@ -110,8 +110,11 @@ class ConsoleSink:
     def _show(self, text: str) -> None:
         if text.startswith(self.shown):
             self.console._write(text[len(self.shown):])
-        else:  # the text changed under us (cleaned, or an apology): print it anew
-            self.console._write(("\n" if self.shown else "") + text)
+        else:  # rewritten (a status line that moved on, an apology): print from what changed
+            old, new = self.shown.split("\n"), text.split("\n")
+            same = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+                        min(len(old), len(new)))
+            self.console._write("\n" + "\n".join(new[same:]))
         self.shown = text
 
 
