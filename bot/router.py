@@ -114,7 +114,7 @@ class Router:
     async def _answer(self, incoming: Incoming, chat: Chat, user: User, sink: Sink) -> None:
         lang = self.lang(chat)
         keep = self.config.privacy.store_text and not user.opted_out
-        engine_name = chat.engine or self.config.bot.default_engine
+        engine_name = self.engine_name(chat)
         turns = await self.store.history(chat, self.config.bot.history_turns)
         asked = await self.store.add_message(chat, user, "user", incoming.text if keep else None)
         try:
@@ -226,13 +226,18 @@ class Router:
         """The chat engine's greeting, if it has one and is ready."""
         chat = await self.store.chat(platform, chat_id)
         try:
-            engine = await self.engines.get(chat.engine or self.config.bot.default_engine)
+            engine = await self.engines.get(self.engine_name(chat))
         except EngineUnavailable:
             return None
         return engine.greeting(self.lang(chat))
 
     def lang(self, chat: Chat) -> str:
+        """The chat's language, or the configured default."""
         return chat.lang or self.config.bot.language
+
+    def engine_name(self, chat: Chat) -> str:
+        """The chat's engine, or the configured default."""
+        return chat.engine or self.config.bot.default_engine
 
     async def settle(self, timeout: float) -> set[asyncio.Task]:
         """Wait up to `timeout` seconds for the replies and votes in flight; returns those

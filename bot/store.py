@@ -250,13 +250,10 @@ class Store:
     # one hop (execute_fetchall), never execute/fetch/close. That also matters for locking: a
     # SELECT left open across hops pins an old snapshot, and a write started beside it fails
     # at once ("database is locked") if another process committed since, busy_timeout or not.
-    async def _one(self, sql: str, args: tuple = ()) -> Any:
-        return await self._fetchone(sql, args)
-
     async def _all(self, sql: str, args: tuple = ()) -> list[Any]:
         return list(await self.db.execute_fetchall(sql, args))
 
-    async def _fetchone(self, sql: str, args: tuple = ()) -> Any:
+    async def _one(self, sql: str, args: tuple = ()) -> Any:
         rows = await self.db.execute_fetchall(sql, args)
         return rows[0] if rows else None
 
@@ -317,7 +314,7 @@ class Store:
     async def reset_chat(self, chat: Chat) -> None:
         """Forget the conversation context (engine state, history seen), not the log."""
         async with self._write():
-            row = await self._fetchone(
+            row = await self._one(
                 "SELECT COALESCE(MAX(id), 0) FROM messages WHERE chat_id = ?", (chat.id,)
             )
             await self.db.execute("UPDATE chats SET history_from = ? WHERE id = ?",
@@ -353,9 +350,9 @@ class Store:
         refs = [pid for pid in platform_ids if pid]
         if not refs:
             async with self._lock:
-                return (await self._fetchone(*insert))[0]
+                return (await self._one(*insert))[0]
         async with self._write():
-            row = await self._fetchone(*insert)
+            row = await self._one(*insert)
             await self.db.executemany(
                 "INSERT OR REPLACE INTO message_refs VALUES (?, ?, ?)",
                 [(chat.id, pid, row[0]) for pid in refs],
@@ -546,11 +543,11 @@ class Store:
         """Retire the active adapter and reactivate the one promoted before it ("" for the base
         model). Returns (retired id, now active id)."""
         async with self._write():
-            active = await self._fetchone(
+            active = await self._one(
                 "SELECT id, promoted_at FROM adapters WHERE status = 'active'")
             if active is None:
                 return "", ""
-            before = await self._fetchone(
+            before = await self._one(
                 "SELECT id FROM adapters WHERE status = 'retired' AND promoted_at < ?"
                 " ORDER BY promoted_at DESC LIMIT 1", (active[1],))
             await self.db.execute("UPDATE adapters SET status = 'retired', promoted_at = NULL"

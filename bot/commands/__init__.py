@@ -30,7 +30,7 @@ class CommandContext:
 
     @property
     def lang(self) -> str:
-        return self.chat.lang or self.router.config.bot.language
+        return self.router.lang(self.chat)
 
     @property
     def store(self) -> Any:
@@ -42,7 +42,7 @@ class CommandContext:
 
     @property
     def engine_name(self) -> str:
-        return self.chat.engine or self.router.config.bot.default_engine
+        return self.router.engine_name(self.chat)
 
     def t(self, key: str, /, **values: Any) -> str:
         return t(self.lang, key, **values)
