@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.app import DB_FILE as DB  # noqa: E402
+from bot.config import DB_FILE as DB  # noqa: E402
 
 Rater = Callable[[str], bool]
 

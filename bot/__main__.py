@@ -12,7 +12,7 @@ from pathlib import Path
 from bot.app import App, choose_frontends
 from bot.config import ConfigError, load_config
 from bot.frontends import FRONTENDS
-from engines.base import BUILTIN
+from engines.registry import BUILTIN
 
 DEFAULT_CONFIG = Path("config.toml")
 

@@ -16,11 +16,11 @@ from bot.frontends import FRONTENDS
 from bot.jobs import JobRunner
 from bot.router import Router
 from bot.store import Store
-from engines.base import BUILTIN, EngineContext, Engines, load_class
+from engines.base import EngineContext
+from engines.registry import BUILTIN, Engines, load_class
 
 log = logging.getLogger(__name__)
 
-DB_FILE = "eliza2llm.sqlite3"
 DRAIN_SECONDS = 10.0
 
 
@@ -76,7 +76,7 @@ class App:
     async def serving(self) -> AsyncIterator[Router]:
         """The store open and the router ready; on exit, replies in flight are drained
         (finished or abandoned), engines closed and the database closed."""
-        self.store = await Store.open(self.config.data_dir / DB_FILE)
+        self.store = await Store.open(self.config.db_file)
         stale = await self.store.fail_unfinished_jobs("the bot stopped while the job ran")
         if stale:
             log.warning("marked %d fine-tuning job(s) of an earlier run as failed", stale)

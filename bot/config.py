@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 
+DB_FILE = "eliza2llm.sqlite3"
+
+
 class ConfigError(Exception):
     """A bad configuration; the message is one line that names the key."""
 
@@ -114,26 +117,40 @@ class Config:
     def data_dir(self) -> Path:
         return Path(self.bot.data_dir)
 
+    @property
+    def db_file(self) -> Path:
+        return self.data_dir / DB_FILE
+
+    @property
+    def adapters_dir(self) -> Path:
+        """One folder per adapter id, shared by the bot, its engines and fine-tuning jobs."""
+        return self.data_dir / "adapters"
+
 
 def load_config(
     path: Path | None,
-    frontends: typing.Iterable[str],
-    engines: typing.Iterable[str],
+    frontends: typing.Iterable[str] | None = None,
+    engines: typing.Iterable[str] | None = None,
     data_dir: str | None = None,
 ) -> Config:
-    """Read a user's file (keys it leaves out keep their defaults) and check its shape."""
+    """Read a user's file (keys it leaves out keep their defaults) and check its shape.
+
+    The bot names its frontends and engines, so that a table for none of them is an error;
+    a reader that does not know them (a fine-tuning job) passes None and checks only the
+    core tables, leaving the others to their owners."""
     raw = _read_toml(path) if path is not None else {}
     raw_engines = raw.pop("engines", {})
     if not isinstance(raw_engines, dict):
         raise ConfigError("engines: expected a table of [engines.NAME] tables")
-    components = {name: raw.pop(name) for name in list(raw) if name in set(frontends)}
     core = {name: parse_table(name, cls, raw.pop(name, {})) for name, cls in CORE_TABLES.items()}
+    components = {name: raw.pop(name) for name in list(raw)
+                  if frontends is None or name in set(frontends)}
     if raw:
-        known = ", ".join(sorted([*CORE_TABLES, *frontends, "engines"]))
+        known = ", ".join(sorted([*CORE_TABLES, *(frontends or ()), "engines"]))
         raise ConfigError(f"[{next(iter(raw))}]: unknown table (known: {known})")
-    known_engines = [*engines, *core["plugins"].engines]
+    known_engines = None if engines is None else [*engines, *core["plugins"].engines]
     for name, table in raw_engines.items():
-        if name not in known_engines:
+        if known_engines is not None and name not in known_engines:
             known = ", ".join(known_engines)
             raise ConfigError(f"[engines.{name}]: unknown engine (known: {known})")
         components[f"engines.{name}"] = table
@@ -154,8 +171,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _check_cross_references(config: Config, engines: list[str]) -> None:
-    if config.bot.default_engine not in engines:
+def _check_cross_references(config: Config, engines: list[str] | None) -> None:
+    if engines is not None and config.bot.default_engine not in engines:
         raise ConfigError(
             f"[bot] default_engine: unknown engine {config.bot.default_engine!r} "
             f"(known: {', '.join(engines)})"

@@ -1,15 +1,14 @@
-"""Platform-neutral events: what frontends hand to the router and what engines are handed.
+"""Platform-neutral events: what frontends hand to the router, and how it answers them.
 
 Frontends translate platform payloads into these types and nothing else; the router and the
-engines never see a platform object.
+engines never see a platform object. What engines are handed (Conversation, Turn) is the
+engines' own contract, in engines/base.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-Role = Literal["user", "bot"]
+from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -39,31 +38,6 @@ class Reaction:
     emoji: str
     added: bool = True
     user_name: str = ""
-
-
-@dataclass(frozen=True)
-class Turn:
-    role: Role
-    text: str
-    user_name: str = ""
-
-
-@dataclass
-class Conversation:
-    """What an engine sees of a chat.
-
-    `state` is the engine's own memory for this chat (JSON-able; persisted by the router, empty
-    after /reset), so an engine object shared by many chats keeps nothing per chat itself.
-    `trace` is filled by the engine during a reply to explain it; /why shows it later.
-    """
-
-    chat_key: str
-    text: str
-    lang: str = "en"
-    turns: list[Turn] = field(default_factory=list)
-    user_name: str = ""
-    state: dict[str, Any] = field(default_factory=dict)
-    trace: dict[str, Any] = field(default_factory=dict)
 
 
 class Sink(Protocol):

@@ -21,12 +21,12 @@ from bot.config import Config
 from bot.events import Sink
 from bot.i18n import t
 from bot.store import Store, User
-from engines.base import Engines
+from engines.base import Capability
+from engines.registry import Engines
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE = "transformer"
 CHECK_SECONDS = 60.0  # how often the scheduler looks at the vote count and the clock
 
 
@@ -139,11 +139,12 @@ class JobRunner:
 
     async def swap_in(self, adapter: str) -> str:
         """Tell the running transformer engine (if it runs) to serve `adapter` ("" or "base":
-        the base model). An engine started later reads adapters/ACTIVE itself."""
-        engine = next((e for e in self.engines.loaded() if e.name == ENGINE), None)
-        if engine is None:
-            return adapter or "base"
-        return await engine.use_adapter(adapter)
+        the base model). An engine started later asks for the active adapter itself."""
+        version = adapter or "base"
+        for engine in self.engines.loaded():
+            if engine.can(Capability.ADAPTERS):
+                version = await engine.use_adapter(adapter)
+        return version
 
     async def _end_process(self) -> None:
         if self.process is not None and self.process.returncode is None:

@@ -18,11 +18,12 @@ from typing import Any
 
 from bot import commands
 from bot.config import Config
-from bot.events import Conversation, Incoming, Reaction, Sink
+from bot.events import Incoming, Reaction, Sink
 from bot.i18n import t
 from bot.policy import RateLimiter, clean_output, may_use
 from bot.store import Chat, Store, User
-from engines.base import Engines, EngineUnavailable
+from engines.base import Capability, Conversation, Engine, EngineUnavailable
+from engines.registry import Engines
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Router:
         state = await self._state(chat, engine_name, keep)
         conv = Conversation(
             chat_key=f"{incoming.platform}:{incoming.chat_id}", text=incoming.text, lang=lang,
-            turns=turns, user_name=incoming.user_name, state=state,
+            turns=turns, user_name=incoming.user_name, state=state, adapter=chat.adapter,
         )
         outcome = await self._generate(engine, conv, sink)
         platform_ids = await self._deliver(sink, outcome.text)
@@ -153,7 +154,7 @@ class Router:
         elif new or old:
             await self.store.save_engine_state(chat, name, new)
 
-    async def _generate(self, engine, conv: Conversation, sink: Sink) -> Outcome:
+    async def _generate(self, engine: Engine, conv: Conversation, sink: Sink) -> Outcome:
         """Stream the engine's reply to the sink; an error or a timeout becomes an apology."""
         version = engine.info().version
         limit = self.config.policy.max_reply_chars
@@ -172,7 +173,9 @@ class Router:
             log.error("engine %s failed in %s", engine.name, conv.chat_key, exc_info=True)
             conv.trace["error"] = f"{type(exc).__name__}: {exc}"
             return Outcome(t(conv.lang, "apology"), version, failed=True)
-        return Outcome(clean_output(text, limit), conv.trace.pop("version", version))
+        if not text.strip():  # the engine had nothing to say
+            text = t(conv.lang, "no_reply")
+        return Outcome(clean_output(text, limit), conv.version or version)
 
     async def _deliver(self, sink: Sink, text: str) -> list[str]:
         """Send the final text; a platform failure is logged and the reply is still stored."""
@@ -184,6 +187,8 @@ class Router:
 
     async def _learn(self, text: str, lang: str) -> None:
         for engine in self.engines.loaded():
+            if not engine.can(Capability.LEARNS):
+                continue
             try:
                 await engine.learn(text, lang)
             except Exception:

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.events import Turn
+from engines.base import Turn
 
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 MIGRATIONS: list[Migration] = []
@@ -118,6 +118,22 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
     )
 
 
+@migration
+async def m002_chat_adapter(db: aiosqlite.Connection) -> None:
+    """A chat's pinned adapter (/adapter) moves out of the transformer's engine state, which
+    /reset clears, into the chat itself."""
+    await _script(
+        db,
+        """
+        ALTER TABLE chats ADD COLUMN adapter TEXT;  -- NULL: the active one; 'base': none
+        UPDATE chats SET adapter = (SELECT json_extract(e.state, '$.adapter') FROM engine_state e
+                                    WHERE e.chat_id = chats.id AND e.engine = 'transformer');
+        UPDATE engine_state SET state = json_remove(state, '$.adapter')
+            WHERE engine = 'transformer'
+        """,
+    )
+
+
 async def _script(db: aiosqlite.Connection, sql: str) -> None:
     """Run statements one by one: executescript would commit the migration's transaction."""
     for statement in sql.split(";"):
@@ -133,6 +149,7 @@ class Chat:
     engine: str | None
     lang: str | None
     history_from: int
+    adapter: str = ""  # the adapter this chat is pinned to ("" for the active one)
 
 
 @dataclass
@@ -175,6 +192,18 @@ class Adapter:
     metrics: dict[str, Any]
     job_id: int | None = None
     promoted_at: float | None = None
+
+    # The metrics' shape is the job's (finetune/run.py): {"evaluation": {"new": {...}, ...}}.
+    @property
+    def accuracy(self) -> float | None:
+        """Held-out accuracy of the adapter's implicit reward, if it was judged."""
+        value = self.metrics.get("evaluation", {}).get("new", {}).get("accuracy")
+        return value if isinstance(value, int | float) else None
+
+    @property
+    def reason(self) -> str:
+        """Why it was promoted or rejected, in one line."""
+        return self.metrics.get("reason") or self.metrics.get("evaluation", {}).get("reason", "")
 
 
 class Store:
@@ -278,13 +307,13 @@ class Store:
         key = (platform, platform_chat_id)
         if key not in self._chats:
             row = await self._one(
-                "SELECT id, engine, lang, history_from FROM chats"
+                "SELECT id, engine, lang, history_from, COALESCE(adapter, '') FROM chats"
                 " WHERE platform = ? AND platform_chat_id = ?",
                 key,
             )
             if row is None:
                 return None
-            self._chats.setdefault(key, Chat(row[0], *key, row[1], row[2], row[3]))
+            self._chats.setdefault(key, Chat(row[0], *key, *row[1:]))
         return self._chats[key]
 
     async def user(self, platform: str, platform_user_id: str, name: str = "") -> User:
@@ -303,7 +332,13 @@ class Store:
             self._users.setdefault(key, User(row[0], *key, row[1] or "", bool(row[2])))
         return self._users[key]
 
-    async def set_chat(self, chat: Chat, *, engine: str | None = None, lang: str | None = None):
+    async def set_chat(self, chat: Chat, *, engine: str | None = None, lang: str | None = None,
+                       adapter: str | None = None) -> None:
+        """Change what is given; an `adapter` of "" unpins the chat."""
+        if adapter is not None:
+            await self._exec("UPDATE chats SET adapter = ? WHERE id = ?",
+                             (adapter or None, chat.id))
+            chat.adapter = adapter
         if engine is not None:
             await self._exec("UPDATE chats SET engine = ? WHERE id = ?", (engine, chat.id))
             chat.engine = engine
@@ -519,15 +554,6 @@ class Store:
         """The id of the active adapter; "" for the base model."""
         row = await self._one("SELECT id FROM adapters WHERE status = 'active'")
         return row[0] if row else ""
-
-    async def set_adapter_status(self, adapter_id: str, status: str, reason: str = "") -> None:
-        async with self._write():
-            await self.db.execute("UPDATE adapters SET status = ? WHERE id = ?",
-                                  (status, adapter_id))
-            if reason:
-                await self.db.execute(
-                    "UPDATE adapters SET metrics = json_set(COALESCE(metrics, '{}'),"
-                    " '$.reason', ?) WHERE id = ?", (reason, adapter_id))
 
     async def promote(self, adapter_id: str) -> None:
         """Make `adapter_id` the active adapter; the one active before is retired."""

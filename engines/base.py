@@ -1,4 +1,5 @@
-"""The Engine protocol and a registry that imports engines lazily, by name.
+"""The engine contract: what an engine is handed, what it gives back, and every member the bot
+calls. Engines import nothing from the bot; the bot imports this.
 
 An engine module must be cheap to import (stdlib only at the top; torch and friends inside
 `start`), because the registry imports every engine class to read its `Options` when the
@@ -7,24 +8,44 @@ configuration is checked. Loading the engine itself (weights, counts) happens in
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import logging
+import enum
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal
 
-from bot.events import Conversation
+Role = Literal["user", "bot"]
 
-log = logging.getLogger(__name__)
 
-# name -> "module:Class". A new engine is one module and one line here.
-BUILTIN: dict[str, str] = {
-    "eliza": "engines.eliza.engine:ElizaEngine",
-    "ngram": "engines.ngram.engine:NgramEngine",
-    "transformer": "engines.transformer.engine:TransformerEngine",
-}
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    text: str
+    user_name: str = ""
+
+
+@dataclass
+class Conversation:
+    """What an engine sees of a chat, and what it says about the reply it made.
+
+    Handed in: the new `text` and recent `turns`; `state`, the engine's own memory for this
+    chat (JSON-able; persisted by the bot, empty after /reset), so an engine object shared by
+    many chats keeps nothing per chat itself; `adapter`, the adapter this chat is pinned to
+    ("" for the active one, "base" for none), for engines that serve adapters.
+    Filled in during a reply: `trace` explains it (/why shows it later); `version` names what
+    made it when that differs from `info().version` (the adapter a reply began with, say).
+    """
+
+    chat_key: str
+    text: str
+    lang: str = "en"
+    turns: list[Turn] = field(default_factory=list)
+    user_name: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    adapter: str = ""
+    trace: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,23 +55,37 @@ class EngineInfo:
     detail: str = ""  # why not ready, or a one-line description when ready
 
 
+class Capability(enum.StrEnum):
+    """What an engine can do beyond replying; the bot asks `engine.can(...)`, never tries."""
+
+    NEXT_WORDS = "next_words"  # next_words(): the most likely next words, with probabilities
+    LEARNS = "learns"  # learn() / relearn(): learns from the chat while it runs
+    ADAPTERS = "adapters"  # use_adapter(): serves LoRA adapters, swapped in at run time
+
+
+async def _nothing() -> list[tuple[str, str]]:
+    return []
+
+
+async def _no_adapter() -> str:
+    return ""
+
+
 @dataclass(frozen=True)
 class EngineContext:
-    """What the bot lends an engine: a folder of its own and the stored chat text.
+    """What the bot lends an engine: a folder of its own, the stored chat text and adapters.
 
     `stored_texts` returns (lang, text) of the stored user messages of people who have not
     opted out, oldest first: training text for engines that learn from the chat.
+    `adapters_dir` holds one folder per adapter id; `active_adapter` returns the id that
+    serves when an engine starts ("" for the base model).
     """
 
     data_dir: Path
     default_lang: str = "en"
-    stored_texts: Callable[[], Awaitable[list[tuple[str, str]]]] = field(
-        default=lambda: _no_texts()
-    )
-
-
-async def _no_texts() -> list[tuple[str, str]]:
-    return []
+    stored_texts: Callable[[], Awaitable[list[tuple[str, str]]]] = _nothing
+    adapters_dir: Path | None = None
+    active_adapter: Callable[[], Awaitable[str]] = _no_adapter
 
 
 @dataclass(frozen=True)
@@ -58,24 +93,20 @@ class NoOptions:
     """For engines without settings: an empty `[engines.NAME]` table."""
 
 
-class Engine(Protocol):
-    name: ClassVar[str]
-    Options: ClassVar[type]
-
-    def info(self) -> EngineInfo: ...
-
-    def reply(self, conv: Conversation) -> AsyncIterator[str]: ...
-
-
-class BaseEngine:
-    """Defaults for the optional parts of an engine; subclass and override what you have."""
+class Engine(ABC):
+    """A reply engine. Subclass it, set `name` (and `Options`, `capabilities`), write `reply`;
+    override the rest where the engine has them. These are all the members the bot calls."""
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, options: Any, ctx: EngineContext) -> None:
         self.options = options
         self.ctx = ctx
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
 
     async def start(self) -> None:
         """Load what the engine needs; raise with a clear message if it cannot."""
@@ -86,141 +117,30 @@ class BaseEngine:
     def info(self) -> EngineInfo:
         return EngineInfo(ready=True)
 
+    @abstractmethod
     def reply(self, conv: Conversation) -> AsyncIterator[str]:
-        raise NotImplementedError
+        """The reply as text deltas; nothing at all when the engine has nothing to say (the
+        bot words that). Blocking work runs off the event loop."""
 
     def greeting(self, lang: str) -> str | None:
         return None
 
     async def learn(self, text: str, lang: str) -> None:
-        """A new chat message from someone who has not opted out."""
+        """LEARNS: a new chat message from someone who has not opted out."""
 
     async def relearn(self) -> None:
-        """Someone withdrew their text (/forget, /optout): learn again from `stored_texts`."""
+        """LEARNS: someone withdrew their text (/forget, /optout): learn again from
+        `stored_texts`."""
 
     async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
-        """The k most likely next words after `text`, with their probabilities."""
-        raise NotImplementedError
+        """NEXT_WORDS: the k most likely next words after `text`, with their probabilities."""
+        return []
+
+    async def use_adapter(self, adapter_id: str) -> str:
+        """ADAPTERS: serve `adapter_id` ("" for the base model) from now on; returns the new
+        version."""
+        return self.info().version
 
 
 class EngineUnavailable(Exception):
     """The engine cannot answer now; the message says why, in one line."""
-
-
-def load_class(spec: str) -> type:
-    """Import "module:Class" and return the class."""
-    module_name, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
-@dataclass
-class _Slot:
-    cls: type | None
-    options: Any = None
-    engine: Any = None
-    task: asyncio.Task | None = None
-    error: str = ""
-
-
-class Engines:
-    """The engines of one bot: imported up front, each started on first use (the default at once).
-
-    A failure to import or to start marks that engine unavailable with its reason; it never
-    raises out of here except as EngineUnavailable to whoever asked for that engine.
-    """
-
-    def __init__(self, slots: dict[str, _Slot], ctx: EngineContext) -> None:
-        self._slots = slots
-        self._ctx = ctx
-
-    @classmethod
-    def from_specs(
-        cls,
-        specs: dict[str, str],
-        ctx: EngineContext,
-        parse_options: Callable[[str, type], Any],
-    ) -> Engines:
-        """Import each engine class and parse its options (config errors propagate)."""
-        slots: dict[str, _Slot] = {}
-        for name, spec in specs.items():
-            try:
-                engine_cls = load_class(spec)
-            except Exception as exc:  # a broken engine must not take the bot down
-                log.warning("engine %s cannot be imported: %s", name, exc)
-                slots[name] = _Slot(None, error=f"cannot be imported: {_one_line(exc)}")
-                continue
-            options = parse_options(name, getattr(engine_cls, "Options", NoOptions))
-            slots[name] = _Slot(engine_cls, options)
-        return cls(slots, ctx)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._slots)
-
-    def begin_start(self, name: str) -> None:
-        """Start loading `name` in the background, if it is not loading or loaded already."""
-        slot = self._slots.get(name)
-        if slot is None or slot.cls is None or slot.task is not None:
-            return
-        slot.task = asyncio.create_task(self._start(name, slot), name=f"engine-start-{name}")
-
-    async def _start(self, name: str, slot: _Slot) -> None:
-        engine_ctx = EngineContext(
-            data_dir=self._ctx.data_dir / "engines" / name,
-            default_lang=self._ctx.default_lang,
-            stored_texts=self._ctx.stored_texts,
-        )
-        try:
-            engine_ctx.data_dir.mkdir(parents=True, exist_ok=True)
-            engine = slot.cls(slot.options, engine_ctx)
-            await engine.start()
-        except Exception as exc:
-            log.warning("engine %s failed to start", name, exc_info=True)
-            slot.error = _one_line(exc)
-            return
-        slot.engine = engine
-
-    async def get(self, name: str) -> Any:
-        """The started engine, waiting for it to load; EngineUnavailable if it cannot be had."""
-        slot = self._slots.get(name)
-        if slot is None:
-            raise EngineUnavailable(f"unknown engine {name!r}")
-        self.begin_start(name)
-        if slot.task is not None:
-            await asyncio.shield(slot.task)
-        if slot.engine is None:
-            raise EngineUnavailable(slot.error or "not available")
-        info = slot.engine.info()
-        if not info.ready:
-            raise EngineUnavailable(info.detail or "not ready")
-        return slot.engine
-
-    def loaded(self) -> list[Any]:
-        return [s.engine for s in self._slots.values() if s.engine is not None]
-
-    def status(self, name: str) -> tuple[str, str]:
-        """("ready" | "loading" | "idle" | "unavailable", detail) for /engines."""
-        slot = self._slots[name]
-        if slot.engine is not None:
-            info = slot.engine.info()
-            return ("ready" if info.ready else "unavailable", info.version or info.detail)
-        if slot.error or slot.cls is None:
-            return ("unavailable", slot.error)
-        if slot.task is not None and not slot.task.done():
-            return ("loading", "")
-        return ("idle", "")
-
-    async def close(self) -> None:
-        for slot in self._slots.values():
-            if slot.task is not None and not slot.task.done():
-                slot.task.cancel()
-            if slot.engine is not None:
-                try:
-                    await slot.engine.close()
-                except Exception:
-                    log.warning("engine %s failed to close", slot.engine.name, exc_info=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -22,10 +22,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-ZÄÖÜ0-9])")
 _ATTRIBUTION = re.compile(r"^\s*(--|—|~)\s")
 
 
-def languages() -> list[str]:
-    return list(_sources())
-
-
 @functools.cache
 def sentences(lang: str) -> list[str]:
     """The raw sentences of every packaged corpus for `lang` ("en", "de"), in a fixed order."""

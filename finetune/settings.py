@@ -6,10 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.app import DB_FILE
 from bot.config import FinetuneOptions, load_config
-from bot.frontends import FRONTENDS
-from engines.base import BUILTIN
 from engines.transformer.engine import PROMPTS, TransformerOptions
 
 ENGINE = "transformer"  # the engine whose replies are learned from
@@ -17,21 +14,15 @@ ENGINE = "transformer"  # the engine whose replies are learned from
 
 @dataclass(frozen=True)
 class Settings:
+    db: Path
+    adapters_dir: Path
     data_dir: Path
     options: FinetuneOptions
     model: TransformerOptions
 
     @property
-    def db(self) -> Path:
-        return self.data_dir / DB_FILE
-
-    @property
     def dataset_dir(self) -> Path:
         return self.data_dir / "finetune" / "dataset"
-
-    @property
-    def adapters_dir(self) -> Path:
-        return self.data_dir / "adapters"
 
     def adapter_dir(self, adapter_id: str) -> Path:
         return self.adapters_dir / adapter_id
@@ -47,10 +38,11 @@ class Settings:
 
 
 def load_settings(config: Path | None, data_dir: str | None) -> Settings:
+    """The job's settings; only the tables a job reads are checked here (the bot checks all)."""
     path = config if config is not None else _default_config()
-    cfg = load_config(path, FRONTENDS, BUILTIN, data_dir=data_dir)
-    return Settings(cfg.data_dir, cfg.finetune, cfg.options(f"engines.{ENGINE}",
-                                                             TransformerOptions))
+    cfg = load_config(path, data_dir=data_dir)
+    model = cfg.options(f"engines.{ENGINE}", TransformerOptions)
+    return Settings(cfg.db_file, cfg.adapters_dir, cfg.data_dir, cfg.finetune, model)
 
 
 def _default_config() -> Path | None:

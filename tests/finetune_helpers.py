@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.app import DB_FILE as DB  # noqa: F401  (the tests take it from here)
+from bot.config import DB_FILE as DB  # noqa: F401  (the tests take it from here)
 from bot.store import Store
 
 # Replies that ask back are liked, the others disliked: a taste the tiny model can pick up.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.commands import CommandContext, command
-from engines.base import EngineUnavailable
+from engines.base import Capability, EngineUnavailable
 
 
 async def _rate(ctx: CommandContext, value: int, source: str) -> str:
@@ -44,11 +44,11 @@ async def next_(ctx: CommandContext) -> str:
         return ctx.t("next_usage")
     try:
         engine = await ctx.engines.get(ctx.engine_name)
-        words = await engine.next_words(ctx.args, ctx.lang, 5)
     except EngineUnavailable as exc:
         return ctx.t("engine_unavailable", engine=ctx.engine_name, reason=exc)
-    except NotImplementedError:
+    if not engine.can(Capability.NEXT_WORDS):
         return ctx.t("next_unsupported", engine=ctx.engine_name)
+    words = await engine.next_words(ctx.args, ctx.lang, 5)
     lines = [ctx.t("next_header", text=ctx.args)]
     lines += [f"{word}  {p:.1%}" for word, p in words]
     return "\n".join(lines)

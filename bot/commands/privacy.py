@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 from bot.commands import CommandContext, command
+from engines.base import Capability
 
 
 async def _unlearn(ctx: CommandContext) -> None:
     """What engines learned from the chat is rebuilt without the withdrawn text."""
     for engine in ctx.engines.loaded():
-        await engine.relearn()
+        if engine.can(Capability.LEARNS):
+            await engine.relearn()
 
 
 @command("optout")

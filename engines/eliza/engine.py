@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from bot.events import Conversation
-from engines.base import BaseEngine, EngineContext, EngineInfo
+from engines.base import Conversation, Engine, EngineContext, EngineInfo
 from engines.eliza.interpreter import respond
 from engines.eliza.parser import load_script
 from engines.eliza.script import Script
@@ -27,7 +26,7 @@ class ElizaOptions:
     memory_limit: int = 100
 
 
-class ElizaEngine(BaseEngine):
+class ElizaEngine(Engine):
     """Weizenbaum's 1966 ELIZA. Its answers are instant, so it answers on the event loop."""
 
     name: ClassVar[str] = "eliza"
@@ -57,7 +56,8 @@ class ElizaEngine(BaseEngine):
         answer = respond(script, state, conv.text)
         _forget_oldest(state, self.options.memory_limit)
         conv.state[script.name] = state.to_json()
-        conv.trace.update(answer.trace, script=script.name, version=script.version)
+        conv.trace.update(answer.trace, script=script.name)
+        conv.version = script.version
         yield answer.text
 
     def greeting(self, lang: str) -> str | None:

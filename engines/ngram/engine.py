@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bot.events import Conversation
-from bot.i18n import t
-from engines.base import BaseEngine, EngineContext, EngineInfo
+from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +32,10 @@ class NgramOptions:
     corpora: bool = True  # train on the packaged corpora too, not only on the chat
 
 
-class NgramEngine(BaseEngine):
+class NgramEngine(Engine):
     name: ClassVar[str] = "ngram"
     Options: ClassVar[type] = NgramOptions
+    capabilities = frozenset({Capability.NEXT_WORDS, Capability.LEARNS})
 
     def __init__(self, options: NgramOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
@@ -95,7 +94,8 @@ class NgramEngine(BaseEngine):
             answer, language, conv.text, self.options, random.Random()
         )
         conv.trace.update(trace)
-        yield words if words is not None else t(conv.lang, "ngram_no_reply")
+        if words is not None:  # too few words known: nothing to say, the bot words that
+            yield words
 
     async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
         from engines.ngram.reply import most_likely_next

@@ -70,10 +70,6 @@ class AdapterSet:
             self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=adapter_id)
         self.model.eval()
 
-    def unload(self, adapter_id: str) -> None:
-        if self.folders.pop(adapter_id, None) is not None:
-            self.model.delete_adapter(adapter_id)
-
     def forward(self, adapters: list[str], **inputs: Any) -> Any:
         """One forward pass; row i uses adapters[i] (BASE for none)."""
         if self.folders:

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from bot.events import Conversation
-from engines.base import BaseEngine, EngineContext, EngineInfo
+from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +42,10 @@ class TransformerOptions:
     prompts_dir: str = ""
 
 
-class TransformerEngine(BaseEngine):
+class TransformerEngine(Engine):
     name: ClassVar[str] = "transformer"
     Options: ClassVar[type] = TransformerOptions
+    capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS})
 
     def __init__(self, options: TransformerOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
@@ -59,10 +59,17 @@ class TransformerEngine(BaseEngine):
         self._prompts: dict[str, str] = {}
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._load)
+        # [engines.transformer] adapter overrides the one fine-tuning promoted last.
+        await asyncio.to_thread(self._load, self.options.adapter or await self._promoted())
         self.worker.start()
 
-    def _load(self) -> None:
+    async def _promoted(self) -> str:
+        """The active adapter, if its folder exists, so a promoted adapter survives a restart."""
+        adapter_id = await self.ctx.active_adapter()
+        folder = self.ctx.adapters_dir / adapter_id if self.ctx.adapters_dir else None
+        return adapter_id if adapter_id and folder and folder.is_dir() else ""
+
+    def _load(self, adapter: str) -> None:
         try:
             import torch
             import transformers  # noqa: F401
@@ -85,8 +92,8 @@ class TransformerEngine(BaseEngine):
             opts.model, self.device, loading.choose_dtype(opts.dtype, self.device)
         )
         self.adapters = AdapterSet(model)
-        if opts.adapter or self._recorded_active():
-            folder, adapter_id = self._resolve(opts.adapter or self._recorded_active())
+        if adapter:
+            folder, adapter_id = self._resolve(adapter)
             self.adapters.load(folder, adapter_id)
             self.active = adapter_id
         self.context = loading.context_length(model, self.tokenizer)
@@ -98,17 +105,6 @@ class TransformerEngine(BaseEngine):
             eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
             max_batch=opts.max_batch, device=self.device, seed=opts.seed, threads=threads,
         )
-
-    @property
-    def adapters_dir(self) -> Path:
-        return self.ctx.data_dir.parent.parent / "adapters"  # ctx: <data>/engines/transformer
-
-    def _recorded_active(self) -> str:
-        """The adapter that fine-tuning promoted last (adapters/ACTIVE), if its folder exists;
-        so a promoted adapter survives a restart. [engines.transformer] adapter overrides it."""
-        path = self.adapters_dir / "ACTIVE"
-        name = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
-        return name if name and (self.adapters_dir / name).is_dir() else ""
 
     def _read_prompts(self) -> dict[str, str]:
         folder = Path(self.options.prompts_dir) if self.options.prompts_dir else PROMPTS
@@ -130,7 +126,7 @@ class TransformerEngine(BaseEngine):
 
     @property
     def loaded_adapters(self) -> list[str]:
-        """Ids of the adapters in memory; a chat may be pinned to one (conv.state["adapter"])."""
+        """Ids of the adapters in memory; a chat may be pinned to one (conv.adapter)."""
         return self.adapters.ids if self.adapters is not None else []
 
     async def reply(self, conv: Conversation) -> AsyncIterator[str]:
@@ -147,12 +143,13 @@ class TransformerEngine(BaseEngine):
                 yield delta
         finally:
             request.cancel()  # a no-op once finished; leaves the batch if we were cut off
+            conv.version = adapter or BASE_VERSION
             conv.trace.update(self._trace(request, adapter, kept))
 
     async def _adapter_for(self, conv: Conversation) -> str:
-        """The chat's pinned adapter (conv.state["adapter"]; "base": none), loaded on first
-        use; the active adapter when the chat is not pinned or its adapter cannot be loaded."""
-        pinned = conv.state.get("adapter", "")
+        """The chat's pinned adapter (conv.adapter; "base": none), loaded on first use; the
+        active adapter when the chat is not pinned or its adapter cannot be loaded."""
+        pinned = conv.adapter
         if pinned == BASE_VERSION:
             return ""
         if pinned and pinned not in self.adapters.ids:
@@ -167,7 +164,6 @@ class TransformerEngine(BaseEngine):
         done = request.finished_at or time.monotonic()
         first = request.first_token_at
         return {
-            "version": adapter or BASE_VERSION,
             "model": self.options.model,
             "adapter": adapter or "none",
             "device": self.device,
@@ -195,12 +191,6 @@ class TransformerEngine(BaseEngine):
         self.active = adapter_id
         return self.version
 
-    async def drop_adapter(self, adapter_id: str) -> None:
-        """Unload an adapter that is neither active nor wanted (frees its memory)."""
-        if adapter_id == self.active:
-            raise ValueError(f"adapter {adapter_id} is active; activate another one first")
-        await self.worker.call(lambda: self.adapters.unload(adapter_id))
-
     def _resolve(self, path_or_id: str) -> tuple[Path, str]:
         from engines.transformer.adapters import AdapterError
 
@@ -209,11 +199,10 @@ class TransformerEngine(BaseEngine):
         folder = Path(path_or_id).expanduser()
         if folder.is_dir():
             return folder.resolve(), folder.resolve().name
-        # ctx.data_dir is <data>/engines/transformer; adapters live in <data>/adapters
-        in_store = self.adapters_dir / path_or_id
-        if in_store.is_dir():
-            return in_store, path_or_id
-        raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in {in_store.parent}")
+        root = self.ctx.adapters_dir
+        if root is not None and (root / path_or_id).is_dir():
+            return root / path_or_id, path_or_id
+        raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in {root}")
 
     async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
         """The model's k most likely next words (tokens, as text) after `text`, read raw."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.events import Turn
+from engines.base import Turn
 
 ROLES = {"user": "user", "bot": "assistant"}
 

@@ -1,0 +1,140 @@
+"""The engines of one bot, by name: imported up front (lazily by spec), each started on first use.
+
+A new engine is one module and one line in BUILTIN; anyone's own engine is named in
+`[plugins] engines` the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engines.base import Engine, EngineContext, EngineUnavailable, NoOptions
+
+log = logging.getLogger(__name__)
+
+# name -> "module:Class". A new engine is one module and one line here.
+BUILTIN: dict[str, str] = {
+    "eliza": "engines.eliza.engine:ElizaEngine",
+    "ngram": "engines.ngram.engine:NgramEngine",
+    "transformer": "engines.transformer.engine:TransformerEngine",
+}
+
+
+def load_class(spec: str) -> type:
+    """Import "module:Class" and return the class."""
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+@dataclass
+class _Slot:
+    cls: type | None
+    options: Any = None
+    engine: Engine | None = None
+    task: asyncio.Task | None = None
+    error: str = ""
+
+
+class Engines:
+    """The engines of one bot: imported up front, each started on first use (the default at once).
+
+    A failure to import or to start marks that engine unavailable with its reason; it never
+    raises out of here except as EngineUnavailable to whoever asked for that engine.
+    """
+
+    def __init__(self, slots: dict[str, _Slot], ctx: EngineContext) -> None:
+        self._slots = slots
+        self._ctx = ctx
+
+    @classmethod
+    def from_specs(
+        cls,
+        specs: dict[str, str],
+        ctx: EngineContext,
+        parse_options: Callable[[str, type], Any],
+    ) -> Engines:
+        """Import each engine class and parse its options (config errors propagate)."""
+        slots: dict[str, _Slot] = {}
+        for name, spec in specs.items():
+            try:
+                engine_cls = load_class(spec)
+            except Exception as exc:  # a broken engine must not take the bot down
+                log.warning("engine %s cannot be imported: %s", name, exc)
+                slots[name] = _Slot(None, error=f"cannot be imported: {_one_line(exc)}")
+                continue
+            options = parse_options(name, getattr(engine_cls, "Options", NoOptions))
+            slots[name] = _Slot(engine_cls, options)
+        return cls(slots, ctx)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._slots)
+
+    def begin_start(self, name: str) -> None:
+        """Start loading `name` in the background, if it is not loading or loaded already."""
+        slot = self._slots.get(name)
+        if slot is None or slot.cls is None or slot.task is not None:
+            return
+        slot.task = asyncio.create_task(self._start(name, slot), name=f"engine-start-{name}")
+
+    async def _start(self, name: str, slot: _Slot) -> None:
+        engine_ctx = replace(self._ctx, data_dir=self._ctx.data_dir / "engines" / name)
+        try:
+            engine_ctx.data_dir.mkdir(parents=True, exist_ok=True)
+            engine = slot.cls(slot.options, engine_ctx)
+            await engine.start()
+        except Exception as exc:
+            log.warning("engine %s failed to start", name, exc_info=True)
+            slot.error = _one_line(exc)
+            return
+        slot.engine = engine
+
+    async def get(self, name: str) -> Engine:
+        """The started engine, waiting for it to load; EngineUnavailable if it cannot be had."""
+        slot = self._slots.get(name)
+        if slot is None:
+            raise EngineUnavailable(f"unknown engine {name!r}")
+        self.begin_start(name)
+        if slot.task is not None:
+            await asyncio.shield(slot.task)
+        if slot.engine is None:
+            raise EngineUnavailable(slot.error or "not available")
+        info = slot.engine.info()
+        if not info.ready:
+            raise EngineUnavailable(info.detail or "not ready")
+        return slot.engine
+
+    def loaded(self) -> list[Engine]:
+        return [s.engine for s in self._slots.values() if s.engine is not None]
+
+    def status(self, name: str) -> tuple[str, str]:
+        """("ready" | "loading" | "idle" | "unavailable", detail) for /engines."""
+        slot = self._slots[name]
+        if slot.engine is not None:
+            info = slot.engine.info()
+            return ("ready" if info.ready else "unavailable", info.version or info.detail)
+        if slot.error or slot.cls is None:
+            return ("unavailable", slot.error)
+        if slot.task is not None and not slot.task.done():
+            return ("loading", "")
+        return ("idle", "")
+
+    async def close(self) -> None:
+        for slot in self._slots.values():
+            if slot.task is not None and not slot.task.done():
+                slot.task.cancel()
+            if slot.engine is not None:
+                try:
+                    await slot.engine.close()
+                except Exception:
+                    log.warning("engine %s failed to close", slot.engine.name, exc_info=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
