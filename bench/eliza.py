@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.events import Conversation
-from engines.base import EngineContext
+from engines.base import Conversation, EngineContext
 from engines.eliza.engine import ElizaEngine, ElizaOptions
 from engines.eliza.interpreter import respond
 from engines.eliza.parser import load_script

@@ -24,12 +24,13 @@ import aiosqlite
 
 from bot.app import App
 from bot.config import load_config
-from bot.events import Conversation, Incoming
+from bot.events import Incoming
 from bot.frontends import FRONTENDS
-from engines.base import BUILTIN, BaseEngine, EngineInfo
+from engines.base import Conversation, Engine, EngineInfo
+from engines.registry import BUILTIN
 
 
-class ConstantEngine(BaseEngine):
+class ConstantEngine(Engine):
     name: ClassVar[str] = "constant"
 
     def info(self) -> EngineInfo:

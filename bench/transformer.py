@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.events import Conversation
-from engines.base import EngineContext
+from engines.base import Conversation, EngineContext
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 
 QUESTIONS = [

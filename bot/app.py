@@ -11,10 +11,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from bot.adapters import Adapters
 from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS
 from bot.jobs import JobRunner
 from bot.router import Router
+from bot.services import Services
 from bot.store import Store
 from engines.base import EngineContext
 from engines.registry import BUILTIN, Engines, load_class
@@ -53,7 +55,8 @@ class App:
         self.jobs: JobRunner | None = None
         self.engines = Engines.from_specs(
             BUILTIN | config.plugins.engines,
-            EngineContext(config.data_dir, config.bot.language, self._stored_texts),
+            EngineContext(config.data_dir, config.bot.language, self._stored_texts,
+                          config.adapters_dir, self._active_adapter),
             lambda name, cls: config.options(f"engines.{name}", cls),
         )
         for table in config.components:  # check the tables of frontends not started, too
@@ -72,6 +75,9 @@ class App:
     async def _stored_texts(self) -> list[tuple[str, str]]:
         return await self.store.stored_texts() if self.store else []
 
+    async def _active_adapter(self) -> str:
+        return await self.store.active_adapter() if self.store else ""
+
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[Router]:
         """The store open and the router ready; on exit, replies in flight are drained
@@ -80,8 +86,10 @@ class App:
         stale = await self.store.fail_unfinished_jobs("the bot stopped while the job ran")
         if stale:
             log.warning("marked %d fine-tuning job(s) of an earlier run as failed", stale)
-        router = Router(self.config, self.store, self.engines)
-        router.jobs = self.jobs = JobRunner(self.config, self.store, self.engines)
+        services = Services(self.config, self.store, self.engines,
+                            Adapters(self.store, self.config.adapters_dir))
+        services.jobs = self.jobs = JobRunner(services)
+        router = Router(services)
         try:
             self.engines.begin_start(self.config.bot.default_engine)
             yield router

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-
 DB_FILE = "eliza2llm.sqlite3"
 
 
@@ -26,6 +25,19 @@ class ConfigError(Exception):
 def at_least(low: float) -> Any:
     """Field metadata: a value below `low` is a config error (a negative history, say)."""
     return {"min": low}
+
+
+def more_than(low: float) -> Any:
+    """Field metadata: a value of `low` or below is a config error (a learning rate of 0)."""
+    return {"above": low}
+
+
+def between(low: float, high: float) -> Any:
+    """Field metadata: a value outside `low`..`high`, both included, is a config error.
+
+    Engines must not import the bot, so they write the same metadata as plain dicts:
+    `field(default=3, metadata={"min": 1})`, `{"above": 0}`, `{"min": 0, "max": 1}`."""
+    return {"min": low, "max": high}
 
 
 @dataclass(frozen=True)
@@ -58,29 +70,29 @@ class PrivacyOptions:
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    every_votes: int = 0
-    every_hours: float = 0.0
-    min_votes: int = 20
-    heldout_percent: int = 20
+    every_votes: int = field(default=0, metadata=at_least(0))
+    every_hours: float = field(default=0.0, metadata=at_least(0))
+    min_votes: int = field(default=20, metadata=at_least(1))
+    heldout_percent: int = field(default=20, metadata=between(1, 99))
     continue_from_active: bool = True
     preference: Literal["kto", "dpo"] = "kto"
-    sft_steps: int = 30
-    preference_steps: int = 30
-    batch_size: int = 8
-    learning_rate: float = 0.0005
-    beta: float = 0.1
-    lora_r: int = 8
-    lora_alpha: int = 16
+    sft_steps: int = field(default=30, metadata=at_least(0))
+    preference_steps: int = field(default=30, metadata=at_least(0))
+    batch_size: int = field(default=8, metadata=at_least(1))
+    learning_rate: float = field(default=0.0005, metadata=more_than(0))
+    beta: float = field(default=0.1, metadata=more_than(0))
+    lora_r: int = field(default=8, metadata=at_least(1))
+    lora_alpha: int = field(default=16, metadata=at_least(1))
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj",
                                                              "o_proj"])
-    max_tokens: int = 256
-    tolerance: float = 0.02
-    min_accuracy: float = 0.6
+    max_tokens: int = field(default=256, metadata=at_least(1))
+    tolerance: float = field(default=0.02, metadata=at_least(0))
+    min_accuracy: float = field(default=0.6, metadata=between(0, 1))
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 0
-    cpu_watts: float = 65.0
-    gpu_watts: float = 300.0
-    seed: int = 0
+    threads: int = field(default=0, metadata=at_least(0))
+    cpu_watts: float = field(default=65.0, metadata=at_least(0))
+    gpu_watts: float = field(default=300.0, metadata=at_least(0))
+    seed: int = field(default=0, metadata=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -196,11 +208,20 @@ def parse_table(table: str, cls: type, raw: Any) -> Any:
             raise ConfigError(f"[{table}] {key}: {_unknown_key_reason(key, hints)}")
     values = {key: _check(f"[{table}] {key}", hints[key], value) for key, value in raw.items()}
     for option in fields(cls):
-        low = option.metadata.get("min")
-        if low is not None and option.name in values and values[option.name] < low:
-            raise ConfigError(f"[{table}] {option.name}: must be at least {low}, "
-                              f"got {_show(raw[option.name])}")
+        if option.name in values:
+            _check_range(f"[{table}] {option.name}", option.metadata, values[option.name],
+                         raw[option.name])
     return cls(**values)
+
+
+def _check_range(where: str, limits: Any, value: Any, raw: Any) -> None:
+    """The field's metadata "min" (value >= min), "above" (value > above), "max" (value <= max)."""
+    if "min" in limits and value < limits["min"]:
+        raise ConfigError(f"{where}: must be at least {limits['min']}, got {_show(raw)}")
+    if "above" in limits and value <= limits["above"]:
+        raise ConfigError(f"{where}: must be more than {limits['above']}, got {_show(raw)}")
+    if "max" in limits and value > limits["max"]:
+        raise ConfigError(f"{where}: must be at most {limits['max']}, got {_show(raw)}")
 
 
 def _unknown_key_reason(key: str, hints: dict[str, Any]) -> str:

@@ -15,14 +15,15 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.config import Config
 from bot.events import Sink
 from bot.i18n import t
-from bot.store import Store, User
+from bot.store import User
 from engines.base import Capability
-from engines.registry import Engines
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,10 @@ class LogSink:
 
 
 class JobRunner:
-    def __init__(self, config: Config, store: Store, engines: Engines,
-                 python: str = sys.executable) -> None:
-        self.config = config
-        self.store = store
-        self.engines = engines
+    def __init__(self, services: Services, python: str = sys.executable) -> None:
+        self.config = services.config
+        self.store = services.store
+        self.engines = services.engines
         self.python = python
         self.process: asyncio.subprocess.Process | None = None
         self.started_at = time.time()

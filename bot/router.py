@@ -14,16 +14,14 @@ import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from bot import commands
-from bot.config import Config
 from bot.events import Incoming, Reaction, Sink
 from bot.i18n import t
 from bot.policy import RateLimiter, clean_output, may_use
-from bot.store import Chat, Store, User
+from bot.services import Services
+from bot.store import Chat, User
 from engines.base import Capability, Conversation, Engine, EngineUnavailable
-from engines.registry import Engines
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +36,11 @@ class Outcome:
 
 
 class Router:
-    def __init__(self, config: Config, store: Store, engines: Engines) -> None:
-        self.config = config
-        self.store = store
-        self.engines = engines
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.config = config = services.config
+        self.store = services.store
+        self.engines = services.engines
         self.limiter = RateLimiter(config.policy.rate_per_minute)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -51,7 +50,6 @@ class Router:
         self._votes = {_bare(e): 1 for e in config.feedback.up} | {
             _bare(e): -1 for e in config.feedback.down}
         self._unstored_state: dict[tuple[int, str], dict] = {}
-        self.jobs: Any = None  # bot.jobs.JobRunner: fine-tuning jobs; set by the app
 
     async def handle(self, incoming: Incoming, sink: Sink) -> None:
         """Answer one message or command through `sink`; never raises for a bad message."""
@@ -105,7 +103,7 @@ class Router:
         if not may_use(cmd.scope, incoming, self.config.bot):
             key = "admin_only" if cmd.scope == "admin" else "chat_admin_only"
             return t(lang, key, name=name)
-        ctx = commands.CommandContext(self, incoming, chat, user, name, args, sink)
+        ctx = commands.CommandContext(self.services, incoming, chat, user, name, args, sink)
         try:
             return await cmd.run(ctx)
         except Exception:
@@ -237,12 +235,15 @@ class Router:
         return engine.greeting(self.lang(chat))
 
     def lang(self, chat: Chat) -> str:
-        """The chat's language, or the configured default."""
-        return chat.lang or self.config.bot.language
+        return self.services.lang(chat)
 
     def engine_name(self, chat: Chat) -> str:
-        """The chat's engine, or the configured default."""
-        return chat.engine or self.config.bot.default_engine
+        return self.services.engine_name(chat)
+
+    async def chat_lang(self, platform: str, chat_id: str) -> str:
+        """The language of a chat (the default for one never seen), for a frontend's words."""
+        chat = await self.store.find_chat(platform, chat_id)
+        return self.lang(chat) if chat else self.config.bot.language
 
     async def settle(self, timeout: float) -> set[asyncio.Task]:
         """Wait up to `timeout` seconds for the replies and votes in flight; returns those

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "manifest.json"
-LOSS_CURVE = "loss_curve.png"
+from bot.adapters import MANIFEST, read_manifest
 
 
 def energy_estimate(seconds: float, device: str, cpu_watts: float, gpu_watts: float) -> dict:
@@ -31,11 +30,6 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     manifest = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} | manifest
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                    encoding="utf-8")
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def update_manifest(folder: Path, **changes: Any) -> dict[str, Any]:

@@ -4,34 +4,32 @@ export -> train -> evaluate -> promote. Each step reports with progress.emit."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bot.adapters import LOSS_CURVE, Adapters
 from bot.store import Adapter, Store
 from finetune import export as exporting
-from finetune import promote as promoting
-from finetune.manifest import (
-    LOSS_CURVE,
-    energy_estimate,
-    plot_loss,
-    update_manifest,
-    write_manifest,
-)
+from finetune.manifest import energy_estimate, plot_loss, update_manifest, write_manifest
 from finetune.progress import emit
 from finetune.settings import Settings
 
 TOO_FEW = "too_few"
 
 
-async def _with_store(settings: Settings, action) -> Any:
-    store = await Store.open(settings.db)
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+def with_adapters(settings: Settings, action: Callable[[Adapters], Awaitable[Any]]) -> Any:
+    """Run `action` on the adapter registry, with the store open for just that long."""
+
+    async def run() -> Any:
+        store = await Store.open(settings.db)
+        try:
+            return await action(Adapters(store, settings.adapters_dir))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def do_export(settings: Settings) -> exporting.Dataset:
@@ -49,16 +47,6 @@ def enough_votes(settings: Settings, data: exporting.Dataset) -> bool:
     return False
 
 
-def new_adapter_id(settings: Settings, job_id: int | None) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    adapter_id = f"ft{job_id or 0}-{stamp}"
-    n = 1
-    while settings.adapter_dir(adapter_id).exists():
-        n += 1
-        adapter_id = f"ft{job_id or 0}-{stamp}-{n}"
-    return adapter_id
-
-
 def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = None) -> str:
     """Train, save adapters/<id>/ with its manifest and loss curve; returns the id."""
     import torch
@@ -70,17 +58,16 @@ def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = N
     opts = settings.options
     device, dtype = modeling.choose_device(opts.device)
     threads = modeling.limit_threads(opts.threads)
-    parent_id = asyncio.run(_with_store(settings, lambda s: s.active_adapter()))
-    parent = settings.adapter_dir(parent_id) if opts.continue_from_active and parent_id else None
+    parent_id = with_adapters(settings, lambda a: a.active())
+    parent = settings.folders.folder(parent_id) if opts.continue_from_active and parent_id else None
     base, tokenizer = modeling.load_base(settings, device, dtype)
     revision = modeling.base_revision(settings.model.model, base)
     torch.manual_seed(opts.seed)  # the fresh LoRA weights: the same votes, the same adapter
     model = modeling.with_lora(base, settings, parent)
     encoder = Encoder(tokenizer, settings.system_prompt, opts.max_tokens)
     result = Trainer(model, encoder, opts, device).run(data)
-    adapter_id = new_adapter_id(settings, job_id)
-    folder = settings.adapter_dir(adapter_id)
-    tmp = folder.with_name(f".partial-{adapter_id}")
+    adapter_id = settings.folders.new_id(job_id)
+    tmp = settings.folders.partial(adapter_id)
     model.save_pretrained(tmp)
     write_manifest(tmp, {
         "id": adapter_id, "base_model": settings.model.model, "base_revision": revision,
@@ -95,7 +82,7 @@ def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = N
     })
     if result.curve:
         plot_loss(result.curve, tmp / LOSS_CURVE, f"adapter {adapter_id}")
-    tmp.replace(folder)  # whole or not at all: a killed job leaves no half adapter
+    settings.folders.publish(adapter_id)  # whole or not at all
     emit(event="trained", adapter=adapter_id, seconds=round(result.seconds, 1))
     return adapter_id
 
@@ -108,8 +95,8 @@ def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) ->
     from finetune.batches import Encoder
 
     opts = settings.options
-    folder = settings.adapter_dir(adapter_id)
-    active_id = asyncio.run(_with_store(settings, lambda s: s.active_adapter()))
+    folder = settings.folders.folder(adapter_id)
+    active_id = with_adapters(settings, lambda a: a.active())
     why_not = evaluate.can_judge(data.heldout)
     if why_not:
         verdict = {"promote": False, "reason": why_not, "new": {}, "active": {}}
@@ -117,7 +104,7 @@ def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) ->
         device, dtype = modeling.choose_device(opts.device)
         modeling.limit_threads(opts.threads)
         base, tokenizer = modeling.load_base(settings, device, dtype)
-        active = settings.adapter_dir(active_id) if active_id else None
+        active = settings.folders.folder(active_id) if active_id else None
         model = evaluate.load_for_eval(base, folder, active)
         encoder = Encoder(tokenizer, settings.system_prompt, opts.max_tokens)
         names = {"new": "candidate", "active": "active" if active else ""}
@@ -130,20 +117,18 @@ def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) ->
     status = "candidate" if verdict["promote"] else "rejected"
     adapter = Adapter(adapter_id, manifest["base_model"], str(folder), status,
                       manifest["metrics"] | {"evaluation": verdict}, manifest.get("job"))
-    asyncio.run(_with_store(settings, lambda s: s.add_adapter(adapter)))
+    with_adapters(settings, lambda a: a.record(adapter))
     emit(event="evaluated", adapter=adapter_id, **verdict)
     return verdict
 
 
 def do_promote(settings: Settings, adapter_id: str) -> None:
-    asyncio.run(_with_store(
-        settings, lambda s: promoting.promote(s, settings.adapters_dir, adapter_id)))
+    with_adapters(settings, lambda a: a.promote(adapter_id))
     emit(event="promoted", adapter=adapter_id)
 
 
 def do_rollback(settings: Settings) -> tuple[str, str]:
-    retired, active = asyncio.run(_with_store(
-        settings, lambda s: promoting.rollback(s, settings.adapters_dir)))
+    retired, active = with_adapters(settings, lambda a: a.rollback())
     emit(event="rolled_back", retired=retired, active=active or "base")
     return retired, active
 
@@ -164,19 +149,13 @@ def do_run(settings: Settings, job_id: int | None) -> int:
 
 
 def remove_partial(settings: Settings) -> None:
-    """Folders of training runs that were killed before they finished saving."""
-    for path in settings.adapters_dir.glob(".partial-*"):
-        shutil.rmtree(path, ignore_errors=True)
+    settings.folders.remove_partial()
 
 
 def status(settings: Settings) -> list[dict[str, Any]]:
-    adapters = asyncio.run(_with_store(settings, lambda s: s.adapters()))
-    return [{"id": a.id, "status": a.status, "accuracy": _accuracy(a.metrics),
-             "path": a.path} for a in adapters]
-
-
-def _accuracy(metrics: dict[str, Any]) -> float | None:
-    return metrics.get("evaluation", {}).get("new", {}).get("accuracy")
+    adapters = with_adapters(settings, lambda a: a.all())
+    return [{"id": a.id, "status": a.status, "accuracy": a.accuracy, "path": a.path,
+             "lineage": settings.folders.lineage(a.id)} for a in adapters]
 
 
 def dataset(settings: Settings) -> exporting.Dataset:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.adapters import AdapterFolders
 from bot.config import FinetuneOptions, load_config
 from engines.transformer.engine import PROMPTS, TransformerOptions
 
@@ -24,8 +25,9 @@ class Settings:
     def dataset_dir(self) -> Path:
         return self.data_dir / "finetune" / "dataset"
 
-    def adapter_dir(self, adapter_id: str) -> Path:
-        return self.adapters_dir / adapter_id
+    @property
+    def folders(self) -> AdapterFolders:
+        return AdapterFolders(self.adapters_dir)
 
     def system_prompt(self, lang: str) -> str:
         """The engine's system prompt for `lang`, so training sees what generation sees."""

@@ -15,7 +15,7 @@ import pytest
 
 from bot.config import load_config
 from bot.frontends import FRONTENDS
-from engines.base import BUILTIN
+from engines.registry import BUILTIN
 
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub: never download

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bot.events import Conversation
-from engines.base import BaseEngine, EngineInfo
+from engines.base import Capability, Conversation, Engine, EngineInfo
 
 
 @dataclass(frozen=True)
@@ -17,11 +16,12 @@ class EchoOptions:
     delay: float = 0.0  # seconds to think before answering, per chunk
 
 
-class EchoEngine(BaseEngine):
+class EchoEngine(Engine):
     """Streams back the message word by word; counts turns per chat in its state."""
 
     name: ClassVar[str] = "echo"
     Options: ClassVar[type] = EchoOptions
+    capabilities = frozenset({Capability.NEXT_WORDS})
 
     def info(self) -> EngineInfo:
         return EngineInfo(ready=True, version="echo-1")
@@ -43,7 +43,7 @@ class EchoEngine(BaseEngine):
         return [(w, 1 / len(words)) for w in words[:k]]
 
 
-class BrokenEngine(BaseEngine):
+class BrokenEngine(Engine):
     """Raises in the middle of a reply."""
 
     name: ClassVar[str] = "broken"
@@ -53,7 +53,7 @@ class BrokenEngine(BaseEngine):
         raise RuntimeError("the engine broke")
 
 
-class HangingEngine(BaseEngine):
+class HangingEngine(Engine):
     """Never finishes a reply."""
 
     name: ClassVar[str] = "hanging"
@@ -63,10 +63,14 @@ class HangingEngine(BaseEngine):
         yield ""
 
 
-class UnloadableEngine(BaseEngine):
+class UnloadableEngine(Engine):
     """Fails to start, as an engine with missing weights would."""
 
     name: ClassVar[str] = "unloadable"
 
     async def start(self) -> None:
         raise RuntimeError("weights not found: set [engines.unloadable] model")
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        raise AssertionError("never started, never asked")
+        yield ""

@@ -7,10 +7,10 @@ import tomllib
 
 import pytest
 
-from bot.config import CORE_TABLES, ConfigError, load_config
+from bot.config import CORE_TABLES, ConfigError, load_config, parse_table
 from bot.frontends import FRONTENDS
-from engines.base import BUILTIN, load_class
-from tests.conftest import ROOT
+from engines.registry import BUILTIN, load_class
+from tests.conftest import ROOT, run_console
 
 
 def load(tmp_path, text: str):
@@ -77,3 +77,74 @@ def test_plugin_engines_get_their_own_tables(tmp_path):
     config = load(tmp_path, '[plugins]\nengines = { echo = "tests.engines:EchoEngine" }\n'
                   '[engines.echo]\nprefix = ">"\n')
     assert config.components["engines.echo"] == {"prefix": ">"}
+
+
+@pytest.mark.parametrize("table", sorted(documented_tables()))
+def test_every_default_lies_within_its_range(table):
+    cls = documented_tables()[table]
+    defaults = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+    assert parse_table(table, cls, defaults) == cls()
+
+
+OUT_OF_RANGE = [
+    ("engines.ngram", "order = 0", "must be at least 1, got 0"),
+    ("engines.ngram", "max_copy = 1", "must be at least 2, got 1"),
+    ("engines.ngram", "time_budget = 0", "must be more than 0, got 0"),
+    ("engines.ngram", "max_tokens = 0", "must be at least 1, got 0"),
+    ("engines.transformer", "temperature = -0.1", "must be at least 0, got -0.1"),
+    ("engines.transformer", "top_k = -1", "must be at least 0, got -1"),
+    ("engines.transformer", "top_p = 0", "must be more than 0, got 0"),
+    ("engines.transformer", "top_p = 1.5", "must be at most 1, got 1.5"),
+    ("engines.transformer", "repetition_penalty = 0.0", "must be more than 0, got 0.0"),
+    ("engines.transformer", "max_new_tokens = 0", "must be at least 1, got 0"),
+    ("engines.transformer", "history_turns = -1", "must be at least 0, got -1"),
+    ("engines.transformer", "max_batch = 0", "must be at least 1, got 0"),
+    ("engines.transformer", "threads = -2", "must be at least 0, got -2"),
+    ("engines.transformer", "seed = -1", "must be at least 0, got -1"),
+    ("engines.eliza", "memory_limit = -1", "must be at least 0, got -1"),
+    ("finetune", "every_votes = -1", "must be at least 0, got -1"),
+    ("finetune", "every_hours = -0.5", "must be at least 0, got -0.5"),
+    ("finetune", "min_votes = 0", "must be at least 1, got 0"),
+    ("finetune", "heldout_percent = 0", "must be at least 1, got 0"),
+    ("finetune", "heldout_percent = 100", "must be at most 99, got 100"),
+    ("finetune", "sft_steps = -1", "must be at least 0, got -1"),
+    ("finetune", "batch_size = 0", "must be at least 1, got 0"),
+    ("finetune", "learning_rate = 0", "must be more than 0, got 0"),
+    ("finetune", "beta = -0.1", "must be more than 0, got -0.1"),
+    ("finetune", "lora_r = 0", "must be at least 1, got 0"),
+    ("finetune", "max_tokens = 0", "must be at least 1, got 0"),
+    ("finetune", "tolerance = -0.01", "must be at least 0, got -0.01"),
+    ("finetune", "min_accuracy = 1.2", "must be at most 1, got 1.2"),
+    ("finetune", "min_accuracy = -0.1", "must be at least 0, got -0.1"),
+    ("finetune", "threads = -1", "must be at least 0, got -1"),
+]
+
+
+@pytest.mark.parametrize(("table", "line", "reason"), OUT_OF_RANGE)
+def test_out_of_range_values_are_errors_that_name_the_key(tmp_path, table, line, reason):
+    key = line.split(" = ")[0]
+    with pytest.raises(ConfigError) as caught:
+        config = load(tmp_path, f"[{table}]\n{line}\n")
+        config.options(table, documented_tables()[table])  # the engines' tables, as the bot does
+    assert str(caught.value) == f"[{table}] {key}: {reason}"
+
+
+def test_the_ends_of_a_range_are_allowed(tmp_path):
+    config = load(tmp_path, "[engines.ngram]\norder = 1\nmax_copy = 2\n"
+                  "[engines.transformer]\ntemperature = 0\ntop_p = 1\n"
+                  "[finetune]\nheldout_percent = 99\nmin_accuracy = 1\ntolerance = 0\n")
+    ngram = config.options("engines.ngram", documented_tables()["engines.ngram"])
+    transformer = config.options("engines.transformer", documented_tables()["engines.transformer"])
+    assert (ngram.order, ngram.max_copy) == (1, 2)
+    assert (transformer.temperature, transformer.top_p) == (0.0, 1.0)
+    assert (config.finetune.heldout_percent, config.finetune.min_accuracy) == (99, 1.0)
+
+
+def test_an_out_of_range_engine_option_stops_the_bot_with_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[engines.ngram]\norder = 0\n", encoding="utf-8")
+    done = run_console(["console", "--config", str(bad), "--data-dir", str(tmp_path / "data")],
+                       ["hello"], cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "eliza2llm: [engines.ngram] order: must be at least 1, got 0"
+    assert done.stdout == ""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.events import Conversation, Incoming
-from engines.base import EngineContext
+from bot.events import Incoming
+from engines.base import Conversation, EngineContext
 from engines.eliza.engine import ElizaEngine, ElizaOptions
 from tests.conftest import RecordingSink
 from tests.eliza_helpers import FRAME, PAPER

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bot.events import Conversation
-from engines.base import EngineContext
+from engines.base import Conversation, EngineContext
 from engines.eliza.engine import ElizaEngine, ElizaOptions
 from tests.conftest import ROOT, run_console
 from tests.eliza_helpers import PAPER, Chat, doctor
@@ -36,7 +35,7 @@ async def test_the_paper_conversation_through_the_engine_with_stored_json_state(
         assert reply == expected
         stored = json.loads(json.dumps(conv.state))  # as the router stores it
     assert conv.trace["memory"] is True
-    assert conv.trace["version"].startswith("doctor.en@")
+    assert conv.version.startswith("doctor.en@")
 
 
 def test_the_paper_conversation_through_the_console(tmp_path):

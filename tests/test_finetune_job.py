@@ -15,7 +15,6 @@ import pytest
 from bot.events import Incoming
 from bot.i18n import t
 from bot.store import Adapter, Store
-from finetune.promote import write_active
 from tests.conftest import RecordingSink, run_console
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
 from tests.tiny_model import adapter_dir, tiny_model_dir
@@ -74,13 +73,12 @@ async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, r
     data = tmp_path / "data"
     (data / "adapters").mkdir(parents=True)
     shutil.copytree(adapter_dir(root, "a1", seed=1), data / "adapters" / "a1")
-    write_active(data / "adapters", "a1")  # the engine reads it when it starts
     await seed(data / DB, taste_rows(12))
     body = finetune_toml(tiny_model_dir(root), sft_steps=500)  # echo answers the chat
     async with serve(body) as router:
         await router.store.add_adapter(Adapter("a1", "tiny", str(data / "adapters" / "a1"),
                                                "active", {}))
-        engine = await router.engines.get("transformer")
+        engine = await router.engines.get("transformer")  # it asks which adapter is active
         assert engine.version == "a1"
 
         meanwhile: list[str] = []
@@ -91,10 +89,10 @@ async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, r
 
             async def update(self, text: str) -> None:
                 await super().update(text)
-                if "step" in text and router.jobs.process is not None and not meanwhile:
+                if "step" in text and router.services.jobs.process is not None and not meanwhile:
                     meanwhile.append(await say("hello while training"))
                     meanwhile.append(await say("/retrain"))
-                    os.kill(router.jobs.process.pid, signal.SIGKILL)
+                    os.kill(router.services.jobs.process.pid, signal.SIGKILL)
 
         async def say(text: str, sink=None) -> str:
             sink = sink or RecordingSink()
@@ -109,13 +107,13 @@ async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, r
         job = await router.store.job(1)
         assert job["status"] == "failed" and "killed" in job["detail"]
         assert engine.version == "a1" and await router.store.active_adapter() == "a1"
-    assert sorted(p.name for p in (data / "adapters").iterdir()) == ["ACTIVE", "a1"]
+    assert sorted(p.name for p in (data / "adapters").iterdir()) == ["a1"]
 
 
 async def test_too_few_votes_end_the_job_early_without_an_adapter(serve, root, tmp_path):
     await seed(tmp_path / "data" / DB, taste_rows(3))
     async with serve(finetune_toml(tiny_model_dir(root))) as router:
-        text = await router.jobs.retrain(None, RecordingSink(), "en")
+        text = await router.services.jobs.retrain(None, RecordingSink(), "en")
         assert "Not enough votes yet: 3 voted replies, 6 needed" in text
         assert (await router.store.job(1))["status"] == "done"
         assert await router.store.adapters() == []
@@ -134,14 +132,14 @@ async def test_a_job_running_when_the_bot_died_is_marked_failed_at_the_next_star
 
 async def test_the_scheduler_is_due_after_enough_new_votes(serve, tmp_path):
     async with serve("[finetune]\nevery_votes = 3\n") as router:
-        router.jobs.started_at = 0
-        assert not await router.jobs.due()
+        router.services.jobs.started_at = 0
+        assert not await router.services.jobs.due()
         await seed(tmp_path / "data" / DB, taste_rows(1))  # two votes
-        assert not await router.jobs.due()
+        assert not await router.services.jobs.due()
         await seed(tmp_path / "data" / DB, taste_rows(1))
-        assert await router.jobs.due()
+        assert await router.services.jobs.due()
         await router.store.add_job("finetune", None)  # counting starts again after a job
-        assert not await router.jobs.due()
+        assert not await router.services.jobs.due()
 
 
 async def test_rollback_walks_back_through_the_promotions(tmp_path):
@@ -159,7 +157,7 @@ async def test_rollback_walks_back_through_the_promotions(tmp_path):
         await store.close()
 
 
-async def test_adapter_pins_the_chat_in_the_transformer_state(serve, sink):
+async def test_adapter_pins_the_chat_and_reset_keeps_the_pin(serve, sink):
     async with serve() as router:
         await router.store.add_adapter(Adapter("a1", "tiny", "/nowhere", "active", {}))
 
@@ -170,30 +168,36 @@ async def test_adapter_pins_the_chat_in_the_transformer_state(serve, sink):
 
         assert "Usage" in await say("/adapter nope")
         assert "adapter a1" in await say("/adapter a1")
+        await say("/reset")
         chat = await router.store.chat("console", "c")
-        assert await router.store.engine_state(chat, "transformer") == {"adapter": "a1"}
+        assert chat.adapter == "a1"
         assert "follows the active" in await say("/adapter off")
-        assert await router.store.engine_state(chat, "transformer") == {}
+        assert chat.adapter == ""
+    async with serve() as router:  # read back from the database
+        assert (await router.store.chat("console", "c")).adapter == ""
 
 
 async def test_a_chat_pinned_to_an_adapter_is_answered_by_it_even_after_a_restart(root, tmp_path):
-    from bot.events import Conversation
-    from engines.base import EngineContext
+    from engines.base import Conversation, EngineContext
     from engines.transformer.engine import TransformerEngine, TransformerOptions
 
     adapters = tmp_path / "adapters"
     for name, seed_ in (("a1", 1), ("a2", 2)):
         shutil.copytree(adapter_dir(root, name, seed=seed_), adapters / name)
-    write_active(adapters, "a1")
+
+    async def active() -> str:
+        return "a1"
+
     engine = TransformerEngine(
         TransformerOptions(model=str(tiny_model_dir(root)), threads=1, max_new_tokens=2),
-        EngineContext(tmp_path / "engines" / "transformer"))
+        EngineContext(tmp_path / "engines" / "transformer", adapters_dir=adapters,
+                      active_adapter=active))
     await engine.start()
     try:
-        async def version(**state) -> str:
-            conv = Conversation("t:c", "hi", state=state)
+        async def version(adapter: str = "") -> str:
+            conv = Conversation("t:c", "hi", adapter=adapter)
             _ = [delta async for delta in engine.reply(conv)]
-            return conv.trace["version"]
+            return conv.version
 
         assert engine.loaded_adapters == ["a1"]
         assert await version() == "a1"

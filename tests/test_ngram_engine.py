@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.events import Conversation
-from engines.base import EngineContext
+from engines.base import Conversation, EngineContext
 from engines.ngram.corpus_cache import snapshot_path
 from engines.ngram.engine import NgramEngine, NgramOptions
 

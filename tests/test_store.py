@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from bot import store as store_module
 from bot.store import MIGRATIONS, Store
+from bot.store import migrations as store_module
 
 
 async def test_migrations_run_once_from_an_empty_file_and_reopen(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from telegram.error import EndPointNotFound
 
 from bot.app import App
-from bot.commands import COMMANDS, describe
+from bot.commands import COMMANDS, summary
 from bot.frontends.telegram import TelegramFrontend
 from bot.i18n import t
 from tests.conftest import frontend_running, make_config
@@ -109,7 +109,7 @@ async def test_commands_are_registered_in_english_and_german(bot):
     for code, lang in ((None, "en"), ("de", "de")):
         menu = bot.fake.commands[code]
         assert [c["command"] for c in menu] == list(COMMANDS)
-        assert [c["description"] for c in menu] == [describe(n, lang) for n in COMMANDS]
+        assert [c["description"] for c in menu] == [summary(n, lang) for n in COMMANDS]
     assert bot.fake.commands[None] != bot.fake.commands["de"]
 
 

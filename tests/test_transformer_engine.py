@@ -7,8 +7,7 @@ import contextlib
 
 import pytest
 
-from bot.events import Conversation, Turn
-from engines.base import EngineContext
+from engines.base import Conversation, EngineContext, Turn
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
@@ -33,12 +32,12 @@ async def engine(root, tmp_path):
     await engine.close()
 
 
-async def ask(engine, text: str, **state) -> tuple[list[str], dict]:
+async def ask(engine, text: str, adapter: str = "") -> tuple[list[str], dict]:
     conv = Conversation("test:c", text, turns=[Turn("user", "hi"), Turn("bot", "hello")],
-                        state=dict(state))
+                        adapter=adapter)
     async with contextlib.aclosing(engine.reply(conv)) as stream:  # as the router reads it
         deltas = [delta async for delta in stream]
-    return deltas, conv.trace
+    return deltas, {"version": conv.version} | conv.trace  # the reply's metadata, together
 
 
 def test_text_deltas_hold_back_half_characters_and_join_to_the_text(root):

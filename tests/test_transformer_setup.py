@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from bot.events import Incoming, Turn
-from engines.base import EngineContext, Engines, EngineUnavailable
+from bot.events import Incoming
+from engines.base import EngineContext, EngineUnavailable, Turn
+from engines.registry import Engines
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 from tests.conftest import ROOT, RecordingSink
 from tests.tiny_model import adapter_dir, tiny_model_dir

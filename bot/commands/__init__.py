@@ -1,12 +1,14 @@
 """Platform-neutral slash commands: the same words in every frontend.
 
-A command is an async function of a CommandContext that returns the text to answer with.
-Its one-line description lives in bot/locales/*.toml under [commands].
+A command is an async function of a CommandContext that returns the text to answer with. It
+declares its argument once (name, required or not, choices); `/help`, the Telegram menu and
+the Discord slash command all read that declaration. Its one-line description lives in
+bot/locales/*.toml under [commands].
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +16,13 @@ from bot.events import Incoming, Sink
 from bot.i18n import t
 
 if TYPE_CHECKING:
-    from bot.router import Router
+    from bot.services import Services
     from bot.store import Chat, User
 
 
 @dataclass
 class CommandContext:
-    router: Router
+    services: Services
     incoming: Incoming
     chat: Chat
     user: User
@@ -30,25 +32,55 @@ class CommandContext:
 
     @property
     def lang(self) -> str:
-        return self.router.lang(self.chat)
+        return self.services.lang(self.chat)
 
     @property
     def store(self) -> Any:
-        return self.router.store
+        return self.services.store
 
     @property
     def engines(self) -> Any:
-        return self.router.engines
+        return self.services.engines
+
+    @property
+    def adapters(self) -> Any:
+        return self.services.adapters
 
     @property
     def engine_name(self) -> str:
-        return self.router.engine_name(self.chat)
+        return self.services.engine_name(self.chat)
 
     def t(self, key: str, /, **values: Any) -> str:
         return t(self.lang, key, **values)
 
 
 Handler = Callable[[CommandContext], Awaitable[str]]
+Choices = Sequence[str] | Callable[["Services"], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A command's one argument: `name` is the Discord option's name and, in capitals, the
+    placeholder in /help; `choices` are fixed values or the bot's current ones (engine names);
+    `hint` overrides the placeholder ("ID|base|off")."""
+
+    name: str
+    required: bool = True
+    choices: Choices = ()
+    hint: str = ""
+
+    def values(self, services: Services) -> list[str]:
+        return list(self.choices(services) if callable(self.choices) else self.choices)
+
+    @property
+    def placeholder(self) -> str:
+        if self.hint:
+            shown = self.hint
+        elif self.choices and not callable(self.choices):
+            shown = "|".join(self.choices)
+        else:
+            shown = self.name.upper()
+        return shown if self.required else f"[{shown}]"
 
 
 @dataclass(frozen=True)
@@ -57,14 +89,21 @@ class Command:
     run: Handler
     scope: str = "anyone"  # "anyone", "chat_admin" (in groups) or "admin" (bot admins)
     long: bool = False  # runs for minutes: the router does not hold the chat's lock for it
+    argument: Argument | None = None
+
+    @property
+    def usage(self) -> str:
+        """"/engine NAME", "/adapters [ID]", "/help"."""
+        return f"/{self.name} {self.argument.placeholder}" if self.argument else f"/{self.name}"
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, scope: str = "anyone", long: bool = False) -> Callable[[Handler], Handler]:
+def command(name: str, scope: str = "anyone", long: bool = False,
+            argument: Argument | None = None) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        COMMANDS[name] = Command(name, fn, scope, long)
+        COMMANDS[name] = Command(name, fn, scope, long, argument)
         return fn
 
     return register
@@ -80,11 +119,18 @@ def parse(text: str) -> tuple[str, str] | None:
 
 
 def describe(name: str, lang: str) -> str:
+    """What the command does, in one line (no usage)."""
     return t(lang, f"commands.{name}")
+
+
+def summary(name: str, lang: str) -> str:
+    """The description with the usage where there is an argument: a platform's menu text."""
+    cmd = COMMANDS[name]
+    return f"{describe(name, lang)}: {cmd.usage}" if cmd.argument else describe(name, lang)
 
 
 # The command modules register themselves on import.
 from bot.commands import chat, feedback, privacy, training  # noqa: E402
 
-__all__ = ["COMMANDS", "Command", "CommandContext", "chat", "command", "feedback", "parse",
-           "privacy", "training"]
+__all__ = ["COMMANDS", "Argument", "Command", "CommandContext", "chat", "command", "describe",
+           "feedback", "parse", "privacy", "summary", "training"]

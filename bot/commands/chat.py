@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.commands import COMMANDS, CommandContext, command, describe
+from bot.commands import COMMANDS, Argument, CommandContext, command, describe
 from bot.i18n import LANGUAGES, t
 from engines.base import EngineUnavailable
 
@@ -12,7 +12,7 @@ async def help_(ctx: CommandContext) -> str:
     lines = [ctx.t("help_header")]
     for cmd in COMMANDS.values():
         mark = f" {ctx.t('admin_mark')}" if cmd.scope == "admin" else ""
-        lines.append(f"/{cmd.name} – {describe(cmd.name, ctx.lang)}{mark}")
+        lines.append(f"{cmd.usage} – {describe(cmd.name, ctx.lang)}{mark}")
     return "\n".join(lines)
 
 
@@ -26,7 +26,8 @@ async def engines(ctx: CommandContext) -> str:
     return "\n".join(lines)
 
 
-@command("engine", scope="chat_admin")
+@command("engine", scope="chat_admin",
+         argument=Argument("name", choices=lambda services: services.engines.names))
 async def engine(ctx: CommandContext) -> str:
     name = ctx.args.split()[0].lower() if ctx.args else ""
     if name not in ctx.engines.names:
@@ -54,7 +55,7 @@ async def status(ctx: CommandContext) -> str:
     return ctx.t("status", engine=ctx.engine_name, version=version, lang=ctx.lang, **stats)
 
 
-@command("lang", scope="chat_admin")
+@command("lang", scope="chat_admin", argument=Argument("language", choices=LANGUAGES))
 async def lang(ctx: CommandContext) -> str:
     choice = ctx.args.strip().lower()
     if choice not in LANGUAGES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bot.commands import CommandContext, command
+from bot.commands import Argument, CommandContext, command
 from engines.base import Capability, EngineUnavailable
 
 
@@ -38,7 +38,7 @@ async def why(ctx: CommandContext) -> str:
     return "\n".join(lines)
 
 
-@command("next")
+@command("next", argument=Argument("text"))
 async def next_(ctx: CommandContext) -> str:
     if not ctx.args:
         return ctx.t("next_usage")

@@ -23,7 +23,7 @@ import discord
 from bot import commands
 from bot.config import ConfigError
 from bot.events import Incoming, Reaction
-from bot.frontends.discord_commands import LocaleTranslator, build_tree, default_choices
+from bot.frontends.discord_commands import LocaleTranslator, build_tree
 from bot.frontends.discord_routes import RoutedClient, Routes, use_webhook_routes
 from bot.frontends.stream import StreamingSink
 
@@ -104,8 +104,7 @@ class DiscordFrontend:
 
     async def _sync_commands(self, router: Any) -> None:
         guild = discord.Object(int(self.options.dev_guild)) if self.options.dev_guild else None
-        choices = default_choices(router.engines.names)
-        tree = build_tree(self.client, self.run_command, choices, guild)
+        tree = build_tree(self.client, self.run_command, router.services, guild)
         await tree.set_translator(LocaleTranslator())
         synced = await tree.sync(guild=guild)
         log.info("discord: %d slash commands synced %s", len(synced),

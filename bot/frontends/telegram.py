@@ -106,7 +106,7 @@ class TelegramFrontend:
     async def _register_commands(self) -> None:
         """The command menu, in English for everyone and in German for German clients."""
         for code, lang in ((None, "en"), ("de", "de")):
-            menu = [BotCommand(name, commands.describe(name, lang)
+            menu = [BotCommand(name, commands.summary(name, lang)
                                [: BotCommandLimit.MAX_DESCRIPTION]) for name in commands.COMMANDS]
             try:
                 await patiently(lambda menu=menu, code=code:
@@ -213,8 +213,7 @@ class TelegramFrontend:
         await patiently(lambda: query.answer(answer))
 
     async def _chat_lang(self, chat_id: str) -> str:
-        chat = await self.router.store.find_chat("telegram", chat_id)
-        return self.router.lang(chat) if chat else self.config.bot.language
+        return await self.router.chat_lang("telegram", chat_id)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: update failed: %s", context.error, exc_info=context.error)

@@ -23,7 +23,7 @@ class ElizaOptions:
     scripts: dict[str, str] = field(default_factory=dict)
     # Memories kept per chat, the oldest forgotten first; 0: no limit. The 1966 program kept
     # them until its storage ran out; a chat that lasts for months would grow without end.
-    memory_limit: int = 100
+    memory_limit: int = field(default=100, metadata={"min": 0})
 
 
 class ElizaEngine(Engine):

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,10 +25,14 @@ LANGUAGES = ("en", "de")
 
 @dataclass(frozen=True)
 class NgramOptions:
-    order: int = 3  # n of the n-grams (KenLM's -o)
-    time_budget: float = 0.3  # seconds of reply search per message, off the event loop
-    max_tokens: int = 30  # longest reply, in words and punctuation marks
-    max_copy: int = 7  # a reply never repeats this many training tokens in a row
+    # Ranges as plain field metadata ("min", "above", "max"), checked by the config loader.
+    order: int = field(default=3, metadata={"min": 1})  # n of the n-grams (KenLM's -o)
+    # seconds of reply search per message, off the event loop
+    time_budget: float = field(default=0.3, metadata={"above": 0})
+    # longest reply, in words and punctuation marks
+    max_tokens: int = field(default=30, metadata={"min": 1})
+    # a reply never repeats this many training tokens in a row
+    max_copy: int = field(default=7, metadata={"min": 2})
     corpora: bool = True  # train on the packaged corpora too, not only on the chat
 
 
@@ -39,8 +43,6 @@ class NgramEngine(Engine):
 
     def __init__(self, options: NgramOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
-        if options.order < 1 or options.max_copy < 2 or options.time_budget <= 0:
-            raise ValueError("[engines.ngram] needs order >= 1, max_copy >= 2, time_budget > 0")
         self.languages: dict[str, Any] = {}
         self._inbox: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
         self._locks = {lang: asyncio.Lock() for lang in LANGUAGES}

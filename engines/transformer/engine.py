@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -30,15 +30,16 @@ class TransformerOptions:
     adapter: str = ""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    temperature: float = 0.7
-    top_k: int = 50
-    top_p: float = 0.9
-    repetition_penalty: float = 1.1
-    max_new_tokens: int = 128
-    history_turns: int = 8
-    max_batch: int = 16
-    threads: int = 0
-    seed: int = 0
+    # Ranges as plain field metadata ("min", "above", "max"), checked by the config loader.
+    temperature: float = field(default=0.7, metadata={"min": 0})
+    top_k: int = field(default=50, metadata={"min": 0})
+    top_p: float = field(default=0.9, metadata={"above": 0, "max": 1})
+    repetition_penalty: float = field(default=1.1, metadata={"above": 0})
+    max_new_tokens: int = field(default=128, metadata={"min": 1})
+    history_turns: int = field(default=8, metadata={"min": 0})
+    max_batch: int = field(default=16, metadata={"min": 1})
+    threads: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0})
     prompts_dir: str = ""
 
 

@@ -1,0 +1,31 @@
+"""What the router and the commands work with, handed over explicitly: one object per bot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.adapters import Adapters
+from bot.config import Config
+from bot.store import Chat, Store
+from engines.registry import Engines
+
+if TYPE_CHECKING:
+    from bot.jobs import JobRunner
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    engines: Engines
+    adapters: Adapters
+    jobs: JobRunner | None = None  # fine-tuning jobs; None where the bot runs none
+
+    def lang(self, chat: Chat) -> str:
+        """The chat's language, or the configured default."""
+        return chat.lang or self.config.bot.language
+
+    def engine_name(self, chat: Chat) -> str:
+        """The chat's engine, or the configured default."""
+        return chat.engine or self.config.bot.default_engine

@@ -1,0 +1,38 @@
+"""The store: aiosqlite, and the only package that writes SQL.
+
+One `Store` over one connection per process (WAL, so a fine-tuning job in another process can
+share the file; see connection.py for the locking). Its methods come in sections, one module
+each, every one a mixin over `Connection`:
+
+- connection: opening the file, the PRAGMAs, migrating, and the read/write helpers;
+- migrations: the schema, as ordered steps that run once each;
+- people: chats and users, and their settings;
+- messages: the conversation log, the history an engine sees, engine state;
+- feedback: votes on replies, and the voted replies the fine-tuning export reads;
+- training: fine-tuning jobs and adapters;
+- privacy: /mydata, /forget, the texts the bot may learn from, retention.
+"""
+
+from __future__ import annotations
+
+from bot.store.feedback import Feedback, VotedReply
+from bot.store.messages import Messages, Reply
+from bot.store.migrations import MIGRATIONS, migration
+from bot.store.people import Chat, People, User
+from bot.store.privacy import Privacy
+from bot.store.training import Adapter, Training
+
+__all__ = [
+    "MIGRATIONS",
+    "Adapter",
+    "Chat",
+    "Reply",
+    "Store",
+    "User",
+    "VotedReply",
+    "migration",
+]
+
+
+class Store(People, Messages, Feedback, Training, Privacy):
+    """Everything the bot and the fine-tuning jobs keep: open with `await Store.open(path)`."""

@@ -1,0 +1,102 @@
+"""The connection: opening the file, migrating it, and the four ways every section talks to it.
+
+One connection per process, in WAL mode with a busy timeout, so the bot and a fine-tuning job
+(another process) can share the file. Writes that span several statements run in
+`BEGIN IMMEDIATE` transactions under an asyncio lock: one connection is shared by every chat's
+coroutine, and their statements must not interleave inside each other's transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+
+from bot.store import migrations
+
+
+class Connection:
+    """The base of every section of the store: the connection and its lock."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)  # autocommit; see _write
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+            "busy_timeout = 10000",
+            "foreign_keys = ON",
+            "secure_delete = ON",  # /forget must leave no old text in free pages
+        ):
+            await db.execute(f"PRAGMA {pragma}")
+        store = cls(db, path)
+        try:
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def schema_version(self) -> int:
+        return (await self._one("SELECT COALESCE(MAX(version), 0) FROM schema_version"))[0]
+
+    async def _migrate(self) -> None:
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        async with self._write():
+            done = await self.schema_version()
+            # Looked up on the module each time, so that a test can add a step.
+            for version, step in enumerate(migrations.MIGRATIONS[done:], start=done + 1):
+                await step(self.db)
+                await self.db.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, ?)",
+                    (version, step.__name__, time.time()),
+                )
+
+    async def _exec(self, sql: str, args: tuple = ()) -> aiosqlite.Cursor:
+        """One write statement, committed on its own: one hop, and the file's write lock is held
+        for that statement only, so another process's writer gets its turn. The lock keeps it
+        out of another coroutine's open transaction."""
+        async with self._lock:
+            return await self.db.execute(sql, args)
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[None]:
+        """A transaction, for writes of several statements that must land together. IMMEDIATE
+        takes the file's write lock first (waiting up to busy_timeout), so no statement inside
+        can fail on a snapshot that another process made stale."""
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    # Each await on the connection is a hop to its thread and back (~0.1 ms), so every read is
+    # one hop (execute_fetchall), never execute/fetch/close. That also matters for locking: a
+    # SELECT left open across hops pins an old snapshot, and a write started beside it fails
+    # at once ("database is locked") if another process committed since, busy_timeout or not.
+    async def _all(self, sql: str, args: tuple = ()) -> list[Any]:
+        return list(await self.db.execute_fetchall(sql, args))
+
+    async def _one(self, sql: str, args: tuple = ()) -> Any:
+        rows = await self.db.execute_fetchall(sql, args)
+        return rows[0] if rows else None

@@ -1,0 +1,83 @@
+"""Votes on replies (one per person per reply), and what the fine-tuning export reads of them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bot.store.connection import Connection
+from bot.store.people import Chat, User
+
+
+@dataclass(frozen=True)
+class VotedReply:
+    """A reply with the message it answers and its votes, for the fine-tuning export."""
+
+    id: int
+    prompt_id: int
+    lang: str
+    prompt: str
+    text: str
+    engine_version: str | None
+    score: int  # the sum of the votes (+1 / -1, one per person)
+    votes: int
+
+
+class Feedback(Connection):
+    async def vote(self, message_id: int, user: User, value: int, source: str) -> None:
+        """One vote per user per reply: a new vote replaces the old one."""
+        await self._exec(
+            "INSERT INTO feedback VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, user_id)"
+            " DO UPDATE SET value = excluded.value, source = excluded.source,"
+            " created_at = excluded.created_at",
+            (message_id, user.id, value, source, time.time()),
+        )
+
+    async def unvote(self, message_id: int, user: User, source: str | None = None) -> bool:
+        """Remove the user's vote (only if it came from `source`, when given)."""
+        sql = "DELETE FROM feedback WHERE message_id = ? AND user_id = ?"
+        args: tuple = (message_id, user.id)
+        if source is not None:
+            sql, args = sql + " AND source = ?", (*args, source)
+        return (await self._exec(sql, args)).rowcount > 0
+
+    async def votes(self, message_id: int) -> list[tuple[str, int]]:
+        return await self._all(
+            "SELECT u.platform_user_id, f.value FROM feedback f JOIN users u ON u.id = f.user_id"
+            " WHERE f.message_id = ? ORDER BY u.id",
+            (message_id,),
+        )
+
+    async def chat_stats(self, chat: Chat) -> dict[str, int]:
+        row = await self._one(
+            "SELECT COUNT(*), COALESCE(SUM(role = 'bot'), 0),"
+            " (SELECT COUNT(*) FROM feedback f JOIN messages r ON r.id = f.message_id"
+            "  WHERE r.chat_id = ?1 AND f.value = 1),"
+            " (SELECT COUNT(*) FROM feedback f JOIN messages r ON r.id = f.message_id"
+            "  WHERE r.chat_id = ?1 AND f.value = -1)"
+            " FROM messages WHERE chat_id = ?1",
+            (chat.id,),
+        )
+        return dict(zip(("messages", "replies", "up", "down"), row, strict=True))
+
+    async def votes_since(self, since: float) -> int:
+        """Votes cast (or changed) after a unix time: the scheduler's trigger."""
+        row = await self._one("SELECT COUNT(*) FROM feedback WHERE created_at > ?", (since,))
+        return row[0]
+
+    async def voted_replies(self, engine: str) -> list[VotedReply]:
+        """The engine's replies with the message they answer and their summed votes, oldest
+        first. Only text that is still stored (forgotten users' is gone), never from or about
+        people who opted out: their questions, and their votes, are left out."""
+        rows = await self._all(
+            "SELECT r.id, q.id, COALESCE(c.lang, ''), q.text, r.text, r.engine_version,"
+            " SUM(f.value), COUNT(*) FROM messages r"
+            " JOIN messages q ON q.id = r.reply_to JOIN users qu ON qu.id = q.user_id"
+            " JOIN chats c ON c.id = r.chat_id"
+            " JOIN feedback f ON f.message_id = r.id JOIN users fu ON fu.id = f.user_id"
+            " WHERE r.role = 'bot' AND r.engine = ? AND r.text IS NOT NULL"
+            " AND q.text IS NOT NULL AND qu.opted_out = 0 AND fu.opted_out = 0"
+            " GROUP BY r.id ORDER BY r.id",
+            (engine,),
+        )
+        return [VotedReply(*row) for row in rows]

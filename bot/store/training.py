@@ -1,0 +1,123 @@
+"""Fine-tuning jobs (queued, running, done or failed) and the adapters they make."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bot.store.connection import Connection
+from bot.store.people import User
+
+
+@dataclass(frozen=True)
+class Adapter:
+    id: str
+    base_model: str
+    path: str
+    status: str  # candidate, active, rejected or retired
+    metrics: dict[str, Any]
+    job_id: int | None = None
+    promoted_at: float | None = None
+
+    # The metrics' shape is the job's (finetune/run.py): {"evaluation": {"new": {...}, ...}}.
+    @property
+    def accuracy(self) -> float | None:
+        """Held-out accuracy of the adapter's implicit reward, if it was judged."""
+        value = self.metrics.get("evaluation", {}).get("new", {}).get("accuracy")
+        return value if isinstance(value, int | float) else None
+
+    @property
+    def reason(self) -> str:
+        """Why it was promoted or rejected, in one line."""
+        return self.metrics.get("reason") or self.metrics.get("evaluation", {}).get("reason", "")
+
+
+class Training(Connection):
+    # jobs -------------------------------------------------------------------------------------
+
+    async def add_job(self, kind: str, requested_by: User | None) -> int:
+        row = await self._exec(
+            "INSERT INTO jobs (kind, status, requested_by, created_at) VALUES (?, 'queued', ?, ?)",
+            (kind, requested_by.id if requested_by else None, time.time()),
+        )
+        return row.lastrowid
+
+    async def job_started(self, job_id: int, pid: int) -> None:
+        await self._exec("UPDATE jobs SET status = 'running', pid = ?, started_at = ?"
+                         " WHERE id = ?", (pid, time.time(), job_id))
+
+    async def job_finished(self, job_id: int, ok: bool, detail: str,
+                           adapter_id: str | None = None) -> None:
+        await self._exec(
+            "UPDATE jobs SET status = ?, detail = ?, adapter_id = ?, finished_at = ? WHERE id = ?",
+            ("done" if ok else "failed", detail, adapter_id, time.time(), job_id),
+        )
+
+    async def fail_unfinished_jobs(self, detail: str) -> int:
+        """Jobs left queued or running by a bot that stopped: they can never report back."""
+        cursor = await self._exec(
+            "UPDATE jobs SET status = 'failed', detail = ?, finished_at = ?"
+            " WHERE status IN ('queued', 'running')", (detail, time.time()))
+        return cursor.rowcount
+
+    async def job(self, job_id: int) -> dict[str, Any] | None:
+        row = await self._one("SELECT id, kind, status, pid, detail, adapter_id, created_at"
+                              " FROM jobs WHERE id = ?", (job_id,))
+        keys = ("id", "kind", "status", "pid", "detail", "adapter_id", "created_at")
+        return dict(zip(keys, row, strict=True)) if row else None
+
+    async def last_job_time(self) -> float:
+        row = await self._one("SELECT COALESCE(MAX(created_at), 0) FROM jobs")
+        return row[0]
+
+    # adapters ---------------------------------------------------------------------------------
+
+    async def add_adapter(self, adapter: Adapter) -> None:
+        await self._exec(
+            "INSERT OR REPLACE INTO adapters (id, base_model, path, status, metrics, job_id,"
+            " created_at) VALUES (?, ?, ?, ?, ?, (SELECT id FROM jobs WHERE id = ?), ?)",
+            (adapter.id, adapter.base_model, adapter.path, adapter.status,
+             json.dumps(adapter.metrics), adapter.job_id, time.time()),
+        )
+
+    async def adapters(self) -> list[Adapter]:
+        rows = await self._all(
+            "SELECT id, base_model, path, status, metrics, job_id, promoted_at FROM adapters"
+            " ORDER BY created_at DESC, id DESC")
+        return [Adapter(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6])
+                for r in rows]
+
+    async def active_adapter(self) -> str:
+        """The id of the active adapter; "" for the base model."""
+        row = await self._one("SELECT id FROM adapters WHERE status = 'active'")
+        return row[0] if row else ""
+
+    async def promote(self, adapter_id: str) -> None:
+        """Make `adapter_id` the active adapter; the one active before is retired."""
+        async with self._write():
+            await self.db.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+            cursor = await self.db.execute(
+                "UPDATE adapters SET status = 'active', promoted_at = ? WHERE id = ?",
+                (time.time(), adapter_id))
+            if cursor.rowcount != 1:
+                raise KeyError(f"no adapter {adapter_id!r}")
+
+    async def rollback(self) -> tuple[str, str]:
+        """Retire the active adapter and reactivate the one promoted before it ("" for the base
+        model). Returns (retired id, now active id)."""
+        async with self._write():
+            active = await self._one(
+                "SELECT id, promoted_at FROM adapters WHERE status = 'active'")
+            if active is None:
+                return "", ""
+            before = await self._one(
+                "SELECT id FROM adapters WHERE status = 'retired' AND promoted_at < ?"
+                " ORDER BY promoted_at DESC LIMIT 1", (active[1],))
+            await self.db.execute("UPDATE adapters SET status = 'retired', promoted_at = NULL"
+                                  " WHERE id = ?", (active[0],))
+            if before is not None:
+                await self.db.execute("UPDATE adapters SET status = 'active' WHERE id = ?",
+                                      (before[0],))
+        return active[0], before[0] if before else ""
