@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 from engines.ngram.tokens import is_word
@@ -21,6 +22,15 @@ def stopwords(lang: str) -> frozenset[str]:
 
 
 def keywords(tokens: list[str], lang: str) -> list[str]:
-    """The distinct content words among `tokens`, in order of appearance."""
+    """The distinct content words among `tokens`, in order of appearance (abbreviations and
+    ordinals, "z." "3.", are no content words)."""
     stop = stopwords(lang)
-    return list(dict.fromkeys(t for t in tokens if is_word(t) and t not in stop))
+    return list(dict.fromkeys(t for t in tokens
+                              if is_word(t) and t not in stop and not t.endswith(".")))
+
+
+def nouns_first(words: list[str], spelling: Callable[[str], str]) -> list[str]:
+    """German: the nouns among `words` (capitalised mid-sentence, as `spelling` knows), when
+    there are any: a message is about "Wetter", not about "denkst"."""
+    nouns = [w for w in words if spelling(w)[:1].isupper()]
+    return nouns or words

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.corpora import split_sentences
+from engines.corpora import Found, split_sentences
 from engines.ngram.counts import NgramCounts
 from engines.ngram.model import LanguageModel
 from engines.ngram.tokens import tokenize_cased
@@ -37,12 +37,15 @@ class Language:
         self.guard = CopyGuard(copy_span)
         self.tokens = 0
         self.models: Models | None = None
+        # Which corpora its base counts came from, and which would add to them (for /engines).
+        self.found = Found([], [])
         # How often each spelling was seen inside a sentence: replies write "Filme", "KI".
         self.spellings: Counter[str] = Counter()
 
     def learn(self, texts: Iterable[str]) -> int:
         """Count the sentences of `texts`; returns how many tokens that added."""
-        cased = [tokenize_cased(s) for text in texts for s in split_sentences(text)]
+        cased = [tokenize_cased(s, self.lang)
+                 for text in texts for s in split_sentences(text, self.lang)]
         for sentence in cased:
             self.spellings.update(sentence[1:])  # the first word is capitalised anyway
         sentences = [[token.lower() for token in s] for s in cased if s]

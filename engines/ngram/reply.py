@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
 
 import numpy as np
 
-from engines.ngram.keywords import keywords
+from engines.ngram.keywords import keywords, nouns_first
 from engines.ngram.languages import Language
 from engines.ngram.search import Search, search
-from engines.ngram.tokens import detokenize, tokenize
+from engines.ngram.tokens import detokenize, is_word, tokenize
 from engines.ngram.vocab import BOS, SPECIALS
 
 
@@ -21,10 +22,12 @@ def answer(
     """(trace for /why, reply text or None when no candidate survived the checks)."""
     models = language.models
     vocab = language.corpus.vocab
-    tokens = tokenize(text)
+    tokens = tokenize(text, language.lang)
     message = vocab.encode(tokens)
     chosen = [w for w in keywords(tokens, language.lang)
               if vocab.ids.get(w, models.forward.vocab_size) < models.forward.vocab_size]
+    if language.lang == "de":
+        chosen = nouns_first(chosen, language.spelling)
     setup = Search(models.forward, models.backward, models.guard, options.time_budget,
                    options.max_tokens, rng, vocab.words)
     found = search(setup, message, [vocab.ids[w] for w in chosen])
@@ -40,14 +43,17 @@ def answer(
     }
     if found.tokens is None:
         return trace, None
-    return trace, detokenize([language.spelling(w) for w in vocab.decode(found.tokens)])
+    words = [language.spelling(w) for w in vocab.decode(found.tokens)]
+    return trace, detokenize(words, language.lang)
 
 
 def most_likely_next(language: Language, text: str, k: int) -> list[tuple[str, float]]:
-    """The k likeliest words after `text` (a sentence start), specials left out."""
+    """The k likeliest words after `text` (a sentence start): specials and punctuation left
+    out, so "KI für alle ist sehr" lists words, not the comma."""
     model = language.models.forward
     vocab = language.corpus.vocab
-    p = model.distribution([BOS, *vocab.encode(tokenize(text))])
+    p = model.distribution([BOS, *vocab.encode(tokenize(text, language.lang))])
     p[: len(SPECIALS)] = 0.0
-    best = np.argsort(-p, kind="stable")[:k]
+    ranked = (i for i in np.argsort(-p, kind="stable") if is_word(vocab.words[i]))
+    best = list(itertools.islice(ranked, k))
     return [(language.spelling(vocab.words[i]), float(p[i])) for i in best if p[i] > 0]
