@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
-# bench/transformer.py on a CUDA GPU in bf16 (the tiny model, built on the spot; nothing is
-# downloaded). Needs a Python with CUDA torch and the `ml` extra; PYTHON picks it. Extra
-# arguments go to the benchmark, e.g. `bash bench/gpu.sh --model /models/SmolLM2-135M-Instruct`.
+# bench/transformer.py on a CUDA GPU (the tiny model, built on the spot; nothing is downloaded):
+# batched replies for 1, 4 and 16 chats against generate(), in the dtype the bot would choose.
+# Uses the checkout's .venv (PYTHON picks another); it needs a CUDA build of torch and the `ml`
+# extra (README: On a GPU machine). Extra arguments go to the benchmark, e.g.
+#   bash bench/gpu.sh --model /models/SmolLM2-135M-Instruct --sampling bot --adapter random
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name())"
-"$PY" -m bench.transformer --device cuda --dtype bfloat16 --threads 4 --tokens 64 --replies 64 "$@"
+PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || command -v "$PY" >/dev/null || {
+  echo "no $PY: run \`make test\` first (README: On a GPU machine), or set PYTHON" >&2; exit 1; }
+"$PY" - <<'EOF'
+import sys
+import torch
+print(f"torch {torch.__version__}, built for CUDA {torch.version.cuda}, "
+      f"cuDNN {torch.backends.cudnn.version()}")
+if not torch.cuda.is_available():
+    why = ("this torch is a CPU build" if torch.version.cuda is None else
+           f"no GPU visible, or a driver older than CUDA {torch.version.cuda}")
+    sys.exit(f"no CUDA GPU: {why}. Check nvidia-smi (its 'CUDA Version' is the newest the driver "
+             "runs), then install the matching torch build, e.g. .venv/bin/pip install "
+             "torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128 (README: On a "
+             "GPU machine)")
+print(torch.cuda.get_device_name(), "compute capability", torch.cuda.get_device_capability(),
+      "| native bf16:", torch.cuda.get_device_capability()[0] >= 8)
+EOF
+"$PY" -m bench.transformer --device cuda --threads 4 --tokens 64 --replies 64 "$@"

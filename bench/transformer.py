@@ -3,11 +3,15 @@
 For 1, 4 and 16 chats asking at once (each chat asks its questions one after another), prints
 the aggregate tokens per second as a ratio to `generate()` called once per reply, the time to
 first token, and the event loop's worst stall while the worker generates (a ticker task that
-should wake every few milliseconds). Greedy decoding and fixed-length replies on both sides, so
-both do the same work.
+should wake every few milliseconds). Fixed-length replies on both sides, so both do the same
+work, and both warmed up before they are timed (the first CUDA calls pay for kernel loading).
+By default greedy, without penalty or adapter: that measures batching. `--sampling bot` samples
+as the bot's defaults do (temperature, top-k, top-p, repetition penalty) and `--adapter random`
+serves through a LoRA adapter: what production does, on both sides.
 
     python -m bench.transformer                      # builds the tiny model in a temp folder
     python -m bench.transformer --model DIR --device cuda --dtype bfloat16
+    python -m bench.transformer --sampling bot --adapter random
 """
 
 from __future__ import annotations
@@ -60,7 +64,35 @@ async def concurrent(engine: TransformerEngine, chats: int, replies: int) -> dic
             "ttft_max": max(ttft), "stall_max": max(stalls, default=0.0)}
 
 
-def sequential_generate(engine: TransformerEngine, replies: int, new_tokens: int) -> float:
+SAMPLING = {  # what each --sampling means, for the engine and for generate()
+    "greedy": {"temperature": 0.0, "repetition_penalty": 1.0},
+    "bot": {"temperature": 0.7, "top_k": 50, "top_p": 0.9, "repetition_penalty": 1.1},
+}
+
+
+def generate_kwargs(sampling: str) -> dict[str, object]:
+    values = SAMPLING[sampling]
+    if values["temperature"] <= 0:
+        return {"do_sample": False, "repetition_penalty": values["repetition_penalty"]}
+    return {"do_sample": True, **values}
+
+
+def random_adapter(model: str, folder: Path) -> Path:
+    """A LoRA adapter with random weights on q_proj and v_proj: its cost, not its replies."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(model)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(folder)
+    return folder
+
+
+def sequential_generate(engine: TransformerEngine, replies: int, new_tokens: int,
+                        sampling: str = "greedy") -> float:
     """The baseline: `generate()` once per reply, one after another; tokens per second."""
     import torch
 
@@ -73,27 +105,30 @@ def sequential_generate(engine: TransformerEngine, replies: int, new_tokens: int
         system = engine.system_prompt("en")
         ids, _ = prompt.build(tokenizer, system, [], QUESTIONS[i % len(QUESTIONS)], 10**6)
         inputs = torch.tensor([ids], device=engine.device)
-        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False,
+        out = model.generate(inputs, attention_mask=torch.ones_like(inputs),
                              max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                             pad_token_id=tokenizer.pad_token_id)
+                             pad_token_id=tokenizer.pad_token_id, **generate_kwargs(sampling))
         tokens += out.shape[1] - inputs.shape[1]
     if engine.device.startswith("cuda"):
         torch.cuda.synchronize()
     return tokens / (time.perf_counter() - started)
 
 
-async def run(args: argparse.Namespace, model: Path | str) -> None:
+async def run(args: argparse.Namespace, model: Path | str, adapter: str) -> None:
     options = TransformerOptions(
-        model=str(model), device=args.device, dtype=args.dtype, temperature=0.0,
-        repetition_penalty=1.0, max_new_tokens=args.tokens, threads=args.threads, max_batch=16,
+        model=str(model), device=args.device, dtype=args.dtype, adapter=adapter,
+        max_new_tokens=args.tokens, threads=args.threads, max_batch=16, **SAMPLING[args.sampling],
     )
     engine = TransformerEngine(options, EngineContext(Path(tempfile.mkdtemp())))
     await engine.start()
     engine.worker.eos_ids = set()  # fixed-length replies, as min_new_tokens gives generate()
-    await concurrent(engine, 1, 2)  # warm-up
-    baseline = sequential_generate(engine, args.baseline_replies, args.tokens)
-    print(f"model {model} on {engine.device} ({args.dtype}), {args.tokens} new tokens per "
-          f"reply, torch threads {args.threads or 'auto'}")
+    await concurrent(engine, 4, 8)  # warm-up, both sides
+    sequential_generate(engine, 1, args.tokens, args.sampling)
+    baseline = sequential_generate(engine, args.baseline_replies, args.tokens, args.sampling)
+    dtype = next(engine.adapters.model.parameters()).dtype
+    print(f"model {model} on {engine.device} ({str(dtype).split('.')[-1]}), {args.tokens} new "
+          f"tokens per reply, sampling {args.sampling}, adapter {engine.version}, torch threads "
+          f"{args.threads or 'auto'}")
     print(f"sequential generate(): {baseline:.1f} tokens/s (baseline)")
     print("| chats at once | tokens/s | vs generate() | first token median | max "
           "| loop stall max |")
@@ -109,13 +144,17 @@ async def run(args: argparse.Namespace, model: Path | str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.transformer")
     parser.add_argument("--model", help="a model folder or hub id; default: build the tiny one")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="auto",
                         choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per reply")
     parser.add_argument("--replies", type=int, default=32, help="replies per concurrency level")
     parser.add_argument("--baseline-replies", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="torch threads; 0: half the cores")
+    parser.add_argument("--sampling", default="greedy", choices=sorted(SAMPLING),
+                        help="greedy: batching alone; bot: the bot's default sampling")
+    parser.add_argument("--adapter", default="",
+                        help="a LoRA adapter folder, or `random` for a random one on the model")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         model = args.model
@@ -123,7 +162,10 @@ def main() -> None:
             from engines.transformer.tiny import make_tiny
 
             model = make_tiny(Path(scratch) / "tiny", progress=lambda _: None)
-        asyncio.run(run(args, model))
+        adapter = args.adapter
+        if adapter == "random":
+            adapter = str(random_adapter(str(model), Path(scratch) / "random-adapter"))
+        asyncio.run(run(args, model, adapter))
 
 
 if __name__ == "__main__":

@@ -55,8 +55,7 @@ def collate(rows: list[Encoded], pad_id: int, device: str) -> dict[str, torch.Te
 
 def token_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-probability of each next token, mask of completion tokens), both [rows, width-1]."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, :-1].float()
+    logits = fp32_logits(model, batch["input_ids"], batch["attention_mask"])[:, :-1]
     labels = batch["input_ids"][:, 1:]
     logps = torch.gather(logits.log_softmax(-1), 2, labels.unsqueeze(-1)).squeeze(-1)
     return logps, batch["target"][:, 1:]
@@ -72,3 +71,23 @@ def mean_token_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor
     """The mean log-probability per completion token, per row (comparable across lengths)."""
     logps, mask = token_logps(model, batch)
     return (logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def fp32_logits(model: Any, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """The model's logits with the output layer computed in fp32.
+
+    In bf16 a logit keeps about 3 significant digits, so a summed log-probability of a reply
+    is off by a good part of the KTO/DPO margins and of the gate's rewards, whose thresholds
+    were set in fp32. The decoder stays in the model's dtype (LoRA layers sit inside it, so
+    they take part); only the last matrix product is done in fp32. fp32 models, heads that are
+    more than one linear layer, and soft-capped logits take the plain path.
+    """
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = causal_lm.get_output_embeddings()
+    plain = (type(head) is not torch.nn.Linear or head.weight.dtype == torch.float32
+             or getattr(causal_lm.config, "final_logit_softcapping", None))
+    if plain:
+        return model(input_ids=ids, attention_mask=attention).logits.float()
+    hidden = causal_lm.get_decoder()(input_ids=ids, attention_mask=attention).last_hidden_state
+    bias = None if head.bias is None else head.bias.float()
+    return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)

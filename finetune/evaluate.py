@@ -122,7 +122,10 @@ def load_for_eval(base: Any, candidate: Path, active: Path | None) -> Any:
     """The base model with the candidate (and the active adapter, if any) loaded beside."""
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(base, str(candidate), adapter_name="candidate")
+    # torch_device: PEFT would read the files onto a GPU whenever there is one
+    device = str(base.device)
+    model = PeftModel.from_pretrained(base, str(candidate), adapter_name="candidate",
+                                      torch_device=device)
     if active is not None:
-        model.load_adapter(str(active), adapter_name="active")
+        model.load_adapter(str(active), adapter_name="active", torch_device=device)
     return model.eval()

@@ -4,6 +4,7 @@ limited number of threads, so the bot beside the job keeps its share of the core
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from pathlib import Path
@@ -16,9 +17,23 @@ from finetune.settings import Settings
 
 
 def choose_device(wanted: str) -> tuple[str, torch.dtype]:
-    device = "cuda" if wanted == "auto" and torch.cuda.is_available() else wanted
-    device = "cpu" if device == "auto" else device
-    return device, torch.bfloat16 if device == "cuda" else torch.float32
+    """("auto": CUDA, else the CPU; "cuda:N" picks a GPU) and its dtype: bf16 where the GPU
+    computes it natively, else fp32 (fp16 training would need loss scaling; emulated bf16 on a
+    T4 or V100 is slow). A device this torch cannot use is ModelUnavailable, in one line."""
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    device = loading.choose_device(wanted)
+    if device.startswith("cuda") and loading.native_bf16(device):
+        return device, torch.bfloat16
+    return device, torch.float32
+
+
+def free_cuda_memory(device: str) -> None:
+    """Hand the GPU memory this process no longer uses back to the driver, so the bot that
+    shares the GPU (or the next step of this job) can have it; torch keeps it cached otherwise."""
+    if device.startswith("cuda"):
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def limit_threads(threads: int) -> int:
@@ -28,6 +43,7 @@ def limit_threads(threads: int) -> int:
 
 
 def load_base(settings: Settings, device: str, dtype: torch.dtype) -> tuple[Any, Any]:
+    free_cuda_memory(device)  # what an earlier step (training, before evaluation) left cached
     model, tokenizer = loading.load(settings.model.model, device, dtype)
     return model, tokenizer
 
@@ -37,7 +53,8 @@ def with_lora(base: Any, settings: Settings, parent: Path | None) -> Any:
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if parent is not None:
-        model = PeftModel.from_pretrained(base, str(parent), is_trainable=True)
+        model = PeftModel.from_pretrained(base, str(parent), is_trainable=True,
+                                          torch_device=str(base.device))
     else:
         opts = settings.options
         config = LoraConfig(r=opts.lora_r, lora_alpha=opts.lora_alpha,

@@ -3,10 +3,13 @@
 A loop you can read top to bottom: sample a batch, compute the loss, step AdamW on the adapter
 weights, report {step, total, loss, eta}. The reference model of KTO/DPO is the policy as it
 stands when that phase begins; its log-probabilities are computed once, up front.
+A step whose loss or gradient is not finite stops the job (TrainingDiverged): one NaN step
+would turn every LoRA weight NaN, and the adapter would be saved and judged as if it had learned.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -19,6 +22,10 @@ from finetune import losses
 from finetune.batches import Encoded, Encoder, collate, completion_logps, token_logps
 from finetune.export import Dataset
 from finetune.progress import StepReporter
+
+
+class TrainingDiverged(Exception):
+    """A training step with a non-finite loss or gradient; the message says which step."""
 
 
 @dataclass
@@ -47,8 +54,12 @@ class Trainer:
         self.device = device
         self.pad_id = encoder.tokenizer.pad_token_id
         self.rng = random.Random(opts.seed)
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=0.0)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=opts.learning_rate, weight_decay=0.0)
+        if device.startswith("cuda"):
+            # cuDNN's attention backward has given NaN gradients with explicit masks (torch
+            # 2.13, H100/H200); the flash and memory-efficient kernels remain for training
+            torch.backends.cuda.enable_cudnn_sdp(False)
 
     def run(self, data: Dataset) -> TrainResult:
         result = TrainResult()
@@ -63,7 +74,7 @@ class Trainer:
             step_fn = self._phase_step(phase.name, data if phase.name == "sft" else preference[1])
             for _ in range(phase.steps):
                 done += 1
-                loss = self._step(step_fn)
+                loss = self._step(step_fn, f"{phase.name.upper()} step {done} of {reporter.total}")
                 result.curve.append({"step": done, "loss": loss, "phase": phase.name})
                 reporter.step(done, loss, phase.name)
         result.seconds = time.monotonic() - started
@@ -75,15 +86,27 @@ class Trainer:
             return "dpo", data.dpo
         return "kto", data.kto
 
-    def _step(self, step_fn: Callable[[], torch.Tensor]) -> float:
+    def _step(self, step_fn: Callable[[], torch.Tensor], where: str) -> float:
         self.model.train()
         loss = step_fn()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training stopped at {where}: the loss is {value}; "
+                                   f"no adapter was saved ({self._hint()})")
         self.optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.parameters() if p.requires_grad], 1.0)
+        try:
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0, error_if_nonfinite=True)
+        except RuntimeError:
+            raise TrainingDiverged(f"training stopped at {where}: a gradient is not finite; "
+                                   f"no adapter was saved ({self._hint()})") from None
         self.optimizer.step()
-        return float(loss.detach())
+        return value
+
+    def _hint(self) -> str:
+        if self.device.startswith("cuda"):
+            return "try [finetune] device = \"cpu\", or a lower learning_rate"
+        return "try a lower [finetune] learning_rate"
 
     def _phase_step(self, name: str, rows: Any) -> Callable[[], torch.Tensor]:
         if name == "sft":

@@ -66,3 +66,42 @@ def test_kto_starts_at_its_balanced_half_after_sft_and_dpo_falls_back_to_kto(roo
     first_kto = next(p["loss"] for p in result.curve if p["phase"] == "kto")
     assert first_kto == pytest.approx(0.5, abs=1e-5)  # 3 liked, 3 disliked: weights 1; r = 0
     assert all(math.isfinite(p["loss"]) for p in result.curve)
+
+
+def lora_weights(model):
+    return [p.detach().clone() for n, p in model.named_parameters() if "lora_" in n]
+
+
+def test_a_nan_loss_stops_training_with_the_step_and_no_nan_weights(root):
+    import torch
+
+    from finetune.train import TrainingDiverged
+
+    job = trainer(root, sft_steps=3, preference_steps=0)
+    calls = []
+
+    def nan_on_second_pass(module, inputs, output):  # as a bad CUDA kernel would
+        calls.append(1)
+        return output * float("nan") if len(calls) == 2 else output
+
+    job.model.get_output_embeddings().register_forward_hook(nan_on_second_pass)
+    before = lora_weights(job.model)
+    with pytest.raises(TrainingDiverged, match=r"SFT step 2 of 3: the loss is nan; no adapter"):
+        job.run(dataset())
+    after = lora_weights(job.model)
+    assert all(torch.isfinite(w).all() for w in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))  # step 1 ran
+
+
+def test_a_nan_gradient_stops_training_before_the_weights_take_it(root):
+    import torch
+
+    from finetune.train import TrainingDiverged
+
+    job = trainer(root, sft_steps=2, preference_steps=0)
+    first = next(p for n, p in job.model.named_parameters() if "lora_A" in n)
+    first.register_hook(lambda grad: grad * float("nan"))
+    before = lora_weights(job.model)
+    with pytest.raises(TrainingDiverged, match=r"SFT step 1 of 2: a gradient is not finite"):
+        job.run(dataset())
+    assert all(torch.equal(a, b) for a, b in zip(before, lora_weights(job.model), strict=True))

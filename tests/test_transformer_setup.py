@@ -28,6 +28,7 @@ def test_importing_the_engine_and_the_bot_does_not_import_torch():
 
 
 async def start(tmp_path, **options) -> TransformerEngine:
+    options.setdefault("device", "cpu")  # the same on a GPU machine (tests/test_cuda.py: CUDA)
     engine = TransformerEngine(TransformerOptions(threads=1, **options),
                                EngineContext(tmp_path / "engines" / "transformer"))
     await engine.start()

@@ -59,15 +59,17 @@ class AdapterSet:
     def _load(self, folder: Path, adapter_id: str) -> None:
         from peft import PeftModel
 
+        device = str(self.model.device)  # PEFT would read the files onto any GPU there is
         if isinstance(self.model, PeftModel):
             try:
-                self.model.load_adapter(str(folder), adapter_name=adapter_id)
+                self.model.load_adapter(str(folder), adapter_name=adapter_id, torch_device=device)
             except Exception:
                 if adapter_id in self.model.peft_config:
                     self.model.delete_adapter(adapter_id)
                 raise
         else:
-            self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=adapter_id)
+            self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=adapter_id,
+                                                   torch_device=device)
         self.model.eval()
 
     def forward(self, adapters: list[str], **inputs: Any) -> Any:

@@ -5,6 +5,8 @@ last column and one forward pass advances them all. Rows of different lengths jo
 the shorter cache on the left; finished rows leave by selecting the others; columns that only
 padding uses any more are cut off. The attention mask hides the padding, and each row's
 position ids count only its real tokens, so a row computes what it would compute alone.
+Beside the cache the batch keeps, on the model's device, which tokens each row has seen (for
+the repetition penalty), so a decode step copies nothing but the new tokens to the device.
 
 This works with the plain DynamicCache of full-attention models (Llama, Qwen2, SmolLM, ...).
 """
@@ -25,7 +27,6 @@ class Row:
     request: Any
     adapter: str  # "__base__" for the base model, as PEFT names it in mixed batches
     last_token: int = -1  # fed to the next forward pass
-    seen: list[int] = field(default_factory=list)  # prompt and generated ids, for penalties
     new_tokens: list[int] = field(default_factory=list)
     text: Any = None  # the row's TextDeltas: its reply as text so far
 
@@ -43,25 +44,52 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def prefill_mask(mask: torch.Tensor, attention: str, dtype: torch.dtype) -> torch.Tensor:
+    """The attention mask of a left-padded prefill, [rows, 1, columns, columns] for SDPA (bool)
+    and eager attention (additive), where every padding position attends to itself.
+
+    From the 2-D mask the model would build "causal and a real key", which leaves a padding
+    query nothing to attend to: the CPU's attention returns 0 there, some CUDA kernels NaN, and
+    a NaN in the cache's values poisons its whole row (0 x NaN is NaN). Real tokens see exactly
+    what they saw before. Other attentions (flash) drop the padding themselves: the 2-D mask.
+    """
+    if attention not in ("sdpa", "eager"):
+        return mask
+    columns = mask.shape[1]
+    causal = torch.ones(columns, columns, dtype=torch.bool, device=mask.device).tril()
+    allowed = (causal & mask.bool()[:, None, :]) | torch.eye(
+        columns, dtype=torch.bool, device=mask.device)
+    if attention == "sdpa":
+        return allowed[:, None]
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=mask.device)
+    return bias.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
 class Batch:
     def __init__(self) -> None:
         self.rows: list[Row] = []
         self.cache: Any = None  # a transformers DynamicCache, or None while empty
         self.mask: torch.Tensor | None = None  # [rows, columns] of 1 (token) and 0 (padding)
+        self.seen: torch.Tensor | None = None  # [rows, vocabulary] bool: tokens each row has seen
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def join(self, rows: list[Row], cache: Any, mask: torch.Tensor) -> None:
-        """Add freshly prefilled rows with their own cache and mask."""
+    def join(self, rows: list[Row], cache: Any, mask: torch.Tensor, seen: torch.Tensor) -> None:
+        """Add freshly prefilled rows with their own cache, mask and seen tokens. All or
+        nothing: if it fails (out of memory), the batch is as it was."""
         if not self.rows:
-            self.rows, self.cache, self.mask = list(rows), cache, mask
+            self.rows, self.cache, self.mask, self.seen = list(rows), cache, mask, seen
             return
         width = max(self.mask.shape[1], mask.shape[1])
-        for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True):
-            mine.keys = torch.cat([_pad_kv(mine.keys, width), _pad_kv(theirs.keys, width)])
-            mine.values = torch.cat([_pad_kv(mine.values, width), _pad_kv(theirs.values, width)])
-        self.mask = torch.cat([_pad_mask(self.mask, width), _pad_mask(mask, width)])
+        layers = [(torch.cat([_pad_kv(mine.keys, width), _pad_kv(theirs.keys, width)]),
+                   torch.cat([_pad_kv(mine.values, width), _pad_kv(theirs.values, width)]))
+                  for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True)]
+        joined_mask = torch.cat([_pad_mask(self.mask, width), _pad_mask(mask, width)])
+        joined_seen = torch.cat([self.seen, seen])
+        for layer, (keys, values) in zip(_layers(self.cache), layers, strict=True):
+            layer.keys, layer.values = keys, values
+        self.mask, self.seen = joined_mask, joined_seen
         self.rows += rows
 
     def step_inputs(self) -> dict[str, torch.Tensor]:
@@ -76,20 +104,25 @@ class Batch:
         """Drop the rows whose flag is False, then the columns only they were using."""
         if all(keep):
             return
-        self.rows = [row for row, k in zip(self.rows, keep, strict=True) if k]
-        if not self.rows:
-            self.cache = self.mask = None
+        if not any(keep):
+            self.clear()
             return
         index = torch.tensor([i for i, k in enumerate(keep) if k], device=self.mask.device)
-        self.mask = self.mask[index]
-        unused = int((self.mask.cumsum(-1) == 0).sum(-1).min())
-        self.mask = self.mask[:, unused:]
-        for layer in _layers(self.cache):
-            layer.keys = layer.keys[index, :, unused:]
-            layer.values = layer.values[index, :, unused:]
+        mask = self.mask[index]
+        unused = int((mask.cumsum(-1) == 0).sum(-1).min())
+        layers = [(layer.keys[index, :, unused:], layer.values[index, :, unused:])
+                  for layer in _layers(self.cache)]
+        for layer, (keys, values) in zip(_layers(self.cache), layers, strict=True):
+            layer.keys, layer.values = keys, values
+        self.mask, self.seen = mask[:, unused:], self.seen[index]
+        self.rows = [row for row, k in zip(self.rows, keep, strict=True) if k]
+
+    def mark_seen(self, tokens: torch.Tensor) -> None:
+        """Each row's newest token (one per row, on the device) counts as seen from now on."""
+        self.seen[torch.arange(len(self.rows), device=self.seen.device), tokens] = True
 
     def clear(self) -> list[Row]:
-        rows, self.rows, self.cache, self.mask = self.rows, [], None, None
+        rows, self.rows, self.cache, self.mask, self.seen = self.rows, [], None, None, None
         return rows
 
 

@@ -28,7 +28,7 @@ BASE_VERSION = "base"  # the version while no adapter is active
 class TransformerOptions:
     model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
     adapter: str = ""
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps": checked when it starts
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # Ranges as plain field metadata ("min", "above", "max"), checked by the config loader.
     temperature: float = field(default=0.7, metadata={"min": 0})

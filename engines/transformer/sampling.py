@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -18,28 +19,36 @@ class Sampling:
         return asdict(self)
 
 
-def penalise(logits: torch.Tensor, seen: list[list[int]], penalty: float) -> torch.Tensor:
+def seen_mask(sequences: list[list[int]], vocabulary: int, device: Any) -> torch.Tensor:
+    """[rows, vocabulary] bool, True where a row's sequence holds the token (one copy to the
+    device for all rows)."""
+    rows = torch.repeat_interleave(torch.arange(len(sequences)),
+                                   torch.tensor([len(s) for s in sequences], dtype=torch.long))
+    columns = torch.tensor([token for s in sequences for token in s], dtype=torch.long)
+    mask = torch.zeros(len(sequences), vocabulary, dtype=torch.bool)
+    mask[rows, columns] = True
+    return mask.to(device)
+
+
+def penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's repetition penalty: seen tokens' logits divided (if > 0) or multiplied by it."""
     if penalty == 1.0:
         return logits
-    logits = logits.clone()
-    for row, tokens in enumerate(seen):
-        index = torch.tensor(sorted(set(tokens)), dtype=torch.long, device=logits.device)
-        chosen = logits[row, index]
-        logits[row, index] = torch.where(chosen > 0, chosen / penalty, chosen * penalty)
-    return logits
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
 
 
 def next_tokens(
     logits: torch.Tensor,
-    seen: list[list[int]],
+    seen: torch.Tensor,
     sampling: Sampling,
     generator: torch.Generator | None = None,
-) -> list[int]:
-    """One token id per row of `logits` [rows, vocab]."""
+) -> torch.Tensor:
+    """One token id per row of `logits` [rows, vocab], on their device; `seen` [rows, vocab]
+    marks the tokens each row has seen (see `seen_mask`)."""
     logits = penalise(logits.float(), seen, sampling.repetition_penalty)
     if sampling.temperature <= 0:
-        return logits.argmax(-1).tolist()
+        return logits.argmax(-1)
     logits = logits / sampling.temperature
     if 0 < sampling.top_k < logits.shape[-1]:
         kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
@@ -49,7 +58,7 @@ def next_tokens(
     probs = torch.softmax(logits, dim=-1)
     if generator is not None and generator.device.type != probs.device.type:
         generator = None
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1).tolist()
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -9,6 +9,8 @@ Replies arrive from the event loop as Requests. Between two forward passes the w
 So replies for many chats share forward passes, a new chat joins at the next step instead of
 waiting for the batch to end, and the event loop only ever waits on queues.
 A failing forward pass ends the replies in it with an error; the worker goes on with the rest.
+So does a failure (out of memory, mostly) while the batch's cache grows or shrinks: the rows it
+touches fail, their memory is handed back, and the worker keeps serving.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from typing import Any
 import torch
 
 from engines.transformer.adapters import BASE, AdapterSet
-from engines.transformer.batch import Batch, Row, left_pad, positions
+from engines.transformer.batch import Batch, Row, left_pad, positions, prefill_mask
 from engines.transformer.detok import TextDeltas
-from engines.transformer.sampling import Sampling, next_tokens
+from engines.transformer.sampling import Sampling, next_tokens, seen_mask
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,10 @@ class GenerationWorker:
             torch.set_num_threads(self.threads)
         try:
             while not self._stopping:
-                self._take_inbox(block=not self._batch and not self._waiting)
+                idle = not self._batch and not self._waiting
+                if idle:  # hand the cache's memory back: a job may share this GPU
+                    self._release_memory()
+                self._take_inbox(block=idle)
                 self._admit()
                 if self._batch:
                     self._decode()
@@ -193,23 +198,36 @@ class GenerationWorker:
         self._waiting = [r for r in self._waiting if not r.cancelled and r not in fresh]
         if not fresh:
             return
-        rows = [Row(r, r.adapter, seen=list(r.prompt_ids), new_tokens=r.new_tokens,
-                    text=TextDeltas(self.tokenizer)) for r in fresh]
+        rows = [Row(r, r.adapter, new_tokens=r.new_tokens, text=TextDeltas(self.tokenizer))
+                for r in fresh]
         try:
-            ids, mask = left_pad([r.prompt_ids for r in fresh], self.tokenizer.pad_token_id)
-            ids, mask = ids.to(self.device), mask.to(self.device)
-            out = self.forward([row.adapter for row in rows], input_ids=ids, attention_mask=mask,
-                               position_ids=positions(mask), past_key_values=_new_cache())
-            keep = self._advance(rows, out.logits[:, -1])
+            cache, mask, seen, keep = self._prefill(rows)
+            self._batch.join(rows, cache, mask, seen)  # all or nothing: the batch goes on
         except Exception as exc:
             self._fail(rows, exc)
             return
-        self._batch.join(rows, out.past_key_values, mask)
-        self._batch.keep([True] * (len(self._batch) - len(rows)) + keep)
+        self._keep([True] * (len(self._batch) - len(rows)) + keep)
+
+    def _prefill(self, rows: list[Row]) -> tuple[Any, torch.Tensor, torch.Tensor, list[bool]]:
+        """One pass over the new prompts: their cache, mask and seen tokens, and which of the
+        rows go on after their first token."""
+        prompts = [row.request.prompt_ids for row in rows]
+        ids, mask = left_pad(prompts, self.tokenizer.pad_token_id)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        model = self.adapters.model
+        attention = prefill_mask(mask, model.config._attn_implementation, model.dtype)
+        # logits_to_keep=1: only the last position's logits are used (all of them would be
+        # rows x prompt length x vocabulary: gigabytes for long prompts)
+        out = self.forward([row.adapter for row in rows], input_ids=ids, attention_mask=attention,
+                           position_ids=positions(mask), past_key_values=_new_cache(),
+                           logits_to_keep=1)
+        logits = out.logits[:, -1]
+        seen = seen_mask(prompts, logits.shape[-1], logits.device)
+        return out.past_key_values, mask, seen, self._advance(rows, logits, seen)
 
     def _decode(self) -> None:
         """Advance every row of the batch by one token."""
-        self._batch.keep([not row.request.cancelled for row in self._batch.rows])
+        self._keep([not row.request.cancelled for row in self._batch.rows])
         if not self._batch:
             return
         rows = self._batch.rows
@@ -217,16 +235,27 @@ class GenerationWorker:
             inputs = self._batch.step_inputs()
             out = self.forward([row.adapter for row in rows], past_key_values=self._batch.cache,
                                **inputs)
-            keep = self._advance(rows, out.logits[:, -1])
+            keep = self._advance(rows, out.logits[:, -1], self._batch.seen)
         except Exception as exc:
             self._fail(self._batch.clear(), exc)
             return
-        self._batch.keep(keep)
+        self._keep(keep)
 
-    def _advance(self, rows: list[Row], logits: torch.Tensor) -> list[bool]:
-        """Sample one token per row and stream it; False for the rows that are done."""
-        tokens = next_tokens(logits, [row.seen for row in rows], self.sampling, self._generator)
-        return [self._append(row, token) for row, token in zip(rows, tokens, strict=True)]
+    def _keep(self, keep: list[bool]) -> None:
+        """Let the rows that are done leave; if shrinking the cache fails, the rest fail too
+        (their cache is the batch's), and the worker goes on with an empty batch."""
+        try:
+            self._batch.keep(keep)
+        except Exception as exc:
+            rows = self._batch.clear()
+            self._fail([row for row, k in zip(rows, keep, strict=True) if k], exc)
+
+    def _advance(self, rows: list[Row], logits: torch.Tensor, seen: torch.Tensor) -> list[bool]:
+        """Sample one token per row, mark it seen and stream it; False for the rows done."""
+        tokens = next_tokens(logits, seen, self.sampling, self._generator)
+        seen[torch.arange(len(rows), device=seen.device), tokens] = True
+        return [self._append(row, token)
+                for row, token in zip(rows, tokens.tolist(), strict=True)]
 
     def _append(self, row: Row, token: int) -> bool:
         request = row.request
@@ -237,7 +266,6 @@ class GenerationWorker:
         if token in self.eos_ids:
             return self._finish(row)
         row.new_tokens.append(token)
-        row.seen.append(token)
         row.last_token = token
         delta = row.text.add(token)
         if delta:
@@ -256,8 +284,19 @@ class GenerationWorker:
 
     def _fail(self, rows: list[Row], exc: Exception) -> None:
         log.error("generation failed for %d replies", len(rows), exc_info=exc)
+        reason = f"generation failed: {type(exc).__name__}: {_first_line(exc)}"
+        if isinstance(exc, torch.OutOfMemoryError):
+            reason = (f"generation failed: out of memory with {len(self._batch) + len(rows)} "
+                      "replies at once; a smaller [engines.transformer] max_batch or "
+                      "max_new_tokens needs less")
         for row in rows:
-            row.request._send("error", f"generation failed: {type(exc).__name__}: {exc}")
+            row.request._send("error", reason)
+        self._release_memory()
+
+    def _release_memory(self) -> None:
+        """Give the GPU memory torch holds cached back to the driver (a no-op on the CPU)."""
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
     def _fail_all(self, reason: str) -> None:
         for request in [*self._waiting, *(row.request for row in self._batch.clear())]:
@@ -272,6 +311,11 @@ class GenerationWorker:
                 item._send("error", reason)
             elif isinstance(item, _Call):
                 _settle_soon(item, None, GenerationError(reason))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _new_cache() -> Any:
