@@ -5,9 +5,16 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # torch first, exactly: here that takes the CPU build that lies on disk; a plain `torch`
 # requirement with no torch installed would pull a CUDA build of several GB.
-TORCH := torch==2.13.0
+# On a GPU machine, name the PyTorch index of a CUDA version the driver runs (nvidia-smi shows
+# the newest), e.g. `make test TORCH_INDEX=https://download.pytorch.org/whl/cu128`.
+TORCH_INDEX ?=
+TORCH := torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: run test lint clean
+# The offline quickstart's tiny model (README), pre-trained for STEPS steps (~0.3 s each).
+TINY := data/models/tiny
+STEPS ?= 300
+
+.PHONY: run test lint clean tiny
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +27,20 @@ $(VENV)/.test: $(VENV)/.base
 	$(PIP) install -q -e '.[ml,test]'
 	touch $@
 
-run: $(VENV)/.base
-	$(PY) -m bot
+$(VENV)/.ml: $(VENV)/.base
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[ml]'
+	touch $@
+
+# `make run ML=1`: the ml extra (the transformer engine) installed first; ARGS go to the bot.
+run: $(VENV)/.base $(if $(ML),$(VENV)/.ml)
+	$(PY) -m bot $(ARGS)
+
+tiny: data/tiny.toml
+
+data/tiny.toml: | $(VENV)/.ml
+	$(PY) -m engines.transformer make-tiny $(TINY) --pretrain-steps $(STEPS)
+	printf '[engines.transformer]\nmodel = "./$(TINY)"\n' > $@
 
 test: $(VENV)/.test
 	NO_PROXY=127.0.0.1,localhost $(PY) -m pytest
@@ -29,6 +48,11 @@ test: $(VENV)/.test
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+
+# The first CUDA run (bench/gpu_first_run.sh): what it prints goes to bench/RESULTS.md.
+.PHONY: gpu-first-run
+gpu-first-run: $(VENV)/.test
+	bash bench/gpu_first_run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

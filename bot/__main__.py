@@ -1,4 +1,4 @@
-"""python -m bot [console|discord|telegram ...] [--config PATH] [--data-dir DIR]"""
+"""python -m bot [console|discord|telegram ...] [--config PATH] [--data-dir DIR] [-v]"""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import asyncio
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from bot.app import App, choose_frontends
 from bot.config import ConfigError, load_config
+from bot.files import private_file
 from bot.frontends import FRONTENDS
 from engines.registry import BUILTIN
 
@@ -41,8 +43,7 @@ def setup_logging(data_dir: Path, verbose: bool, chat_on_terminal: bool) -> None
     so that warnings (a download retrying, say) do not land in the middle of the chat."""
     handler: logging.Handler = logging.StreamHandler()
     if chat_on_terminal and sys.stdin.isatty():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(data_dir / "bot.log", encoding="utf-8")
+        handler = logging.FileHandler(private_file(data_dir / "bot.log"), encoding="utf-8")
     logging.basicConfig(
         level=logging.WARNING, handlers=[handler],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -54,22 +55,28 @@ def setup_logging(data_dir: Path, verbose: bool, chat_on_terminal: bool) -> None
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     try:
-        config = load_config(config_path, FRONTENDS, BUILTIN, data_dir=args.data_dir)
-        names = choose_frontends(args.frontends, dict(os.environ), sys.stdin.isatty())
-        setup_logging(config.data_dir, args.verbose, chat_on_terminal="console" in names)
-        app = App(config, names)
-    except ConfigError as exc:
-        print(f"eliza2llm: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return asyncio.run(app.run())
-    except ConfigError as exc:  # found only on connecting, e.g. a token the platform refuses
+        return run(args)
+    except ConfigError as exc:  # a bad config, or found on connecting: a token refused
         print(f"eliza2llm: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # anything else that ends the bot: one line; the trace with -v
+        if args.verbose:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"eliza2llm: {type(exc).__name__}: {first}"
+              + ("" if args.verbose else " (-v shows where)"), file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    config = load_config(config_path, FRONTENDS, BUILTIN, data_dir=args.data_dir)
+    names = choose_frontends(args.frontends, dict(os.environ), sys.stdin.isatty())
+    setup_logging(config.data_dir, args.verbose, chat_on_terminal="console" in names)
+    return asyncio.run(App(config, names).run())
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 rollback and lineage. The bot, the engines it lends `folder`/`active` to, and fine-tuning jobs
 all go through here.
 
-The adapters table in the store is the truth about status (candidate, active, rejected,
-retired); each adapter's files are the folder `<data>/adapters/<id>/`: PEFT's weights and
+The adapters table in the store is the truth about status (trained, candidate, active,
+rejected, retired); each adapter's files are the folder `<data>/adapters/<id>/`: PEFT's weights and
 config, `manifest.json` (where it came from: base model, parent, data, metrics, verdict) and
 `loss_curve.png`. Cheap to import: no torch.
 """
@@ -40,6 +40,22 @@ class AdapterFolders:
             chain.append(adapter_id)
             adapter_id = read_manifest(self.folder(adapter_id)).get("parent", "")
         return chain
+
+    def trained_on(self, message_ids: list[int]) -> list[str]:
+        """The adapters whose training or held-out data included any of these messages."""
+        wanted, found = set(message_ids), []
+        for folder in sorted(p for p in self.root.glob("*") if p.is_dir()):
+            used = read_manifest(folder).get("message_ids", {})
+            if wanted & {i for ids in used.values() for i in ids}:
+                found.append(folder.name)
+        return found
+
+    def ids(self) -> list[str]:
+        """The adapter folders on disk, whole ones only (not those still being written)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(path.name for path in self.root.iterdir()
+                      if path.is_dir() and not path.name.startswith("."))
 
     def new_id(self, job_id: int | None) -> str:
         """A fresh id, "ft<job>-<UTC time>", that no folder has yet."""
@@ -83,8 +99,14 @@ class Adapters(AdapterFolders):
         return next((a for a in await self.all() if a.id == adapter_id), None)
 
     async def record(self, adapter: Adapter) -> None:
-        """A new candidate (or rejected) adapter, judged by a job."""
+        """A new adapter as trained, or its verdict (candidate or rejected) once judged."""
         await self.store.add_adapter(adapter)
+
+    async def unregistered(self) -> list[str]:
+        """Folders the store knows nothing of: copied in, or written before a job could
+        record them."""
+        known = {adapter.id for adapter in await self.all()}
+        return [adapter_id for adapter_id in self.ids() if adapter_id not in known]
 
     async def promote(self, adapter_id: str) -> None:
         """Make it the active adapter; the one active before is retired."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.adapters import Adapters
 from bot.config import Config, ConfigError
-from bot.frontends import FRONTENDS
+from bot.frontends import FRONTENDS, token_env
 from bot.jobs import JobRunner
 from bot.router import Router
 from bot.services import Services
@@ -23,7 +23,6 @@ from engines.registry import BUILTIN, Engines, load_class
 
 log = logging.getLogger(__name__)
 
-DRAIN_SECONDS = 10.0
 
 
 def choose_frontends(named: list[str], env: dict[str, str], stdin_is_tty: bool) -> list[str]:
@@ -34,14 +33,10 @@ def choose_frontends(named: list[str], env: dict[str, str], stdin_is_tty: bool) 
         if unknown:
             raise ConfigError(f"unknown frontend {unknown[0]!r} (known: {', '.join(FRONTENDS)})")
         return list(dict.fromkeys(named))
-    chosen = [name for name in FRONTENDS if name != "console" and _token_env(name) in env]
+    chosen = [name for name in FRONTENDS if name != "console" and token_env(name) in env]
     if not chosen or stdin_is_tty:
         chosen.insert(0, "console")
     return chosen
-
-
-def _token_env(name: str) -> str:
-    return f"{name.upper()}_TOKEN"
 
 
 class App:
@@ -94,7 +89,7 @@ class App:
             self.engines.begin_start(self.config.bot.default_engine)
             yield router
         finally:
-            await router.drain(DRAIN_SECONDS)
+            await router.drain(self.config.bot.drain_seconds)
             await self.engines.close()
             await self.store.close()
 
@@ -107,7 +102,8 @@ class App:
                     started.append(frontend)
                 await self._until_stopped()
             finally:
-                await router.drain(DRAIN_SECONDS)  # while the frontends can still deliver
+                await self._stop_intake(started)  # nothing confirmed that will not be stored
+                await router.drain(self.config.bot.drain_seconds)  # frontends still deliver
                 await self._stop_frontends(started)
         return 0
 
@@ -139,6 +135,12 @@ class App:
             if removed:
                 log.info("retention: deleted %d messages older than %d days", removed, days)
             await asyncio.sleep(3600)
+
+    async def _stop_intake(self, started: list[Any]) -> None:
+        for frontend in started:
+            stop_intake = getattr(frontend, "stop_intake", None)
+            if stop_intake is not None:
+                await stop_intake()
 
     async def _stop_frontends(self, started: list[Any]) -> None:
         for frontend in reversed(started):

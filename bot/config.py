@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 DB_FILE = "eliza2llm.sqlite3"
+DATASET_DIR = "finetune/dataset"  # a job's exported votes; /forget deletes it
 
 
 class ConfigError(Exception):
@@ -48,6 +49,7 @@ class BotOptions:
     admins: list[str] = field(default_factory=list)  # "platform:user_id"
     history_turns: int = field(default=12, metadata=at_least(0))
     reply_timeout: float = field(default=120.0, metadata=at_least(0.1))
+    drain_seconds: float = field(default=10.0, metadata=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class FinetuneOptions:
     max_tokens: int = field(default=256, metadata=at_least(1))
     tolerance: float = field(default=0.02, metadata=at_least(0))
     min_accuracy: float = field(default=0.6, metadata=between(0, 1))
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N": checked when a job starts
     threads: int = field(default=0, metadata=at_least(0))
     cpu_watts: float = field(default=65.0, metadata=at_least(0))
     gpu_watts: float = field(default=300.0, metadata=at_least(0))
@@ -132,6 +134,10 @@ class Config:
     @property
     def db_file(self) -> Path:
         return self.data_dir / DB_FILE
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.data_dir / DATASET_DIR
 
     @property
     def adapters_dir(self) -> Path:

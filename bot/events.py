@@ -25,6 +25,7 @@ class Incoming:
     is_admin: bool = False  # an admin of this chat (frontend's knowledge) or of the bot
     is_group: bool = False
     chat_title: str = ""
+    redelivered: bool = False  # kept before a restart: it may have been stored already
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,4 @@ class Sink(Protocol):
 
     # Optional, where the platform can send files (check with getattr):
     # async def send_file(self, path: Path, caption: str) -> None
+    # uploads: bool  -- True where send_file puts the file itself in the chat (not a path)

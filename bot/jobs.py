@@ -14,10 +14,12 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.events import Sink
+from bot.frontends import FRONTENDS, token_env
 from bot.i18n import t
 from bot.store import User
 from engines.base import Capability
@@ -84,11 +86,9 @@ class JobRunner:
                 return t(lang, "retrain_failed", reason=type(exc).__name__)
 
     async def _run(self, job_id: int, sink: Sink, lang: str) -> str:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
         self.process = await asyncio.create_subprocess_exec(
             *self.command(job_id), stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env)
+            stderr=asyncio.subprocess.PIPE, env=job_environment(os.environ))
         await self.store.job_started(job_id, self.process.pid)
         await _quietly(sink.update(t(lang, "retrain_started", job=job_id)))
         errors = asyncio.create_task(_tail(self.process.stderr))
@@ -176,6 +176,16 @@ class JobRunner:
                     await self.retrain(None, LogSink(), self.config.bot.language)
             except Exception:  # the scheduler must not end (that would stop the bot)
                 log.exception("the fine-tuning scheduler could not start a job")
+
+
+def job_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The job's environment: the bot's, without the platforms' tokens (a training job has no
+    business with them, and what it runs, from PEFT to a model's own code, never sees them),
+    with this checkout importable."""
+    tokens = {token_env(name) for name in FRONTENDS}
+    kept = {key: value for key, value in env.items() if key not in tokens}
+    kept["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return kept
 
 
 def _step_fields(event: dict[str, Any]) -> dict[str, Any]:

@@ -11,14 +11,28 @@ from bot.config import BotOptions
 from bot.events import Incoming
 
 ZERO_WIDTH_SPACE = "\u200b"
-# Mass pings work on any platform that parses text for them; a zero-width space after the
-# "@" keeps the word readable and harmless. Frontends also disable mentions in their API calls.
-_MASS_MENTION = re.compile(r"@(everyone|here|channel|all)\b", re.IGNORECASE)
+# Replies never ping: Telegram turns any "@username" in plain text into a mention, and "@everyone"
+# works wherever text is parsed for it; a zero-width space after the "@" keeps the word readable
+# and harmless. Frontends also disable mentions in their API calls.
+_MENTION = re.compile(r"(?<!<)@(?=\w)")  # Discord's <@id> stays: its API call pings no one
+# Characters that are not what they look like: bidi overrides and isolates (which reorder what
+# follows them), zero-width characters and other invisible formatting ("Cf"), controls ("Cc")
+# and lone surrogates ("Cs"). Line breaks and tabs stay.
+_HIDDEN = ("Cc", "Cf", "Cs")
 
 
 def is_bot_admin(incoming: Incoming, bot: BotOptions) -> bool:
     """Admins of the whole bot: listed in [bot] admins, or the local console's operator."""
     return incoming.platform == "console" or f"{incoming.platform}:{incoming.user_id}" in bot.admins
+
+
+def rate_limited(incoming: Incoming, bot: BotOptions, limiter: RateLimiter) -> bool:
+    """Whether this message is over its author's limit. Bot admins (the console's operator
+    among them) are never limited: the limit keeps strangers from flooding a shared chat, and
+    an admin's scripted session or piped console run must get every answer."""
+    if is_bot_admin(incoming, bot):
+        return False
+    return not limiter.allow(f"{incoming.platform}:{incoming.user_id}")
 
 
 def may_use(scope: str, incoming: Incoming, bot: BotOptions) -> bool:
@@ -30,13 +44,17 @@ def may_use(scope: str, incoming: Incoming, bot: BotOptions) -> bool:
     return True
 
 
-def clean_output(text: str, limit: int) -> str:
-    """What the bot may send: no control characters, no mass mentions, not too long."""
-    text = "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
-    )
-    text = _MASS_MENTION.sub(lambda m: "@" + ZERO_WIDTH_SPACE + m.group(1), text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def clean_output(text: str, limit: int | None) -> str:
+    """What the bot may send: no hidden characters, no mentions, not too long."""
+    text = "".join(ch for i, ch in enumerate(text) if _visible(ch, text[i - 1] if i else ""))
+    text = _MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _visible(ch: str, before: str) -> bool:
+    if ch in "\n\t" or unicodedata.category(ch) not in _HIDDEN:
+        return True
+    return ch == "\u200d" and unicodedata.category(before) == "So"  # 👩‍💻: one emoji, kept
 
 
 class RateLimiter:

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from bot import commands
 from bot.events import Incoming, Reaction, Sink
 from bot.i18n import t
-from bot.policy import RateLimiter, clean_output, may_use
+from bot.policy import RateLimiter, clean_output, is_bot_admin, may_use, rate_limited
 from bot.services import Services
 from bot.store import Chat, User
 from engines.base import Capability, Conversation, Engine, EngineUnavailable
 
 log = logging.getLogger(__name__)
+CUT_SECONDS = 5.0  # at shutdown, how long a cut-off reply may take to be delivered and stored
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,10 @@ class Router:
         parsed = commands.parse(incoming.text)
         if parsed is not None:
             answer = await self._command(parsed, incoming, chat, user, sink)
-            await sink.finish(clean_output(answer, self.config.policy.max_reply_chars))
-        elif not self.limiter.allow(f"{incoming.platform}:{incoming.user_id}"):
+            cmd = commands.COMMANDS.get(parsed[0])
+            limit = None if cmd and cmd.whole else self.config.policy.max_reply_chars
+            await sink.finish(clean_output(answer, limit))
+        elif rate_limited(incoming, self.config.bot, self.limiter):
             await sink.finish(t(lang, "rate_limited", limit=self.limiter.per_minute))
         else:
             await self._answer(incoming, chat, user, sink)
@@ -115,11 +118,15 @@ class Router:
         keep = self.config.privacy.store_text and not user.opted_out
         engine_name = self.engine_name(chat)
         turns = await self.store.history(chat, self.config.bot.history_turns)
-        asked = await self.store.add_message(chat, user, "user", incoming.text if keep else None)
+        asked = await self._ask(incoming, chat, user, keep)
+        if incoming.redelivered and await self.store.answered(asked):
+            return  # answered, delivered and stored before a restart: not twice
         try:
             engine = await self.engines.get(engine_name)
         except EngineUnavailable as exc:
-            await sink.finish(t(lang, "engine_unavailable", engine=engine_name, reason=exc))
+            reason = exc if is_bot_admin(incoming, self.config.bot) else t(lang,
+                                                                           "details_for_admins")
+            await sink.finish(t(lang, "engine_unavailable", engine=engine_name, reason=reason))
             return
         state = await self._state(chat, engine_name, keep)
         conv = Conversation(
@@ -136,6 +143,15 @@ class Router:
         await self._save_state(chat, engine_name, keep, state, conv.state)
         if keep and not outcome.failed:
             await self._learn(incoming.text, lang)
+
+    async def _ask(self, incoming: Incoming, chat: Chat, user: User, keep: bool) -> int:
+        """Store the person's message, once: one delivered again after a restart is found."""
+        if incoming.redelivered and incoming.message_id:
+            found = await self.store.message_for(chat, incoming.message_id)
+            if found is not None:
+                return found
+        return await self.store.add_message(chat, user, "user", incoming.text if keep else None,
+                                            platform_msg_id=incoming.message_id)
 
     # An engine's state and trace can hold the words it was told (ELIZA's memories, the
     # n-gram's keywords). For someone whose text must not be stored they live in memory only:
@@ -171,17 +187,27 @@ class Router:
             log.error("engine %s failed in %s", engine.name, conv.chat_key, exc_info=True)
             conv.trace["error"] = f"{type(exc).__name__}: {exc}"
             return Outcome(t(conv.lang, "apology"), version, failed=True)
+        except asyncio.CancelledError:
+            if self.accepting:  # not a shutdown: whoever cancelled wants it gone
+                raise
+            asyncio.current_task().uncancel()  # the bot is stopping: end it with what it has
+            log.warning("shutting down: cut off a reply in %s after %d characters",
+                        conv.chat_key, len(text))
+            conv.trace["cut_off"] = True
+            cut = f"{text.rstrip()} {t(conv.lang, 'cut_off')}".strip()
+            return Outcome(clean_output(cut, limit), conv.version or version, failed=True)
         if not text.strip():  # the engine had nothing to say
             text = t(conv.lang, "no_reply")
         return Outcome(clean_output(text, limit), conv.version or version)
 
     async def _deliver(self, sink: Sink, text: str) -> list[str]:
-        """Send the final text; a platform failure is logged and the reply is still stored."""
+        """Send the final text; a platform failure is logged and the reply is still stored,
+        with the ids of the messages that show part of it (a vote on them still counts)."""
         try:
             return list(await sink.finish(text))
         except Exception:
             log.exception("could not deliver a reply")
-            return []
+            return list(getattr(sink, "ids", []))
 
     async def _learn(self, text: str, lang: str) -> None:
         for engine in self.engines.loaded():
@@ -240,6 +266,27 @@ class Router:
     def engine_name(self, chat: Chat) -> str:
         return self.services.engine_name(chat)
 
+    # the durable inbox, for frontends whose platform confirms deliveries (Telegram) ----------
+
+    async def received(self, platform: str, key: str, payload: dict) -> bool:
+        return await self.store.receive(platform, key, payload)
+
+    async def unhandled(self, platform: str) -> list:
+        return await self.store.unhandled(platform)
+
+    async def replying(self, platform: str, key: str, reply_ids: list[str]) -> None:
+        await self.store.replying(platform, key, reply_ids)
+
+    async def handled(self, platform: str, key: str) -> None:
+        await self.store.handled(platform, key)
+
+    async def record(self, incoming: Incoming) -> None:
+        """Store a message without answering it (found too late, after a restart)."""
+        chat = await self.store.chat(incoming.platform, incoming.chat_id, incoming.chat_title)
+        user = await self.store.user(incoming.platform, incoming.user_id, incoming.user_name)
+        keep = self.config.privacy.store_text and not user.opted_out
+        await self._ask(incoming, chat, user, keep)
+
     async def chat_lang(self, platform: str, chat_id: str) -> str:
         """The language of a chat (the default for one never seen), for a frontend's words."""
         chat = await self.store.find_chat(platform, chat_id)
@@ -255,11 +302,17 @@ class Router:
         return still
 
     async def drain(self, timeout: float) -> None:
-        """Take nothing new; let replies and votes in flight finish for up to `timeout` seconds,
-        then abandon them. The frontends stay connected meanwhile, so replies are delivered."""
+        """Take nothing new; let replies and votes in flight finish for up to `timeout` seconds;
+        then a reply still streaming ends with its text so far and a "cut off" mark, and is
+        delivered and stored as such (up to CUT_SECONDS more). The frontends stay connected
+        meanwhile, so replies are delivered."""
         self.accepting = False
         still = await self.settle(timeout)
         for task in still:
+            task.cancel()
+        if still:
+            _, still = await asyncio.wait(still, timeout=CUT_SECONDS)
+        for task in still:  # stuck in delivery or the store: abandoned
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
 

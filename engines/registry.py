@@ -22,6 +22,7 @@ BUILTIN: dict[str, str] = {
     "eliza": "engines.eliza.engine:ElizaEngine",
     "ngram": "engines.ngram.engine:NgramEngine",
     "transformer": "engines.transformer.engine:TransformerEngine",
+    "remote": "engines.remote.engine:RemoteEngine",
 }
 
 
@@ -89,8 +90,10 @@ class Engines:
             engine = slot.cls(slot.options, engine_ctx)
             await engine.start()
         except Exception as exc:
-            log.warning("engine %s failed to start", name, exc_info=True)
             slot.error = _one_line(exc)
+            # One line on the console; the traceback only with -v (debug), where it helps.
+            log.warning("engine %s cannot start: %s", name, slot.error)
+            log.debug("engine %s failed to start", name, exc_info=True)
             return
         slot.engine = engine
 

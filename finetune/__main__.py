@@ -2,11 +2,11 @@
 [--config PATH]
 
   export     votes from the store -> <data>/finetune/dataset/*.jsonl
-  train      the exported dataset -> <data>/adapters/<id>/ (prints the id)
+  train      the exported dataset -> <data>/adapters/<id>/, registered as trained (prints the id)
   evaluate   ID: the adapter against the active one on the held-out votes
-  promote    ID: make it the active adapter
+  promote    ID: make it the active adapter (any trained one, judged or not)
   rollback   back to the adapter active before
-  status     the adapters and their scores
+  status     the adapters and their scores, and adapter folders the store does not know
   run        export -> train -> evaluate -> promote, as one job (what the bot starts)
 Progress and results are JSON lines on stdout.
 """
@@ -22,8 +22,9 @@ import time
 import warnings
 from pathlib import Path
 
+from bot.config import ConfigError
 from finetune import run as steps
-from finetune.settings import load_settings
+from finetune.settings import Settings, load_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,13 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr is the bot's log
     warnings.filterwarnings("ignore", category=FutureWarning)
-    settings = load_settings(args.config, args.data_dir)
     if args.step in ("evaluate", "promote") and not args.adapter:
         print(f"python -m finetune {args.step} ID: which adapter?", file=sys.stderr)
         return 2
-    if args.follow:
-        follow(args.follow)
-    steps.remove_partial(settings)
+    try:
+        settings = load_settings(args.config, args.data_dir)
+        if args.follow:
+            follow(args.follow)
+        steps.remove_partial(settings)
+        return run_step(args, settings)
+    except (ConfigError, steps.StepError) as exc:  # one line, as the bot says it
+        print(f"python -m finetune {args.step}: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_step(args: argparse.Namespace, settings: Settings) -> int:
     if args.step == "run":
         return steps.do_run(settings, args.job)
     if args.step == "export":
@@ -66,13 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "rollback":
         steps.do_rollback(settings)
     else:
-        rows = steps.status(settings)
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
-        if not rows:
-            print("no adapters yet: /retrain or `python -m finetune run` trains one",
-                  file=sys.stderr)
+        print_status(steps.status(settings))
     return 0
+
+
+def print_status(rows: list[dict]) -> None:
+    """One JSON line per adapter on stdout; what to do next on stderr."""
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
+    if not rows:
+        print("no adapters yet: /retrain or `python -m finetune run` trains one",
+              file=sys.stderr)
+    loose = [row["id"] for row in rows if row["status"] == steps.UNREGISTERED]
+    if loose:
+        print(f"not registered in the store: {', '.join(loose)} "
+              "(`python -m finetune promote ID` registers and promotes one)", file=sys.stderr)
 
 
 def follow(pid: int, every: float = 1.0) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.files import private_dir, write_private
 from bot.store import Store, VotedReply
 from finetune.scrub import scrub
 from finetune.settings import ENGINE, Settings
@@ -101,10 +102,12 @@ async def export(settings: Settings) -> Dataset:
 
 
 def write(data: Dataset, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Private files (they hold people's words); the job deletes them when it ends, and
+    /forget deletes the folder, so an export is never an old copy of forgotten text."""
+    private_dir(folder)
     for name in FILES:
         lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in getattr(data, name)]
-        (folder / f"{name}.jsonl").write_text("".join(lines), encoding="utf-8")
+        write_private(folder / f"{name}.jsonl", "".join(lines))
 
 
 def read(folder: Path) -> Dataset:

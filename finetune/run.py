@@ -4,12 +4,13 @@ export -> train -> evaluate -> promote. Each step reports with progress.emit."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bot.adapters import LOSS_CURVE, Adapters
+from bot.adapters import LOSS_CURVE, MANIFEST, Adapters, read_manifest
 from bot.store import Adapter, Store
 from finetune import export as exporting
 from finetune.manifest import energy_estimate, plot_loss, update_manifest, write_manifest
@@ -17,6 +18,12 @@ from finetune.progress import emit
 from finetune.settings import Settings
 
 TOO_FEW = "too_few"
+TRAINED = "trained"  # registered by `train`, not yet judged by `evaluate`
+UNREGISTERED = "unregistered"  # a folder under adapters/ that the store does not know
+
+
+class StepError(Exception):
+    """A step that cannot be done as asked (an unknown adapter id): one line for the user."""
 
 
 def with_adapters(settings: Settings, action: Callable[[Adapters], Awaitable[Any]]) -> Any:
@@ -82,9 +89,28 @@ def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = N
     })
     if result.curve:
         plot_loss(result.curve, tmp / LOSS_CURVE, f"adapter {adapter_id}")
-    settings.folders.publish(adapter_id)  # whole or not at all
+    folder = settings.folders.publish(adapter_id)  # whole or not at all
+    # Registered at once, so `promote ID` and `status` know it before any evaluation.
+    trained = registered(folder, read_manifest(folder), TRAINED)
+    with_adapters(settings, lambda a: a.record(trained))
     emit(event="trained", adapter=adapter_id, seconds=round(result.seconds, 1))
     return adapter_id
+
+
+def registered(folder: Path, manifest: dict[str, Any], status: str,
+               metrics: dict[str, Any] | None = None) -> Adapter:
+    """The store's row for the adapter in `folder`, from its manifest."""
+    return Adapter(folder.name, manifest.get("base_model", ""), str(folder), status,
+                   manifest.get("metrics", {}) | (metrics or {}), manifest.get("job"))
+
+
+def whole_folder(settings: Settings, adapter_id: str) -> Path:
+    """The folder of a finished adapter; StepError naming the known ones if there is none."""
+    folder, known = settings.folders.folder(adapter_id), settings.folders.ids()
+    if adapter_id in known and (folder / MANIFEST).is_file():
+        return folder
+    names = ", ".join(known) or "none yet"
+    raise StepError(f"no adapter {adapter_id!r} in {settings.adapters_dir} (known: {names})")
 
 
 def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) -> dict[str, Any]:
@@ -95,7 +121,7 @@ def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) ->
     from finetune.batches import Encoder
 
     opts = settings.options
-    folder = settings.folders.folder(adapter_id)
+    folder = whole_folder(settings, adapter_id)
     active_id = with_adapters(settings, lambda a: a.active())
     why_not = evaluate.can_judge(data.heldout)
     if why_not:
@@ -115,15 +141,23 @@ def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) ->
     verdict["compared_with"] = active_id or "base"
     manifest = update_manifest(folder, evaluation=verdict)
     status = "candidate" if verdict["promote"] else "rejected"
-    adapter = Adapter(adapter_id, manifest["base_model"], str(folder), status,
-                      manifest["metrics"] | {"evaluation": verdict}, manifest.get("job"))
+    adapter = registered(folder, manifest, status, {"evaluation": verdict})
     with_adapters(settings, lambda a: a.record(adapter))
     emit(event="evaluated", adapter=adapter_id, **verdict)
     return verdict
 
 
 def do_promote(settings: Settings, adapter_id: str) -> None:
-    with_adapters(settings, lambda a: a.promote(adapter_id))
+    """Make any trained adapter the active one, judged or not; a folder the store does not
+    know yet (copied in, say) is registered first."""
+
+    async def promote(adapters: Adapters) -> None:
+        if await adapters.find(adapter_id) is None:
+            folder = whole_folder(settings, adapter_id)
+            await adapters.record(registered(folder, read_manifest(folder), TRAINED))
+        await adapters.promote(adapter_id)
+
+    with_adapters(settings, promote)
     emit(event="promoted", adapter=adapter_id)
 
 
@@ -134,7 +168,15 @@ def do_rollback(settings: Settings) -> tuple[str, str]:
 
 
 def do_run(settings: Settings, job_id: int | None) -> int:
-    """The whole job; the last line says how it ended: {"event": "done", ...}."""
+    """The whole job; the last line says how it ended: {"event": "done", ...}. The exported
+    text exists only while the job runs."""
+    try:
+        return _run(settings, job_id)
+    finally:
+        shutil.rmtree(settings.dataset_dir, ignore_errors=True)
+
+
+def _run(settings: Settings, job_id: int | None) -> int:
     data = do_export(settings)
     if not enough_votes(settings, data):
         emit(event="done", adapter="", promoted=False, reason=TOO_FEW)
@@ -153,9 +195,17 @@ def remove_partial(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> list[dict[str, Any]]:
-    adapters = with_adapters(settings, lambda a: a.all())
-    return [{"id": a.id, "status": a.status, "accuracy": a.accuracy, "path": a.path,
-             "lineage": settings.folders.lineage(a.id)} for a in adapters]
+    """Every adapter the store knows, newest first, then every folder it does not know."""
+
+    async def read(adapters: Adapters) -> tuple[list[Adapter], list[str]]:
+        return await adapters.all(), await adapters.unregistered()
+
+    known, loose = with_adapters(settings, read)
+    folders = settings.folders
+    rows = [{"id": a.id, "status": a.status, "accuracy": a.accuracy, "path": a.path,
+             "lineage": folders.lineage(a.id)} for a in known]
+    return rows + [{"id": i, "status": UNREGISTERED, "accuracy": None,
+                    "path": str(folders.folder(i)), "lineage": folders.lineage(i)} for i in loose]
 
 
 def dataset(settings: Settings) -> exporting.Dataset:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.adapters import AdapterFolders
-from bot.config import FinetuneOptions, load_config
+from bot.config import DATASET_DIR, FinetuneOptions, load_config
 from engines.transformer.engine import PROMPTS, TransformerOptions
 
 ENGINE = "transformer"  # the engine whose replies are learned from
@@ -23,7 +23,7 @@ class Settings:
 
     @property
     def dataset_dir(self) -> Path:
-        return self.data_dir / "finetune" / "dataset"
+        return self.data_dir / DATASET_DIR
 
     @property
     def folders(self) -> AdapterFolders:

@@ -72,6 +72,8 @@ class FakeTelegram:
         self.token = token
         self.me = Person(777, "eliza2llm", is_bot=True, username=username)
         self.calls: list[Call] = []
+        self.uploads: list[tuple[int, str, bytes]] = []  # (chat id, file name, content)
+        self.answered: dict[str, str] = {}  # callback query id -> the text it was answered with
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat, message id) -> now
         self.commands: dict[str | None, list[dict[str, str]]] = {}  # language code -> menu
         self.dropped: list[dict[str, Any]] = []  # updates filtered out by allowed_updates
@@ -81,6 +83,8 @@ class FakeTelegram:
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count] = {}
         self._failures: dict[str, list[ApiError]] = {}
+        self._late: dict[str, list[float]] = {}
+        self._confirmed_below = 0
         self._news = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._closing = False
@@ -148,6 +152,23 @@ class FakeTelegram:
                          retry_after=retry_after)
         self._failures.setdefault(method, []).append(error)
 
+    def fail(self, method: str, times: int, code: int = 502,
+             retry_after: float | None = None) -> None:
+        """The next `times` calls of `method` are refused: 429 (with retry_after) or a 5xx."""
+        description = "Too Many Requests" if code == 429 else "Bad Gateway"
+        extra = {"retry_after": retry_after} if retry_after is not None else {}
+        for _ in range(times):
+            self._failures.setdefault(method, []).append(ApiError(code, description, **extra))
+
+    def answer_late(self, method: str, seconds: float, times: int = 1) -> None:
+        """The next `times` calls of `method` are carried out, then answered `seconds` late."""
+        self._late.setdefault(method, []).extend([seconds] * times)
+
+    @property
+    def confirmed(self) -> int:
+        """Updates with an id below this were confirmed: a getUpdates asked past them."""
+        return self._confirmed_below
+
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         return [call.params for call in self.calls if call.method == method]
 
@@ -183,6 +204,8 @@ class FakeTelegram:
             if failures:
                 raise failures.pop(0)
             result = await handler(**params)
+            if self._late.get(method):
+                await asyncio.sleep(self._late[method].pop(0))
         except ApiError as exc:
             return _error(exc)
         finally:
@@ -210,6 +233,7 @@ class FakeTelegram:
         if allowed_updates is not None:  # remembered until changed, as Telegram does
             self._allowed = set(allowed_updates)
         self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        self._confirmed_below = max(self._confirmed_below, offset)
         async with self._news:
             try:
                 await asyncio.wait_for(
@@ -241,7 +265,9 @@ class FakeTelegram:
         chat = self._chats.get(chat_id) or Chat(chat_id, "private")
         message = self._message(chat, self.me, "", entities=False)
         del message["text"]
-        size = len(document.file.read())
+        content = document.file.read()
+        size = len(content)
+        self.uploads.append((chat_id, document.filename, content))
         message |= {"caption": caption, "document": {
             "file_id": f"doc{message['message_id']}", "file_unique_id": "u",
             "file_name": document.filename, "file_size": size}}
@@ -280,6 +306,7 @@ class FakeTelegram:
         return True
 
     async def api_answerCallbackQuery(self, callback_query_id: str, **options: Any) -> bool:
+        self.answered[callback_query_id] = options.get("text", "")
         return True
 
     async def api_getChatAdministrators(self, chat_id: int) -> list[dict[str, Any]]:

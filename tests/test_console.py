@@ -70,6 +70,20 @@ def test_forget_leaves_no_trace_of_my_text_in_the_database_file(tmp_path):
     assert query(tmp_path, "SELECT COUNT(*) FROM messages WHERE text IS NOT NULL") == [(0,)]
 
 
+
+def test_a_piped_run_of_100_lines_gets_100_answers(tmp_path):
+    """The console's user is a bot admin: far past [policy] rate_per_minute (20), nothing
+    is refused."""
+    lines = [f"hello number {n}" if n % 5 else "/good" for n in range(1, 101)]
+    done = session(tmp_path, ["/engine echo", *lines])
+    assert done.returncode == 0, done.stderr
+    answers = done.stdout.splitlines()[2:]  # after the switch and the engine's greeting
+    assert len(answers) == 100
+    assert "at most 20 messages a minute" not in done.stdout
+    assert answers[-2] == "echo: hello number 99" and answers[-1].startswith("Saved your 👍")
+    assert query(tmp_path, "SELECT COUNT(*) FROM messages WHERE role = 'bot'") == [(80,)]
+    assert query(tmp_path, "SELECT COUNT(*) FROM feedback") == [(20,)]
+
 def test_an_engine_that_raises_gets_an_apology_and_the_bot_goes_on(tmp_path):
     done = session(tmp_path, ["/engine broken", "boom", "/engine echo", "still alive"])
     assert done.returncode == 0
@@ -77,6 +91,38 @@ def test_an_engine_that_raises_gets_an_apology_and_the_bot_goes_on(tmp_path):
     assert done.stdout.splitlines()[-1] == "echo: still alive"
     assert "the engine broke" in done.stderr  # the cause is logged
 
+
+
+def test_without_the_ml_extra_the_transformer_is_one_line_and_the_trace_needs_v(tmp_path):
+    fake_site = tmp_path / "no_ml"  # `import torch` fails here as it does without the extra
+    (fake_site / "torch").mkdir(parents=True)
+    (fake_site / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    env = dict(os.environ, PYTHONPATH=f"{fake_site}{os.pathsep}{ROOT}")
+    lines = "/engine transformer\nhello\n"
+    for verbose in ([], ["-v"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "console", "--data-dir", str(tmp_path / "d"),
+             *verbose], input=lines, capture_output=True, text=True, cwd=tmp_path, env=env,
+            timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "the transformer needs the ml extra" in done.stdout
+        warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
+        assert len(warnings) == 1 and "ml extra" in warnings[0], done.stderr
+        assert ("Traceback" in done.stderr) == bool(verbose), done.stderr
+        if not verbose:
+            assert done.stderr.strip() == warnings[0]
+
+
+def test_any_other_failure_at_start_is_one_line_and_exit_1_the_trace_with_v(tmp_path):
+    (tmp_path / "taken").write_text("a file where the data folder should be")
+    for verbose in ([], ["-v"]):
+        done = run_console(["console", "--data-dir", "taken", *verbose], ["hello"], cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("eliza2llm: FileExistsError: ") and "'taken'" in last
+        assert ("Traceback" in done.stderr) == bool(verbose), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 or verbose
 
 def test_a_bad_config_value_exits_2_naming_the_key(tmp_path):
     done = session(tmp_path, ["hello"], '[engines.ngram]\norder = "three"\n')

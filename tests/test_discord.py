@@ -9,12 +9,14 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 import discord
 import pytest
+from aiohttp import web
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from discord.webhook.async_ import async_context
@@ -316,3 +318,52 @@ async def test_python_m_bot_discord_answers_a_mention(tmp_path):
             process.kill()
             await process.wait()
         await fake.close()
+
+
+class TokenCheckingDiscord(FakeDiscord):
+    """A fake Discord that, like Discord, answers 401 to a token it did not issue."""
+
+    async def _me(self, request, parts, body):
+        if request.headers.get("Authorization") != "Bot fake-token":
+            return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        return await super()._me(request, parts, body)
+
+
+async def run_bot_discord(tmp_path, api_base: str, gateway_url: str, token: str,
+                          *args: str) -> tuple[int, str]:
+    """`python -m bot discord` to its end: (exit code, stderr)."""
+    body = (f'[bot]\ndefault_engine = "echo"\n[discord]\napi_base = "{api_base}"\n'
+            f'gateway_url = "{gateway_url}"\n')
+    config = write_config(tmp_path / "config.toml", body)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost",
+               DISCORD_TOKEN=token)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "discord", "--config", str(config),
+        "--data-dir", str(tmp_path / "data"), *args, cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode, stderr.decode()
+
+
+async def test_a_refused_token_is_one_line_that_hides_it_and_exit_2(tmp_path):
+    fake = await TokenCheckingDiscord().start()
+    try:
+        code, stderr = await run_bot_discord(tmp_path, fake.api_base, fake.gateway_url,
+                                             "WRONG-SECRET")
+    finally:
+        await fake.close()
+    assert code == 2, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("eliza2llm: discord: "), stderr
+    assert "refused DISCORD_TOKEN" in stderr and "WRONG-SECRET" not in stderr
+    assert not [r for r in fake.requests if "commands" in r[1]]  # it stopped at the login
+
+
+async def test_an_unreachable_discord_is_one_line_and_exit_2(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api_base, gateway = f"http://127.0.0.1:{port}/api/v10", f"ws://127.0.0.1:{port}/gateway"
+    code, stderr = await run_bot_discord(tmp_path, api_base, gateway, "fake-token")
+    assert code == 2, stderr
+    assert stderr.count("\n") == 1 and f"discord: cannot reach {api_base}" in stderr, stderr

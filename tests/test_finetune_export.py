@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from bot.store import Store
 from finetune.export import build, is_heldout, pairs
-from finetune.scrub import scrub
 from tests.finetune_helpers import seed
-
-
-@pytest.mark.parametrize(("text", "secret", "placeholder"), [
-    ("write to jane.doe+bot@example.co.uk today", "jane.doe+bot@example.co.uk", "<email>"),
-    ("call me on +49 30 1234567 tonight", "1234567", "<phone>"),
-    ("or on (030) 123-4567", "123-4567", "<phone>"),
-    ("my IBAN is DE89 3704 0044 0532 0130 00", "3704 0044", "<iban>"),
-    ("clone https://bob:hunter2@git.example.com/x.git", "hunter2", "<url>"),
-    ("open https://example.com/reset?token=abc123def", "abc123def", "<url>"),
-    ("ask @jane_doe about it", "jane_doe", "<user>"),
-])
-def test_scrub_replaces_each_kind_of_personal_data(text, secret, placeholder):
-    cleaned = scrub(text)
-    assert secret not in cleaned and placeholder in cleaned
-
-
-def test_scrub_keeps_ordinary_text_numbers_dates_and_plain_urls():
-    text = "In 2024 we had 42 cats; see https://example.com/cats on 26.11.2026 at 10:30."
-    assert scrub(text) == text
 
 
 def _row(id_, prompt, text, score, lang="en"):

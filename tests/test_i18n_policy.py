@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import string
 
+import pytest
+
 from bot.commands import COMMANDS, describe, parse
 from bot.config import BotOptions
 from bot.events import Incoming
 from bot.i18n import catalog
-from bot.policy import RateLimiter, clean_output, is_bot_admin, may_use
+from bot.policy import ZERO_WIDTH_SPACE, RateLimiter, clean_output, is_bot_admin, may_use
 
 
 def keys(node: dict, prefix: str = "") -> dict[str, str]:
@@ -44,6 +46,21 @@ def test_mass_mentions_and_control_characters_are_neutralised():
     assert "@everyone" not in text and "@Here" not in text
     assert "\x07" not in text and "\x1b" not in text
     assert clean_output("x" * 50, 10) == "x" * 9 + "…"
+
+
+@pytest.mark.parametrize("hidden", ["\u202e", "\u2066", "\u200b", "\u200d", "\ufeff", "\u2060"])
+def test_bidi_and_zero_width_characters_never_reach_a_chat(hidden):
+    assert clean_output(f"pay{hidden}lcx.exe", 100) == "paylcx.exe"
+
+
+def test_emoji_joined_by_zero_width_joiners_stay_one_emoji():
+    assert clean_output("hi 👩\u200d💻", 100) == "hi 👩\u200d💻"
+
+
+def test_no_handle_in_a_reply_pings_anyone():
+    text = clean_output("ask @alice_user or @jörg, mail a@b.de", 100)
+    assert "@alice_user" not in text and "@jörg" not in text
+    assert text.replace(ZERO_WIDTH_SPACE, "") == "ask @alice_user or @jörg, mail a@b.de"
 
 
 def test_rate_limiter_is_a_sliding_minute_per_key():

@@ -95,12 +95,15 @@ async def test_an_engine_that_hangs_times_out_with_an_apology(serve):
 
 
 async def test_an_engine_that_cannot_start_is_reported_not_fatal(serve):
-    async with serve() as router:
+    async with serve('admins = ["test:boss"]\n') as router:
         sink = await say(router, "/engine unloadable")
-        assert "unavailable: weights not found" in sink.final
+        assert "unavailable: details are for the bot's admins" in sink.final
         listing = (await say(router, "/engines")).final
-        assert "unloadable: unavailable (weights not found" in listing
+        assert "unloadable: unavailable (details are for the bot's admins)" in listing
+        assert "weights not found" not in listing  # an error's text is for admins only
         assert "echo: ready (echo-1)" in listing
+        admin_view = (await say(router, "/engines", user="boss")).final
+        assert "unloadable: unavailable (weights not found" in admin_view
         assert (await say(router, "fine")).final == "echo: fine"  # the chat kept its engine
 
 
@@ -162,7 +165,8 @@ async def test_forget_removes_the_users_text_and_votes_but_not_others(serve):
         assert await rows(router, "SELECT COUNT(*) FROM feedback") == [(0,)]
         data = json.loads((await say(router, "/mydata", user="u1")).final)
         assert data["messages"] == [{"id": 2, "chat": "c1", "role": "bot", "text": None,
-                                     "time": data["messages"][0]["time"]}]
+                                     "time": data["messages"][0]["time"], "engine": "echo",
+                                     "version": "echo-1", "trace": {}}]
 
 
 async def test_commands_respect_scopes(serve):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.events import Incoming, Sink
 from bot.i18n import t
+from bot.policy import is_bot_admin
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -49,6 +50,13 @@ class CommandContext:
     @property
     def engine_name(self) -> str:
         return self.services.engine_name(self.chat)
+
+    def detail(self, text: object) -> str:
+        """An error's details (file paths, exceptions) for the bot's admins; others are told
+        that there are some."""
+        if is_bot_admin(self.incoming, self.services.config.bot):
+            return str(text)
+        return self.t("details_for_admins")
 
     def t(self, key: str, /, **values: Any) -> str:
         return t(self.lang, key, **values)
@@ -90,6 +98,7 @@ class Command:
     scope: str = "anyone"  # "anyone", "chat_admin" (in groups) or "admin" (bot admins)
     long: bool = False  # runs for minutes: the router does not hold the chat's lock for it
     argument: Argument | None = None
+    whole: bool = False  # its answer is data (/mydata): never shortened, the sink splits it
 
     @property
     def usage(self) -> str:
@@ -101,9 +110,9 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(name: str, scope: str = "anyone", long: bool = False,
-            argument: Argument | None = None) -> Callable[[Handler], Handler]:
+            argument: Argument | None = None, whole: bool = False) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        COMMANDS[name] = Command(name, fn, scope, long, argument)
+        COMMANDS[name] = Command(name, fn, scope, long, argument, whole)
         return fn
 
     return register

@@ -22,7 +22,8 @@ async def engines(ctx: CommandContext) -> str:
     for name in ctx.engines.names:
         state, detail = ctx.engines.status(name)
         text = ctx.t(f"engine_states.{state}")
-        lines.append(f"• {name}: {text}" + (f" ({detail})" if detail else ""))
+        shown = detail if state == "ready" or not detail else ctx.detail(detail)
+        lines.append(f"• {name}: {text}" + (f" ({shown})" if shown else ""))
     return "\n".join(lines)
 
 
@@ -35,7 +36,7 @@ async def engine(ctx: CommandContext) -> str:
     try:
         chosen = await ctx.engines.get(name)
     except EngineUnavailable as exc:
-        return ctx.t("engine_unavailable", engine=name, reason=exc)
+        return ctx.t("engine_unavailable", engine=name, reason=ctx.detail(exc))
     await ctx.store.set_chat(ctx.chat, engine=name)
     greeting = chosen.greeting(ctx.lang)
     return ctx.t("engine_set", engine=name) + (f"\n{greeting}" if greeting else "")

@@ -33,6 +33,8 @@ async def why(ctx: CommandContext) -> str:
         return ctx.t("why_none")
     lines = [ctx.t("why_header", engine=reply.engine, version=reply.engine_version)]
     for key, value in reply.trace.items():
+        if key == "error":  # an exception's text: paths and internals
+            value = ctx.detail(value)
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         lines.append(f"{key}: {shown}")
     return "\n".join(lines)
@@ -45,7 +47,7 @@ async def next_(ctx: CommandContext) -> str:
     try:
         engine = await ctx.engines.get(ctx.engine_name)
     except EngineUnavailable as exc:
-        return ctx.t("engine_unavailable", engine=ctx.engine_name, reason=exc)
+        return ctx.t("engine_unavailable", engine=ctx.engine_name, reason=ctx.detail(exc))
     if not engine.can(Capability.NEXT_WORDS):
         return ctx.t("next_unsupported", engine=ctx.engine_name)
     words = await engine.next_words(ctx.args, ctx.lang, 5)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from bot.commands import CommandContext, command
+from bot.files import write_private
 from engines.base import Capability
 
 
@@ -30,13 +32,31 @@ async def optin(ctx: CommandContext) -> str:
 
 @command("forget")
 async def forget(ctx: CommandContext) -> str:
-    count = await ctx.store.forget_user(ctx.user)
+    forgotten = await ctx.store.forget_user(ctx.user)
+    # An export left by a job run step by step may hold their words; the next one rebuilds it.
+    shutil.rmtree(ctx.services.config.dataset_dir, ignore_errors=True)
     await _unlearn(ctx)
-    return ctx.t("forgotten", count=count)
+    lines = [ctx.t("forgotten", count=forgotten.messages)]
+    adapters = ctx.adapters.trained_on(forgotten.message_ids)
+    if adapters:
+        lines.append(ctx.t("forgotten_adapters", adapters=", ".join(adapters)))
+    if not forgotten.wal_wiped:
+        lines.append(ctx.t("forgotten_wal_pending"))
+    return "\n".join(lines)
 
 
-@command("mydata")
+@command("mydata", whole=True)
 async def mydata(ctx: CommandContext) -> str:
+    """As a file where the platform can send one; else as text, never shortened."""
     if ctx.incoming.is_group:  # it holds the person's private chats too
         return ctx.t("mydata_in_private")
-    return json.dumps(await ctx.store.user_data(ctx.user), ensure_ascii=False, indent=1)
+    data = json.dumps(await ctx.store.user_data(ctx.user), ensure_ascii=False, indent=1)
+    if not getattr(ctx.sink, "uploads", False):  # the console: the JSON itself, whole
+        return data
+    path = ctx.services.config.data_dir / "mydata" / f"{ctx.user.id}.json"
+    write_private(path, data)
+    try:
+        await ctx.sink.send_file(path, ctx.t("mydata_sent"))
+    finally:
+        path.unlink(missing_ok=True)
+    return ctx.t("mydata_sent")

@@ -20,6 +20,11 @@ FRONTENDS: dict[str, str] = {
 }
 
 
+def token_env(platform: str) -> str:
+    """The environment variable that holds a platform's token: DISCORD_TOKEN, say."""
+    return f"{platform.upper()}_TOKEN"
+
+
 class Frontend(Protocol):
     platform: ClassVar[str]
     Options: ClassVar[type]

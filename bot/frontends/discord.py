@@ -59,6 +59,8 @@ class DiscordSink(StreamingSink):
     sent: tuple[str, ...] = ()
     channel: Any = None  # where send_file posts; set by the frontend
 
+    uploads = True  # send_file puts the file itself in the chat
+
     async def send_file(self, path: Path, caption: str) -> None:
         await self.channel.send(caption, file=discord.File(path), allowed_mentions=NO_MENTIONS)
 
@@ -97,10 +99,24 @@ class DiscordFrontend:
         try:
             await self.client.login(self.token)
             await self._sync_commands(router)
-        except BaseException:
+        except BaseException as exc:
             await self.client.close()
-            raise
+            raise self._start_failure(exc) from None
         self._task = asyncio.create_task(self._connect(), name="discord")
+
+    def _start_failure(self, exc: BaseException) -> BaseException:
+        """What a failed start says: one line (the exit code 2 of a config error) for what the
+        user can fix, the exception itself for anything else."""
+        where = self.options.api_base
+        if isinstance(exc, discord.LoginFailure):  # its message says little; ours hides the token
+            return ConfigError(f"discord: {where} refused {self.token_env}; reset and copy the "
+                               "bot's token (developer portal -> your application -> Bot)")
+        if isinstance(exc, OSError | aiohttp.ClientError | asyncio.TimeoutError):
+            return ConfigError(f"discord: cannot reach {where}: {_first_line(exc)}")
+        if isinstance(exc, discord.HTTPException):  # e.g. a dev_guild the bot is not in
+            return ConfigError(f"discord: {where} refused the start ({exc.status}): "
+                               f"{_first_line(exc)}")
+        return exc
 
     async def _sync_commands(self, router: Any) -> None:
         guild = discord.Object(int(self.options.dev_guild)) if self.options.dev_guild else None
@@ -278,6 +294,11 @@ def _check_ids(options: DiscordOptions) -> None:
             if not value.isdigit():
                 raise ConfigError(f'[discord] {key}: expected ids (digits, "Copy ID" in '
                                   f'Discord\'s developer mode), got "{value}"')
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _manages_server(user: discord.abc.User) -> bool:

@@ -35,14 +35,20 @@ def split_text(text: str, limit: int) -> list[str]:
 class StreamingSink:
     def __init__(
         self, send: Send, edit: Edit, *, limit: int, interval: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, sent: list[str] | None = None,
     ) -> None:
         self._send, self._edit = send, edit
         self.limit, self.interval = limit, interval
         self._clock = clock
-        self._ids: list[str] = []  # platform ids of the messages of this reply, in order
-        self._shown: list[str] = []  # the text each of them shows now
+        # Platform ids of the messages of this reply, in order; `sent` ones (by a run before a
+        # restart) show something unknown, so they are edited to whatever comes.
+        self._ids: list[str] = list(sent or [])
+        self._shown: list[str | None] = [None] * len(self._ids)
         self._last_write = float("-inf")
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._ids)
 
     async def update(self, text: str) -> None:
         if not text.strip() or self._clock() - self._last_write < self.interval:

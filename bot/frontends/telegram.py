@@ -1,14 +1,16 @@
 """Telegram: python-telegram-bot updates in, neutral events to the router, replies out.
 
-Started with PTB's async methods (initialize, start, updater.start_polling) inside the bot's one
-event loop, never run_polling(). Each message is answered in a task of its own, so a slow
+Started with PTB's async methods (initialize, start) inside the bot's one event loop, never
+run_polling(); updates come from our own Poller, which keeps each one in the durable inbox
+before Telegram is told it arrived, and an update is marked handled when its answer is done.
+At start, what was kept and not handled (a bot killed midway) is handled first, editing the
+messages an answer had already sent. Each message is answered in a task of its own, so a slow
 engine in one chat never holds up another; the router keeps each chat's messages in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
 import logging
 import time
 from dataclasses import dataclass
@@ -30,7 +32,9 @@ from bot import commands
 from bot.config import ConfigError
 from bot.events import Incoming, Reaction
 from bot.frontends.telegram_address import is_group, text_for_bot
+from bot.frontends.telegram_poll import Poller
 from bot.frontends.telegram_reply import VOTES, TelegramReply, patiently
+from bot.frontends.telegram_sent import SentJournal
 from bot.i18n import t
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,8 @@ class TelegramOptions:
     vote_buttons: bool = True  # 👍/👎 buttons under each reply
     admin_cache_seconds: float = 300.0  # how long a group's admin list is trusted
     poll_timeout: float = 10.0  # seconds one getUpdates long poll waits for news
+    answer_within: float = 3600.0  # seconds; older messages found after a restart are stored,
+    #                                not answered (the conversation has moved on)
 
 
 class TelegramFrontend:
@@ -56,8 +62,15 @@ class TelegramFrontend:
     def __init__(self, options: TelegramOptions, config: Any, token: str) -> None:
         self.options = options
         self.config = config
-        self.app = Application.builder().token(token).base_url(options.base_url).build()
+        self.app = (Application.builder().token(token).base_url(options.base_url)
+                    .updater(None).build())  # our Poller fetches: see the module docstring
+        self.poller = Poller(self.app.bot, self._keep, self._hand,
+                             timeout=options.poll_timeout, allowed_updates=ALLOWED_UPDATES)
         self.router: Any = None
+        self._resumed: dict[str, list[str]] = {}  # update key -> reply ids sent before a restart
+        self._stale: set[str] = set()  # update keys too old to answer after a restart
+        self._spawned: set[str] = set()
+        self.journal = SentJournal(config.data_dir / "telegram-sent.jsonl")
         self._admins: dict[int, tuple[float, set[int]]] = {}  # chat -> (until, user ids)
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
@@ -67,16 +80,15 @@ class TelegramFrontend:
         self.app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT,
                                             self._on_message))
         self.app.add_handler(MessageReactionHandler(self._on_reaction))
-        self.app.add_handler(CallbackQueryHandler(self._on_button, pattern=r"^vote:"))
+        self.app.add_handler(CallbackQueryHandler(self._on_button))
         self.app.add_error_handler(self._on_error)
         try:
             await self.app.initialize()  # getMe: a bad token fails here
             await self._register_commands()
             await self.app.start()
-            await self.app.updater.start_polling(
-                timeout=dtm.timedelta(seconds=self.options.poll_timeout),
-                allowed_updates=ALLOWED_UPDATES,
-            )
+            await patiently(self.app.bot.delete_webhook)  # polling and a webhook exclude each other
+            await self._resume()
+            self.poller.start()
         except BaseException as exc:
             await self.stop()
             if isinstance(exc, InvalidToken):  # PTB's message would show the token
@@ -91,9 +103,12 @@ class TelegramFrontend:
     async def wait(self) -> None:
         await self._stopped.wait()
 
+    async def stop_intake(self) -> None:
+        """Take no new updates (nothing is confirmed that will not be handled)."""
+        await self.poller.stop()
+
     async def stop(self) -> None:
-        if self.app.updater.running:
-            await self.app.updater.stop()
+        await self.poller.stop()
         if self.app.running:
             await self.app.stop()
         for task in self._tasks:  # the app has drained the router: these are done or idle
@@ -101,6 +116,7 @@ class TelegramFrontend:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.app.shutdown()
         await self.app.bot.shutdown()  # also after a failed start, which app.shutdown skips
+        self.journal.close()
         self._stopped.set()
 
     async def _register_commands(self) -> None:
@@ -114,10 +130,56 @@ class TelegramFrontend:
             except TelegramError:  # the bot works without a menu; say so and go on
                 log.warning("telegram: could not set the %s command menu", lang, exc_info=True)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(_logged(coro))
+    # the durable inbox ----------------------------------------------------------------------
+
+    async def _keep(self, update: Update) -> bool:
+        return await self.router.received("telegram", str(update.update_id), update.to_dict())
+
+    async def _hand(self, update: Update) -> None:
+        """Run the handlers; an update that none of them takes on is handled at once."""
+        key = str(update.update_id)
+        try:
+            await self.app.process_update(update)
+        except Exception:
+            log.exception("telegram: update %s failed", key)
+        if key not in self._spawned:
+            await self.router.handled("telegram", key)
+
+    async def _resume(self) -> None:
+        """Handle what an earlier run kept and did not finish, oldest first, editing what its
+        answers had already sent (the journal may know ids the database did not hear of)."""
+        journal, kept = self.journal.read(), await self.router.unhandled("telegram")
+        for update in kept:
+            ids = max(update.reply_ids, journal.get(update.key, []), key=len)
+            if ids != update.reply_ids:
+                await self.router.replying("telegram", update.key, ids)
+            self._resumed[update.key] = ids
+            if time.time() - update.received_at > self.options.answer_within:
+                self._stale.add(update.key)
+        self.journal.open()  # emptied: everything it knew is in the database now
+        for update in kept:
+            await self._hand(Update.de_json(update.payload, self.app.bot))
+        if kept:
+            log.warning("telegram: handled %d update(s) left over by the last run", len(kept))
+
+    def _spawn(self, coro: Any, update: Update) -> None:
+        key = str(update.update_id)
+        self._spawned.add(key)
+        task = asyncio.create_task(self._handled_after(coro, key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _handled_after(self, coro: Any, key: str) -> None:
+        await _logged(coro)  # answered, or failed for good: either way not again
+        await self.router.handled("telegram", key)
+        self._spawned.discard(key)
+        self._resumed.pop(key, None)
+        if not self._spawned:
+            self.journal.clear()
+
+    async def _sent(self, key: str, ids: list[str]) -> None:
+        self.journal.write(key, ids)  # first: one system call, durable against kill -9
+        await self.router.replying("telegram", key, ids)
 
     # messages ---------------------------------------------------------------------------
 
@@ -132,22 +194,31 @@ class TelegramFrontend:
         is_command = parsed is not None
         # Decided here, in update order, so that a chat's messages reach the router in order.
         admin = is_command and await self._is_chat_admin(message)
-        self._spawn(self._answer(self._incoming(message, text, admin), message, is_command))
+        incoming = self._incoming(message, text, admin, str(update.update_id) in self._resumed)
+        self._spawn(self._answer(incoming, message, is_command, str(update.update_id)), update)
 
-    def _incoming(self, message: Message, text: str, is_admin: bool) -> Incoming:
+    def _incoming(self, message: Message, text: str, is_admin: bool,
+                  redelivered: bool = False) -> Incoming:
         sender, replied = message.from_user, message.reply_to_message
         return Incoming(
             platform="telegram", chat_id=str(message.chat.id), user_id=str(sender.id),
             user_name=sender.full_name, text=text, message_id=str(message.message_id),
             reply_to=str(replied.message_id) if replied else "", is_admin=is_admin,
             is_group=is_group(message), chat_title=message.chat.title or "",
+            redelivered=redelivered,
         )
 
-    async def _answer(self, incoming: Incoming, message: Message, is_command: bool) -> None:
+    async def _answer(self, incoming: Incoming, message: Message, is_command: bool,
+                      key: str) -> None:
+        if key in self._stale:
+            await self.router.record(incoming)
+            return
         reply = TelegramReply(
             self.app.bot, message.chat.id, interval=self.options.edit_interval,
             reply_to=message.message_id if incoming.is_group else None,
             buttons=self.options.vote_buttons and not is_command,  # votes are for engine replies
+            patience=self.config.bot.reply_timeout, sent=self._resumed.get(key, []),
+            on_sent=lambda ids: self._sent(key, ids),
         )
         if not is_command:
             reply.start_typing()
@@ -177,7 +248,7 @@ class TelegramFrontend:
     async def _on_reaction(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         # A task of its own: the router waits for the chat's turn (a reply still streaming
         # must be stored before a vote can find it), and PTB handles updates one at a time.
-        self._spawn(self._vote_by_reaction(update))
+        self._spawn(self._vote_by_reaction(update), update)
 
     async def _vote_by_reaction(self, update: Update) -> None:
         """Reactions as votes: what was taken off is unvoted first, then what was put on."""
@@ -194,11 +265,14 @@ class TelegramFrontend:
             ))
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        self._spawn(self._vote_by_button(update))
+        self._spawn(self._vote_by_button(update), update)
 
     async def _vote_by_button(self, update: Update) -> None:
         query = update.callback_query
-        emoji, value = VOTES.get(query.data or "", ("", 0))
+        if query.data not in VOTES:  # an old keyboard, or made up: answered all the same
+            await patiently(lambda: query.answer(t(self.config.bot.language, "button_unknown")))
+            return
+        emoji, value = VOTES[query.data]
         message = query.message
         voted = False
         if value and message is not None:

@@ -1,8 +1,11 @@
 """One reply on Telegram: a streamed message (or several, past 4096 characters) in one chat.
 
-The Bot API answers flood control with 429 and `retry_after`; such a request was not carried
-out, so it is safe to repeat it after the wait. Anything else (a timeout included: the message
-may have arrived) is not repeated, so nothing is sent twice.
+Retries follow the Bot API's rules. A 429 (flood control) was not carried out: it is repeated
+after the wait Telegram names, as often as it asks, until the reply's deadline. A 5xx answer
+or a failed connection is repeated with backoff until the deadline too. A send that timed out
+may have arrived, so it is never repeated: sends wait long for their answer (a late answer is
+still an answer, with the message's id), and edits, which change nothing when repeated, are
+retried like the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dtm
 import logging
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,7 +22,7 @@ from typing import TypeVar
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import ChatAction, MessageLimit
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.frontends.stream import StreamingSink
@@ -26,7 +30,9 @@ from bot.frontends.stream import StreamingSink
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MAX_ATTEMPTS = 5
+PATIENCE = 120.0  # seconds a request is retried for when no deadline is given
+SEND_READ_TIMEOUT = 60.0  # seconds a send waits for its answer (PTB's default is 5)
+BACKOFF_FIRST, BACKOFF_MOST = 0.2, 8.0  # seconds between retries after a 5xx or network error
 TYPING_EVERY = 4.5  # seconds; Telegram shows a chat action for about five
 VOTES = {"vote:up": ("👍", 1), "vote:down": ("👎", -1)}  # callback data -> (emoji, value)
 VOTE_BUTTONS = InlineKeyboardMarkup(
@@ -34,18 +40,36 @@ VOTE_BUTTONS = InlineKeyboardMarkup(
 )
 
 
-async def patiently(call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, repeated after each 429 for as long as Telegram asks us to wait."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+async def patiently(call: Callable[[], Awaitable[T]], *, deadline: float | None = None,
+                    repeatable: bool = True) -> T:
+    """`call()`, repeated after 429s, 5xx answers and failed connections until `deadline`
+    (time.monotonic); a timeout is repeated only for a `repeatable` call (not a send)."""
+    deadline = deadline if deadline is not None else time.monotonic() + PATIENCE
+    failures = 0
+    while True:
         try:
             return await call()
+        except BadRequest:  # PTB's 400 is a NetworkError too; a bad request stays bad
+            raise
         except RetryAfter as exc:
-            if attempt == MAX_ATTEMPTS:
-                raise
             wait = retry_seconds(exc)
             log.info("telegram flood control: waiting %.1f s", wait)
-            await asyncio.sleep(wait)
-    raise AssertionError("unreachable")
+        except TimedOut:
+            if not repeatable:
+                raise  # it may have been carried out: never twice
+            failures += 1
+            wait = backoff(failures)
+        except NetworkError as exc:  # 5xx, or no connection: not carried out
+            failures += 1
+            wait = backoff(failures)
+            log.info("telegram: %s; trying again in %.1f s", exc, wait)
+        if time.monotonic() + wait > deadline:
+            raise TimeoutError("telegram kept refusing until the reply's deadline")
+        await asyncio.sleep(wait)
+
+
+def backoff(failures: int) -> float:
+    return min(BACKOFF_MOST, BACKOFF_FIRST * 2 ** (failures - 1))
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -60,17 +84,31 @@ def not_modified(exc: BadRequest) -> bool:
 
 
 class TelegramReply:
-    """The router's Sink for one reply; `buttons`: it carries the 👍/👎 vote buttons."""
+    """The router's Sink for one reply; `buttons`: it carries the 👍/👎 vote buttons.
+
+    `sent` holds the ids of messages already showing this reply (sent before a restart): they
+    are edited, not sent again. `on_sent` hears every new id as soon as Telegram gives it."""
 
     def __init__(
-        self, bot: Bot, chat_id: int, *, reply_to: int | None, interval: float, buttons: bool
+        self, bot: Bot, chat_id: int, *, reply_to: int | None, interval: float, buttons: bool,
+        patience: float = PATIENCE, sent: list[str] = (),
+        on_sent: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.bot, self.chat_id, self.reply_to = bot, chat_id, reply_to
         self.buttons = buttons
+        self.deadline = time.monotonic() + patience
+        self._on_sent = on_sent
         self._stream = StreamingSink(
-            self._send, self._edit, limit=MessageLimit.MAX_TEXT_LENGTH, interval=interval
+            self._send, self._edit, limit=MessageLimit.MAX_TEXT_LENGTH, interval=interval,
+            sent=list(sent),
         )
         self._typing: asyncio.Task | None = None
+        self._unsure = False  # a send timed out: it may have arrived, so nothing more is sent
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the messages that show (part of) this reply so far."""
+        return self._stream.ids
 
     def start_typing(self) -> None:
         """Show "typing…" until the first part of the reply is sent."""
@@ -85,12 +123,15 @@ class TelegramReply:
         finally:
             self.stop_typing()
 
+    uploads = True  # send_file puts the file itself in the chat
+
     async def send_file(self, path: Path, caption: str) -> None:
         """A file as a document (a loss curve, say), in the chat of this reply."""
         data = path.read_bytes()  # bytes, not a file object: a retry must send it whole again
         await patiently(lambda: self.bot.send_document(
             self.chat_id, document=data, filename=path.name, caption=caption,
-        ))
+            read_timeout=SEND_READ_TIMEOUT,
+        ), deadline=self.deadline, repeatable=False)
 
     def stop_typing(self) -> None:
         if self._typing is not None:
@@ -105,17 +146,26 @@ class TelegramReply:
         reply = ReplyParameters(self.reply_to, allow_sending_without_reply=True) \
             if self.reply_to is not None else None
         self.reply_to = None
-        message = await patiently(lambda: self.bot.send_message(
-            self.chat_id, text, reply_parameters=reply, reply_markup=self._markup,
-        ))
+        if self._unsure:
+            raise TimeoutError("an earlier send of this reply may have arrived; not sending more")
+        try:
+            message = await patiently(lambda: self.bot.send_message(
+                self.chat_id, text, reply_parameters=reply, reply_markup=self._markup,
+                read_timeout=SEND_READ_TIMEOUT,
+            ), deadline=self.deadline, repeatable=False)
+        except TimedOut:
+            self._unsure = True
+            raise
         self.stop_typing()
+        if self._on_sent is not None:
+            await self._on_sent([*self.ids, str(message.message_id)])
         return str(message.message_id)
 
     async def _edit(self, message_id: str, text: str) -> None:
         try:
             await patiently(lambda: self.bot.edit_message_text(
                 text, chat_id=self.chat_id, message_id=int(message_id), reply_markup=self._markup,
-            ))
+            ), deadline=self.deadline)
         except BadRequest as exc:
             if not not_modified(exc):
                 raise

@@ -10,12 +10,14 @@ each, every one a mixin over `Connection`:
 - messages: the conversation log, the history an engine sees, engine state;
 - feedback: votes on replies, and the voted replies the fine-tuning export reads;
 - training: fine-tuning jobs and adapters;
-- privacy: /mydata, /forget, the texts the bot may learn from, retention.
+- privacy: /mydata, /forget, the texts the bot may learn from, retention;
+- inbox: deliveries kept before they are confirmed to the platform, until handled.
 """
 
 from __future__ import annotations
 
 from bot.store.feedback import Feedback, VotedReply
+from bot.store.inbox import Inbox, Received
 from bot.store.messages import Messages, Reply
 from bot.store.migrations import MIGRATIONS, migration
 from bot.store.people import Chat, People, User
@@ -26,6 +28,7 @@ __all__ = [
     "MIGRATIONS",
     "Adapter",
     "Chat",
+    "Received",
     "Reply",
     "Store",
     "User",
@@ -34,5 +37,5 @@ __all__ = [
 ]
 
 
-class Store(People, Messages, Feedback, Training, Privacy):
+class Store(People, Messages, Feedback, Training, Privacy, Inbox):
     """Everything the bot and the fine-tuning jobs keep: open with `await Store.open(path)`."""

@@ -17,7 +17,10 @@ from typing import Any, Self
 
 import aiosqlite
 
+from bot.files import FILE_MODE, private_file
 from bot.store import migrations
+
+BUSY_TIMEOUT_MS = 10000
 
 
 class Connection:
@@ -30,12 +33,12 @@ class Connection:
 
     @classmethod
     async def open(cls, path: Path) -> Self:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # SQLite gives its -wal and -shm files the database file's mode
         db = await aiosqlite.connect(path, isolation_level=None)  # autocommit; see _write
         for pragma in (
             "journal_mode = WAL",
             "synchronous = NORMAL",
-            "busy_timeout = 10000",
+            f"busy_timeout = {BUSY_TIMEOUT_MS}",
             "foreign_keys = ON",
             "secure_delete = ON",  # /forget must leave no old text in free pages
         ):
@@ -43,6 +46,7 @@ class Connection:
         store = cls(db, path)
         try:
             await store._migrate()
+            _tighten(path)
         except BaseException:
             await db.close()
             raise
@@ -50,6 +54,19 @@ class Connection:
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def wipe_wal(self) -> bool:
+        """Checkpoint and truncate the WAL, so that no old copy of deleted text stays in it.
+        It does not wait: while a reader in another connection (a fine-tuning job, say) holds
+        an older snapshot, those pages cannot go; then it returns False at once, instead of
+        stalling every chat for the busy timeout, and the caller tries again later."""
+        async with self._lock:  # not inside another coroutine's open transaction
+            await self.db.execute("PRAGMA busy_timeout = 0")
+            try:
+                busy, _, _ = (await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))[0]
+            finally:
+                await self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return busy == 0
 
     async def schema_version(self) -> int:
         return (await self._one("SELECT COALESCE(MAX(version), 0) FROM schema_version"))[0]
@@ -100,3 +117,11 @@ class Connection:
     async def _one(self, sql: str, args: tuple = ()) -> Any:
         rows = await self.db.execute_fetchall(sql, args)
         return rows[0] if rows else None
+
+
+def _tighten(path: Path) -> None:
+    """The WAL files of a database made before files were private keep their old mode."""
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.chmod(FILE_MODE)

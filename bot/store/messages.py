@@ -33,12 +33,17 @@ class Messages(Connection):
         engine: str | None = None,
         engine_version: str | None = None,
         trace: dict[str, Any] | None = None,
+        platform_msg_id: str | None = None,
     ) -> int:
+        """A message, or a reply (with the `platform_ids` it was sent as). `platform_msg_id`:
+        the platform's id of a person's message, to find it again if it is delivered twice."""
         insert = (
             "INSERT INTO messages (chat_id, user_id, role, text, reply_to, engine,"
-            " engine_version, trace, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " engine_version, trace, created_at, platform_msg_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (chat.id, user.id if user else None, role, text, reply_to, engine,
-             engine_version, json.dumps(trace) if trace else None, time.time()),
+             engine_version, json.dumps(trace) if trace else None, time.time(),
+             platform_msg_id or None),
         )
         refs = [pid for pid in platform_ids if pid]
         if not refs:
@@ -52,12 +57,26 @@ class Messages(Connection):
             )
         return row[0]
 
+    async def message_for(self, chat: Chat, platform_msg_id: str) -> int | None:
+        """The stored id of a person's message, by the platform's id of it."""
+        row = await self._one("SELECT id FROM messages WHERE chat_id = ? AND platform_msg_id = ?"
+                              " AND role = 'user'", (chat.id, platform_msg_id))
+        return row[0] if row else None
+
+    async def answered(self, message_id: int) -> bool:
+        """Whether a reply to this message is stored (it is stored once delivered)."""
+        row = await self._one("SELECT 1 FROM messages WHERE reply_to = ? AND role = 'bot'",
+                              (message_id,))
+        return row is not None
+
     async def history(self, chat: Chat, limit: int) -> list[Turn]:
-        """The last `limit` turns since /reset, oldest first; texts not stored are left out."""
+        """The last `limit` turns since /reset, oldest first; texts not stored are left out, and
+        so is everything by or to someone who has opted out since (engines would quote it)."""
         rows = await self._all(
             "SELECT m.role, m.text, COALESCE(u.name, '') FROM messages m"
             " LEFT JOIN users u ON u.id = m.user_id"
             " WHERE m.chat_id = ? AND m.id > ? AND m.text IS NOT NULL"
+            " AND NOT COALESCE(u.opted_out, 0)"
             " ORDER BY m.id DESC LIMIT ?",
             (chat.id, chat.history_from, limit),
         )

@@ -127,3 +127,91 @@ async def _script(db: aiosqlite.Connection, sql: str) -> None:
     for statement in sql.split(";"):
         if statement.strip():
             await db.execute(statement)
+
+
+@migration
+async def m003_participants(db: aiosqlite.Connection) -> None:
+    """Who has written in which chat, kept by a trigger (no extra trip per message) and not
+    pruned with the messages, so /forget still finds the chats whose engine state (ELIZA's
+    memories) may hold a person's words after retention has deleted their messages."""
+    await _script(
+        db,
+        """
+        CREATE TABLE participants (
+            chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            PRIMARY KEY (chat_id, user_id)
+        );
+        INSERT OR IGNORE INTO participants
+            SELECT DISTINCT chat_id, user_id FROM messages
+            WHERE role = 'user' AND user_id IS NOT NULL
+        """,
+    )
+    await db.execute(  # one statement: a trigger's body has its own ";"
+        "CREATE TRIGGER participant_writes AFTER INSERT ON messages"
+        " WHEN NEW.role = 'user' AND NEW.user_id IS NOT NULL"
+        " BEGIN INSERT OR IGNORE INTO participants VALUES (NEW.chat_id, NEW.user_id); END"
+    )
+
+
+@migration
+async def m004_adapter_trained(db: aiosqlite.Connection) -> None:
+    """A new status, 'trained': `python -m finetune train` registers what it wrote before any
+    evaluation judged it. SQLite cannot alter a CHECK, so the table is built anew, rows kept
+    (no other table refers to it; job_id's reference to jobs stays as it was)."""
+    await _script(
+        db,
+        """
+        CREATE TABLE adapters_new (
+            id TEXT PRIMARY KEY,
+            base_model TEXT NOT NULL,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('trained', 'candidate', 'active', 'rejected', 'retired')),
+            metrics TEXT,
+            job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL,
+            promoted_at REAL
+        );
+        INSERT INTO adapters_new (id, base_model, path, status, metrics, job_id, created_at,
+                                  promoted_at)
+            SELECT id, base_model, path, status, metrics, job_id, created_at, promoted_at
+            FROM adapters;
+        DROP TABLE adapters;
+        ALTER TABLE adapters_new RENAME TO adapters
+        """,
+    )
+
+
+@migration
+async def m005_inbox(db: aiosqlite.Connection) -> None:
+    """Deliveries kept before the platform is told they arrived (see bot/store/inbox.py)."""
+    await _script(
+        db,
+        """
+        CREATE TABLE inbox (
+            platform TEXT NOT NULL,
+            key TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            reply_ids TEXT,
+            done_at REAL,
+            PRIMARY KEY (platform, key)
+        );
+        CREATE INDEX inbox_unhandled ON inbox (platform, done_at)
+        """,
+    )
+
+
+@migration
+async def m006_platform_message_ids(db: aiosqlite.Connection) -> None:
+    """A person's message keeps the platform's id of it, so that one delivered again after a
+    restart is found, not stored twice (no extra trip: it is a column of the same insert)."""
+    await _script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN platform_msg_id TEXT;
+        CREATE INDEX messages_by_platform_id ON messages (chat_id, platform_msg_id)
+            WHERE platform_msg_id IS NOT NULL
+        """,
+    )

@@ -2,60 +2,108 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.store.connection import Connection
 from bot.store.people import User
 
+log = logging.getLogger(__name__)
+WIPE_RETRY_SECONDS = 0.5
+
+# A reply is "about" a person when it answers them, or when an engine made it from its memory
+# of a chat they wrote in (ELIZA recalling one person's words to another).
+_ABOUT = ("(m.user_id = ?1 OR (m.chat_id IN (SELECT chat_id FROM participants WHERE user_id = ?1)"
+          " AND json_extract(m.trace, '$.memory') = 1))")
+
+
+@dataclass
+class Forgotten:
+    """What /forget deleted: the person's messages and the replies about them."""
+
+    messages: int = 0
+    message_ids: list[int] = field(default_factory=list)  # theirs and the replies to them
+    wal_wiped: bool = True  # False: a reader holds old pages; they go as soon as it ends
+
 
 class Privacy(Connection):
+    _wiping: asyncio.Task | None = None
+
     async def user_data(self, user: User) -> dict[str, Any]:
-        """Everything stored about a user, for /mydata."""
+        """Everything stored about a user, for /mydata: their messages, the replies to them
+        with their explanations, their votes, and the engine memory of chats where they are
+        the only writer (a group's memory holds other people's words too: named, not shown)."""
         messages = await self._all(
-            "SELECT m.id, c.platform_chat_id, m.role, m.text, m.created_at FROM messages m"
-            " JOIN chats c ON c.id = m.chat_id WHERE m.user_id = ? ORDER BY m.id",
-            (user.id,),
-        )
+            "SELECT m.id, c.platform_chat_id, m.role, m.text, m.engine, m.engine_version,"
+            " m.trace, m.created_at FROM messages m JOIN chats c ON c.id = m.chat_id"
+            " WHERE m.user_id = ? ORDER BY m.id", (user.id,))
         votes = await self._all(
             "SELECT message_id, value, source, created_at FROM feedback WHERE user_id = ?"
-            " ORDER BY message_id",
-            (user.id,),
-        )
+            " ORDER BY message_id", (user.id,))
         return {
             "user": {"platform": user.platform, "id": user.platform_user_id,
                      "name": user.name, "opted_out": user.opted_out},
-            "messages": [dict(zip(("id", "chat", "role", "text"), m[:4], strict=True))
-                         | {"time": _iso(m[4])} for m in messages],
+            "messages": [_message(m) for m in messages],
             "votes": [dict(zip(("reply", "value", "source"), v[:3], strict=True))
                       | {"time": _iso(v[3])} for v in votes],
+            "engine_memory": await self._memories(user),
         }
 
-    async def forget_user(self, user: User) -> int:
-        """Delete the user's messages and votes; replies to them keep only their metadata.
+    async def _memories(self, user: User) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT c.platform_chat_id, e.engine, e.state,"
+            " (SELECT COUNT(*) FROM participants o WHERE o.chat_id = p.chat_id)"
+            " FROM participants p JOIN chats c ON c.id = p.chat_id"
+            " JOIN engine_state e ON e.chat_id = p.chat_id WHERE p.user_id = ?", (user.id,))
+        return [{"chat": chat, "engine": engine,
+                 "state": json.loads(state) if writers == 1 else "shared with others in the "
+                 "chat: not shown; /forget deletes it"} for chat, engine, state, writers in rows]
 
-        Engine state of the chats they wrote in is dropped too (ELIZA's memory holds their
-        words). Returns the number of messages deleted.
-        """
+    async def forget_user(self, user: User) -> Forgotten:
+        """Delete the user's messages and votes; the replies about them (see _ABOUT) keep only
+        their metadata, and the engine state of every chat they wrote in is dropped (ELIZA's
+        memory holds their words), then the WAL is wiped of the old pages."""
         async with self._write():
-            await self.db.execute(
-                "DELETE FROM engine_state WHERE chat_id IN"
-                " (SELECT DISTINCT chat_id FROM messages WHERE user_id = ?)",
-                (user.id,),
-            )
+            ids = [r[0] for r in await self._all(
+                f"SELECT m.id FROM messages m WHERE {_ABOUT}", (user.id,))]
+            await self.db.execute("DELETE FROM engine_state WHERE chat_id IN"
+                                  " (SELECT chat_id FROM participants WHERE user_id = ?)",
+                                  (user.id,))
             await self.db.execute("DELETE FROM feedback WHERE user_id = ?", (user.id,))
-            await self.db.execute(
-                "UPDATE messages SET text = NULL, trace = NULL WHERE user_id = ? AND role = 'bot'",
-                (user.id,),
-            )
+            await self.db.execute(f"UPDATE messages AS m SET text = NULL, trace = NULL"
+                                  f" WHERE m.role = 'bot' AND {_ABOUT}", (user.id,))
             cursor = await self.db.execute(
-                "DELETE FROM messages WHERE user_id = ? AND role = 'user'", (user.id,)
-            )
+                "DELETE FROM messages WHERE user_id = ? AND role = 'user'", (user.id,))
+            await self.db.execute("DELETE FROM participants WHERE user_id = ?", (user.id,))
             await self.db.execute("UPDATE users SET name = NULL WHERE id = ?", (user.id,))
         user.name = ""
-        async with self._lock:  # not inside another coroutine's open transaction
-            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # old pages out of the WAL
-        return cursor.rowcount
+        return Forgotten(cursor.rowcount, ids, await self._wipe_or_retry())
+
+    async def _wipe_or_retry(self) -> bool:
+        if await self.wipe_wal():
+            return True
+        if self._wiping is None or self._wiping.done():
+            self._wiping = asyncio.create_task(self._wipe_until_done(), name="wipe-wal")
+        return False
+
+    async def _wipe_until_done(self) -> None:
+        while not await self.wipe_wal():
+            await asyncio.sleep(WIPE_RETRY_SECONDS)
+        log.info("the WAL is wiped: no old copy of forgotten text is left in it")
+
+    async def wal_wiped(self) -> None:
+        """Wait until a wipe that had to wait for a reader is done."""
+        if self._wiping is not None:
+            await self._wiping
+
+    async def close(self) -> None:
+        if self._wiping is not None and not self._wiping.done():
+            self._wiping.cancel()
+        await super().close()
 
     async def stored_texts(self) -> list[tuple[str, str]]:
         """(lang, text) of user messages from people who have not opted out, oldest first."""
@@ -66,9 +114,22 @@ class Privacy(Connection):
         )
 
     async def prune(self, older_than: float) -> int:
-        """Delete messages older than a unix time (the retention limit)."""
-        cursor = await self._exec("DELETE FROM messages WHERE created_at < ?", (older_than,))
+        """Delete messages older than a unix time (the retention limit), and the engine state
+        of chats that have no message left (their memories came from the deleted ones)."""
+        async with self._write():
+            cursor = await self.db.execute("DELETE FROM messages WHERE created_at < ?",
+                                           (older_than,))
+            await self.db.execute("DELETE FROM engine_state WHERE chat_id NOT IN"
+                                  " (SELECT DISTINCT chat_id FROM messages)")
         return cursor.rowcount
+
+
+def _message(row: tuple) -> dict[str, Any]:
+    id_, chat, role, text, engine, version, trace, created = row
+    shown = {"id": id_, "chat": chat, "role": role, "text": text, "time": _iso(created)}
+    if role == "bot":
+        shown |= {"engine": engine, "version": version, "trace": json.loads(trace or "{}")}
+    return shown
 
 
 def _iso(unix_time: float) -> str:

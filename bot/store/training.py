@@ -16,7 +16,7 @@ class Adapter:
     id: str
     base_model: str
     path: str
-    status: str  # candidate, active, rejected or retired
+    status: str  # trained (not judged yet), candidate, active, rejected or retired
     metrics: dict[str, Any]
     job_id: int | None = None
     promoted_at: float | None = None

@@ -1,0 +1,31 @@
+"""Files the bot and its jobs write hold people's words: they are private to the user the bot
+runs as (files 0600, folders 0700), whatever the umask of whoever started it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) as a private folder; tighten it if it exists."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    os.chmod(path, DIR_MODE)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` empty and private if it does not exist; tighten it if it does, so that a
+    library that opens it later (SQLite, a log handler) finds it private."""
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    os.chmod(path, FILE_MODE)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a private file (replacing what it held)."""
+    private_file(path).write_text(text, encoding="utf-8")
