@@ -115,17 +115,18 @@ class Engines:
     def loaded(self) -> list[Engine]:
         return [s.engine for s in self._slots.values() if s.engine is not None]
 
-    def status(self, name: str) -> tuple[str, str]:
-        """("ready" | "loading" | "idle" | "unavailable", detail) for /engines."""
+    def status(self, name: str) -> tuple[str, str, str]:
+        """("ready" | "loading" | "idle" | "unavailable", version, detail) for /engines: the
+        detail says what a ready engine is made of (its corpora, its model), or why not."""
         slot = self._slots[name]
         if slot.engine is not None:
             info = slot.engine.info()
-            return ("ready" if info.ready else "unavailable", info.version or info.detail)
+            return ("ready" if info.ready else "unavailable", info.version, info.detail)
         if slot.error or slot.cls is None:
-            return ("unavailable", slot.error)
+            return ("unavailable", "", slot.error)
         if slot.task is not None and not slot.task.done():
-            return ("loading", "")
-        return ("idle", "")
+            return ("loading", "", "")
+        return ("idle", "", "")
 
     async def close(self) -> None:
         for slot in self._slots.values():

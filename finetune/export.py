@@ -25,7 +25,7 @@ from typing import Any
 from bot.files import private_dir, write_private
 from bot.store import Store, VotedReply
 from finetune.scrub import scrub
-from finetune.settings import ENGINE, Settings
+from finetune.settings import LEARNED_FROM, Settings
 
 FILES = ("sft", "kto", "dpo", "heldout")
 
@@ -93,7 +93,7 @@ async def export(settings: Settings) -> Dataset:
     """Read the store, build the dataset and write it to settings.dataset_dir."""
     store = await Store.open(settings.db)
     try:
-        replies = await store.voted_replies(ENGINE)
+        replies = await store.voted_replies(*LEARNED_FROM)
     finally:
         await store.close()
     data = build(replies, settings.options.heldout_percent)

@@ -10,7 +10,10 @@ from bot.adapters import AdapterFolders
 from bot.config import DATASET_DIR, FinetuneOptions, load_config
 from engines.transformer.engine import PROMPTS, TransformerOptions
 
-ENGINE = "transformer"  # the engine whose replies are learned from
+ENGINE = "transformer"  # the engine whose base model and prompts a job trains
+# The engines whose replies (and votes) are learned from: the local transformer and the same
+# model served by a remote server; both see the same prompt, so one adapter serves both.
+LEARNED_FROM = ("transformer", "remote")
 
 
 @dataclass(frozen=True)

@@ -59,3 +59,21 @@ async def test_export_scrubs_and_leaves_out_opted_out_and_forgotten_people(tmp_p
     text = repr(data)
     assert "<email>" in text and "<user>" in text and "a@b.example" not in text
     assert "dave" not in text and "erin" not in text and "opted-out fan" not in text
+
+
+async def test_replies_of_the_remote_engine_are_learned_from_too(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    try:
+        chat = await store.chat("test", "c1")
+        who, voter = await store.user("test", "alice"), await store.user("test", "bob")
+        for engine in ("transformer", "remote", "eliza"):
+            asked = await store.add_message(chat, who, "user", f"to {engine}")
+            reply = await store.add_message(chat, who, "bot", f"from {engine}", reply_to=asked,
+                                            engine=engine)
+            await store.vote(reply, voter, 1, "👍")
+        from finetune.settings import LEARNED_FROM
+
+        texts = [r.text for r in await store.voted_replies(*LEARNED_FROM)]
+    finally:
+        await store.close()
+    assert texts == ["from transformer", "from remote"]

@@ -68,7 +68,7 @@ async def test_a_corrupt_start_adapter_makes_the_engine_unavailable_not_the_bot(
                                  ctx, lambda name, cls: options[name])
     with pytest.raises(EngineUnavailable, match=r"no readable adapter_config\.json"):
         await engines.get("transformer")
-    state, detail = engines.status("transformer")
+    state, _, detail = engines.status("transformer")
     assert state == "unavailable" and "broken" in detail
     await engines.close()
 

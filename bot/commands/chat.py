@@ -20,9 +20,11 @@ async def help_(ctx: CommandContext) -> str:
 async def engines(ctx: CommandContext) -> str:
     lines = [ctx.t("engines_header", current=ctx.engine_name)]
     for name in ctx.engines.names:
-        state, detail = ctx.engines.status(name)
+        state, version, detail = ctx.engines.status(name)
         text = ctx.t(f"engine_states.{state}")
-        shown = detail if state == "ready" or not detail else ctx.detail(detail)
+        if state != "ready" and detail:  # why not: paths and exceptions, for admins
+            detail = ctx.detail(detail)
+        shown = "; ".join(part for part in (version, detail) if part)
         lines.append(f"• {name}: {text}" + (f" ({shown})" if shown else ""))
     return "\n".join(lines)
 
@@ -50,8 +52,8 @@ async def reset(ctx: CommandContext) -> str:
 
 @command("status")
 async def status(ctx: CommandContext) -> str:
-    state, detail = ctx.engines.status(ctx.engine_name)
-    version = detail if state == "ready" else ctx.t(f"engine_states.{state}")
+    state, version, _ = ctx.engines.status(ctx.engine_name)
+    version = version if state == "ready" else ctx.t(f"engine_states.{state}")
     stats = await ctx.store.chat_stats(ctx.chat)
     return ctx.t("status", engine=ctx.engine_name, version=version, lang=ctx.lang, **stats)
 

@@ -50,7 +50,10 @@ async def next_(ctx: CommandContext) -> str:
         return ctx.t("engine_unavailable", engine=ctx.engine_name, reason=ctx.detail(exc))
     if not engine.can(Capability.NEXT_WORDS):
         return ctx.t("next_unsupported", engine=ctx.engine_name)
-    words = await engine.next_words(ctx.args, ctx.lang, 5)
+    try:
+        words = await engine.next_words(ctx.args, ctx.lang, 5)
+    except EngineUnavailable as exc:  # a remote server that gives no probabilities, say
+        return ctx.t("engine_unavailable", engine=ctx.engine_name, reason=ctx.detail(exc))
     lines = [ctx.t("next_header", text=ctx.args)]
     lines += [f"{word}  {p:.1%}" for word, p in words]
     return "\n".join(lines)

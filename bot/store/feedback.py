@@ -65,8 +65,8 @@ class Feedback(Connection):
         row = await self._one("SELECT COUNT(*) FROM feedback WHERE created_at > ?", (since,))
         return row[0]
 
-    async def voted_replies(self, engine: str) -> list[VotedReply]:
-        """The engine's replies with the message they answer and their summed votes, oldest
+    async def voted_replies(self, *engines: str) -> list[VotedReply]:
+        """These engines' replies with the message they answer and their summed votes, oldest
         first. Only text that is still stored (forgotten users' is gone), never from or about
         people who opted out: their questions, and their votes, are left out."""
         rows = await self._all(
@@ -75,9 +75,10 @@ class Feedback(Connection):
             " JOIN messages q ON q.id = r.reply_to JOIN users qu ON qu.id = q.user_id"
             " JOIN chats c ON c.id = r.chat_id"
             " JOIN feedback f ON f.message_id = r.id JOIN users fu ON fu.id = f.user_id"
-            " WHERE r.role = 'bot' AND r.engine = ? AND r.text IS NOT NULL"
+            f" WHERE r.role = 'bot' AND r.engine IN ({', '.join('?' * len(engines))})"
+            " AND r.text IS NOT NULL"
             " AND q.text IS NOT NULL AND qu.opted_out = 0 AND fu.opted_out = 0"
             " GROUP BY r.id ORDER BY r.id",
-            (engine,),
+            engines,
         )
         return [VotedReply(*row) for row in rows]
