@@ -66,6 +66,7 @@ class RateLimiter:
         self.per_minute = per_minute
         self._clock = clock
         self._events: dict[str, deque[float]] = {}
+        self._told: dict[str, float] = {}  # key -> when it was last told to slow down
 
     def allow(self, key: str) -> bool:
         if self.per_minute <= 0:
@@ -81,6 +82,16 @@ class RateLimiter:
         events.append(now)
         return True
 
+    def tell(self, key: str) -> bool:
+        """Whether to say "slow down" to a refused key: once per minute, not per message (a
+        flood answered message by message would run into the platform's own limits)."""
+        now = self._clock()
+        if now - self._told.get(key, float("-inf")) < 60:
+            return False
+        self._told[key] = now
+        return True
+
 
     def _forget_quiet(self, now: float) -> None:
         self._events = {k: q for k, q in self._events.items() if q and q[-1] > now - 60}
+        self._told = {k: at for k, at in self._told.items() if at > now - 60}

@@ -85,13 +85,14 @@ class Router:
         user = await self.store.user(incoming.platform, incoming.user_id, incoming.user_name)
         lang = self.lang(chat)
         parsed = commands.parse(incoming.text)
-        if parsed is not None:
+        if rate_limited(incoming, self.config.bot, self.limiter):  # commands count too
+            if self.limiter.tell(f"{incoming.platform}:{incoming.user_id}"):
+                await sink.finish(t(lang, "rate_limited", limit=self.limiter.per_minute))
+        elif parsed is not None:
             answer = await self._command(parsed, incoming, chat, user, sink)
             cmd = commands.COMMANDS.get(parsed[0])
             limit = None if cmd and cmd.whole else self.config.policy.max_reply_chars
             await sink.finish(clean_output(answer, limit))
-        elif rate_limited(incoming, self.config.bot, self.limiter):
-            await sink.finish(t(lang, "rate_limited", limit=self.limiter.per_minute))
         else:
             await self._answer(incoming, chat, user, sink)
 

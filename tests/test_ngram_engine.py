@@ -3,6 +3,8 @@ time budget without echoing, rebuilds from a refused snapshot, answers /next."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from engines.base import Conversation, EngineContext
@@ -105,3 +107,24 @@ async def test_a_model_from_the_snapshot_equals_the_one_built_from_the_corpora(t
     for lang, text in [("en", "the"), ("en", "what is your"), ("de", "wie geht"), ("en", "cat")]:
         assert await fresh.next_words(text, lang, 8) == await reloaded.next_words(text, lang, 8)
     assert (await reply(reloaded, "Do you like computers?")).trace["text"]
+
+
+async def test_relearn_requests_coalesce_into_at_most_two_rebuilds(tmp_path):
+    engine = await started(tmp_path, ["the cat sat on the mat", "a dog sat on a log"])
+    rebuilds, running = 0, asyncio.Event()
+    build = engine._build
+
+    async def counted():
+        nonlocal rebuilds
+        rebuilds += 1
+        running.set()
+        await asyncio.sleep(0.05)  # long enough for other requests to arrive meanwhile
+        return await build()
+
+    engine._build = counted
+    first = asyncio.create_task(engine.relearn())
+    await running.wait()
+    await asyncio.gather(first, *(engine.relearn() for _ in range(19)))
+    assert rebuilds == 2  # the one running, and one more for all who asked meanwhile
+    await engine.relearn()
+    assert rebuilds == 3  # a later request is never served by an earlier rebuild

@@ -201,6 +201,15 @@ async def test_rate_limit_answers_clearly_and_keeps_nothing(serve):
         assert await rows(router, "SELECT COUNT(*) FROM messages WHERE text = 'c'") == [(0,)]
 
 
+async def test_commands_count_toward_the_limit_and_slow_down_is_said_once(serve):
+    async with serve('[policy]\nrate_per_minute = 2\n') as router:
+        await say(router, "/forget")
+        await say(router, "/optout")
+        refused = [(await say(router, text)).final for text in ("/forget", "/help", "hi")]
+        assert refused[0].startswith("Slow down") and refused[1:] == [None, None]
+        assert (await say(router, "/help", user="u2")).final.startswith("I am eliza2llm")
+
+
 async def test_mass_mentions_never_leave_the_bot(serve):
     async with serve() as router:
         final = (await say(router, "hello @everyone and @here")).final

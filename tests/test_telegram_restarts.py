@@ -122,7 +122,7 @@ async def wait_until(check, what: str, timeout: float = 30) -> None:
 
 async def test_sigterm_cuts_long_replies_off_marked_and_answers_the_rest_after_restart(tmp_path):
     fake = await FakeTelegram().start()
-    process = await start(fake, tmp_path, "drain_seconds = 0.5\n[engines.echo]\ndelay = 1.0")
+    process = await start(fake, tmp_path, "drain_seconds = 1.5\n[engines.echo]\ndelay = 1.0")
     try:
         long_ones = [f"long{n} " + " ".join(["word"] * 20) for n in range(2)]
         for person, text in zip(PEOPLE, long_ones, strict=False):
@@ -130,6 +130,7 @@ async def test_sigterm_cuts_long_replies_off_marked_and_answers_the_rest_after_r
         await fake.wait_for(lambda: len([x for x in texts(fake) if x.startswith("echo")]) >= 2,
                             "both replies streaming", 30)
         process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)  # the bot stops taking updates first thing, then drains 1.5 s
         late = PEOPLE[3]
         fake.say(fake.private(late), late, "sent during the drain")
         assert await asyncio.wait_for(process.wait(), 30) == 0

@@ -49,6 +49,8 @@ class NgramEngine(Engine):
         self._inbox: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
         self._locks = {lang: asyncio.Lock() for lang in LANGUAGES}
         self._updates: set[asyncio.Task] = set()
+        self._relearning: asyncio.Task | None = None
+        self._relearn_wanted = False
 
     async def start(self) -> None:
         self.languages = await self._build()
@@ -73,7 +75,21 @@ class NgramEngine(Engine):
     async def relearn(self) -> None:
         """Someone withdrew their text (/forget, /optout): counts cannot be taken back one
         message at a time, so the chat's part is rebuilt from what is still stored. Replies
-        go on from the old models meanwhile; messages learned meanwhile wait in the inbox."""
+        go on from the old models meanwhile; messages learned meanwhile wait in the inbox.
+        Requests coalesce: while one rebuild runs, any number of new requests make one more,
+        and each caller returns once a rebuild that started after its request is done."""
+        self._relearn_wanted = True
+        if self._relearning is None or self._relearning.done():
+            self._relearning = asyncio.create_task(self._relearn_until_current(),
+                                                   name="ngram-relearn")
+        await asyncio.shield(self._relearning)
+
+    async def _relearn_until_current(self) -> None:
+        while self._relearn_wanted:
+            self._relearn_wanted = False
+            await self._rebuild()
+
+    async def _rebuild(self) -> None:
         async with contextlib.AsyncExitStack() as held:
             for lock in self._locks.values():
                 await held.enter_async_context(lock)
