@@ -117,7 +117,7 @@ class App:
         enders = [asyncio.create_task(self.stopping.wait())]
         enders += [asyncio.create_task(f.wait()) for f in self.frontends]
         chores = [asyncio.create_task(_supervised(chore)) for chore in
-                  (self._retention, self.jobs.schedule)]
+                  (self._housekeeping, self.jobs.schedule)]
         try:
             await asyncio.wait(enders, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -125,15 +125,17 @@ class App:
                 task.cancel()
             await asyncio.gather(*enders, *chores, return_exceptions=True)
 
-    async def _retention(self) -> None:
-        """Delete messages past [privacy] retention_days, at start and every hour."""
+    async def _housekeeping(self) -> None:
+        """At start and every hour: messages past [privacy] retention_days go, and so do the
+        inbox's records of deliveries handled more than a day ago (a redelivery comes within
+        minutes, if at all)."""
         days = self.config.privacy.retention_days
-        if days <= 0:
-            await asyncio.Event().wait()
         while True:
-            removed = await self.store.prune(time.time() - days * 86400)
-            if removed:
-                log.info("retention: deleted %d messages older than %d days", removed, days)
+            if days > 0:
+                removed = await self.store.prune(time.time() - days * 86400)
+                if removed:
+                    log.info("retention: deleted %d messages older than %d days", removed, days)
+            await self.store.forget_handled(time.time() - 86400)
             await asyncio.sleep(3600)
 
     async def _stop_intake(self, started: list[Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 import pytest
 
@@ -112,3 +113,21 @@ async def test_forget_leaves_no_trace_of_the_text_in_the_file(tmp_path):
         data = file.read_bytes()
         assert b"QX7-SECRET-991" not in data, file.name
         assert b"Zebediah" not in data, file.name
+
+
+async def test_the_inbox_keeps_a_delivery_once_and_forgets_it_a_day_after_it_was_handled(
+        tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    try:
+        assert await store.receive("telegram", "7", {"message": {"text": "hi"}})
+        assert not await store.receive("telegram", "7", {"message": {"text": "hi"}})  # again
+        await store.replying("telegram", "7", ["11"])
+        [kept] = await store.unhandled("telegram")
+        assert (kept.key, kept.payload, kept.reply_ids) == ("7", {"message": {"text": "hi"}},
+                                                           ["11"])
+        await store.handled("telegram", "7")
+        assert await store.unhandled("telegram") == []
+        assert await store.forget_handled(time.time() - 86400) == 0  # handled just now
+        assert await store.forget_handled(time.time() + 1) == 1
+    finally:
+        await store.close()
