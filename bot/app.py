@@ -16,6 +16,7 @@ from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS, token_env
 from bot.jobs import JobRunner
 from bot.router import Router
+from bot.server import Server, Watched
 from bot.services import Services
 from bot.store import Store
 from engines.base import EngineContext
@@ -48,6 +49,8 @@ class App:
         self.env = os.environ if env is None else env
         self.store: Store | None = None
         self.jobs: JobRunner | None = None
+        self.server: Server | None = None  # [server] listen: /healthz and /metrics
+        self.started: list[Any] = []  # the frontends started so far, for /healthz
         self.engines = Engines.from_specs(
             BUILTIN | config.plugins.engines,
             EngineContext(config.data_dir, config.bot.language, self._stored_texts,
@@ -87,15 +90,26 @@ class App:
         router = Router(services)
         try:
             self.engines.begin_start(self.config.bot.default_engine)
+            await self._start_server(router)
             yield router
         finally:
             await router.drain(self.config.bot.drain_seconds)
+            if self.server is not None:
+                await self.server.stop()
             await self.engines.close()
             await self.store.close()
 
+    async def _start_server(self, router: Router) -> None:
+        if not self.config.server.listen:
+            return
+        watched = Watched(router, self.store, self.engines, self.config.bot.default_engine,
+                          self.frontends, self.started)
+        self.server = Server(*self.config.server.address, watched)
+        await self.server.start()
+
     async def run(self) -> int:
         async with self.serving() as router:
-            started: list[Any] = []
+            started = self.started
             try:
                 for frontend in self.frontends:
                     await frontend.start(router)

@@ -102,6 +102,23 @@ class PluginOptions:
     engines: dict[str, str] = field(default_factory=dict)  # name -> "module:Class"
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    listen: str = ""  # "host:port" for /healthz and /metrics (port 0: any free one); "": off
+
+    def __post_init__(self) -> None:
+        if self.listen:
+            self.address  # noqa: B018 -- a bad address is an error when the file is read
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f'[server] listen: expected "host:port" such as '
+                              f'"127.0.0.1:9108", got {_show(self.listen)}')
+        return host.strip("[]"), int(port)
+
+
 CORE_TABLES: dict[str, type] = {
     "bot": BotOptions,
     "policy": PolicyOptions,
@@ -109,6 +126,7 @@ CORE_TABLES: dict[str, type] = {
     "privacy": PrivacyOptions,
     "finetune": FinetuneOptions,
     "plugins": PluginOptions,
+    "server": ServerOptions,
 }
 
 
@@ -120,6 +138,7 @@ class Config:
     privacy: PrivacyOptions
     finetune: FinetuneOptions
     plugins: PluginOptions
+    server: ServerOptions = field(default_factory=ServerOptions)
     # "engines.NAME" and frontend tables as written; their owners parse them with `options`.
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "built-in defaults"

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import metrics
 from bot.events import Sink
 from bot.frontends import FRONTENDS, token_env
 from bot.i18n import t
@@ -78,11 +79,13 @@ class JobRunner:
             except asyncio.CancelledError:  # the bot is stopping
                 await self._end_process()
                 await self.store.job_finished(job_id, False, "the bot stopped during the job")
+                metrics.FINETUNE_JOBS.labels("stopped").inc()
                 raise
             except Exception as exc:
                 log.exception("fine-tuning job %d failed", job_id)
                 await self._end_process()
                 await self.store.job_finished(job_id, False, f"{type(exc).__name__}: {exc}")
+                metrics.FINETUNE_JOBS.labels("failed").inc()
                 return t(lang, "retrain_failed", reason=type(exc).__name__)
 
     async def _run(self, job_id: int, sink: Sink, lang: str) -> str:
@@ -124,13 +127,16 @@ class JobRunner:
         if code != 0 or result.get("event") != "done":
             reason = f"killed by signal {-code}" if code < 0 else error or f"exit code {code}"
             await self.store.job_finished(job_id, False, f"exit code {code}: {reason}")
+            metrics.FINETUNE_JOBS.labels("failed").inc()
             return t(lang, "retrain_failed", reason=reason)
         adapter = result.get("adapter", "")
         if not adapter:  # too few votes: ended early, on purpose
             await self.store.job_finished(job_id, True, result.get("message", "too few votes"))
+            metrics.FINETUNE_JOBS.labels("too_few").inc()
             return t(lang, "retrain_too_few", votes=result.get("votes", 0),
                      needed=result.get("needed", 0))
         await self.store.job_finished(job_id, True, result.get("reason", ""), adapter)
+        metrics.FINETUNE_JOBS.labels("promoted" if result.get("promoted") else "rejected").inc()
         if not result.get("promoted"):
             return t(lang, "retrain_rejected", adapter=adapter, reason=result.get("reason", ""))
         version = await self.swap_in(adapter)

@@ -14,7 +14,9 @@ ZERO_WIDTH_SPACE = "\u200b"
 # Replies never ping: Telegram turns any "@username" in plain text into a mention, and "@everyone"
 # works wherever text is parsed for it; a zero-width space after the "@" keeps the word readable
 # and harmless. Frontends also disable mentions in their API calls.
-_MENTION = re.compile(r"(?<!<)@(?=\w)")  # Discord's <@id> stays: its API call pings no one
+# Not after a word (an e-mail address, "doctor.en@947bea7e"), not Discord's <@id>: its API call
+# pings no one, and the id shows as the member's name.
+_MENTION = re.compile(r"(?<![\w<])@(?=\w)")
 # Characters that are not what they look like: bidi overrides and isolates (which reorder what
 # follows them), zero-width characters and other invisible formatting ("Cf"), controls ("Cc")
 # and lone surrogates ("Cs"). Line breaks and tabs stay.

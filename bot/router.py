@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bot import commands
+from bot import commands, metrics
 from bot.events import Incoming, Reaction, Sink
 from bot.i18n import t
 from bot.policy import RateLimiter, clean_output, is_bot_admin, may_use, rate_limited
@@ -56,6 +56,7 @@ class Router:
         """Answer one message or command through `sink`; never raises for a bad message."""
         if not self.accepting:  # shutting down: what is in flight finishes, nothing new starts
             return
+        metrics.MESSAGES.labels(incoming.platform).inc()
         with self._tracked():
             if _is_long_command(incoming.text):  # e.g. /retrain: the chat goes on meanwhile
                 await self._handle(incoming, sink)
@@ -86,6 +87,7 @@ class Router:
         lang = self.lang(chat)
         parsed = commands.parse(incoming.text)
         if rate_limited(incoming, self.config.bot, self.limiter):  # commands count too
+            metrics.RATE_LIMITED.inc()
             if self.limiter.tell(f"{incoming.platform}:{incoming.user_id}"):
                 await sink.finish(t(lang, "rate_limited", limit=self.limiter.per_minute))
         elif parsed is not None:
@@ -125,6 +127,7 @@ class Router:
         try:
             engine = await self.engines.get(engine_name)
         except EngineUnavailable as exc:
+            metrics.REPLIES.labels(engine_name, "unavailable").inc()
             reason = exc if is_bot_admin(incoming, self.config.bot) else t(lang,
                                                                            "details_for_admins")
             await sink.finish(t(lang, "engine_unavailable", engine=engine_name, reason=reason))
@@ -134,7 +137,10 @@ class Router:
             chat_key=f"{incoming.platform}:{incoming.chat_id}", text=incoming.text, lang=lang,
             turns=turns, user_name=incoming.user_name, state=state, adapter=chat.adapter,
         )
+        started = time.monotonic()
         outcome = await self._generate(engine, conv, sink)
+        metrics.replied(engine_name, outcome.failed, "cut_off" in conv.trace,
+                        time.monotonic() - started)
         platform_ids = await self._deliver(sink, outcome.text)
         trace = conv.trace if keep else {k: v for k, v in conv.trace.items() if k == "error"}
         await self.store.add_message(
@@ -173,11 +179,14 @@ class Router:
         """Stream the engine's reply to the sink; an error or a timeout becomes an apology."""
         version = engine.info().version
         limit = self.config.policy.max_reply_chars
-        text = ""
+        text, started = "", time.monotonic()
         try:
             async with asyncio.timeout(self.config.bot.reply_timeout) as deadline:
                 async with contextlib.aclosing(engine.reply(conv)) as deltas:
                     async for delta in deltas:
+                        if not text:
+                            metrics.FIRST_TOKEN_SECONDS.labels(engine.name).observe(
+                                time.monotonic() - started)
                         text += delta
                         shown = time.monotonic()
                         await _quietly(sink.update(clean_output(text, limit)))
@@ -250,6 +259,7 @@ class Router:
         if value is None:
             return await self.store.unvote(reply_id, user, source=reaction.emoji)
         await self.store.vote(reply_id, user, value, reaction.emoji)
+        metrics.VOTES.labels("up" if value > 0 else "down").inc()
         return True
 
     async def greeting(self, platform: str, chat_id: str) -> str | None:

@@ -61,6 +61,7 @@ class Capability(enum.StrEnum):
     NEXT_WORDS = "next_words"  # next_words(): the most likely next words, with probabilities
     LEARNS = "learns"  # learn() / relearn(): learns from the chat while it runs
     ADAPTERS = "adapters"  # use_adapter(): serves LoRA adapters, swapped in at run time
+    PROBE = "probe"  # probe(): the probability of whole continuations after a context
 
 
 async def _nothing() -> list[tuple[str, str]]:
@@ -134,6 +135,11 @@ class Engine(ABC):
 
     async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
         """NEXT_WORDS: the k most likely next words after `text`, with their probabilities."""
+        return []
+
+    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+        """PROBE: the natural log-probability of each whole continuation after `context` (the
+        sum over its tokens, in the engine's own tokenisation), in the order given."""
         return []
 
     async def use_adapter(self, adapter_id: str) -> str:

@@ -61,6 +61,7 @@ def test_no_handle_in_a_reply_pings_anyone():
     text = clean_output("ask @alice_user or @jörg, mail a@b.de", 100)
     assert "@alice_user" not in text and "@jörg" not in text
     assert text.replace(ZERO_WIDTH_SPACE, "") == "ask @alice_user or @jörg, mail a@b.de"
+    assert "a@b.de" in text and clean_output("doctor.en@947bea7e", 100) == "doctor.en@947bea7e"
 
 
 def test_rate_limiter_is_a_sliding_minute_per_key():

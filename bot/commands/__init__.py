@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot.events import Incoming, Sink
 from bot.i18n import t
 from bot.policy import is_bot_admin
+from engines.base import Capability, EngineUnavailable
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -50,6 +51,19 @@ class CommandContext:
     @property
     def engine_name(self) -> str:
         return self.services.engine_name(self.chat)
+
+    async def ask_engine(self, capability: Capability, unsupported: str,
+                         question: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Any] | str:
+        """(the chat's engine, its answer to `question(engine)`), or the text that says why
+        there is none: the engine is unavailable, or lacks `capability` (`unsupported`)."""
+        try:
+            engine = await self.engines.get(self.engine_name)
+            if not engine.can(capability):
+                return self.t(unsupported, engine=self.engine_name)
+            return engine, await question(engine)
+        except EngineUnavailable as exc:  # also from question: a server without logprobs
+            return self.t("engine_unavailable", engine=self.engine_name,
+                          reason=self.detail(exc))
 
     def detail(self, text: object) -> str:
         """An error's details (file paths, exceptions) for the bot's admins; others are told
@@ -139,7 +153,7 @@ def summary(name: str, lang: str) -> str:
 
 
 # The command modules register themselves on import.
-from bot.commands import chat, feedback, privacy, training  # noqa: E402
+from bot.commands import chat, feedback, lesson, privacy, training  # noqa: E402
 
 __all__ = ["COMMANDS", "Argument", "Command", "CommandContext", "chat", "command", "describe",
-           "feedback", "parse", "privacy", "summary", "training"]
+           "feedback", "lesson", "parse", "privacy", "summary", "training"]

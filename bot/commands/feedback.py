@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.commands import Argument, CommandContext, command
-from engines.base import Capability, EngineUnavailable
+from engines.base import Capability
 
 
 async def _rate(ctx: CommandContext, value: int, source: str) -> str:
@@ -44,16 +44,11 @@ async def why(ctx: CommandContext) -> str:
 async def next_(ctx: CommandContext) -> str:
     if not ctx.args:
         return ctx.t("next_usage")
-    try:
-        engine = await ctx.engines.get(ctx.engine_name)
-    except EngineUnavailable as exc:
-        return ctx.t("engine_unavailable", engine=ctx.engine_name, reason=ctx.detail(exc))
-    if not engine.can(Capability.NEXT_WORDS):
-        return ctx.t("next_unsupported", engine=ctx.engine_name)
-    try:
-        words = await engine.next_words(ctx.args, ctx.lang, 5)
-    except EngineUnavailable as exc:  # a remote server that gives no probabilities, say
-        return ctx.t("engine_unavailable", engine=ctx.engine_name, reason=ctx.detail(exc))
+    asked = await ctx.ask_engine(Capability.NEXT_WORDS, "next_unsupported",
+                                 lambda engine: engine.next_words(ctx.args, ctx.lang, 5))
+    if isinstance(asked, str):
+        return asked
+    _, words = asked
     lines = [ctx.t("next_header", text=ctx.args)]
     lines += [f"{word}  {p:.1%}" for word, p in words]
     return "\n".join(lines)

@@ -93,6 +93,12 @@ class ConsoleSink:
         self.console = console
         self.reply_id = reply_id
         self.shown = ""
+        self._others = 0
+
+    def another(self) -> ConsoleSink:
+        """A sink for one more message in this chat (a /compare sends one per engine)."""
+        self._others += 1
+        return ConsoleSink(self.console, f"{self.reply_id}.{self._others}")
 
     async def update(self, text: str) -> None:
         if self.console.interactive:

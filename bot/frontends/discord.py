@@ -69,6 +69,13 @@ class DiscordSink(StreamingSink):
         self.sent = tuple(ids)
         return ids
 
+    def another(self) -> DiscordSink:
+        """A sink for one more message in the same channel (or interaction), sent the same way
+        (a /compare sends one per engine)."""
+        sink = DiscordSink(self._send, self._edit, limit=self.limit, interval=self.interval)
+        sink.channel = self.channel
+        return sink
+
 
 class DiscordFrontend:
     platform: ClassVar[str] = "discord"

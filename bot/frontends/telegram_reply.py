@@ -123,6 +123,12 @@ class TelegramReply:
         finally:
             self.stop_typing()
 
+    def another(self) -> TelegramReply:
+        """A sink for one more message in this chat, after this one (a /compare sends one per
+        engine); its ids are not recorded for redelivery, only the command's own are."""
+        return TelegramReply(self.bot, self.chat_id, reply_to=None,
+                             interval=self._stream.interval, buttons=self.buttons)
+
     uploads = True  # send_file puts the file itself in the chat
 
     async def send_file(self, path: Path, caption: str) -> None:

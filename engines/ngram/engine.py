@@ -41,7 +41,7 @@ class NgramOptions:
 class NgramEngine(Engine):
     name: ClassVar[str] = "ngram"
     Options: ClassVar[type] = NgramOptions
-    capabilities = frozenset({Capability.NEXT_WORDS, Capability.LEARNS})
+    capabilities = frozenset({Capability.NEXT_WORDS, Capability.LEARNS, Capability.PROBE})
 
     def __init__(self, options: NgramOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
@@ -121,6 +121,12 @@ class NgramEngine(Engine):
         from engines.ngram.reply import most_likely_next
 
         return await asyncio.to_thread(most_likely_next, self._language(lang), text, k)
+
+    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+        from engines.ngram.probe import continuation_logprobs
+
+        return await asyncio.to_thread(continuation_logprobs, self._language(lang), context,
+                                       continuations)
 
     async def learn(self, text: str, lang: str) -> None:
         """Queue the message; counting and re-estimation run in a thread, one per language."""

@@ -46,7 +46,7 @@ class TransformerOptions:
 class TransformerEngine(Engine):
     name: ClassVar[str] = "transformer"
     Options: ClassVar[type] = TransformerOptions
-    capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS})
+    capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS, Capability.PROBE})
 
     def __init__(self, options: TransformerOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
@@ -213,6 +213,27 @@ class TransformerEngine(Engine):
         adapter = self.active or _base()
         probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter))
         return top_words(self.tokenizer, probs, k)
+
+    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+        """ln p of each continuation after `context`, read raw (no chat template): one forward
+        pass each on the worker thread. A continuation is tokenised after a space, as it
+        follows the context's last word; an empty context starts at the BOS token if any."""
+        from engines.transformer.scoring import continuation_logprob
+
+        start = self._encode(context.rstrip())
+        if not start:
+            start = [self.tokenizer.bos_token_id or self.tokenizer.eos_token_id]
+        adapter = self.active or _base()
+        results = []
+        for text in continuations:
+            ids = self._encode(" " + text.strip())
+            start_ids = start[-max(1, self.context - len(ids)):]
+            results.append(await self.worker.call(
+                lambda s=start_ids, c=ids: continuation_logprob(self.worker, s, c, adapter)))
+        return results
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _base() -> str:

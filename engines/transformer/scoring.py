@@ -1,4 +1,5 @@
-"""/next for the transformer: the probability of each possible next token, shown as words."""
+"""/next and /probe for the transformer: the probability of each possible next token, shown as
+words, and of whole continuations."""
 
 from __future__ import annotations
 
@@ -25,3 +26,18 @@ def top_words(tokenizer: Any, probs: torch.Tensor, k: int) -> list[tuple[str, fl
         if word and "\ufffd" not in word:
             words[word] = words.get(word, 0.0) + p
     return sorted(words.items(), key=lambda item: -item[1])[:k]
+
+
+def continuation_logprob(worker: Any, context: list[int], continuation: list[int],
+                         adapter: str) -> float:
+    """ln p(continuation | context): one forward pass over both, the log-probabilities of the
+    continuation's tokens summed (worker thread only)."""
+    if not continuation:
+        return 0.0
+    inputs = torch.tensor([context + continuation], device=worker.device)
+    out = worker.forward([adapter], input_ids=inputs, attention_mask=torch.ones_like(inputs))
+    # the logits at position i predict token i+1: those before each continuation token
+    logits = out.logits[0, len(context) - 1: -1].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    picked = logp.gather(1, torch.tensor(continuation, device=logp.device)[:, None])
+    return float(picked.sum().cpu())

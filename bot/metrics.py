@@ -1,0 +1,36 @@
+"""The bot's Prometheus metrics, declared once; /metrics of bot/server.py exposes them.
+
+Labels take few values (engine, outcome, platform), never a chat or user id: every label
+value is a time series of its own, and ids would also put people in the metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, disable_created_metrics
+
+disable_created_metrics()  # the *_created series only double what a scraper already sees
+
+# Replies take from milliseconds (ELIZA) to minutes (a transformer on a CPU).
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+MESSAGES = Counter("eliza2llm_messages_received", "Messages and commands handed to the router",
+                   ["platform"])
+RATE_LIMITED = Counter("eliza2llm_rate_limited", "Messages refused by [policy] rate_per_minute")
+REPLIES = Counter("eliza2llm_replies", "Engine replies by outcome (ok, failed, cut_off at "
+                  "shutdown, unavailable engine)", ["engine", "outcome"])
+REPLY_SECONDS = Histogram("eliza2llm_reply_seconds", "From asking the engine to its whole reply",
+                          ["engine"], buckets=LATENCY_BUCKETS)
+FIRST_TOKEN_SECONDS = Histogram("eliza2llm_first_token_seconds",
+                                "From asking the engine to its first piece of text", ["engine"],
+                                buckets=LATENCY_BUCKETS)
+VOTES = Counter("eliza2llm_votes_stored", "Votes stored (a changed vote counts again)",
+                ["value"])
+FINETUNE_JOBS = Counter("eliza2llm_finetune_jobs", "Fine-tuning jobs by how they ended "
+                        "(promoted, rejected, too_few, failed, stopped)", ["outcome"])
+
+
+def replied(engine: str, failed: bool, cut_off: bool, seconds: float) -> None:
+    """Count one engine reply and its latency."""
+    outcome = "cut_off" if cut_off else "failed" if failed else "ok"
+    REPLIES.labels(engine, outcome).inc()
+    REPLY_SECONDS.labels(engine).observe(seconds)

@@ -1,0 +1,90 @@
+"""[server] listen: /healthz and /metrics served by a running App, read over real HTTP."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.app import App
+from bot.config import ConfigError, ServerOptions, load_config, parse_table
+from bot.events import Incoming, Reaction
+from bot.frontends import FRONTENDS
+from engines.base import EngineUnavailable
+from engines.registry import BUILTIN
+from tests.conftest import RecordingSink, make_config, write_config
+
+LISTEN = '[server]\nlisten = "127.0.0.1:0"\n'  # port 0: any free one; the app says which
+
+
+async def get(app: App, path: str) -> tuple[int, str]:
+    url = f"http://127.0.0.1:{app.server.bound_port}{path}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def metric(app: App, name: str, **labels: str) -> float:
+    """The value of one sample of /metrics (0 when it has not been counted yet)."""
+    _, text = await get(app, "/metrics")
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+async def test_healthz_and_metrics_follow_messages_votes_and_shutdown(tmp_path):
+    app = App(make_config(tmp_path, LISTEN), [], env={})
+    async with app.serving() as router:
+        await router.engines.get("echo")  # the default engine loaded: nothing is starting
+        status, body = await get(app, "/healthz")
+        assert status == 200, body
+        assert '"store": "ok"' in body and '"engine": "echo: ready"' in body
+
+        before = {
+            "messages": await metric(app, "eliza2llm_messages_received_total", platform="test"),
+            "replies": await metric(app, "eliza2llm_replies_total", engine="echo", outcome="ok"),
+            "latency": await metric(app, "eliza2llm_reply_seconds_count", engine="echo"),
+            "votes": await metric(app, "eliza2llm_votes_stored_total", value="up"),
+        }
+        sink = RecordingSink()
+        await router.handle(Incoming("test", "c1", "u1", "hello"), sink)
+        assert sink.final == "echo: hello"
+        assert await router.react(Reaction("test", "c1", "u2", f"sent-{id(sink)}", "👍"))
+        after = {
+            "messages": await metric(app, "eliza2llm_messages_received_total", platform="test"),
+            "replies": await metric(app, "eliza2llm_replies_total", engine="echo", outcome="ok"),
+            "latency": await metric(app, "eliza2llm_reply_seconds_count", engine="echo"),
+            "votes": await metric(app, "eliza2llm_votes_stored_total", value="up"),
+        }
+        assert {k: after[k] - before[k] for k in before} == {
+            "messages": 1, "replies": 1, "latency": 1, "votes": 1}
+
+        await router.drain(1)  # what shutdown does first: nothing new is accepted
+        status, body = await get(app, "/healthz")
+        assert status == 503
+        assert '"accepting": false' in body
+
+
+async def test_healthz_is_503_when_the_default_engine_cannot_start(tmp_path):
+    path = write_config(tmp_path / "config.toml", '[bot]\ndefault_engine = "unloadable"\n' + LISTEN)
+    config = load_config(path, FRONTENDS, BUILTIN, data_dir=str(tmp_path / "data"))
+    app = App(config, [], env={})
+    async with app.serving() as router:
+        with pytest.raises(EngineUnavailable):
+            await router.engines.get("unloadable")
+        status, body = await get(app, "/healthz")
+        assert status == 503
+        assert '"engine": "unloadable: unavailable"' in body
+
+
+async def test_no_listener_by_default(tmp_path):
+    app = App(make_config(tmp_path), [], env={})
+    async with app.serving():
+        assert app.server is None
+
+
+@pytest.mark.parametrize("listen", ["9108", "localhost", ":9108", "host:99999"])
+def test_a_bad_address_is_a_config_error_naming_the_key(listen):
+    with pytest.raises(ConfigError, match=r"^\[server\] listen: expected \"host:port\""):
+        parse_table("server", ServerOptions, {"listen": listen})
