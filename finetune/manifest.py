@@ -1,13 +1,16 @@
-"""What an adapter folder says about itself: manifest.json and loss_curve.png.
+"""What an adapter folder says about itself: manifest.json, README.md and loss_curve.png.
 
 The manifest carries everything needed to tell where an adapter came from: the base model and
 its revision, the parent adapter, which stored messages it was trained on, the counts, the
 hyper-parameters, the metrics, how long it took on what device, and an energy estimate.
+README.md is the model card that Hugging Face shows, written from the manifest each time the
+manifest changes (finetune/model_card.md is its template), in place of PEFT's blank one.
 """
 
 from __future__ import annotations
 
 import json
+import string
 import time
 from pathlib import Path
 from typing import Any
@@ -26,17 +29,58 @@ def energy_estimate(seconds: float, device: str, cpu_watts: float, gpu_watts: fl
     }
 
 
+CARD = Path(__file__).with_name("model_card.md")
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     manifest = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} | manifest
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                   encoding="utf-8")
+    _write(folder, manifest)
 
 
 def update_manifest(folder: Path, **changes: Any) -> dict[str, Any]:
     manifest = read_manifest(folder) | changes
+    _write(folder, manifest)
+    return manifest
+
+
+def _write(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                    encoding="utf-8")
-    return manifest
+    (folder / "README.md").write_text(model_card(manifest), encoding="utf-8")
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """The manifest as a Hugging Face model card."""
+    hp, counts = manifest.get("hyperparameters", {}), manifest.get("counts", {})
+    phases = [p["name"].upper() for p in manifest.get("phases", [])]
+    energy = manifest.get("energy", {})
+    return string.Template(CARD.read_text(encoding="utf-8")).safe_substitute(
+        id=manifest.get("id", ""), base_model=manifest.get("base_model", ""),
+        base_revision=manifest.get("base_revision") or "unknown",
+        parent=f"adapter `{manifest['parent']}`" if manifest.get("parent") else "the base model",
+        method=" then ".join(phases) or "no training step", method_tag="-".join(phases).lower(),
+        steps=sum(p.get("steps", 0) for p in manifest.get("phases", [])),
+        learning_rate=hp.get("learning_rate"), batch_size=hp.get("batch_size"),
+        lora_r=hp.get("lora_r"), lora_alpha=hp.get("lora_alpha"),
+        lora_targets=", ".join(hp.get("lora_targets", [])),
+        device=manifest.get("device", ""), dtype=manifest.get("dtype", ""),
+        duration=f"{manifest.get('duration_seconds', 0)} s",
+        trained_replies=len(manifest.get("message_ids", {}).get("trained", [])),
+        heldout=counts.get("heldout", 0), sft=counts.get("sft", 0), kto=counts.get("kto", 0),
+        dpo=counts.get("dpo", 0), evaluation=_verdict(manifest.get("evaluation")),
+        energy=(f"About {energy.get('watt_hours')} Wh; {energy.get('note')}."
+                if energy else "Not recorded."))
+
+
+def _verdict(evaluation: dict[str, Any] | None) -> str:
+    if not evaluation:
+        return "Not judged yet (`python -m finetune evaluate ID`)."
+    new = evaluation.get("new", {})
+    verdict = "promoted" if evaluation.get("promote") else "not promoted"
+    scores = (f"Held-out preference accuracy {new['accuracy']:.2f} (95% lower bound "
+              f"{new['accuracy_low']:.2f}), compared with {evaluation.get('compared_with')}. "
+              if "accuracy" in new else "")
+    return f"{scores}Verdict: {verdict}: {evaluation.get('reason', '')}."
 
 
 def plot_loss(curve: list[dict[str, Any]], path: Path, title: str) -> None:

@@ -60,6 +60,11 @@ def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root
     assert "estimate" in manifest["energy"]["note"] and manifest["energy"]["watt_hours"] > 0
     assert manifest["hyperparameters"]["sft_steps"] == 2
     assert (data / "adapters" / adapter / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    card = (data / "adapters" / adapter / "README.md").read_text()
+    assert card.startswith("---\nbase_model: ") and "More Information Needed" not in card
+    assert f"# Adapter {adapter}" in card and "SFT then KTO" in card
+    assert "Verdict: promoted" in card and "95% lower bound" in card and "estimate" in card
+    assert f"{len(manifest['message_ids']['trained'])} voted replies" in card
 
 
 async def test_retrain_from_someone_not_an_admin_is_refused(serve, sink):
