@@ -11,9 +11,11 @@ DIR_MODE = 0o700
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) as a private folder; tighten it if it exists."""
-    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    os.chmod(path, DIR_MODE)
+    """Create `path` (and missing parents) as a private folder. One that exists is left as it
+    is: it may be shared (`--data-dir .`, /tmp); the files in it are private all the same."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        os.chmod(path, DIR_MODE)  # mkdir's mode passes through the umask
     return path
 
 

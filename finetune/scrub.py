@@ -20,16 +20,17 @@ from collections.abc import Callable
 import phonenumbers
 from stdnum import iban
 
-# A parameter or field whose value is a secret: "reset_token=", "client_secret=", "jwt=",
-# "X-Amz-Signature=" ... (a name that ends in one of these words, after "_" or "-"), and
-# "password: ..." typed in a sentence (the unmistakable names only, where ":" also counts).
-_SECRET_WORDS = ("token|tokens|secret|signature|sig|password|passwd|pass|pwd|apikey|key|auth|"
-                 "session|jwt|code|credentials?")
-_SECRET_ASSIGNMENT = re.compile(
-    rf"(?i)(?<![\w-])((?:[\w-]*[_-])?(?:{_SECRET_WORDS}))(\s*=\s*)([^\s&#\"'<>]+)")
-_SECRET_SAID = re.compile(
-    r"(?i)\b((?:[\w-]*[_-])?(?:token|secret|password|passwort|api[_-]?key|jwt))"
-    r"(\s*:\s*)([^\s\"'<>]+)")
+# A parameter or field whose value is a secret. Names that say so ("reset_token", "client_secret",
+# "X-Amz-Signature", "jwt", "password"...: a name ending in one of them after "_" or "-") count
+# with "=" or ":" and spaces around them, quoted or not ("password: x", {"token": "x"});
+# words that are also ordinary English ("key", "code", "pass") only as name=value, URL style.
+_VALUE = r"""(["']?)([^\s&#"'<>]+)\3"""
+_PREFIX = r"(?:[\w-]*[_-])?"
+_SECRET_NAMED = re.compile(
+    rf"""(?i)(?<![\w-])(["']?{_PREFIX}(?:tokens?|secret|signature|password|passwort|passwd|pwd|"""
+    rf"""api[_-]?key|access[_-]?key|jwt|credentials?)["']?)(\s*(?:=(?!=)|:)\s*){_VALUE}""")
+_SECRET_PARAMETER = re.compile(
+    rf"(?i)(?<![\w-])({_PREFIX}(?:key|code|pass|auth|session|sig))(=(?!=)){_VALUE}")
 _URL_CREDENTIALS = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s/@]+@[^\s]+")
 # Webhook and bot URLs that carry their secret in the path.
 _SECRET_PATH = re.compile(
@@ -48,7 +49,8 @@ PHONE_REGIONS = ("DE", "AT", "CH", "US", "GB", "FR")  # how local numbers withou
 
 
 def _secret_assignment(match: re.Match[str]) -> str:
-    return f"{match[1]}{match[2]}<secret>"
+    name, separator, quote = match[1], match[2], match[3]
+    return f"{name}{separator}{quote}<secret>{quote}"
 
 
 def _ibans(text: str) -> str:
@@ -82,8 +84,8 @@ RULES: list[tuple[str, Callable[[str], str]]] = [
     ("webhook or bot url", _sub(_SECRET_PATH, "<url>")),
     ("bot token", _sub(_BOT_TOKEN, "<secret>")),
     ("json web token", _sub(_JWT, "<secret>")),
-    ("secret parameter", lambda text: _SECRET_ASSIGNMENT.sub(_secret_assignment, text)),
-    ("secret in a sentence", lambda text: _SECRET_SAID.sub(_secret_assignment, text)),
+    ("named secret", lambda text: _SECRET_NAMED.sub(_secret_assignment, text)),
+    ("secret parameter", lambda text: _SECRET_PARAMETER.sub(_secret_assignment, text)),
     ("e-mail address", _sub(_EMAIL, "<email>")),
     ("iban", _ibans),
     ("phone number", _phones),

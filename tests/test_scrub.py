@@ -58,6 +58,10 @@ HITS = [  # (text, the secret that must be gone, the placeholder that takes its 
     ("123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw is the bot", "AAHdqTcvCH1vGWJx", "<secret>"),
     ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N",
      "dozjgNryP4J3jVmNHl0w5N", "<secret>"),
+    ('password = "hunter2"', "hunter2", "<secret>"),
+    ("api_key='abc123xyz'", "abc123xyz", "<secret>"),
+    ('{"token": "xyz123abc"}', "xyz123abc", "<secret>"),
+    ('TOKEN="123456789:AAAA"', "123456789:AAAA", "<secret>"),
     # handles, any script, with inner dots
     ("ask @jane_doe about it", "jane_doe", "<user>"),
     ("frag @jörg danach", "jörg", "<user>"),
@@ -84,6 +88,8 @@ KEPT = [  # must come out exactly as it went in
     "Weizenbaum wrote ELIZA in 1966 at MIT.",
     "a.b@c is not an address",
     "email me at the usual place",
+    "The key = the answer, and if key == 'x' then fine.",
+    "Use the pass = the one at the gate.",
 ]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import stat
 import time
 
 import pytest
@@ -131,3 +133,17 @@ async def test_the_inbox_keeps_a_delivery_once_and_forgets_it_a_day_after_it_was
         assert await store.forget_handled(time.time() + 1) == 1
     finally:
         await store.close()
+
+
+async def test_the_database_is_private_whatever_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        data = tmp_path / "data"
+        store = await Store.open(data / "db.sqlite3")
+        await store.add_message(await store.chat("p", "c"), None, "user", "hello")
+        await store.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for file in data.iterdir():  # the database, and its -wal and -shm while they exist
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name

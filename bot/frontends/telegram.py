@@ -210,7 +210,7 @@ class TelegramFrontend:
 
     async def _answer(self, incoming: Incoming, message: Message, is_command: bool,
                       key: str) -> None:
-        if key in self._stale:
+        if key in self._stale and not is_command:  # a /forget is carried out, however late
             await self.router.record(incoming)
             return
         reply = TelegramReply(

@@ -35,6 +35,7 @@ class Poller:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="telegram-poll")
+        self._task.add_done_callback(_say_why_it_ended)
 
     async def stop(self) -> None:
         """Take nothing more: what was fetched and kept is handled; nothing new is confirmed."""
@@ -59,10 +60,15 @@ class Poller:
                 log.warning("telegram: getUpdates failed (%s); trying again", exc)
                 await asyncio.sleep(backoff(failures))
                 continue
-            for update in updates:
-                if await self.keep(update):
-                    await self.hand(update)
-                self.offset = update.update_id + 1  # confirmed by the next getUpdates
+            try:
+                for update in updates:
+                    if await self.keep(update):
+                        await self.hand(update)
+                    self.offset = update.update_id + 1  # confirmed by the next getUpdates
+            except Exception:  # a locked database, say: fetch again from the first not kept
+                failures += 1
+                log.exception("telegram: could not keep an update; trying again")
+                await asyncio.sleep(backoff(failures))
 
     async def _fetch(self) -> tuple[Any, ...]:
         return await self.bot.get_updates(
@@ -70,3 +76,8 @@ class Poller:
             allowed_updates=self.allowed_updates,
             read_timeout=self.timeout + 10,  # the long poll itself may take `timeout`
         )
+
+
+def _say_why_it_ended(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("telegram: polling stopped: %s", task.exception())

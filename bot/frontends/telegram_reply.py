@@ -96,7 +96,7 @@ class TelegramReply:
     ) -> None:
         self.bot, self.chat_id, self.reply_to = bot, chat_id, reply_to
         self.buttons = buttons
-        self.deadline = time.monotonic() + patience
+        self.patience = patience  # per call, from its start: not from when the reply queued
         self._on_sent = on_sent
         self._stream = StreamingSink(
             self._send, self._edit, limit=MessageLimit.MAX_TEXT_LENGTH, interval=interval,
@@ -104,6 +104,9 @@ class TelegramReply:
         )
         self._typing: asyncio.Task | None = None
         self._unsure = False  # a send timed out: it may have arrived, so nothing more is sent
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.patience
 
     @property
     def ids(self) -> list[str]:
@@ -137,7 +140,7 @@ class TelegramReply:
         await patiently(lambda: self.bot.send_document(
             self.chat_id, document=data, filename=path.name, caption=caption,
             read_timeout=SEND_READ_TIMEOUT,
-        ), deadline=self.deadline, repeatable=False)
+        ), deadline=self._deadline(), repeatable=False)
 
     def stop_typing(self) -> None:
         if self._typing is not None:
@@ -158,20 +161,23 @@ class TelegramReply:
             message = await patiently(lambda: self.bot.send_message(
                 self.chat_id, text, reply_parameters=reply, reply_markup=self._markup,
                 read_timeout=SEND_READ_TIMEOUT,
-            ), deadline=self.deadline, repeatable=False)
+            ), deadline=self._deadline(), repeatable=False)
         except TimedOut:
             self._unsure = True
             raise
         self.stop_typing()
         if self._on_sent is not None:
-            await self._on_sent([*self.ids, str(message.message_id)])
+            try:
+                await self._on_sent([*self.ids, str(message.message_id)])
+            except Exception:  # the id is in the journal; the stream must still know it
+                log.exception("telegram: could not keep the id of a sent message")
         return str(message.message_id)
 
     async def _edit(self, message_id: str, text: str) -> None:
         try:
             await patiently(lambda: self.bot.edit_message_text(
                 text, chat_id=self.chat_id, message_id=int(message_id), reply_markup=self._markup,
-            ), deadline=self.deadline)
+            ), deadline=self._deadline())
         except BadRequest as exc:
             if not not_modified(exc):
                 raise
