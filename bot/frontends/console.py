@@ -70,6 +70,8 @@ class ConsoleFrontend:
                 text=line.rstrip("\r\n"), message_id=f"m{number}", is_admin=True,
             )
             await router.handle(incoming, ConsoleSink(self, f"r{number}"))
+            if not router.accepting:  # shutting down: a cut-off reply was the last one
+                break
 
     def _write(self, text: str) -> None:
         self.stdout.write(text)

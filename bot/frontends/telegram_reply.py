@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import ChatAction, MessageLimit
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
@@ -60,12 +61,21 @@ async def patiently(call: Callable[[], Awaitable[T]], *, deadline: float | None 
             failures += 1
             wait = backoff(failures)
         except NetworkError as exc:  # 5xx, or no connection: not carried out
+            if not repeatable and not _never_arrived(exc):
+                raise  # the connection broke after the request went out: it may have arrived
             failures += 1
             wait = backoff(failures)
             log.info("telegram: %s; trying again in %.1f s", exc, wait)
         if time.monotonic() + wait > deadline:
             raise TimeoutError("telegram kept refusing until the reply's deadline")
         await asyncio.sleep(wait)
+
+
+def _never_arrived(exc: NetworkError) -> bool:
+    """A 5xx answer (PTB raises it with no cause) or a connection that never opened: the
+    request was not carried out. A connection that broke later may have delivered it."""
+    cause = exc.__cause__
+    return cause is None or isinstance(cause, httpx.ConnectError)
 
 
 def backoff(failures: int) -> float:

@@ -47,6 +47,7 @@ class Connection:
         try:
             await store._migrate()
             _tighten(path)
+            await store.wipe_wal()  # a wipe the last run could not finish (a reader held it)
         except BaseException:
             await db.close()
             raise
