@@ -153,7 +153,7 @@ def summary(name: str, lang: str) -> str:
 
 
 # The command modules register themselves on import.
-from bot.commands import chat, feedback, lesson, privacy, training  # noqa: E402
+from bot.commands import chat, feedback, lesson, privacy, stats, training  # noqa: E402
 
 __all__ = ["COMMANDS", "Argument", "Command", "CommandContext", "chat", "command", "describe",
-           "feedback", "lesson", "parse", "privacy", "summary", "training"]
+           "feedback", "lesson", "parse", "privacy", "stats", "summary", "training"]

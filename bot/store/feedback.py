@@ -65,6 +65,19 @@ class Feedback(Connection):
         row = await self._one("SELECT COUNT(*) FROM feedback WHERE created_at > ?", (since,))
         return row[0]
 
+    async def approval(self, since: float) -> list[tuple[str, str, str, int, int]]:
+        """(engine, version, day "YYYY-MM-DD" in UTC, 👍 votes, 👎 votes) of the votes cast
+        (or changed) after a unix time, per day of the vote, for /stats. Votes of people who
+        opted out are left out, as the fine-tuning export leaves them out."""
+        return await self._all(
+            "SELECT r.engine, COALESCE(r.engine_version, ''), date(f.created_at, 'unixepoch'),"
+            " SUM(f.value = 1), SUM(f.value = -1) FROM feedback f"
+            " JOIN messages r ON r.id = f.message_id JOIN users fu ON fu.id = f.user_id"
+            " WHERE r.role = 'bot' AND r.engine IS NOT NULL AND f.created_at > ?"
+            " AND fu.opted_out = 0 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            (since,),
+        )
+
     async def voted_replies(self, *engines: str) -> list[VotedReply]:
         """These engines' replies with the message they answer and their summed votes, oldest
         first. Only text that is still stored (forgotten users' is gone), never from or about
