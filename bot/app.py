@@ -102,8 +102,7 @@ class App:
     async def _start_server(self, router: Router) -> None:
         if not self.config.server.listen:
             return
-        watched = Watched(router, self.store, self.engines, self.config.bot.default_engine,
-                          self.frontends, self.started)
+        watched = Watched(router, self.frontends, self.started)
         self.server = Server(*self.config.server.address, watched)
         await self.server.start()
 

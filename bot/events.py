@@ -7,8 +7,11 @@ engines' own contract, in engines/base.py.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,14 @@ class Sink(Protocol):
     # Optional, where the platform can send files (check with getattr):
     # async def send_file(self, path: Path, caption: str) -> None
     # uploads: bool  -- True where send_file puts the file itself in the chat (not a path)
+
+
+async def deliver(sink: Sink, text: str) -> list[str]:
+    """Send a reply's final text. A platform failure is logged, and the ids of the messages
+    that show part of it come back all the same: the reply is stored with them, so a vote on
+    them still counts."""
+    try:
+        return list(await sink.finish(text))
+    except Exception:
+        log.exception("could not deliver a reply")
+        return list(getattr(sink, "ids", []))

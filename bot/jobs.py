@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot import metrics
+from bot.adapters import BASE
 from bot.events import Sink
 from bot.frontends import FRONTENDS, token_env
 from bot.i18n import t
@@ -146,7 +147,7 @@ class JobRunner:
     async def swap_in(self, adapter: str) -> str:
         """Tell the running transformer engine (if it runs) to serve `adapter` ("" or "base":
         the base model). An engine started later asks for the active adapter itself."""
-        version = adapter or "base"
+        version = adapter or BASE
         for engine in self.engines.loaded():
             if engine.can(Capability.ADAPTERS):
                 version = await engine.use_adapter(adapter)

@@ -9,6 +9,7 @@ from collections import deque
 
 from bot.config import BotOptions
 from bot.events import Incoming
+from bot.i18n import t
 
 ZERO_WIDTH_SPACE = "\u200b"
 # Replies never ping: Telegram turns any "@username" in plain text into a mention, and "@everyone"
@@ -26,6 +27,12 @@ _HIDDEN = ("Cc", "Cf", "Cs")
 def is_bot_admin(incoming: Incoming, bot: BotOptions) -> bool:
     """Admins of the whole bot: listed in [bot] admins, or the local console's operator."""
     return incoming.platform == "console" or f"{incoming.platform}:{incoming.user_id}" in bot.admins
+
+
+def detail_for(incoming: Incoming, bot: BotOptions, lang: str, detail: object) -> str:
+    """An error's details (file paths, exceptions) for the bot's admins; others are told that
+    there are some."""
+    return str(detail) if is_bot_admin(incoming, bot) else t(lang, "details_for_admins")
 
 
 def rate_limited(incoming: Incoming, bot: BotOptions, limiter: RateLimiter) -> bool:

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bot import commands, metrics
-from bot.events import Incoming, Reaction, Sink
+from bot.events import Incoming, Reaction, Sink, deliver
 from bot.i18n import t
-from bot.policy import RateLimiter, clean_output, is_bot_admin, may_use, rate_limited
+from bot.policy import RateLimiter, clean_output, detail_for, may_use, rate_limited
 from bot.services import Services
 from bot.store import Chat, User
 from engines.base import Capability, Conversation, Engine, EngineUnavailable
@@ -118,7 +118,7 @@ class Router:
 
     async def _answer(self, incoming: Incoming, chat: Chat, user: User, sink: Sink) -> None:
         lang = self.lang(chat)
-        keep = self.config.privacy.store_text and not user.opted_out
+        keep = self.services.keeps_text(user)
         engine_name = self.engine_name(chat)
         turns = await self.store.history(chat, self.config.bot.history_turns)
         asked = await self._ask(incoming, chat, user, keep)
@@ -128,8 +128,7 @@ class Router:
             engine = await self.engines.get(engine_name)
         except EngineUnavailable as exc:
             metrics.REPLIES.labels(engine_name, "unavailable").inc()
-            reason = exc if is_bot_admin(incoming, self.config.bot) else t(lang,
-                                                                           "details_for_admins")
+            reason = detail_for(incoming, self.config.bot, lang, exc)
             await sink.finish(t(lang, "engine_unavailable", engine=engine_name, reason=reason))
             return
         state = await self._state(chat, engine_name, keep)
@@ -141,7 +140,7 @@ class Router:
         outcome = await self._generate(engine, conv, sink)
         metrics.replied(engine_name, outcome.failed, "cut_off" in conv.trace,
                         time.monotonic() - started)
-        platform_ids = await self._deliver(sink, outcome.text)
+        platform_ids = await deliver(sink, outcome.text)
         trace = conv.trace if keep else {k: v for k, v in conv.trace.items() if k == "error"}
         await self.store.add_message(
             chat, user, "bot", outcome.text if keep else None, platform_ids=platform_ids,
@@ -209,15 +208,6 @@ class Router:
         if not text.strip():  # the engine had nothing to say
             text = t(conv.lang, "no_reply")
         return Outcome(clean_output(text, limit), conv.version or version)
-
-    async def _deliver(self, sink: Sink, text: str) -> list[str]:
-        """Send the final text; a platform failure is logged and the reply is still stored,
-        with the ids of the messages that show part of it (a vote on them still counts)."""
-        try:
-            return list(await sink.finish(text))
-        except Exception:
-            log.exception("could not deliver a reply")
-            return list(getattr(sink, "ids", []))
 
     async def _learn(self, text: str, lang: str) -> None:
         for engine in self.engines.loaded():
@@ -295,7 +285,7 @@ class Router:
         """Store a message without answering it (found too late, after a restart)."""
         chat = await self.store.chat(incoming.platform, incoming.chat_id, incoming.chat_title)
         user = await self.store.user(incoming.platform, incoming.user_id, incoming.user_name)
-        keep = self.config.privacy.store_text and not user.opted_out
+        keep = self.services.keeps_text(user)
         await self._ask(incoming, chat, user, keep)
 
     async def chat_lang(self, platform: str, chat_id: str) -> str:

@@ -12,8 +12,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from bot.router import Router
-from bot.store import Store
-from engines.registry import Engines
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +21,6 @@ class Watched:
     """What /healthz looks at. `started` is the app's list of frontends started so far."""
 
     router: Router
-    store: Store
-    engines: Engines
-    default_engine: str
     frontends: Sequence[Any]
     started: Sequence[Any]
 
@@ -33,14 +28,16 @@ class Watched:
 async def health(watched: Watched) -> tuple[bool, dict[str, Any]]:
     """(healthy, the checks as a small JSON-able dict). Starting or stopping is unhealthy:
     a load balancer should send nothing then."""
-    engine = watched.engines.status(watched.default_engine)[0]
+    services = watched.router.services
+    default = services.config.bot.default_engine
+    engine = services.engines.status(default)[0]
     checks: dict[str, Any] = {
         "accepting": watched.router.accepting,
         "frontends": f"{len(watched.started)}/{len(watched.frontends)} started",
-        "engine": f"{watched.default_engine}: {engine}",
+        "engine": f"{default}: {engine}",
     }
     try:
-        await watched.store.schema_version()  # a query: the database answers
+        await services.store.schema_version()  # a query: the database answers
         checks["store"] = "ok"
     except Exception as exc:
         checks["store"] = f"{type(exc).__name__}: {exc}"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.adapters import Adapters
 from bot.config import Config
-from bot.store import Chat, Store
+from bot.store import Chat, Store, User
 from engines.registry import Engines
 
 if TYPE_CHECKING:
@@ -29,3 +29,7 @@ class Services:
     def engine_name(self, chat: Chat) -> str:
         """The chat's engine, or the configured default."""
         return chat.engine or self.config.bot.default_engine
+
+    def keeps_text(self, user: User) -> bool:
+        """Whether this person's words (and the replies to them) may be stored."""
+        return self.config.privacy.store_text and not user.opted_out

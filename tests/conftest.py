@@ -65,6 +65,13 @@ def run_console(args: list[str], lines: list[str], cwd: Path, timeout: float = 6
     )
 
 
+@pytest.fixture(scope="session")
+def root(tmp_path_factory) -> Path:
+    """Where the tiny model and its adapters are built, once per session (tests/tiny_model.py
+    caches them), for every test module that needs them."""
+    return tmp_path_factory.mktemp("tiny")
+
+
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Tests talk to 127.0.0.1 only; anything else fails loudly instead of hoping for no network."""

@@ -21,10 +21,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 PROMPTS = ["hello", "What is ELIZA, and who wrote it?", "AI for everyone is very", "ok so"]
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("cuda")
-
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_left_padded_prefill_on_cuda_is_finite_and_close_to_solo(root, dtype):

@@ -20,11 +20,6 @@ from tests.finetune_helpers import DB, finetune_toml, seed_sync, taste_rows
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("finetune-cli")
-
-
 @pytest.fixture
 def workdir(root, tmp_path, monkeypatch):
     """A folder as a user has it: config.toml (found without --config) and data/."""

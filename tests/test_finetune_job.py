@@ -10,19 +10,12 @@ import signal
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from bot.events import Incoming
 from bot.i18n import t
 from bot.store import Adapter, Store
 from tests.conftest import RecordingSink, run_console
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
 from tests.tiny_model import adapter_dir, tiny_model_dir
-
-
-@pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("finetune")
 
 
 def query(data, sql: str) -> list[tuple]:

@@ -13,11 +13,6 @@ from finetune.export import build
 from tests.tiny_model import tiny_model_dir
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("finetune-train")
-
-
 def dataset():
     from bot.store import VotedReply
 

@@ -23,10 +23,6 @@ torch = pytest.importorskip("torch")  # the ml extra
 PROMPTS = ["hello", "What is ELIZA, and who wrote it?", "AI for everyone is very", "ok so"]
 
 
-@pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("gpu-path")
-
 
 @pytest.fixture
 async def engine(root, tmp_path):

@@ -50,10 +50,6 @@ async def test_ngram_probe_prefers_what_the_corpus_says(tmp_path):
     assert math.exp(he) + math.exp(she) <= 1 + 1e-9
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("probe")
-
 
 async def test_transformer_probe_matches_a_direct_forward_pass(root, tmp_path):
     import torch

@@ -25,10 +25,6 @@ pytest.importorskip("torch", reason="the tiny model needs the ml extra")
 START_SECONDS = 90  # importing torch and the server on two busy cores
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("remote-server")
-
 
 @pytest.fixture(scope="module")
 def served(root):

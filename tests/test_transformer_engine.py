@@ -14,10 +14,6 @@ from tests.tiny_model import adapter_dir, tiny_model_dir
 PROMPTS = ["hello", "What is ELIZA, and who wrote it?", "AI for everyone is very", "ok so"]
 
 
-@pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("transformer")
-
 
 @pytest.fixture
 async def engine(root, tmp_path):

@@ -16,11 +16,6 @@ from tests.conftest import ROOT, RecordingSink
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 
-@pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("transformer")
-
-
 def test_importing_the_engine_and_the_bot_does_not_import_torch():
     code = ("import sys, bot.app, engines.transformer.engine; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")

@@ -21,10 +21,6 @@ from tests.tiny_model import tiny_model_dir
 SAYS = "Hello there."
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("transformer-stops")
-
 
 @pytest.fixture(scope="module")
 def wired(root):

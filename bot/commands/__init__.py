@@ -8,13 +8,18 @@ bot/locales/*.toml under [commands].
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.events import Incoming, Sink
+from bot.files import private_dir
 from bot.i18n import t
-from bot.policy import is_bot_admin
+from bot.policy import detail_for
 from engines.base import Capability, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -65,12 +70,26 @@ class CommandContext:
             return self.t("engine_unavailable", engine=self.engine_name,
                           reason=self.detail(exc))
 
+    @property
+    def uploads(self) -> bool:
+        """Whether the platform takes a file into the chat (Telegram, Discord: not the console,
+        which could only show a path)."""
+        return getattr(self.sink, "uploads", False)
+
+    @contextlib.asynccontextmanager
+    async def upload(self, kind: str, name: str, caption: str) -> AsyncIterator[Path]:
+        """A path to write a file to, in a private folder under data/<kind>/; the file is sent
+        when the block ends and the folder goes right after (it may hold people's words)."""
+        folder = private_dir(self.services.config.data_dir / kind / uuid.uuid4().hex)
+        try:
+            yield folder / name
+            await self.sink.send_file(folder / name, caption)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def detail(self, text: object) -> str:
-        """An error's details (file paths, exceptions) for the bot's admins; others are told
-        that there are some."""
-        if is_bot_admin(self.incoming, self.services.config.bot):
-            return str(text)
-        return self.t("details_for_admins")
+        """An error's details for the bot's admins only (policy.detail_for)."""
+        return detail_for(self.incoming, self.services.config.bot, self.lang, text)
 
     def t(self, key: str, /, **values: Any) -> str:
         return t(self.lang, key, **values)

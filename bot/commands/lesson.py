@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.commands import Argument, CommandContext, command
+from bot.events import deliver
 from bot.policy import clean_output
 from engines.base import Capability, Conversation
-
-log = logging.getLogger(__name__)
 
 
 @command("probe", argument=Argument("text", hint="CONTEXT | A | B"))
@@ -78,7 +76,7 @@ async def compare(ctx: CommandContext) -> str:
             inline.append(text)
             ids: list[str] = []
         else:
-            ids = await _send(another(), text)
+            ids = await deliver(another(), text)
         await _store(ctx, answer, ids)
     summary = ctx.t("compare_summary", count=count) if count else ctx.t("compare_none")
     return "\n".join([*inline, summary, *failed])
@@ -113,17 +111,8 @@ def _label(ctx: CommandContext, answer: Answer) -> str:
     return clean_output(text, ctx.services.config.policy.max_reply_chars)
 
 
-async def _send(sink: Any, text: str) -> list[str]:
-    """Deliver one answer; a platform failure still stores it, with what was shown."""
-    try:
-        return list(await sink.finish(text))
-    except Exception:
-        log.exception("could not deliver a /compare answer")
-        return list(getattr(sink, "ids", []))
-
-
 async def _store(ctx: CommandContext, answer: Answer, ids: list[str]) -> None:
-    keep = ctx.services.config.privacy.store_text and not ctx.user.opted_out
+    keep = ctx.services.keeps_text(ctx.user)
     trace = answer.trace if keep else {}
     await ctx.store.add_message(
         ctx.chat, ctx.user, "bot", answer.text if keep else None, platform_ids=ids,

@@ -51,12 +51,8 @@ async def mydata(ctx: CommandContext) -> str:
     if ctx.incoming.is_group:  # it holds the person's private chats too
         return ctx.t("mydata_in_private")
     data = json.dumps(await ctx.store.user_data(ctx.user), ensure_ascii=False, indent=1)
-    if not getattr(ctx.sink, "uploads", False):  # the console: the JSON itself, whole
+    if not ctx.uploads:  # the console: the JSON itself, whole
         return data
-    path = ctx.services.config.data_dir / "mydata" / f"{ctx.user.id}.json"
-    write_private(path, data)
-    try:
-        await ctx.sink.send_file(path, ctx.t("mydata_sent"))
-    finally:
-        path.unlink(missing_ok=True)
+    async with ctx.upload("mydata", f"{ctx.user.id}.json", ctx.t("mydata_sent")) as path:
+        write_private(path, data)
     return ctx.t("mydata_sent")

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.commands import Argument, CommandContext, command
-from bot.files import private_dir, private_file
+from bot.files import private_file
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 3650
@@ -145,14 +143,9 @@ async def send_chart(ctx: CommandContext, days: int, series: list[Series],
         import matplotlib  # noqa: F401
     except ImportError:
         return
-    folder = private_dir(ctx.services.config.data_dir / "stats" / uuid.uuid4().hex)
-    try:
-        path = folder / "approval.png"
-        caption = ctx.t("stats_chart", days=days)
+    caption = ctx.t("stats_chart", days=days)
+    async with ctx.upload("stats", "approval.png", caption) as path:
         await asyncio.to_thread(plot_approval, series, promoted, path, caption)
-        await ctx.sink.send_file(path, caption)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def parse_days(text: str) -> int | None:
@@ -174,6 +167,6 @@ async def stats(ctx: CommandContext) -> str:
     if not series:
         return ctx.t("stats_none", days=days)
     promoted = promotions(await ctx.adapters.all(), since)
-    if getattr(ctx.sink, "uploads", False):
+    if ctx.uploads:
         await send_chart(ctx, days, series, promoted)
     return table(ctx, days, series, promoted)

@@ -194,8 +194,9 @@ class TelegramFrontend:
         is_command = parsed is not None
         # Decided here, in update order, so that a chat's messages reach the router in order.
         admin = is_command and await self._is_chat_admin(message)
-        incoming = self._incoming(message, text, admin, str(update.update_id) in self._resumed)
-        self._spawn(self._answer(incoming, message, is_command, str(update.update_id)), update)
+        key = str(update.update_id)
+        incoming = self._incoming(message, text, admin, key in self._resumed)
+        self._spawn(self._answer(incoming, message, is_command, key), update)
 
     def _incoming(self, message: Message, text: str, is_admin: bool,
                   redelivered: bool = False) -> Incoming:
