@@ -25,6 +25,8 @@ FIRST_TOKEN_SECONDS = Histogram("eliza2llm_first_token_seconds",
                                 buckets=LATENCY_BUCKETS)
 VOTES = Counter("eliza2llm_votes_stored", "Votes stored (a changed vote counts again)",
                 ["value"])
+PLATFORM_WAITS = Counter("eliza2llm_platform_rate_limit_waits", "Requests a platform refused "
+                         "for a while (429, flood control) and the bot waited out", ["platform"])
 FINETUNE_JOBS = Counter("eliza2llm_finetune_jobs", "Fine-tuning jobs by how they ended "
                         "(promoted, rejected, too_few, failed, stopped)", ["outcome"])
 

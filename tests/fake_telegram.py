@@ -27,6 +27,8 @@ _TEXT_FIELDS = {"text", "caption", "parse_mode", "action", "language_code", "cal
 _OPT_IN_UPDATES = {"chat_member", "message_reaction", "message_reaction_count"}
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?")
 _MENTION = re.compile(r"@[A-Za-z0-9_]{5,32}")
+# Requests that put a message in a chat or change one: what Telegram's per-chat limits count.
+MESSAGE_METHODS = {"sendMessage", "editMessageText", "sendDocument"}
 NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and "
                 "reply markup are exactly the same as a current content and reply markup of "
                 "the message")
@@ -68,8 +70,15 @@ class Chat:
 
 
 class FakeTelegram:
-    def __init__(self, token: str = "123456:TEST-TOKEN", username: str = "eliza2llm_bot") -> None:
+    """`group_limit`: like Telegram, a group that gets more than this many messages (edits
+    included) within `window` seconds is answered 429 for a while; a test scales the minute."""
+
+    def __init__(self, token: str = "123456:TEST-TOKEN", username: str = "eliza2llm_bot",
+                 group_limit: int | None = None, window: float = 60.0) -> None:
         self.token = token
+        self.group_limit, self.window = group_limit, window
+        self.arrivals: dict[int, list[float]] = {}  # chat id -> when its messages came
+        self.floods = 0  # 429s for a group past group_limit
         self.me = Person(777, "eliza2llm", is_bot=True, username=username)
         self.calls: list[Call] = []
         self.uploads: list[tuple[int, str, bytes]] = []  # (chat id, file name, content)
@@ -200,6 +209,8 @@ class FakeTelegram:
         self.calls.append(Call(method, params))
         await self._notify()
         try:
+            if method in MESSAGE_METHODS:
+                self._count(params["chat_id"])
             failures = self._failures.get(method)
             if failures:
                 raise failures.pop(0)
@@ -211,6 +222,28 @@ class FakeTelegram:
         finally:
             await self._notify()
         return web.json_response({"ok": True, "result": result})
+
+    def _count(self, chat_id: int) -> None:
+        """Note a message request; past `group_limit` in a group, refuse it as Telegram does."""
+        now = time.monotonic()
+        arrivals = self.arrivals.setdefault(chat_id, [])
+        arrivals.append(now)
+        chat = self._chats.get(chat_id)
+        if self.group_limit is None or chat is None or chat.type == "private":
+            return
+        if sum(1 for t in arrivals if t > now - self.window) > self.group_limit:
+            self.floods += 1
+            wait = max(1, round(self.window / self.group_limit))
+            raise ApiError(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+
+    def most_in_window(self, chat: Chat) -> int:
+        """The most message requests to `chat` that arrived within any `window` seconds."""
+        times, most, first = self.arrivals.get(chat.id, []), 0, 0
+        for last, at in enumerate(times):
+            while times[first] <= at - self.window:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     async def _notify(self) -> None:
         async with self._news:

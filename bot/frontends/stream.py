@@ -3,7 +3,8 @@ engine produces more, at most once per interval; the final text is always writte
 longer than the platform allows is split into several messages.
 
 Frontends give it two coroutines, `send(text) -> message id` and `edit(message_id, text)`,
-that already deal with their platform's rate limits.
+that already deal with their platform's rate limits, and may give `may_update`, asked before
+each interim write: a platform whose budget is running low keeps it for the final text.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ class StreamingSink:
     def __init__(
         self, send: Send, edit: Edit, *, limit: int, interval: float,
         clock: Callable[[], float] = time.monotonic, sent: list[str] | None = None,
+        may_update: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._send, self._edit = send, edit
+        self._send, self._edit, self._may_update = send, edit, may_update
         self.limit, self.interval = limit, interval
         self._clock = clock
         # Platform ids of the messages of this reply, in order; `sent` ones (by a run before a
@@ -52,6 +54,8 @@ class StreamingSink:
 
     async def update(self, text: str) -> None:
         if not text.strip() or self._clock() - self._last_write < self.interval:
+            return
+        if not self._may_update():
             return
         # While streaming, only the first message grows; the rest appears at the end.
         await self._write(0, split_text(text, self.limit)[0])

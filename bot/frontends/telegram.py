@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from telegram import BotCommand, Message, Update
@@ -29,9 +29,10 @@ from telegram.ext import (
 )
 
 from bot import commands
-from bot.config import ConfigError
+from bot.config import ConfigError, between
 from bot.events import Incoming, Reaction
 from bot.frontends.telegram_address import is_group, text_for_bot
+from bot.frontends.telegram_pace import Pacing
 from bot.frontends.telegram_poll import Poller
 from bot.frontends.telegram_reply import VOTES, TelegramReply, patiently
 from bot.frontends.telegram_sent import SentJournal
@@ -47,6 +48,9 @@ class TelegramOptions:
     base_url: str = "https://api.telegram.org/bot"  # or a self-hosted Bot API server's
     group_mode: Literal["mention", "always"] = "mention"
     edit_interval: float = 1.0  # seconds between edits of a streamed reply
+    # Telegram allows about 20 messages (edits included) a minute in a group: telegram_pace
+    group_messages: int = field(default=18, metadata=between(2, 20))
+    group_window: float = field(default=60.0, metadata=between(0.1, 3600))  # seconds
     vote_buttons: bool = True  # 👍/👎 buttons under each reply
     admin_cache_seconds: float = 300.0  # how long a group's admin list is trusted
     poll_timeout: float = 10.0  # seconds one getUpdates long poll waits for news
@@ -72,6 +76,7 @@ class TelegramFrontend:
         self._spawned: set[str] = set()
         self.journal = SentJournal(config.data_dir / "telegram-sent.jsonl")
         self._admins: dict[int, tuple[float, set[int]]] = {}  # chat -> (until, user ids)
+        self.pacing = Pacing(options.group_messages, options.group_window)
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
 
@@ -220,6 +225,7 @@ class TelegramFrontend:
             buttons=self.options.vote_buttons and not is_command,  # votes are for engine replies
             patience=self.config.bot.reply_timeout, sent=self._resumed.get(key, []),
             on_sent=lambda ids: self._sent(key, ids),
+            pace=self.pacing.for_chat(message.chat.id, incoming.is_group),
         )
         if not is_command:
             reply.start_typing()

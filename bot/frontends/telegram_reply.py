@@ -16,7 +16,7 @@ import datetime as dtm
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,7 +26,9 @@ from telegram.constants import ChatAction, MessageLimit
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
+from bot import metrics
 from bot.frontends.stream import StreamingSink
+from bot.frontends.telegram_pace import ChatPace
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ async def patiently(call: Callable[[], Awaitable[T]], *, deadline: float | None 
             raise
         except RetryAfter as exc:
             wait = retry_seconds(exc)
+            metrics.PLATFORM_WAITS.labels("telegram").inc()
             log.info("telegram flood control: waiting %.1f s", wait)
         except TimedOut:
             if not repeatable:
@@ -97,20 +100,24 @@ class TelegramReply:
     """The router's Sink for one reply; `buttons`: it carries the 👍/👎 vote buttons.
 
     `sent` holds the ids of messages already showing this reply (sent before a restart): they
-    are edited, not sent again. `on_sent` hears every new id as soon as Telegram gives it."""
+    are edited, not sent again. `on_sent` hears every new id as soon as Telegram gives it.
+    `pace`: the group's (telegram_pace), shared by its replies; None in a private chat."""
 
     def __init__(
         self, bot: Bot, chat_id: int, *, reply_to: int | None, interval: float, buttons: bool,
-        patience: float = PATIENCE, sent: list[str] = (),
+        patience: float = PATIENCE, sent: Sequence[str] = (),
         on_sent: Callable[[list[str]], Awaitable[None]] | None = None,
+        pace: ChatPace | None = None,
     ) -> None:
         self.bot, self.chat_id, self.reply_to = bot, chat_id, reply_to
         self.buttons = buttons
         self.patience = patience  # per call, from its start: not from when the reply queued
         self._on_sent = on_sent
+        self._interval, self._pace = interval, pace
         self._stream = StreamingSink(
-            self._send, self._edit, limit=MessageLimit.MAX_TEXT_LENGTH, interval=interval,
-            sent=list(sent),
+            self._send, self._edit, limit=MessageLimit.MAX_TEXT_LENGTH,
+            interval=pace.stream_interval(interval) if pace else interval,
+            sent=list(sent), may_update=pace.spare if pace else lambda: True,
         )
         self._typing: asyncio.Task | None = None
         self._unsure = False  # a send timed out: it may have arrived, so nothing more is sent
@@ -139,18 +146,18 @@ class TelegramReply:
     def another(self) -> TelegramReply:
         """A sink for one more message in this chat, after this one (a /compare sends one per
         engine); its ids are not recorded for redelivery, only the command's own are."""
-        return TelegramReply(self.bot, self.chat_id, reply_to=None,
-                             interval=self._stream.interval, buttons=self.buttons)
+        return TelegramReply(self.bot, self.chat_id, reply_to=None, interval=self._interval,
+                             buttons=self.buttons, pace=self._pace)
 
     uploads = True  # send_file puts the file itself in the chat
 
     async def send_file(self, path: Path, caption: str) -> None:
         """A file as a document (a loss curve, say), in the chat of this reply."""
         data = path.read_bytes()  # bytes, not a file object: a retry must send it whole again
-        await patiently(lambda: self.bot.send_document(
+        await patiently(lambda: self._paced(lambda: self.bot.send_document(
             self.chat_id, document=data, filename=path.name, caption=caption,
             read_timeout=SEND_READ_TIMEOUT,
-        ), deadline=self._deadline(), repeatable=False)
+        )), deadline=self._deadline(), repeatable=False)
 
     def stop_typing(self) -> None:
         if self._typing is not None:
@@ -168,10 +175,10 @@ class TelegramReply:
         if self._unsure:
             raise TimeoutError("an earlier send of this reply may have arrived; not sending more")
         try:
-            message = await patiently(lambda: self.bot.send_message(
+            message = await patiently(lambda: self._paced(lambda: self.bot.send_message(
                 self.chat_id, text, reply_parameters=reply, reply_markup=self._markup,
                 read_timeout=SEND_READ_TIMEOUT,
-            ), deadline=self._deadline(), repeatable=False)
+            )), deadline=self._deadline(), repeatable=False)
         except TimedOut:
             self._unsure = True
             raise
@@ -185,12 +192,19 @@ class TelegramReply:
 
     async def _edit(self, message_id: str, text: str) -> None:
         try:
-            await patiently(lambda: self.bot.edit_message_text(
+            await patiently(lambda: self._paced(lambda: self.bot.edit_message_text(
                 text, chat_id=self.chat_id, message_id=int(message_id), reply_markup=self._markup,
-            ), deadline=self._deadline())
+            )), deadline=self._deadline())
         except BadRequest as exc:
             if not not_modified(exc):
                 raise
+
+    async def _paced(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One request, in its turn where the chat is paced (each retry takes a turn too)."""
+        if self._pace is None:
+            return await call()
+        async with self._pace.slot():
+            return await call()
 
     async def _keep_typing(self) -> None:
         while True:
