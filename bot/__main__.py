@@ -1,18 +1,18 @@
-"""python -m bot [console|discord|telegram ...] [--config PATH] [--data-dir DIR] [-v]"""
+"""python -m bot [console|discord|telegram ...] [--config PATH] [--data-dir DIR] [-v]
+[--log-format text|json]"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import traceback
 from pathlib import Path
 
+from bot import logs
 from bot.app import App, choose_frontends
 from bot.config import ConfigError, load_config
-from bot.files import private_file
 from bot.frontends import FRONTENDS
 from engines.registry import BUILTIN
 
@@ -35,22 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="a config.toml (default: ./config.toml)")
     parser.add_argument("--data-dir", help="where the database, models and adapters live")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="json: one JSON object per log line, for a log collector")
     return parser.parse_args(argv)
-
-
-def setup_logging(data_dir: Path, verbose: bool, chat_on_terminal: bool) -> None:
-    """Logs go to stderr, except while someone chats on this terminal: then to data/bot.log,
-    so that warnings (a download retrying, say) do not land in the middle of the chat."""
-    handler: logging.Handler = logging.StreamHandler()
-    if chat_on_terminal and sys.stdin.isatty():
-        handler = logging.FileHandler(private_file(data_dir / "bot.log"), encoding="utf-8")
-    logging.basicConfig(
-        level=logging.WARNING, handlers=[handler],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if verbose:  # our own code only: the HTTP libraries would log tokens and message payloads
-        for name in ("bot", "engines", "finetune"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     config = load_config(config_path, FRONTENDS, BUILTIN, data_dir=args.data_dir)
     names = choose_frontends(args.frontends, dict(os.environ), sys.stdin.isatty())
-    setup_logging(config.data_dir, args.verbose, chat_on_terminal="console" in names)
+    logs.setup(config.data_dir, verbose=args.verbose, chat_on_terminal="console" in names,
+               log_format=args.log_format)
     return asyncio.run(App(config, names).run())
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from bot import logs
 from bot.events import Incoming
 
 
@@ -69,7 +70,8 @@ class ConsoleFrontend:
                 platform="console", chat_id="console", user_id=self.user, user_name=self.user,
                 text=line.rstrip("\r\n"), message_id=f"m{number}", is_admin=True,
             )
-            await router.handle(incoming, ConsoleSink(self, f"r{number}"))
+            with logs.fields(chat="console:console"):
+                await router.handle(incoming, ConsoleSink(self, f"r{number}"))
             if not router.accepting:  # shutting down: a cut-off reply was the last one
                 break
 

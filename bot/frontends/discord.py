@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import aiohttp
 import discord
 
-from bot import commands
+from bot import commands, logs
 from bot.config import ConfigError
 from bot.events import Incoming, Reaction
 from bot.frontends.discord_commands import LocaleTranslator, build_tree
@@ -167,8 +167,9 @@ class DiscordFrontend:
             self._warn_empty(message)
             return
         sink = self._message_sink(message)
-        async with _typing(message.channel):
-            await self.router.handle(self._incoming(message, text), sink)
+        with logs.fields(chat=f"discord:{message.channel.id}"):
+            async with _typing(message.channel):
+                await self.router.handle(self._incoming(message, text), sink)
         if self.options.vote_hint and sink.sent and commands.parse(text) is None:
             await self._hint_votes(message.channel, sink.sent[-1])
 
@@ -265,7 +266,8 @@ class DiscordFrontend:
             is_admin=in_server and interaction.permissions.manage_guild, is_group=in_server,
             chat_title=getattr(interaction.channel, "name", None) or "",
         )
-        await self.router.handle(incoming, self._interaction_sink(interaction))
+        with logs.fields(chat=f"discord:{interaction.channel_id}"):
+            await self.router.handle(incoming, self._interaction_sink(interaction))
 
     def _interaction_sink(self, interaction: discord.Interaction) -> DiscordSink:
         original = ""  # the id of the deferred response, once it shows text

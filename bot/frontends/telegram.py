@@ -28,7 +28,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import commands
+from bot import commands, logs
 from bot.config import ConfigError, between
 from bot.events import Incoming, Reaction
 from bot.frontends.telegram_address import is_group, text_for_bot
@@ -170,12 +170,14 @@ class TelegramFrontend:
     def _spawn(self, coro: Any, update: Update) -> None:
         key = str(update.update_id)
         self._spawned.add(key)
-        task = asyncio.create_task(self._handled_after(coro, key))
+        chat = update.effective_chat
+        task = asyncio.create_task(self._handled_after(coro, key, chat.id if chat else None))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handled_after(self, coro: Any, key: str) -> None:
-        await _logged(coro)  # answered, or failed for good: either way not again
+    async def _handled_after(self, coro: Any, key: str, chat_id: int | None) -> None:
+        with logs.fields(chat=f"telegram:{chat_id}" if chat_id is not None else None):
+            await _logged(coro)  # answered, or failed for good: either way not again
         await self.router.handled("telegram", key)
         self._spawned.discard(key)
         self._resumed.pop(key, None)

@@ -1,0 +1,147 @@
+"""The bot's log lines: plain text, or one JSON object per line (`--log-format json`) for a log
+collector; either way with the chat, engine, version and job they concern where known, and
+never a secret from the environment.
+
+Fields come from `extra={"engine": ...}` on a log call, or from `fields(...)` around the code
+that handles a chat: a contextvar, so every line logged in that task (and the tasks it starts)
+carries them. Lines from an engine's own modules (`engines.NAME...`) carry that engine.
+
+What never goes in: message text (nothing logs it; tests/test_logs.py holds that) and tokens
+(every value of an environment variable named like a secret is replaced before a line is
+written, whatever library logged it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dtm
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from bot.files import private_file
+
+FIELDS = ("chat", "engine", "version", "job")
+LogFormat = Literal["text", "json"]
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SECRET_NAME = re.compile(r"(TOKEN|KEY|SECRET|PASSWORD)$", re.IGNORECASE)
+SHORTEST_SECRET = 8  # shorter values ("1", "true") would redact ordinary words
+REDACTED = "[redacted]"
+
+_fields: ContextVar[Mapping[str, str]] = ContextVar("log_fields",
+                                                   default=MappingProxyType({}))
+
+
+@contextlib.contextmanager
+def fields(**values: object) -> Iterator[None]:
+    """Log lines within this block, and in tasks started in it, carry these fields."""
+    known = {key: str(value) for key, value in values.items() if value not in (None, "")}
+    token = _fields.set(MappingProxyType({**_fields.get(), **known}))
+    try:
+        yield
+    finally:
+        _fields.reset(token)
+
+
+class WithFields(logging.Filter):
+    """Puts the fields known where a line was logged on its record (extra= ones win)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _fields.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        if not hasattr(record, "engine") and record.name.startswith("engines."):
+            record.engine = record.name.split(".")[1]
+        return True
+
+
+def known_fields(record: logging.LogRecord) -> dict[str, str]:
+    return {key: str(getattr(record, key)) for key in FIELDS
+            if getattr(record, key, None) not in (None, "")}
+
+
+class TextFormatter(logging.Formatter):
+    """The classic line, with the known fields after it: `... [chat=telegram:5 engine=echo]`."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        known = known_fields(record)
+        if not known:
+            return line
+        first, newline, rest = line.partition("\n")  # the fields before any traceback
+        tags = " ".join(f"{key}={value}" for key, value in known.items())
+        return f"{first} [{tags}]{newline}{rest}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the known fields, and the
+    traceback (as one string) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": dtm.datetime.fromtimestamp(record.created, dtm.UTC)
+            .isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **known_fields(record),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class Redacting(logging.Formatter):
+    """Another formatter's lines with every secret replaced."""
+
+    def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = sorted(set(secrets), key=len, reverse=True)  # a longer one first
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        for secret in self.secrets:
+            line = line.replace(secret, REDACTED)
+        return line
+
+
+def secrets_in(env: Mapping[str, str]) -> list[str]:
+    """The values of environment variables named like secrets (TELEGRAM_TOKEN, VLLM_API_KEY)."""
+    return [value for name, value in env.items()
+            if SECRET_NAME.search(name) and len(value) >= SHORTEST_SECRET]
+
+
+def prepared(target: logging.Handler, log_format: LogFormat,
+             env: Mapping[str, str]) -> logging.Handler:
+    """`target` set up to write lines in `log_format`, with their fields, without secrets."""
+    inner = JsonFormatter() if log_format == "json" else TextFormatter()
+    target.setFormatter(Redacting(inner, secrets_in(env)))
+    target.addFilter(WithFields())
+    return target
+
+
+def setup(data_dir: Path, *, verbose: bool, chat_on_terminal: bool,
+          log_format: LogFormat = "text", env: Mapping[str, str] | None = None) -> None:
+    """Logs go to stderr, except while someone chats on this terminal: then to data/bot.log,
+    so that warnings (a download retrying, say) do not land in the middle of the chat."""
+    target: logging.Handler = logging.StreamHandler()
+    if chat_on_terminal and sys.stdin.isatty():
+        target = logging.FileHandler(private_file(data_dir / "bot.log"), encoding="utf-8")
+    logging.basicConfig(level=logging.WARNING,
+                        handlers=[prepared(target, log_format, os.environ if env is None else env)])
+    if verbose:  # our own code only: the HTTP libraries would log message payloads
+        for name in ("bot", "engines", "finetune"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
