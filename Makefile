@@ -48,6 +48,7 @@ test: $(VENV)/.test
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy  # [tool.mypy] in pyproject.toml: what is checked, what is not yet typed
 
 # The first CUDA run (bench/gpu_first_run.sh): what it prints goes to bench/RESULTS.md.
 .PHONY: gpu-first-run

@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from bot import logs
 from bot.app import App, choose_frontends
@@ -20,7 +21,7 @@ DEFAULT_CONFIG = Path("config.toml")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line and exit 2, no usage dump
+    def error(self, message: str) -> NoReturn:  # one clear line and exit 2, no usage dump
         print(f"eliza2llm: {message} (see python -m bot --help)", file=sys.stderr)
         sys.exit(2)
 

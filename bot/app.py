@@ -9,11 +9,11 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from bot.adapters import Adapters
 from bot.config import Config, ConfigError
-from bot.frontends import FRONTENDS, token_env
+from bot.frontends import FRONTENDS, Frontend, token_env
 from bot.jobs import JobRunner
 from bot.router import Router
 from bot.server import Server, Watched
@@ -59,16 +59,26 @@ class App:
         )
         for table in config.components:  # check the tables of frontends not started, too
             if table in FRONTENDS and table not in frontends:
-                config.options(table, load_class(FRONTENDS[table]).Options)
+                config.options(table, _frontend_class(table).Options)
         self.frontends = [self._frontend(name) for name in frontends]
         self.stopping = asyncio.Event()
 
     def _frontend(self, name: str) -> Any:
-        cls = load_class(FRONTENDS[name])
+        cls = _frontend_class(name)
         token = self.env.get(cls.token_env, "") if cls.token_env else ""
         if cls.token_env and not token:
             raise ConfigError(f"{name}: set {cls.token_env} in the environment")
         return cls(self.config.options(name, cls.Options), self.config, token)
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("the store opens in App.serving()")
+        return self.store
+
+    def _jobs(self) -> JobRunner:
+        if self.jobs is None:
+            raise RuntimeError("the job runner starts in App.serving()")
+        return self.jobs
 
     async def _stored_texts(self) -> list[tuple[str, str]]:
         return await self.store.stored_texts() if self.store else []
@@ -130,7 +140,7 @@ class App:
         enders = [asyncio.create_task(self.stopping.wait())]
         enders += [asyncio.create_task(f.wait()) for f in self.frontends]
         chores = [asyncio.create_task(_supervised(chore)) for chore in
-                  (self._housekeeping, self.jobs.schedule)]
+                  (self._housekeeping, self._jobs().schedule)]
         try:
             await asyncio.wait(enders, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -142,13 +152,13 @@ class App:
         """At start and every hour: messages past [privacy] retention_days go, and so do the
         inbox's records of deliveries handled more than a day ago (a redelivery comes within
         minutes, if at all)."""
-        days = self.config.privacy.retention_days
+        days, store = self.config.privacy.retention_days, self._store()
         while True:
             if days > 0:
-                removed = await self.store.prune(time.time() - days * 86400)
+                removed = await store.prune(time.time() - days * 86400)
                 if removed:
                     log.info("retention: deleted %d messages older than %d days", removed, days)
-            await self.store.forget_handled(time.time() - 86400)
+            await store.forget_handled(time.time() - 86400)
             await asyncio.sleep(3600)
 
     async def _stop_intake(self, started: list[Any]) -> None:
@@ -163,6 +173,10 @@ class App:
                 await frontend.stop()
             except Exception:
                 log.warning("frontend %s did not stop cleanly", frontend.platform, exc_info=True)
+
+
+def _frontend_class(name: str) -> type[Frontend]:
+    return cast("type[Frontend]", load_class(FRONTENDS[name]))
 
 
 async def _supervised(chore: Callable[[], Awaitable[None]], pause: float = 60.0) -> None:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from bot.events import Incoming, Sink
 from bot.files import private_dir
@@ -25,6 +25,12 @@ from engines.base import Capability, EngineUnavailable
 if TYPE_CHECKING:
     from bot.services import Services
     from bot.store import Chat, User
+
+
+class FileSink(Protocol):
+    """A Sink that can send files too (see bot.events.Sink: optional, found with getattr)."""
+
+    async def send_file(self, path: Path, caption: str) -> None: ...
 
 
 @dataclass
@@ -83,7 +89,7 @@ class CommandContext:
         folder = private_dir(self.services.config.data_dir / kind / uuid.uuid4().hex)
         try:
             yield folder / name
-            await self.sink.send_file(folder / name, caption)
+            await cast("FileSink", self.sink).send_file(folder / name, caption)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

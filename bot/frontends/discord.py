@@ -127,7 +127,7 @@ class DiscordFrontend:
 
     async def _sync_commands(self, router: Any) -> None:
         guild = discord.Object(int(self.options.dev_guild)) if self.options.dev_guild else None
-        tree = build_tree(self.client, self.run_command, router.services, guild)
+        tree = build_tree(self._live(), self.run_command, router.services, guild)
         await tree.set_translator(LocaleTranslator())
         synced = await tree.sync(guild=guild)
         log.info("discord: %d slash commands synced %s", len(synced),
@@ -136,7 +136,7 @@ class DiscordFrontend:
     async def _connect(self) -> None:
         use_webhook_routes(self.routes)  # for this task and every handler it starts
         try:
-            await self.client.connect(reconnect=True)
+            await self._live().connect(reconnect=True)
         except discord.PrivilegedIntentsRequired:
             log.error("discord: the gateway refused the connection: %s", ENABLE_INTENT)
             raise
@@ -152,13 +152,26 @@ class DiscordFrontend:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def _live(self) -> RoutedClient:
+        if self.client is None:
+            raise RuntimeError("discord: not started")
+        return self.client
+
+    def _user(self) -> discord.ClientUser:
+        """The bot's own account, known once logged in."""
+        user = self._live().user
+        if user is None:
+            raise RuntimeError("discord: not logged in")
+        return user
+
     # gateway events
 
     async def on_ready(self) -> None:
-        log.info("discord: connected as %s (%s)", self.client.user, self.client.user.id)
+        user = self._user()
+        log.info("discord: connected as %s (%s)", user, user.id)
 
     async def on_message(self, message: discord.Message) -> None:
-        if self._stopping or message.author.bot or message.author.id == self.client.user.id:
+        if self._stopping or message.author.bot or message.author.id == self._user().id:
             return
         if not self._addressed(message):
             return
@@ -174,7 +187,7 @@ class DiscordFrontend:
             await self._hint_votes(message.channel, sink.sent[-1])
 
     def _addressed(self, message: discord.Message) -> bool:
-        me = self.client.user.id
+        me = self._user().id
         if message.guild is None or str(message.channel.id) in self.options.channels:
             return True
         if any(user.id == me for user in message.mentions):
@@ -187,7 +200,7 @@ class DiscordFrontend:
         return replied is not None and replied.author.id == me
 
     def _text(self, message: discord.Message) -> str:
-        return re.sub(rf"<@!?{self.client.user.id}>", "", message.content).strip()
+        return re.sub(rf"<@!?{self._user().id}>", "", message.content).strip()
 
     def _warn_empty(self, message: discord.Message) -> None:
         if message.content or message.attachments or message.stickers or message.embeds:
@@ -208,11 +221,15 @@ class DiscordFrontend:
 
     def _message_sink(self, message: discord.Message) -> DiscordSink:
         channel = message.channel
+        if isinstance(channel, discord.GroupChannel):  # no bot is ever in a group DM
+            raise TypeError("discord: a bot cannot answer in a group DM")
         reference: discord.MessageReference | None = message.to_reference(fail_if_not_exists=False)
 
         async def send(text: str) -> str:
             nonlocal reference  # only the first part answers the message; the rest follow it
-            sent = await channel.send(text, reference=reference, allowed_mentions=NO_MENTIONS)
+            # discord.py takes None for no reference (abc.py: `if reference is not None`)
+            sent = await channel.send(text, reference=reference,  # type: ignore[arg-type]
+                                      allowed_mentions=NO_MENTIONS)
             reference = None
             return str(sent.id)
 
@@ -239,7 +256,7 @@ class DiscordFrontend:
         await self._react(payload, added=False)
 
     async def _react(self, payload: discord.RawReactionActionEvent, added: bool) -> None:
-        me = self.client.user.id
+        me = self._user().id
         if self._stopping or payload.user_id == me or payload.message_author_id not in (None, me):
             return
         if payload.member is not None and payload.member.bot:
@@ -280,8 +297,9 @@ class DiscordFrontend:
                 )
                 original = str(sent.id)
                 return original
-            sent = await interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS)
-            return str(sent.id)
+            followed = await interaction.followup.send(text, wait=True,
+                                                       allowed_mentions=NO_MENTIONS)
+            return str(followed.id)
 
         async def edit(message_id: str, text: str) -> None:
             if message_id == original:

@@ -8,8 +8,8 @@ exactly what everyone else can, with the same words.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # (interaction, command name, argument) -> answered through the router
 Run = Callable[[discord.Interaction, str, str], Awaitable[None]]
+Callback = Callable[..., Coroutine[Any, Any, None]]  # a slash command's, as discord.py takes it
 
 # Discord's locales that get one of our languages; every other locale sees the English text.
 LOCALES = {discord.Locale.german: "de"}
@@ -58,7 +59,8 @@ def slash_command(command: Command, run: Run, services: Services) -> app_command
         callback = _without_argument(name, run)
     else:
         callback = _with_argument(name, run, argument, description, services)
-    slash = app_commands.Command(name=name, description=description, callback=callback)
+    slash: app_commands.Command[Any, ..., None] = app_commands.Command(
+        name=name, description=description, callback=callback)
     if command.scope == "admin":
         slash.default_permissions = ADMIN_PERMISSIONS
     return slash
@@ -67,14 +69,14 @@ def slash_command(command: Command, run: Run, services: Services) -> app_command
 def _with_argument(
     name: str, run: Run, argument: Argument, description: app_commands.locale_str,
     services: Services,
-) -> Callable[..., Awaitable[None]]:
-    if argument.required:
-        async def callback(interaction: discord.Interaction, argument: str) -> None:
-            await run(interaction, name, argument)
-    else:
-        async def callback(interaction: discord.Interaction, argument: str = "") -> None:
-            await run(interaction, name, argument)
+) -> Callback:
+    async def required(interaction: discord.Interaction, argument: str) -> None:
+        await run(interaction, name, argument)
 
+    async def optional(interaction: discord.Interaction, argument: str = "") -> None:
+        await run(interaction, name, argument)
+
+    callback: Callback = required if argument.required else optional
     callback = app_commands.describe(argument=description)(callback)
     callback = app_commands.rename(argument=argument.name)(callback)
     values = argument.values(services)
@@ -84,7 +86,7 @@ def _with_argument(
     return callback
 
 
-def _without_argument(name: str, run: Run) -> Callable[..., Awaitable[None]]:
+def _without_argument(name: str, run: Run) -> Callback:
     async def callback(interaction: discord.Interaction) -> None:
         await run(interaction, name, "")
 

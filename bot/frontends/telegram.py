@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 from telegram import BotCommand, Message, Update
@@ -130,8 +131,7 @@ class TelegramFrontend:
             menu = [BotCommand(name, commands.summary(name, lang)
                                [: BotCommandLimit.MAX_DESCRIPTION]) for name in commands.COMMANDS]
             try:
-                await patiently(lambda menu=menu, code=code:
-                                self.app.bot.set_my_commands(menu, language_code=code))
+                await patiently(partial(self.app.bot.set_my_commands, menu, language_code=code))
             except TelegramError:  # the bot works without a menu; say so and go on
                 log.warning("telegram: could not set the %s command menu", lang, exc_info=True)
 
@@ -192,6 +192,8 @@ class TelegramFrontend:
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
+        if message is None or message.from_user is None:  # a channel's post has no sender
+            return
         text = text_for_bot(message, self.app.bot.bot, self.options.group_mode)
         if text is None:
             return
@@ -208,6 +210,7 @@ class TelegramFrontend:
     def _incoming(self, message: Message, text: str, is_admin: bool,
                   redelivered: bool = False) -> Incoming:
         sender, replied = message.from_user, message.reply_to_message
+        assert sender is not None  # _on_message passes on only messages with a sender
         return Incoming(
             platform="telegram", chat_id=str(message.chat.id), user_id=str(sender.id),
             user_name=sender.full_name, text=text, message_id=str(message.message_id),
@@ -250,7 +253,7 @@ class TelegramFrontend:
             admins = {member.user.id for member in members}
             self._admins[message.chat.id] = (
                 time.monotonic() + self.options.admin_cache_seconds, admins)
-        return message.from_user.id in admins
+        return message.from_user is not None and message.from_user.id in admins
 
     # feedback ---------------------------------------------------------------------------
 
@@ -278,6 +281,8 @@ class TelegramFrontend:
 
     async def _vote_by_button(self, update: Update) -> None:
         query = update.callback_query
+        if query is None:
+            return
         if query.data not in VOTES:  # an old keyboard, or made up: answered all the same
             await patiently(lambda: query.answer(t(self.config.bot.language, "button_unknown")))
             return
