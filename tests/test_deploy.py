@@ -1,0 +1,37 @@
+"""deploy/: the container's config is valid for this code, its health check asks the port
+the config listens on, and no secret sits in a file (tokens come from the environment).
+No Docker here: building the image is done by hand (README, "Deploying")."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from bot.config import load_config
+from bot.frontends import FRONTENDS
+from engines.registry import BUILTIN
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+
+
+def test_the_containers_config_loads_and_listens_where_the_health_check_asks(tmp_path):
+    config = load_config(DEPLOY / "config.toml", FRONTENDS, BUILTIN, data_dir=str(tmp_path))
+    host, port = config.server.address
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    [checked] = re.findall(r"HEALTHCHECK[^\n]*\n[^\n]*http://127\.0\.0\.1:(\d+)/healthz",
+                           dockerfile)
+    assert host == "0.0.0.0" and int(checked) == port  # inside the container, and for Prometheus
+    assert f"EXPOSE {port}" in dockerfile and "USER bot" in dockerfile
+
+
+def test_compose_passes_tokens_from_the_environment_and_keeps_state_in_volumes():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    bot = compose["services"]["bot"]
+    assert bot["environment"]["TELEGRAM_TOKEN"] is None  # unset unless the shell has it
+    assert bot["environment"]["DISCORD_TOKEN"] is None
+    assert bot["environment"]["VLLM_API_KEY"].startswith("${VLLM_API_KEY")
+    mounts = dict(volume.split(":")[:2] for volume in bot["volumes"])
+    assert mounts == {"data": "/app/data", "models": "/models"}
+    assert {"data", "models"} <= set(compose["volumes"])
