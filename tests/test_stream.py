@@ -61,3 +61,16 @@ def test_split_prefers_line_breaks_and_spaces_and_loses_nothing_but_them():
     assert "".join(parts).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace(
         "\n", "")
     assert split_text("", 5) == [""]
+
+
+async def test_interim_writes_wait_for_the_platforms_budget_and_the_final_text_does_not():
+    platform, spare = FakePlatform(), [False]
+    sink = StreamingSink(platform.send, platform.edit, limit=100, interval=0,
+                         clock=lambda: platform.now, may_update=lambda: spare[0])
+    await sink.update("a")  # no budget to spare: nothing sent yet
+    spare[0] = True
+    await sink.update("a b")
+    spare[0] = False
+    await sink.update("a b c")
+    await sink.finish("a b c d")
+    assert platform.calls == [("send", "a b"), ("edit", "id1", "a b c d")]
