@@ -56,4 +56,4 @@ gpu-first-run: $(VENV)/.test
 	bash bench/gpu_first_run.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache
