@@ -14,6 +14,7 @@ from typing import Any
 from bot.adapters import Adapters
 from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS, token_env
+from bot.guard import Guard
 from bot.jobs import JobRunner
 from bot.router import Router
 from bot.server import Server, Watched
@@ -49,6 +50,7 @@ class App:
         self.env = os.environ if env is None else env
         self.store: Store | None = None
         self.jobs: JobRunner | None = None
+        self.guard: Guard | None = None
         self.server: Server | None = None  # [server] listen: /healthz and /metrics
         self.started: list[Any] = []  # the frontends started so far, for /healthz
         self.engines = Engines.from_specs(
@@ -87,6 +89,7 @@ class App:
         services = Services(self.config, self.store, self.engines,
                             Adapters(self.store, self.config.adapters_dir))
         services.jobs = self.jobs = JobRunner(services)
+        services.guard = self.guard = Guard(services)
         router = Router(services)
         try:
             self.engines.begin_start(self.config.bot.default_engine)
@@ -130,7 +133,7 @@ class App:
         enders = [asyncio.create_task(self.stopping.wait())]
         enders += [asyncio.create_task(f.wait()) for f in self.frontends]
         chores = [asyncio.create_task(_supervised(chore)) for chore in
-                  (self._housekeeping, self.jobs.schedule)]
+                  (self._housekeeping, self.jobs.schedule, self.guard.watch)]
         try:
             await asyncio.wait(enders, return_when=asyncio.FIRST_COMPLETED)
         finally:

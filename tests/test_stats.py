@@ -89,6 +89,10 @@ async def test_stats_as_text_with_the_promotion_marked_and_bad_days_refused(serv
         answer = (await say(router, "/stats")).final
         assert answer.split("\n") == [*expected_lines(), t("en", "stats_promoted", adapter="ft2",
                                                               day=TODAY)]
+        await router.store.rollback()
+        answer = (await say(router, "/stats")).final
+        assert answer.split("\n")[-2:] == [t("en", "stats_promoted", adapter="ft2", day=TODAY),
+                                           t("en", "stats_rolled_back", adapter="ft2", day=TODAY)]
         assert "ngram-1: 4 votes, 75% 👍, 95% interval 30–95%" in answer
         assert (await say(router, "/stats 7")).final.startswith(t("en", "stats_header", days=7))
         usage = t("en", "stats_usage", max=3650, default=30)
@@ -122,13 +126,17 @@ def assert_series(plotted: list[tuple]) -> None:
     for got, want in zip(series, expected_series(), strict=True):
         [(share, low, high)] = got[4]  # one day each
         assert (share, low, high) == pytest.approx(want[4][0], abs=1e-12)
-    assert promoted == [(TODAY, "ft2")]
+    assert promoted == [(TODAY, "ft2", "promoted"), (TODAY, "ft1", "promoted"),
+                        (TODAY, "ft1", "rolled_back")]
 
 
 async def seed_with_promotion(router, platform: str) -> None:
+    """ft2 promoted, then ft1 promoted and rolled back: ft2 serves again."""
     await seed(router.store, platform)
-    await router.store.add_adapter(Adapter("ft2", "tiny", "/nowhere", "candidate", {}))
-    await router.store.promote("ft2")
+    for adapter in ("ft2", "ft1"):
+        await router.store.add_adapter(Adapter(adapter, "tiny", "/nowhere", "candidate", {}))
+        await router.store.promote(adapter)
+    assert await router.store.rollback() == ("ft1", "ft2")
 
 
 async def test_telegram_gets_the_chart_as_a_png_and_the_table_as_text(tmp_path, plotted):

@@ -78,6 +78,20 @@ class Feedback(Connection):
             (since,),
         )
 
+    async def live_votes(self, engines: tuple[str, ...], version: str,
+                         since: float = 0.0) -> tuple[int, int]:
+        """(👍 votes, all votes) on these engines' replies made as `version` (an adapter id, or
+        "base") after a unix time: an adapter's approval in the chats, for the live guard and
+        /adapters. Votes of people who opted out are left out, as everywhere."""
+        row = await self._one(
+            "SELECT COALESCE(SUM(f.value = 1), 0), COUNT(*) FROM feedback f"
+            " JOIN messages r ON r.id = f.message_id JOIN users fu ON fu.id = f.user_id"
+            f" WHERE r.role = 'bot' AND r.engine IN ({', '.join('?' * len(engines))})"
+            " AND r.engine_version = ? AND r.created_at >= ? AND fu.opted_out = 0",
+            (*engines, version, since),
+        )
+        return row[0], row[1]
+
     async def voted_replies(self, *engines: str) -> list[VotedReply]:
         """These engines' replies with the message they answer and their summed votes, oldest
         first. Only text that is still stored (forgotten users' is gone), never from or about
