@@ -96,7 +96,7 @@ class FinetuneOptions:
     gpu_watts: float = field(default=300.0, metadata=at_least(0))
     seed: int = field(default=0, metadata=at_least(0))
     guard_min_votes: int = field(default=30, metadata=at_least(1))
-    guard_alpha: float = field(default=0.005, metadata=between(0, 0.5))
+    guard_alpha: float = field(default=0.05, metadata=between(0, 0.5))
 
 
 @dataclass(frozen=True)

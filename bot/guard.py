@@ -1,12 +1,20 @@
 """The live guard on a promoted adapter: people in the chats have the last word.
 
 A job promotes an adapter on held-out votes; the guard then watches its approval (share of 👍)
-on the replies it made since its promotion, against the approval of the adapter it replaced
-(or the base model) on that one's replies. Once the new one has `[finetune] guard_min_votes`
-votes (and the old one as many), and a one-sided test says its lower approval is unlikely to be
-chance (p below `guard_alpha`), the guard rolls it back on its own: the store and the adapter's
-manifest say why, the transformer serves the one it replaced again, and the admins hear of it in
-the chat where /retrain started the job (a scheduled job's adapter: the log only).
+on the replies it made since its promotion, against the approval that the adapter it replaced
+(or the base model) had earned on its replies until then. When the new one is liked less, by a
+margin a one-sided test says chance would rarely give, the guard rolls it back on its own: the
+store and the adapter's manifest say why, the transformer serves the one it replaced again, and
+the admins hear of it in the chat where /retrain started the job (for a scheduled job: the log).
+
+Looking again after every vote would make a mistaken rollback ever likelier the longer an
+adapter serves. So the guard judges at checkpoints, on the first `[finetune] guard_min_votes`
+votes, then on the first 2x, 4x, 8x ... as many, and spends `guard_alpha` over them: half at
+the first, a quarter at the second, and so on. By the union bound the chance that it ever rolls
+back an adapter as good as the one it replaced is at most `guard_alpha`, however long it
+serves (bench/guard.py measures it, and how many votes a real drop takes to catch). A
+checkpoint's verdict depends on those first votes only, so how often it is asked changes
+nothing.
 
 It runs as a chore of the app every CHECK_SECONDS, not after each vote: it then sees every kind
 of vote (reactions, buttons, /good and /bad, a vote changed or taken back), adds nothing to the
@@ -55,29 +63,43 @@ def drop_p_value(up_new: int, votes_new: int, up_old: int, votes_old: int) -> fl
     return math.erfc(z / math.sqrt(2)) / 2
 
 
+def checkpoint(votes: int, min_votes: int) -> int:
+    """The checkpoints passed with this many votes, less one: -1 below `min_votes`, 0 from
+    `min_votes`, 1 from twice as many, 2 from four times ..."""
+    return (votes // min_votes).bit_length() - 1
+
+
+def spent(passed: int, alpha: float) -> float:
+    """The share of `alpha` spent at checkpoint `passed` (0, 1, 2 ...): half, a quarter ...,
+    so that all of them together never spend more than `alpha`; 0 before the first."""
+    return alpha / 2 ** (passed + 1) if passed >= 0 else 0.0
+
+
 @dataclass(frozen=True)
 class Standing:
-    """The active adapter's live approval against the one it replaced, as the guard sees it."""
+    """The active adapter's live approval at its latest checkpoint against the approval of the
+    one it replaced, as the guard judges it."""
 
     adapter: str
     replaced: str  # an adapter id, or BASE
     up_new: int
-    votes_new: int
+    votes_new: int  # the votes judged: those of the latest checkpoint passed (all before one)
     up_old: int
     votes_old: int
     p_value: float
+    level: float  # the share of guard_alpha spent at this checkpoint; 0 before the first
 
-    def worse(self, min_votes: int, alpha: float) -> bool:
-        """Enough votes on both sides, and a drop that chance would rarely give."""
-        enough = self.votes_new >= min_votes and self.votes_old >= min_votes
-        return enough and self.p_value < alpha
+    def worse(self, min_votes: int) -> bool:
+        """A checkpoint passed, enough votes for the replaced one, and a drop that chance would
+        give less often than this checkpoint's share of guard_alpha."""
+        return self.votes_old >= min_votes and self.p_value < self.level
 
     @property
     def reason(self) -> str:
         """Why it was rolled back, in one line (stored, and written to its manifest)."""
         return (f"rolled back by the live guard: {_share(self.up_new, self.votes_new)} since its"
                 f" promotion against {_share(self.up_old, self.votes_old)} for {self.replaced}"
-                f" (one-sided z-test, p = {self.p_value:.2g})")
+                f" (one-sided z-test, p = {self.p_value:.2g} < {self.level:.2g})")
 
 
 def _share(up: int, votes: int) -> str:
@@ -102,20 +124,23 @@ class Guard:
         if active is None or active.promoted_at is None:
             return None
         replaced = await self.store.replaced(active.id) or BASE
-        up_new, votes_new = await self.store.live_votes(ADAPTER_ENGINES, active.id,
-                                                        active.promoted_at)
-        up_old, votes_old = await self.store.live_votes(ADAPTER_ENGINES, replaced)
+        since, min_votes = active.promoted_at, self.options.guard_min_votes
+        _, seen = await self.store.live_votes(ADAPTER_ENGINES, active.id, since)
+        passed = checkpoint(seen, min_votes)
+        judged = min_votes << passed if passed >= 0 else seen
+        up_new, votes_new = await self.store.live_votes(ADAPTER_ENGINES, active.id, since,
+                                                        first=judged)
+        up_old, votes_old = await self.store.live_votes(ADAPTER_ENGINES, replaced,
+                                                        votes_before=since)
         return Standing(active.id, replaced, up_new, votes_new, up_old, votes_old,
-                        drop_p_value(up_new, votes_new, up_old, votes_old))
+                        drop_p_value(up_new, votes_new, up_old, votes_old),
+                        spent(passed, self.options.guard_alpha))
 
     async def check(self) -> Standing | None:
         """Roll the active adapter back if the chats like it less; returns its standing when
         it was rolled back, else None."""
-        if self.options.guard_alpha == 0:
-            return None
         standing = await self.standing()
-        if standing is None or not standing.worse(self.options.guard_min_votes,
-                                                  self.options.guard_alpha):
+        if standing is None or not standing.worse(self.options.guard_min_votes):
             return None
         why = {"reason": standing.reason, "guard": asdict(standing)}
         retired, active = await self.store.rollback(only=standing.adapter, why=why)

@@ -102,7 +102,10 @@ async def test_stats_as_text_with_the_promotion_marked_and_bad_days_refused(serv
 
 @pytest.fixture
 def plotted(monkeypatch) -> list[tuple]:
-    """Every chart drawn: (series, promotions), recorded on the way to the real plotting."""
+    """Every chart drawn: (series, promotions), recorded on the way to the real plotting.
+    matplotlib is imported first: its first import takes seconds on a loaded machine, which
+    would count against the fake servers' patience for the reply."""
+    pytest.importorskip("matplotlib.pyplot")
     calls: list[tuple] = []
     real = stats_module.plot_approval
 
