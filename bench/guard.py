@@ -70,7 +70,7 @@ def summary(at: list[int]) -> str:
     if not hits:
         return "0.0% | – | –"
     p90 = hits[min(len(hits) - 1, int(0.9 * len(hits)))]
-    return f"{100 * len(hits) / len(at):.1f}% | {statistics.median(hits):.0f} | {p90}"
+    return f"{100 * (len(hits) / len(at)):.1f}% | {statistics.median(hits):.0f} | {p90}"
 
 
 def main() -> None:
