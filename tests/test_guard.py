@@ -18,6 +18,8 @@ from bot.adapters import MANIFEST
 from bot.events import Incoming, Reaction
 from bot.guard import drop_p_value
 from bot.i18n import t
+from bot.store import MIGRATIONS, Adapter, Store
+from bot.store import migrations as store_module
 from tests.fake_job import ACCURACY, fake_python
 
 MIN_VOTES, ALPHA = 30, 0.05
@@ -200,3 +202,33 @@ def test_equal_shares_give_a_half_and_nothing_to_compare_gives_one():
     assert drop_p_value(0, 0, 10, 20) == drop_p_value(5, 10, 0, 0) == 1.0
     assert drop_p_value(10, 10, 20, 20) == 1.0  # every vote a 👍 on both sides: no spread
     assert drop_p_value(12, 40, 30, 40) < 0.001 < drop_p_value(28, 40, 30, 40)
+
+
+async def test_m007_keeps_old_adapters_and_rollbacks_from_then_on_carry_a_time(
+        tmp_path, monkeypatch):
+    step = next(i for i, m in enumerate(MIGRATIONS) if m.__name__ == "m007_adapter_rollback_time")
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:step])  # a database from before
+    old = await Store.open(tmp_path / "bot.db")
+    await old.add_adapter(Adapter("a", "tiny", "/x/a", "candidate", {}))
+    await old.add_adapter(Adapter("b", "tiny", "/x/b", "retired", {}))  # rolled back back then
+    await old.db.execute("UPDATE adapters SET status = 'active', promoted_at = 1 WHERE id = 'a'")
+    await old.db.commit()
+    await old.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    store = await Store.open(tmp_path / "bot.db")
+    try:
+        found = {a.id: (a.status, a.promoted_at, a.rolled_back_at) for a in await store.adapters()}
+        assert found == {"a": ("active", 1, None), "b": ("retired", None, None)}
+        await store.add_adapter(Adapter("c", "tiny", "/x/c", "candidate", {}))
+        await store.promote("c")
+        assert await store.replaced("c") == "a"
+        assert await store.rollback(only="a") == ("", "")  # not the active one: nothing
+        assert await store.rollback(why={"reason": "r"}) == ("c", "a")
+        c = next(a for a in await store.adapters() if a.id == "c")
+        assert c.rolled_back_at >= c.promoted_at and c.reason == "r"
+        await store.promote("a")  # anew: the one before it, c, was rolled back
+        assert await store.replaced("a") == ""  # c was rolled back: never reinstated
+        await store.promote("c")  # an admin's second chance: its rollback time goes
+        assert next(a for a in await store.adapters() if a.id == "c").rolled_back_at is None
+    finally:
+        await store.close()
