@@ -232,3 +232,48 @@ async def test_m007_keeps_old_adapters_and_rollbacks_from_then_on_carry_a_time(
         assert next(a for a in await store.adapters() if a.id == "c").rolled_back_at is None
     finally:
         await store.close()
+
+
+async def test_on_telegram_the_admin_who_started_the_job_is_told_in_that_chat(tmp_path):
+    from tests.test_telegram import ADA, running_bot
+
+    async with running_bot(tmp_path) as bot:
+        router = bot.router
+        router.services.jobs.python = fake_python(tmp_path)
+        simulated = SimulatedChat(router, random.Random(0))
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("base", 1.0)
+        chat = bot.fake.private(ADA)
+        done = await bot.reply_to(chat, ADA, "/retrain")
+        assert "ft1" in done[-1]["text"] and await router.store.active_adapter() == "ft1"
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("ft1", 0.0)
+        before = len(bot.fake.sent(chat))
+        standing = await router.services.guard.check()
+        await bot.fake.wait_for(lambda: len(bot.fake.sent(chat)) > before, "the guard's message")
+        [told] = bot.fake.sent(chat)[before:]
+        assert told["text"] == t("en", "guard_rolled_back", adapter="ft1", active="base",
+                                 new="0/30 👍 (0%)", old="30/30 👍 (100%)",
+                                 p=f"{standing.p_value:.2g}")
+        assert await router.store.active_adapter() == ""
+
+
+async def test_on_discord_the_channel_where_the_job_started_is_told(tmp_path):
+    from tests.test_discord import CHANNEL_ID, MOD, running_bot
+
+    async with running_bot(tmp_path, 'admins = ["discord:13"]') as bot:
+        router = bot.router
+        router.services.jobs.python = fake_python(tmp_path)
+        simulated = SimulatedChat(router, random.Random(0))
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("base", 1.0)
+        done = await bot.mention("/retrain", author=MOD)
+        assert "ft1" in done.text and await router.store.active_adapter() == "ft1"
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("ft1", 0.0)
+        before = len(bot.fake.in_channel(CHANNEL_ID))
+        standing = await router.services.guard.check()
+        told = await bot.fake.until(lambda: bot.fake.in_channel(CHANNEL_ID)[before:])
+        assert [m.text for m in told] == [t(
+            "en", "guard_rolled_back", adapter="ft1", active="base", new="0/30 👍 (0%)",
+            old="30/30 👍 (100%)", p=f"{standing.p_value:.2g}")]
