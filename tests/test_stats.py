@@ -166,3 +166,13 @@ async def test_discord_gets_the_chart_as_an_attachment(tmp_path, plotted):
         assert [f["filename"] for f in upload.files] == ["approval.png"]
         assert upload.files[0]["size"] > 1000
     assert_series(plotted)
+
+
+def test_a_chart_of_one_day_keeps_to_a_few_days_of_axis(tmp_path, caplog):
+    """Left to autoscaling, one day of votes widened the axis to four years: a tick a day, 1607
+    of them, each drawing warned about and slow enough to miss a platform's patience."""
+    pytest.importorskip("matplotlib")
+    series = stats_module.collect([("ngram", "ngram-1", TODAY, 3, 1)])
+    stats_module.plot_approval(series, [(TODAY, "ft1", "promoted")], tmp_path / "a.png", "t")
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert not [r for r in caplog.records if "MAXTICKS" in r.getMessage()]

@@ -11,6 +11,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from bot.commands import Argument, CommandContext, command
@@ -106,8 +107,6 @@ def plot_approval(series: list[Series], marked: list[tuple[str, str, str]], path
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the bot runs headless
-    from datetime import date
-
     from matplotlib import pyplot as plt
     from matplotlib.dates import DateFormatter, DayLocator
 
@@ -133,7 +132,11 @@ def plot_approval(series: list[Series], marked: list[tuple[str, str, str]], path
     top.set_title(title)
     top.legend(fontsize=7)
     bottom.set_ylabel("votes")
-    bottom.xaxis.set_major_locator(DayLocator(interval=max(1, _span_days(series) // 8)))
+    first, last = _span(series, marked)
+    # Set, not left to autoscaling: a window of one day would widen to years (matplotlib's
+    # way with a date range of zero width), and a tick a day over years is thousands of ticks.
+    bottom.set_xlim(first - timedelta(days=1), last + timedelta(days=1))
+    bottom.xaxis.set_major_locator(DayLocator(interval=max(1, (last - first).days // 8)))
     bottom.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))  # whole days, no hours
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -141,11 +144,11 @@ def plot_approval(series: list[Series], marked: list[tuple[str, str, str]], path
     plt.close(fig)
 
 
-def _span_days(series: list[Series]) -> int:
-    from datetime import date
-
+def _span(series: list[Series], marked: list[tuple[str, str, str]]) -> tuple[date, date]:
+    """The first and last day with votes or a marker."""
     days = [date.fromisoformat(day) for one in series for day in one.days]
-    return (max(days) - min(days)).days
+    days += [date.fromisoformat(day) for day, _, _ in marked]
+    return min(days), max(days)
 
 
 async def send_chart(ctx: CommandContext, days: int, series: list[Series],
