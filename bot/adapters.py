@@ -22,6 +22,7 @@ BASE = "base"  # a chat pinned to no adapter at all; also the version the base m
 MANIFEST = "manifest.json"
 LOSS_CURVE = "loss_curve.png"
 PARTIAL = ".partial-"  # a folder still being written; renamed to its id when whole
+ADAPTER_ENGINES = ("transformer", "remote")  # the engines whose replies an adapter makes
 
 
 class AdapterFolders:
@@ -74,6 +75,15 @@ class AdapterFolders:
         """Rename the finished partial folder to its id: a killed job leaves no half adapter."""
         return self.partial(adapter_id).replace(self.folder(adapter_id))
 
+    def note(self, adapter_id: str, **changes: Any) -> None:
+        """Add to an adapter's manifest (a rollback and why, say); nothing for a missing folder.
+        The model card (README.md) is the job's to write, from the manifest it finds."""
+        folder = self.folder(adapter_id)
+        if (folder / MANIFEST).is_file():
+            manifest = read_manifest(folder) | changes
+            (folder / MANIFEST).write_text(
+                json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
     def remove_partial(self) -> None:
         """Folders of jobs that were killed before they finished saving."""
         for path in self.root.glob(f"{PARTIAL}*"):
@@ -116,6 +126,10 @@ class Adapters(AdapterFolders):
         """Back to the adapter promoted before the active one ("" for the base model).
         Returns (retired, now active); ("", "") when none was active."""
         return await self.store.rollback()
+
+    async def live_approval(self, adapter: Adapter) -> tuple[int, int]:
+        """(👍, votes) on the replies the adapter made in the chats, whenever it served."""
+        return await self.store.live_votes(ADAPTER_ENGINES, adapter.id)
 
     async def pin(self, chat: Chat, choice: str) -> bool:
         """Pin a chat to an adapter id or BASE; "" unpins it (it follows the active one).

@@ -14,6 +14,7 @@ from typing import Any, cast
 from bot.adapters import Adapters
 from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS, Frontend, token_env
+from bot.guard import Guard
 from bot.jobs import JobRunner
 from bot.router import Router
 from bot.server import Server, Watched
@@ -49,6 +50,7 @@ class App:
         self.env = os.environ if env is None else env
         self.store: Store | None = None
         self.jobs: JobRunner | None = None
+        self.guard: Guard | None = None
         self.server: Server | None = None  # [server] listen: /healthz and /metrics
         self.started: list[Any] = []  # the frontends started so far, for /healthz
         self.engines = Engines.from_specs(
@@ -80,6 +82,11 @@ class App:
             raise RuntimeError("the job runner starts in App.serving()")
         return self.jobs
 
+    def _guard(self) -> Guard:
+        if self.guard is None:
+            raise RuntimeError("the guard starts in App.serving()")
+        return self.guard
+
     async def _stored_texts(self) -> list[tuple[str, str]]:
         return await self.store.stored_texts() if self.store else []
 
@@ -97,6 +104,7 @@ class App:
         services = Services(self.config, self.store, self.engines,
                             Adapters(self.store, self.config.adapters_dir))
         services.jobs = self.jobs = JobRunner(services)
+        services.guard = self.guard = Guard(services)
         router = Router(services)
         try:
             self.engines.begin_start(self.config.bot.default_engine)
@@ -140,7 +148,7 @@ class App:
         enders = [asyncio.create_task(self.stopping.wait())]
         enders += [asyncio.create_task(f.wait()) for f in self.frontends]
         chores = [asyncio.create_task(_supervised(chore)) for chore in
-                  (self._housekeeping, self._jobs().schedule)]
+                  (self._housekeeping, self._jobs().schedule, self._guard().watch)]
         try:
             await asyncio.wait(enders, return_when=asyncio.FIRST_COMPLETED)
         finally:

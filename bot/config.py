@@ -95,6 +95,8 @@ class FinetuneOptions:
     cpu_watts: float = field(default=65.0, metadata=at_least(0))
     gpu_watts: float = field(default=300.0, metadata=at_least(0))
     seed: int = field(default=0, metadata=at_least(0))
+    guard_min_votes: int = field(default=30, metadata=at_least(1))
+    guard_alpha: float = field(default=0.05, metadata=between(0, 0.5))
 
 
 @dataclass(frozen=True)

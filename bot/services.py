@@ -11,6 +11,7 @@ from bot.store import Chat, Store, User
 from engines.registry import Engines
 
 if TYPE_CHECKING:
+    from bot.guard import Guard
     from bot.jobs import JobRunner
 
 
@@ -21,6 +22,7 @@ class Services:
     engines: Engines
     adapters: Adapters
     jobs: JobRunner | None = None  # fine-tuning jobs; None where the bot runs none
+    guard: Guard | None = None  # the live guard on promoted adapters (bot/guard.py)
 
     def lang(self, chat: Chat) -> str:
         """The chat's language, or the configured default."""

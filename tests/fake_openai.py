@@ -4,7 +4,9 @@ It answers as vLLM does: GET /health, GET /v1/models (the base model and the loa
 adapters, each with its parent), POST /v1/chat/completions and /v1/completions (streamed as
 server-sent events with a role chunk first, a finish chunk and, when asked, a usage chunk
 with no choices, then `data: [DONE]`), top-k `logprobs` on plain completions, and the runtime
-LoRA API (POST /v1/load_lora_adapter, /v1/unload_lora_adapter). A reply is the model's name
+LoRA API (POST /v1/load_lora_adapter, /v1/unload_lora_adapter). With `echo`, a plain
+completion also scores its prompt (words as tokens, see `echo_logprob`) unless
+`prompt_logprobs` is off. A reply is the model's name
 in brackets followed by the last user message's words, one word per chunk, so a test can see
 which adapter answered.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from typing import Any
 
@@ -37,6 +40,7 @@ class FakeOpenAI:
         self.api_key = api_key
         self.lora_api = lora_api
         self.delay = delay  # seconds between chunks
+        self.prompt_logprobs = True  # False: echo gives no scores for the prompt (older servers)
         self.retry_after = "0.05"  # seconds, as sent with a 429 (floats: the openai client's)
         self.faults: list[str] = []
         self.requests: list[dict[str, Any]] = []  # generation request bodies, in order
@@ -118,7 +122,10 @@ class FakeOpenAI:
             return _error(404, f"The model `{model}` does not exist.")
         chat = "messages" in body
         if not body.get("stream"):
-            return web.json_response(_completion(model, body))
+            done = _completion(model, body)
+            if body.get("echo") and self.prompt_logprobs:
+                _echo(done, body["prompt"])
+            return web.json_response(done)
         words = [f"[{model}]", *(" " + w for w in _last_user_text(body).split())]
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -202,6 +209,27 @@ def _completion(model: str, body: dict) -> dict:
                                          "finish_reason": "length"}],
             "usage": {"prompt_tokens": _prompt_tokens(body), "completion_tokens": 1,
                       "total_tokens": _prompt_tokens(body) + 1}}
+
+
+def echo_logprob(word: str) -> float:
+    """The fake's ln p of a prompt word given those before it: 1 / (1 + its length)."""
+    return math.log(1 / (1 + len(word)))
+
+
+def _echo(done: dict, prompt: str) -> None:
+    """Put the prompt, scored, before the completion, as vLLM's echo does: words with their
+    leading space are the tokens; the first has no log-probability (nothing before it)."""
+    words = [(m.group(), m.start()) for m in re.finditer(r"\s*\S+", prompt)]
+    choice = done["choices"][0]
+    logprobs = choice["logprobs"] or {"tokens": [" sunny"], "token_logprobs": [math.log(0.5)],
+                                      "top_logprobs": [{" sunny": math.log(0.5)}]}
+    choice["text"] = prompt + choice["text"]
+    choice["logprobs"] = {
+        "tokens": [w for w, _ in words] + logprobs["tokens"],
+        "token_logprobs": [None] + [echo_logprob(w.strip()) for w, _ in words[1:]]
+        + logprobs["token_logprobs"],
+        "top_logprobs": [None] * len(words) + logprobs["top_logprobs"],
+        "text_offset": [start for _, start in words] + [len(prompt)]}
 
 
 def _last_user_text(body: dict) -> str:

@@ -121,7 +121,9 @@ async def test_the_trained_status_migration_keeps_every_adapter(tmp_path, monkey
     old = await Store.open(path)
     await old.add_adapter(Adapter("a", "tiny", "/x/a", "retired", {"reason": "r"}))
     await old.add_adapter(Adapter("b", "tiny", "/x/b", "candidate", {}))
-    await old.promote("b")
+    # as the code of that time promoted (today's also clears rolled_back_at, a later column)
+    await old.db.execute("UPDATE adapters SET status = 'active', promoted_at = 1 WHERE id = 'b'")
+    await old.db.commit()
     with pytest.raises(sqlite3.IntegrityError):
         await old.add_adapter(Adapter("c", "tiny", "/x/c", "trained", {}))
     await old.close()

@@ -89,6 +89,10 @@ async def test_stats_as_text_with_the_promotion_marked_and_bad_days_refused(serv
         answer = (await say(router, "/stats")).final
         assert answer.split("\n") == [*expected_lines(), t("en", "stats_promoted", adapter="ft2",
                                                               day=TODAY)]
+        await router.store.rollback()
+        answer = (await say(router, "/stats")).final
+        assert answer.split("\n")[-2:] == [t("en", "stats_promoted", adapter="ft2", day=TODAY),
+                                           t("en", "stats_rolled_back", adapter="ft2", day=TODAY)]
         assert "ngram-1: 4 votes, 75% 👍, 95% interval 30–95%" in answer
         assert (await say(router, "/stats 7")).final.startswith(t("en", "stats_header", days=7))
         usage = t("en", "stats_usage", max=3650, default=30)
@@ -98,7 +102,10 @@ async def test_stats_as_text_with_the_promotion_marked_and_bad_days_refused(serv
 
 @pytest.fixture
 def plotted(monkeypatch) -> list[tuple]:
-    """Every chart drawn: (series, promotions), recorded on the way to the real plotting."""
+    """Every chart drawn: (series, promotions), recorded on the way to the real plotting.
+    matplotlib is imported first: its first import takes seconds on a loaded machine, which
+    would count against the fake servers' patience for the reply."""
+    pytest.importorskip("matplotlib.pyplot")
     calls: list[tuple] = []
     real = stats_module.plot_approval
 
@@ -122,13 +129,17 @@ def assert_series(plotted: list[tuple]) -> None:
     for got, want in zip(series, expected_series(), strict=True):
         [(share, low, high)] = got[4]  # one day each
         assert (share, low, high) == pytest.approx(want[4][0], abs=1e-12)
-    assert promoted == [(TODAY, "ft2")]
+    assert promoted == [(TODAY, "ft2", "promoted"), (TODAY, "ft1", "promoted"),
+                        (TODAY, "ft1", "rolled_back")]
 
 
 async def seed_with_promotion(router, platform: str) -> None:
+    """ft2 promoted, then ft1 promoted and rolled back: ft2 serves again."""
     await seed(router.store, platform)
-    await router.store.add_adapter(Adapter("ft2", "tiny", "/nowhere", "candidate", {}))
-    await router.store.promote("ft2")
+    for adapter in ("ft2", "ft1"):
+        await router.store.add_adapter(Adapter(adapter, "tiny", "/nowhere", "candidate", {}))
+        await router.store.promote(adapter)
+    assert await router.store.rollback() == ("ft1", "ft2")
 
 
 async def test_telegram_gets_the_chart_as_a_png_and_the_table_as_text(tmp_path, plotted):
@@ -155,3 +166,13 @@ async def test_discord_gets_the_chart_as_an_attachment(tmp_path, plotted):
         assert [f["filename"] for f in upload.files] == ["approval.png"]
         assert upload.files[0]["size"] > 1000
     assert_series(plotted)
+
+
+def test_a_chart_of_one_day_keeps_to_a_few_days_of_axis(tmp_path, caplog):
+    """Left to autoscaling, one day of votes widened the axis to four years: a tick a day, 1607
+    of them, each drawing warned about and slow enough to miss a platform's patience."""
+    pytest.importorskip("matplotlib")
+    series = stats_module.collect([("ngram", "ngram-1", TODAY, 3, 1)])
+    stats_module.plot_approval(series, [(TODAY, "ft1", "promoted")], tmp_path / "a.png", "t")
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert not [r for r in caplog.records if "MAXTICKS" in r.getMessage()]

@@ -11,6 +11,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from bot.commands import Argument, CommandContext, command
@@ -63,12 +64,21 @@ def collect(rows: list[tuple[str, str, str, int, int]]) -> list[Series]:
     return list(found.values())
 
 
-def promotions(adapters: list, since: float) -> list[tuple[str, str]]:
-    """(day, adapter id) of the promotions in the window, oldest first. The store keeps the
-    time of each adapter's latest promotion; a rollback clears it and records no time, so
-    rollbacks cannot be marked (yet)."""
-    return sorted((time.strftime("%Y-%m-%d", time.gmtime(a.promoted_at)), a.id)
-                  for a in adapters if a.promoted_at is not None and a.promoted_at > since)
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+
+
+def markers(adapters: list, since: float) -> list[tuple[str, str, str]]:
+    """(day, adapter id, PROMOTED or ROLLED_BACK) of the promotions and rollbacks in the
+    window, oldest first (an adapter's latest promotion, and its rollback after it)."""
+    found = [(moment, adapter.id, kind) for adapter in adapters
+             for moment, kind in ((adapter.promoted_at, PROMOTED),
+                                  (adapter.rolled_back_at, ROLLED_BACK))
+             if moment is not None and moment > since]
+    return [(_day(moment), adapter, kind) for moment, adapter, kind in sorted(found)]
+
+
+def _day(moment: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(moment))
 
 
 def percent(value: float) -> str:
@@ -76,7 +86,7 @@ def percent(value: float) -> str:
 
 
 def table(ctx: CommandContext, days: int, series: list[Series],
-          promoted: list[tuple[str, str]]) -> str:
+          marked: list[tuple[str, str, str]]) -> str:
     """The numbers as text, one line per engine version over the whole window."""
     lines = [ctx.t("stats_header", days=days)]
     for one in series:
@@ -84,19 +94,19 @@ def table(ctx: CommandContext, days: int, series: list[Series],
         low, high = wilson(up, votes)
         lines.append(ctx.t("stats_line", label=one.label, votes=votes,
                            approval=percent(up / votes), low=percent(low), high=percent(high)))
-    lines += [ctx.t("stats_promoted", adapter=adapter, day=day) for day, adapter in promoted]
+    lines += [ctx.t("stats_promoted" if kind == PROMOTED else "stats_rolled_back",
+                    adapter=adapter, day=day) for day, adapter, kind in marked]
     return "\n".join(lines)
 
 
-def plot_approval(series: list[Series], promoted: list[tuple[str, str]], path: Path,
+def plot_approval(series: list[Series], marked: list[tuple[str, str, str]], path: Path,
                   title: str) -> None:
     """Approval per day with its interval (top) and the number of votes (bottom), one colour
-    per engine version, a dashed line where an adapter was promoted, as a PNG."""
+    per engine version, a grey dashed line where an adapter was promoted and a red dotted one
+    where it was rolled back, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the bot runs headless
-    from datetime import date
-
     from matplotlib import pyplot as plt
     from matplotlib.dates import DateFormatter, DayLocator
 
@@ -110,17 +120,23 @@ def plot_approval(series: list[Series], promoted: list[tuple[str, str]], path: P
         top.errorbar(x, [s for s, _, _ in shares], yerr=[below, above], marker="o",
                      capsize=3, label=one.label)
         bottom.plot(x, [u + d for u, d in zip(one.up, one.down, strict=True)], marker=".")
-    for day, adapter in promoted:
+    for day, adapter, kind in marked:
+        colour, style = ("grey", "--") if kind == PROMOTED else ("red", ":")
         for ax in (top, bottom):
-            ax.axvline(date.fromisoformat(day), color="grey", linestyle="--")
-        top.annotate(adapter, (date.fromisoformat(day), 1.0), rotation=90, fontsize=7,
-                     va="top", ha="right")
+            ax.axvline(date.fromisoformat(day), color=colour, linestyle=style)
+        label = adapter if kind == PROMOTED else f"{adapter} rolled back"
+        top.annotate(label, (date.fromisoformat(day), 1.0), rotation=90, fontsize=7,
+                     va="top", ha="right", color=colour)
     top.set_ylim(0, 1.05)
     top.set_ylabel("share of up votes, 95% interval")  # the default font has no emoji
     top.set_title(title)
     top.legend(fontsize=7)
     bottom.set_ylabel("votes")
-    bottom.xaxis.set_major_locator(DayLocator(interval=max(1, _span_days(series) // 8)))
+    first, last = _span(series, marked)
+    # Set, not left to autoscaling: a window of one day would widen to years (matplotlib's
+    # way with a date range of zero width), and a tick a day over years is thousands of ticks.
+    bottom.set_xlim(first - timedelta(days=1), last + timedelta(days=1))
+    bottom.xaxis.set_major_locator(DayLocator(interval=max(1, (last - first).days // 8)))
     bottom.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))  # whole days, no hours
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -128,15 +144,15 @@ def plot_approval(series: list[Series], promoted: list[tuple[str, str]], path: P
     plt.close(fig)
 
 
-def _span_days(series: list[Series]) -> int:
-    from datetime import date
-
+def _span(series: list[Series], marked: list[tuple[str, str, str]]) -> tuple[date, date]:
+    """The first and last day with votes or a marker."""
     days = [date.fromisoformat(day) for one in series for day in one.days]
-    return (max(days) - min(days)).days
+    days += [date.fromisoformat(day) for day, _, _ in marked]
+    return min(days), max(days)
 
 
 async def send_chart(ctx: CommandContext, days: int, series: list[Series],
-                     promoted: list[tuple[str, str]]) -> None:
+                     marked: list[tuple[str, str, str]]) -> None:
     """The chart as a file, from a private folder under the data dir that goes right after;
     nothing where matplotlib (the `ml` extra) is missing: the text says it all."""
     try:
@@ -145,7 +161,7 @@ async def send_chart(ctx: CommandContext, days: int, series: list[Series],
         return
     caption = ctx.t("stats_chart", days=days)
     async with ctx.upload("stats", "approval.png", caption) as path:
-        await asyncio.to_thread(plot_approval, series, promoted, path, caption)
+        await asyncio.to_thread(plot_approval, series, marked, path, caption)
 
 
 def parse_days(text: str) -> int | None:
@@ -166,7 +182,7 @@ async def stats(ctx: CommandContext) -> str:
     series = collect(await ctx.store.approval(since))
     if not series:
         return ctx.t("stats_none", days=days)
-    promoted = promotions(await ctx.adapters.all(), since)
+    marked = markers(await ctx.adapters.all(), since)
     if ctx.uploads:
-        await send_chart(ctx, days, series, promoted)
-    return table(ctx, days, series, promoted)
+        await send_chart(ctx, days, series, marked)
+    return table(ctx, days, series, marked)

@@ -17,7 +17,12 @@ async def retrain(ctx: CommandContext) -> str:
     jobs = ctx.services.jobs
     if jobs is None:
         return ctx.t("jobs_unavailable")
-    return await jobs.retrain(ctx.user, ctx.sink, ctx.lang)
+    before = await ctx.adapters.active()
+    answer = await jobs.retrain(ctx.user, ctx.sink, ctx.lang)
+    promoted = await ctx.adapters.active()
+    if promoted and promoted != before and ctx.services.guard is not None:
+        ctx.services.guard.tell_in(promoted, ctx.sink, ctx.lang)  # should it be rolled back
+    return answer
 
 
 @command("rollback", scope="admin")
@@ -37,7 +42,7 @@ async def adapters(ctx: CommandContext) -> str:
     if not found:
         return ctx.t("adapters_none")
     chosen = [a for a in found if a.id == ctx.args.strip()] or found[:1]
-    lines = [ctx.t("adapters_header")] + [_line(ctx, a) for a in found[:20]]
+    lines = [ctx.t("adapters_header")] + [await _line(ctx, a) for a in found[:20]]
     curve = Path(chosen[0].path) / LOSS_CURVE
     send_file = getattr(ctx.sink, "send_file", None)
     if send_file is not None and curve.is_file():
@@ -45,11 +50,19 @@ async def adapters(ctx: CommandContext) -> str:
     return "\n".join(lines)
 
 
-def _line(ctx: CommandContext, adapter: Adapter) -> str:
+async def _line(ctx: CommandContext, adapter: Adapter) -> str:
+    """Its status, held-out accuracy (what the job judged it by) and why, beside its live
+    approval (what the chats think of its replies)."""
     accuracy = f"{adapter.accuracy:.2f}" if adapter.accuracy is not None else "–"
     status = ctx.t(f"adapter_states.{adapter.status}")
-    return ctx.t("adapter_line", adapter=adapter.id, status=status, accuracy=accuracy,
+    if adapter.rolled_back_at is not None:
+        status = ctx.t("adapter_rolled_back")
+    line = ctx.t("adapter_line", adapter=adapter.id, status=status, accuracy=accuracy,
                  reason=adapter.reason)
+    up, votes = await ctx.adapters.live_approval(adapter)
+    live = (ctx.t("adapter_live", share=f"{up}/{votes} 👍 ({100 * up / votes:.0f}%)") if votes
+            else ctx.t("adapter_live_none"))
+    return f"{line.rstrip()} · {live}"
 
 
 @command("adapter", scope="admin", argument=Argument("id", hint=f"ID|{BASE}|{UNPIN}"))

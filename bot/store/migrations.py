@@ -215,3 +215,10 @@ async def m006_platform_message_ids(db: aiosqlite.Connection) -> None:
             WHERE platform_msg_id IS NOT NULL
         """,
     )
+
+
+@migration
+async def m007_adapter_rollback_time(db: aiosqlite.Connection) -> None:
+    """When an adapter was rolled back (by /rollback or by the live guard, bot/guard.py), so
+    /stats can mark it; a rolled-back adapter keeps the time of its promotion beside it."""
+    await db.execute("ALTER TABLE adapters ADD COLUMN rolled_back_at REAL")

@@ -20,6 +20,7 @@ class Adapter:
     metrics: dict[str, Any]
     job_id: int | None = None
     promoted_at: float | None = None
+    rolled_back_at: float | None = None  # set by a rollback; promoted_at stays beside it
 
     # The metrics' shape is the job's (finetune/run.py): {"evaluation": {"new": {...}, ...}}.
     @property
@@ -84,10 +85,9 @@ class Training(Connection):
 
     async def adapters(self) -> list[Adapter]:
         rows = await self._all(
-            "SELECT id, base_model, path, status, metrics, job_id, promoted_at FROM adapters"
-            " ORDER BY created_at DESC, id DESC")
-        return [Adapter(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6])
-                for r in rows]
+            "SELECT id, base_model, path, status, metrics, job_id, promoted_at, rolled_back_at"
+            " FROM adapters ORDER BY created_at DESC, id DESC")
+        return [Adapter(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), *r[5:]) for r in rows]
 
     async def active_adapter(self) -> str:
         """The id of the active adapter; "" for the base model."""
@@ -95,29 +95,49 @@ class Training(Connection):
         return row[0] if row else ""
 
     async def promote(self, adapter_id: str) -> None:
-        """Make `adapter_id` the active adapter; the one active before is retired."""
+        """Make `adapter_id` the active adapter; the one active before is retired. One promoted
+        again after a rollback loses its rollback time."""
         async with self._write():
             await self.db.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
             cursor = await self.db.execute(
-                "UPDATE adapters SET status = 'active', promoted_at = ? WHERE id = ?",
-                (time.time(), adapter_id))
+                "UPDATE adapters SET status = 'active', promoted_at = ?, rolled_back_at = NULL"
+                " WHERE id = ?", (time.time(), adapter_id))
             if cursor.rowcount != 1:
                 raise KeyError(f"no adapter {adapter_id!r}")
 
-    async def rollback(self) -> tuple[str, str]:
-        """Retire the active adapter and reactivate the one promoted before it ("" for the base
-        model). Returns (retired id, now active id)."""
+    async def replaced(self, adapter_id: str) -> str:
+        """The adapter that `adapter_id` replaced when it was promoted, the one a rollback
+        reinstates: the latest promoted before it and not rolled back ("" for the base model,
+        or when `adapter_id` was never promoted)."""
+        row = await self._one("SELECT promoted_at FROM adapters WHERE id = ?", (adapter_id,))
+        if row is None or row[0] is None:
+            return ""
+        return await self._promoted_before(row[0])
+
+    async def _promoted_before(self, promoted_at: float) -> str:
+        row = await self._one(
+            "SELECT id FROM adapters WHERE status = 'retired' AND rolled_back_at IS NULL"
+            " AND promoted_at < ? ORDER BY promoted_at DESC LIMIT 1", (promoted_at,))
+        return row[0] if row else ""
+
+    async def rollback(self, only: str = "", why: dict[str, Any] | None = None
+                       ) -> tuple[str, str]:
+        """Retire the active adapter, with the time and `why` (merged into its metrics: "reason"
+        is what /adapters shows), and reactivate the one it replaced ("" for the base model).
+        With `only`, nothing happens unless that adapter is the active one (an admin may have
+        promoted or rolled back meanwhile). Returns (retired id, now active id); ("", "") when
+        nothing was rolled back."""
         async with self._write():
             active = await self._one(
-                "SELECT id, promoted_at FROM adapters WHERE status = 'active'")
-            if active is None:
+                "SELECT id, promoted_at, metrics FROM adapters WHERE status = 'active'")
+            if active is None or (only and active[0] != only):
                 return "", ""
-            before = await self._one(
-                "SELECT id FROM adapters WHERE status = 'retired' AND promoted_at < ?"
-                " ORDER BY promoted_at DESC LIMIT 1", (active[1],))
-            await self.db.execute("UPDATE adapters SET status = 'retired', promoted_at = NULL"
-                                  " WHERE id = ?", (active[0],))
-            if before is not None:
+            before = await self._promoted_before(active[1]) if active[1] is not None else ""
+            metrics = json.loads(active[2] or "{}") | (why or {})
+            await self.db.execute(
+                "UPDATE adapters SET status = 'retired', rolled_back_at = ?, metrics = ?"
+                " WHERE id = ?", (time.time(), json.dumps(metrics), active[0]))
+            if before:
                 await self.db.execute("UPDATE adapters SET status = 'active' WHERE id = ?",
-                                      (before[0],))
-        return active[0], before[0] if before else ""
+                                      (before,))
+        return active[0], before

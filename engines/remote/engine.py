@@ -25,7 +25,7 @@ BASE_VERSION = "base"  # the version while no adapter is active
 class RemoteEngine(Engine):
     name: ClassVar[str] = "remote"
     Options: ClassVar[type] = RemoteOptions
-    capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS})
+    capabilities = frozenset({Capability.NEXT_WORDS, Capability.PROBE, Capability.ADAPTERS})
 
     def __init__(self, options: RemoteOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
@@ -189,3 +189,12 @@ class RemoteEngine(Engine):
 
         adapter = self.active if self.active in self.adapters.loaded else ""
         return await next_tokens(self.client, adapter or self._base_model(), text, k)
+
+    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+        """ln p of each whole continuation after `context`, from the server's log-probabilities
+        of the prompt (echo), read raw (no chat template), as next_words is."""
+        from engines.remote.probe import continuation_logprobs
+
+        adapter = self.active if self.active in self.adapters.loaded else ""
+        return await continuation_logprobs(self.client, adapter or self._base_model(), context,
+                                           continuations)

@@ -1,0 +1,279 @@
+"""The live guard: a simulated chat votes on the replies of the base model, an admin's /retrain
+promotes an adapter (a stand-in job, tests/fake_job.py, as a real process), and the chat votes
+on the adapter's replies. Disliked much more than the base model, it is rolled back after
+enough votes, with the reason in the store and its manifest and a message to the chat that
+started the job; liked as much (the difference only noise), it stays. Seeded, several runs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+from statistics import NormalDist
+
+import pytest
+
+from bot.adapters import MANIFEST
+from bot.events import Incoming, Reaction
+from bot.guard import drop_p_value
+from bot.i18n import t
+from bot.store import MIGRATIONS, Adapter, Store
+from bot.store import migrations as store_module
+from tests.fake_job import ACCURACY, fake_python
+
+MIN_VOTES, ALPHA = 30, 0.05
+BODY = (f'admins = ["test:admin"]\n[finetune]\nguard_min_votes = {MIN_VOTES}\n'
+        f'guard_alpha = {ALPHA}\n')
+BASE_LIKED = 0.75  # the share of 👍 the base model's replies get
+BASE_VOTES = 80
+WATCHED = 200  # votes on the adapter's replies before a test gives up waiting
+
+
+class ChatSink:
+    """A sink whose messages, and those of the sinks it makes with another(), land in one chat."""
+
+    def __init__(self, chat: list[str]) -> None:
+        self.chat = chat
+
+    async def update(self, text: str) -> None:
+        pass
+
+    async def finish(self, text: str) -> list[str]:
+        self.chat.append(text)
+        return [f"m{len(self.chat)}"]
+
+    def another(self) -> ChatSink:
+        return ChatSink(self.chat)
+
+
+class SimulatedChat:
+    """Replies stored as the transformer's, each voted on by one person through a reaction, as
+    a frontend hands it to the router; the guard looks after every vote."""
+
+    def __init__(self, router, rng: random.Random) -> None:
+        self.router, self.rng = router, rng
+        self.counted: dict[str, list[int]] = {}  # version -> [👍, votes], counted here
+        self.sent = 0
+
+    async def vote_on(self, version: str, liked: float) -> None:
+        chat = await self.router.store.chat("test", "class")
+        self.sent += 1
+        platform_id = f"r{self.sent}"
+        await self.router.store.add_message(chat, None, "bot", "a reply", engine="transformer",
+                                            engine_version=version, platform_ids=[platform_id])
+        up = self.rng.random() < liked
+        await self.router.react(Reaction("test", "class", f"p{self.rng.randrange(40)}",
+                                         platform_id, "👍" if up else "👎"))
+        tally = self.counted.setdefault(version, [0, 0])
+        tally[0] += up
+        tally[1] += 1
+
+
+async def retrain(router, tmp_path) -> list[str]:
+    """/retrain from an admin in the chat; returns the chat's messages."""
+    router.services.jobs.python = fake_python(tmp_path)
+    chat: list[str] = []
+    await router.handle(Incoming("test", "class", "admin", "/retrain", user_name="admin"),
+                        ChatSink(chat))
+    assert await router.store.active_adapter() == "ft1", chat
+    return chat
+
+
+async def run(router, tmp_path, seed: int, liked: float) -> tuple[SimulatedChat, list[str], int]:
+    """Base votes, /retrain, then votes on ft1 until it is rolled back or WATCHED are cast;
+    returns the chat, its messages and the number of votes on ft1 when it ended."""
+    simulated = SimulatedChat(router, random.Random(seed))
+    for _ in range(BASE_VOTES):
+        await simulated.vote_on("base", BASE_LIKED)
+    chat = await retrain(router, tmp_path)
+    for votes in range(1, WATCHED + 1):
+        await simulated.vote_on("ft1", liked)
+        if await router.services.guard.check() is not None:
+            return simulated, chat, votes
+    return simulated, chat, WATCHED
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_an_adapter_the_chat_dislikes_is_rolled_back_and_the_admins_are_told(
+        serve, tmp_path, seed):
+    async with serve(BODY) as router:
+        simulated, chat, votes = await run(router, tmp_path, seed, liked=0.35)
+        assert votes in (MIN_VOTES, 2 * MIN_VOTES, 4 * MIN_VOTES)  # at a checkpoint
+        assert await router.store.active_adapter() == ""  # the base model serves again
+        [adapter] = await router.store.adapters()
+        assert adapter.status == "retired" and adapter.rolled_back_at is not None
+        up_new, n_new = simulated.counted["ft1"]
+        up_old, n_old = simulated.counted["base"]
+        p_value = drop_p_value(up_new, n_new, up_old, n_old)
+        level = ALPHA / (2 * votes // MIN_VOTES)  # half of alpha at 30, a quarter at 60, ...
+        assert p_value < level and n_new == votes
+        guard = adapter.metrics["guard"]
+        assert (guard["up_new"], guard["votes_new"], guard["up_old"], guard["votes_old"]) == (
+            up_new, n_new, up_old, n_old)
+        assert adapter.reason.startswith("rolled back by the live guard")
+        assert f"{up_new}/{n_new} 👍" in adapter.reason
+        manifest = json.loads((tmp_path / "data" / "adapters" / "ft1" / MANIFEST).read_text())
+        assert manifest["rolled_back"]["reason"] == adapter.reason
+        assert manifest["id"] == "ft1"  # what the job wrote stays
+        assert chat[-1] == t("en", "guard_rolled_back", adapter="ft1", active="base",
+                             new=f"{up_new}/{n_new} 👍 ({100 * up_new / n_new:.0f}%)",
+                             old=f"{up_old}/{n_old} 👍 ({100 * up_old / n_old:.0f}%)",
+                             p=f"{p_value:.2g}")
+        assert f"p = {p_value:.2g} < {level:.2g}" in adapter.reason
+        assert len(chat) == 2  # the job's own answer, then the guard's
+        assert await router.services.guard.check() is None  # the base model is not judged
+
+
+# Not seed 4: there the adapter's first 30 votes are 16 👍 against the base model's 64 of 80,
+# a draw chance gives about once in 300 (p = 0.0026), and the guard rolls back, as it should at
+# that evidence. How often noise fools it over many runs is what bench/guard.py measures.
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 6])
+async def test_an_adapter_liked_as_much_stays_whatever_the_noise(serve, tmp_path, seed):
+    async with serve(BODY) as router:
+        simulated, chat, votes = await run(router, tmp_path, seed, liked=BASE_LIKED)
+        assert votes == WATCHED and simulated.counted["ft1"][1] == WATCHED
+        assert await router.store.active_adapter() == "ft1"
+        [adapter] = await router.store.adapters()
+        assert adapter.rolled_back_at is None and "guard" not in adapter.metrics
+        assert len(chat) == 1
+
+
+async def test_no_verdict_before_the_minimum_of_votes_however_bad(serve, tmp_path):
+    async with serve(BODY) as router:
+        simulated = SimulatedChat(router, random.Random(0))
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("base", 1.0)
+        await retrain(router, tmp_path)
+        for _ in range(MIN_VOTES - 1):
+            await simulated.vote_on("ft1", 0.0)
+            assert await router.services.guard.check() is None
+        standing = await router.services.guard.standing()
+        assert (standing.votes_new, standing.up_new, standing.p_value < ALPHA) == (29, 0, True)
+        await simulated.vote_on("ft1", 0.0)
+        assert (await router.services.guard.check()).votes_new == MIN_VOTES
+
+
+async def test_adapters_shows_held_out_accuracy_beside_live_approval(serve, tmp_path):
+    async with serve(BODY) as router:
+        simulated, _, _ = await run(router, tmp_path, 1, liked=0.35)
+        up, n = simulated.counted["ft1"]
+        sink = ChatSink([])
+        await router.handle(Incoming("test", "class", "admin", "/adapters"), sink)
+        [line] = [x for x in sink.chat[-1].split("\n") if "ft1" in x]
+        assert line.startswith(f"• ft1: {t('en', 'adapter_rolled_back')}, held-out accuracy "
+                               f"{ACCURACY:.2f} rolled back by the live guard")
+        assert line.endswith(t("en", "adapter_live", share=f"{up}/{n} 👍 ({100 * up / n:.0f}%)"))
+
+
+async def test_the_guard_also_watches_on_its_own_and_an_alpha_of_0_turns_it_off(serve, tmp_path):
+    async with serve(BODY.replace(f"guard_alpha = {ALPHA}", "guard_alpha = 0")) as router:
+        simulated = SimulatedChat(router, random.Random(0))
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("base", 1.0)
+        await retrain(router, tmp_path)
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("ft1", 0.0)
+        assert await router.services.guard.check() is None
+        guard = router.services.guard
+        guard.options = dataclasses.replace(guard.options, guard_alpha=ALPHA)
+        watching = asyncio.create_task(guard.watch(every=0.01))
+        try:
+            async with asyncio.timeout(10):
+                while await router.store.active_adapter():
+                    await asyncio.sleep(0.01)
+        finally:
+            watching.cancel()
+        assert (await router.store.adapters())[0].rolled_back_at is not None
+
+
+@pytest.mark.parametrize(("up_new", "n_new", "up_old", "n_old"),
+                         [(10, 40, 60, 80), (30, 40, 60, 80), (5, 30, 20, 30), (0, 30, 30, 30)])
+def test_the_p_value_is_the_normal_tail_of_the_pooled_z(up_new, n_new, up_old, n_old):
+    pooled = (up_new + up_old) / (n_new + n_old)
+    se = (pooled * (1 - pooled) * (1 / n_new + 1 / n_old)) ** 0.5
+    z = (up_old / n_old - up_new / n_new) / se
+    assert drop_p_value(up_new, n_new, up_old, n_old) == pytest.approx(1 - NormalDist().cdf(z),
+                                                                       abs=1e-12)
+
+
+def test_equal_shares_give_a_half_and_nothing_to_compare_gives_one():
+    assert drop_p_value(20, 40, 10, 20) == pytest.approx(0.5)
+    assert drop_p_value(0, 0, 10, 20) == drop_p_value(5, 10, 0, 0) == 1.0
+    assert drop_p_value(10, 10, 20, 20) == 1.0  # every vote a 👍 on both sides: no spread
+    assert drop_p_value(12, 40, 30, 40) < 0.001 < drop_p_value(28, 40, 30, 40)
+
+
+async def test_m007_keeps_old_adapters_and_rollbacks_from_then_on_carry_a_time(
+        tmp_path, monkeypatch):
+    step = next(i for i, m in enumerate(MIGRATIONS) if m.__name__ == "m007_adapter_rollback_time")
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:step])  # a database from before
+    old = await Store.open(tmp_path / "bot.db")
+    await old.add_adapter(Adapter("a", "tiny", "/x/a", "candidate", {}))
+    await old.add_adapter(Adapter("b", "tiny", "/x/b", "retired", {}))  # rolled back back then
+    await old.db.execute("UPDATE adapters SET status = 'active', promoted_at = 1 WHERE id = 'a'")
+    await old.db.commit()
+    await old.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    store = await Store.open(tmp_path / "bot.db")
+    try:
+        found = {a.id: (a.status, a.promoted_at, a.rolled_back_at) for a in await store.adapters()}
+        assert found == {"a": ("active", 1, None), "b": ("retired", None, None)}
+        await store.add_adapter(Adapter("c", "tiny", "/x/c", "candidate", {}))
+        await store.promote("c")
+        assert await store.replaced("c") == "a"
+        assert await store.rollback(only="a") == ("", "")  # not the active one: nothing
+        assert await store.rollback(why={"reason": "r"}) == ("c", "a")
+        c = next(a for a in await store.adapters() if a.id == "c")
+        assert c.rolled_back_at >= c.promoted_at and c.reason == "r"
+        await store.promote("a")  # anew: the one before it, c, was rolled back
+        assert await store.replaced("a") == ""  # c was rolled back: never reinstated
+        await store.promote("c")  # an admin's second chance: its rollback time goes
+        assert next(a for a in await store.adapters() if a.id == "c").rolled_back_at is None
+    finally:
+        await store.close()
+
+
+async def test_on_telegram_the_admin_who_started_the_job_is_told_in_that_chat(tmp_path):
+    from tests.test_telegram import ADA, running_bot
+
+    async with running_bot(tmp_path) as bot:
+        router = bot.router
+        router.services.jobs.python = fake_python(tmp_path)
+        simulated = SimulatedChat(router, random.Random(0))
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("base", 1.0)
+        chat = bot.fake.private(ADA)
+        done = await bot.reply_to(chat, ADA, "/retrain")
+        assert "ft1" in done[-1]["text"] and await router.store.active_adapter() == "ft1"
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("ft1", 0.0)
+        before = len(bot.fake.sent(chat))
+        standing = await router.services.guard.check()
+        await bot.fake.wait_for(lambda: len(bot.fake.sent(chat)) > before, "the guard's message")
+        [told] = bot.fake.sent(chat)[before:]
+        assert told["text"] == t("en", "guard_rolled_back", adapter="ft1", active="base",
+                                 new="0/30 👍 (0%)", old="30/30 👍 (100%)",
+                                 p=f"{standing.p_value:.2g}")
+        assert await router.store.active_adapter() == ""
+
+
+async def test_on_discord_the_channel_where_the_job_started_is_told(tmp_path):
+    from tests.test_discord import CHANNEL_ID, MOD, running_bot
+
+    async with running_bot(tmp_path, 'admins = ["discord:13"]') as bot:
+        router = bot.router
+        router.services.jobs.python = fake_python(tmp_path)
+        simulated = SimulatedChat(router, random.Random(0))
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("base", 1.0)
+        done = await bot.mention("/retrain", author=MOD)
+        assert "ft1" in done.text and await router.store.active_adapter() == "ft1"
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("ft1", 0.0)
+        before = len(bot.fake.in_channel(CHANNEL_ID))
+        standing = await router.services.guard.check()
+        told = await bot.fake.until(lambda: bot.fake.in_channel(CHANNEL_ID)[before:])
+        assert [m.text for m in told] == [t(
+            "en", "guard_rolled_back", adapter="ft1", active="base", new="0/30 👍 (0%)",
+            old="30/30 👍 (100%)", p=f"{standing.p_value:.2g}")]
