@@ -7,16 +7,26 @@ Each n-gram has its interpolated probability, the undiscounted-by-lower-orders p
 (`uninterp`, for exact sampling), and a backoff weight (1 where it is no context). Scoring
 follows KenLM: back off from the longest matching n-gram, multiplying in the backoffs of the
 longer contexts that did not match.
+
+The bot asks one token at a time (the reply search samples and scores word by word), and a
+numpy call costs about a microsecond whatever its size, so the scalar paths keep what they
+looked up: the rows of each context seen (a reply search revisits the same few contexts
+thousands of times), each context's continuations as plain lists for sampling, and memoryviews
+of the arrays, whose items are Python numbers without numpy's scalar overhead. A model is never
+changed once estimated (learning estimates a new one), so nothing cached goes stale.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Sequence
 
 import numpy as np
 
 from engines.ngram.vocab import BOS, EOS, UNK
+
+CACHE_ENTRIES = 50_000  # per cache and model; a full cache is emptied and filled anew
 
 
 class LanguageModel:
@@ -30,6 +40,9 @@ class LanguageModel:
         self.discounts: list[tuple[float, float, float]] = []
         self.fallback: list[bool] = []
         self._unigram_cdf: np.ndarray | None = None
+        self._rows_of: dict[tuple[int, ...], list[int]] = {}  # context tail -> its rows
+        self._followers: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
+        self._views: tuple[list[memoryview], list[memoryview], list[memoryview]] | None = None
 
     def add_order(self, keys: np.ndarray, uninterp: np.ndarray, prob: np.ndarray) -> None:
         self.keys.append(keys)
@@ -61,16 +74,31 @@ class LanguageModel:
 
     def _row(self, k: int, context_row: int, word: int) -> int:
         """Scalar `step`: the row in order k+1 of (context row in order k, word), or -1."""
-        keys = self.keys[k]
+        keys, views = self.keys[k], self._memoryviews()[0][k]
         wanted = context_row * self.vocab_size + word
-        at = int(keys.searchsorted(wanted))
-        return at if at < len(keys) and keys[at] == wanted else -1
+        at = keys.searchsorted(wanted)
+        return at if at < len(views) and views[at] == wanted else -1
+
+    def _memoryviews(self) -> tuple[list[memoryview], list[memoryview], list[memoryview]]:
+        """(keys, prob, backoff) per order, as memoryviews: items read as Python numbers."""
+        if self._views is None:
+            self._views = tuple([memoryview(np.ascontiguousarray(a)) for a in arrays]
+                                for arrays in (self.keys, self.prob, self.backoff))
+        return self._views
 
     def _context_rows(self, context: Sequence[int]) -> list[int]:
         """Rows of the context's suffixes, shortest first, up to the first that is not held."""
-        tail = [w if w < self.vocab_size else UNK for w in context[len(context) - self.order + 1 :]]
-        if self.order == 1 or not tail:
+        if self.order == 1:
             return []
+        tail = tuple(context[max(len(context) - self.order + 1, 0):])
+        found = self._rows_of.get(tail)
+        if found is None:
+            found = self._look_up_context(tail)
+            _remember(self._rows_of, tail, found)
+        return found
+
+    def _look_up_context(self, tail: tuple[int, ...]) -> list[int]:
+        tail = tuple(w if w < self.vocab_size else UNK for w in tail)
         found: list[int] = []
         for length in range(1, len(tail) + 1):
             row = tail[-length]  # a unigram's row is its id; longer ones extend their prefix
@@ -102,13 +130,18 @@ class LanguageModel:
         return p
 
     def prob_of(self, context: Sequence[int], word: int) -> float:
-        """p(word | context), backing off from the longest n-gram the model holds."""
+        """p(word | context): the longest n-gram the model holds, times the backoff weights of
+        the longer contexts that did not continue with `word`."""
         word = word if word < self.vocab_size else UNK
-        value = float(self.prob[0][word])
-        for k, row in enumerate(self._context_rows(context), start=1):
-            found = self._row(k, row, word)
-            value = float(self.prob[k][found]) if found >= 0 else value * self.backoff[k - 1][row]
-        return value
+        _, prob, backoff = self._memoryviews()
+        rows = self._context_rows(context)
+        weight = 1.0
+        for k in range(len(rows), 0, -1):
+            found = self._row(k, rows[k - 1], word)
+            if found >= 0:
+                return weight * prob[k][found]
+            weight *= backoff[k - 1][rows[k - 1]]
+        return weight * prob[0][word]
 
     def score(self, sentences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """log10 p of every predicted token (each word and </s>; <s> is the first context), and
@@ -142,14 +175,24 @@ class LanguageModel:
         seen continuations pick one of them, else back off to the shorter context."""
         rows = self._context_rows(context)[: self.order - 1]
         for k in range(len(rows), 0, -1):
-            seen = self._continuations(k, rows[k - 1])
-            mass = np.cumsum(self.uninterp[k][seen])
-            if len(mass) and rng.random() < mass[-1]:
-                pick = int(np.searchsorted(mass, rng.random() * mass[-1], side="right"))
-                word = int(self.keys[k][seen.start + min(pick, len(mass) - 1)] % self.vocab_size)
+            words, mass = self._followers_of(k, rows[k - 1])
+            if mass and rng.random() < mass[-1]:
+                pick = bisect.bisect_right(mass, rng.random() * mass[-1])
+                word = words[min(pick, len(mass) - 1)]
                 if word != UNK:
                     return word
         return self._sample_unigram(rng)
+
+    def _followers_of(self, k: int, row: int) -> tuple[list[int], list[float]]:
+        """The words seen after row `row` of order k, and the running sum of their
+        undiscounted-by-lower-orders probabilities."""
+        found = self._followers.get((k, row))
+        if found is None:
+            seen = self._continuations(k, row)
+            found = ((self.keys[k][seen] % self.vocab_size).tolist(),
+                     np.cumsum(self.uninterp[k][seen]).tolist())
+            _remember(self._followers, (k, row), found)
+        return found
 
     def _sample_unigram(self, rng: random.Random) -> int:
         if self._unigram_cdf is None:
@@ -160,6 +203,12 @@ class LanguageModel:
         if cdf[-1] <= 0:
             return EOS
         return int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+
+
+def _remember(cache: dict, key, value) -> None:
+    if len(cache) >= CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
 
 
 def _padded(sentences: Sequence[Sequence[int]]):
