@@ -2,6 +2,10 @@
 
     python -m bench.ngram [--order 3] [--nltk-tokens 20000] [--kenlm-bin DIR]
 
+One token at a time is timed twice: over 300 held-out sentences (each context new to the
+model's lookup caches) and over 300 sentences sampled from the model, as the reply search
+scores its candidates right after growing them.
+
 The corpus is the packaged English text (engines.corpora.sentences("en"), about 506,000
 tokens), tokenised, shuffled with a fixed seed and split 90/10 into train and held-out test.
 Reported per system: train time, counts, perplexity on the test set (KenLM's conventions: OOV
@@ -50,9 +54,11 @@ def ours(train_set, test_set, order: int) -> dict:
     logp, oov = model.score(encoded)
     score_s = time.perf_counter() - started
     single = _single_lookups(model, encoded[:300])
+    searched = _single_lookups(model, _candidates(model, 300))
     return {"train_s": train_s, "counts": model.sizes, "ppl": perplexity(logp, oov)[0],
             "oov": int(oov.sum()), "us_token": score_s / len(logp) * 1e6,
-            "us_token_single": single, "peak_mb": peak / 2**20}
+            "us_token_single": single,
+            "us_token_search": searched, "peak_mb": peak / 2**20}
 
 
 def _single_lookups(model, sentences) -> float:
@@ -66,6 +72,19 @@ def _single_lookups(model, sentences) -> float:
             history.append(word)
             n += 1
     return (time.perf_counter() - started) / n * 1e6
+
+
+def _candidates(model, n: int) -> list[list[int]]:
+    """Sentences sampled from the model as the reply search grows them (seeded): the search
+    then scores each one token at a time, mostly in contexts it sampled from."""
+    from engines.ngram.vocab import BOS, EOS
+    rng, found = random.Random(0), []
+    while len(found) < n:
+        tokens = [BOS]
+        while len(tokens) < 30 and (word := model.sample(tokens, rng)) != EOS:
+            tokens.append(word)
+        found.append(tokens[1:])
+    return found
 
 
 def kenlm(train_file: Path, test_file: Path, order: int, bin_dir: Path, tmp: Path) -> dict:
@@ -139,7 +158,8 @@ def main() -> None:
           f"test {sum(map(len, test_set))} (+ </s> per sentence), order {args.order}")
     mine = ours(train_set, test_set, args.order)
     print(_row("ours", mine) + f"  counts {mine['counts']}  OOV {mine['oov']}")
-    print(f"{'':<28} one token at a time: {mine['us_token_single']:.2f} µs/token")
+    print(f"{'':<28} one token at a time: {mine['us_token_single']:.2f} µs/token held-out, "
+          f"{mine['us_token_search']:.2f} µs/token on sampled candidates (the reply search)")
     bin_dir = _find_kenlm(args.kenlm_bin)
     if bin_dir is None:
         print("KenLM lmplz/query: not found (see --kenlm-bin); skipped")
@@ -168,6 +188,9 @@ def main() -> None:
     print(f"training: ours {theirs['train_s'] / small['train_s']:.1f}x faster than NLTK; "
           f"scoring: {theirs['us_token'] / small['us_token']:.0f}x faster "
           f"({theirs['us_token'] / small['us_token_single']:.0f}x one token at a time)")
+    # The goal is absolute (KenLM's query takes about 1.4 µs a token), not a ratio.
+    print(f"ngram one token at a time: {mine['us_token_single']:.2f} µs/token held-out, "
+          f"{mine['us_token_search']:.2f} on search candidates (goal 2 µs)")
 
 
 if __name__ == "__main__":
