@@ -183,6 +183,10 @@ class LanguageModel:
                     return word
         return self._sample_unigram(rng)
 
+    def followers(self, word: int) -> list[int]:
+        """The words seen right after `word` (bigrams held)."""
+        return self._followers_of(1, word)[0] if self.order > 1 else []
+
     def _followers_of(self, k: int, row: int) -> tuple[list[int], list[float]]:
         """The words seen after row `row` of order k, and the running sum of their
         undiscounted-by-lower-orders probabilities."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from engines.ngram.keywords import keywords, nouns_first
 from engines.ngram.languages import Language
+from engines.ngram.phrases import fragment, rules, verbs
 from engines.ngram.search import Search, search
 from engines.ngram.tokens import detokenize, is_word, tokenize
 from engines.ngram.vocab import BOS, SPECIALS
@@ -29,12 +31,13 @@ def answer(
     if language.lang == "de":
         chosen = nouns_first(chosen, language.spelling)
     setup = Search(models.forward, models.backward, models.guard, options.time_budget,
-                   options.max_tokens, rng, vocab.words)
+                   options.max_tokens, rng, vocab.words, _fragment_check(language))
     found = search(setup, message, [vocab.ids[w] for w in chosen])
     trace = {
         "order": options.order, "lang": language.lang, "keywords": chosen,
         "candidates": found.tried, "rejected": found.rejected,
         "score": round(found.score, 3) if found.tokens else None,
+        "whole_phrase": found.whole if found.tokens else None,
         "scored_by": "keyword surprisal (bits)" if chosen else "fluency (-bits per token)",
         # milliseconds; the last start rounded down, so it stays below the budget it kept to
         "budget_ms": round(options.time_budget * 1000, 3),
@@ -45,6 +48,16 @@ def answer(
         return trace, None
     words = [language.spelling(w) for w in vocab.decode(found.tokens)]
     return trace, detokenize(words, language.lang)
+
+
+def _fragment_check(language: Language) -> Callable[[list[int]], str] | None:
+    found = rules(language.lang)
+    if found is None:
+        return None
+    vocab = language.corpus.vocab
+    known = verbs(language.models.forward, vocab, found, language.spelling)
+    return lambda ids: fragment([vocab.words[i] for i in ids], found, known,
+                                     language.spelling)
 
 
 def most_likely_next(language: Language, text: str, k: int) -> list[tuple[str, float]]:

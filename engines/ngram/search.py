@@ -10,7 +10,8 @@ bits per token). Pure surprisal favours keywords in odd places ("Wetter denk ben
 vergebens"), so FLUENCY_WEIGHT times the candidate's bits per token is taken off: among
 sentences about the keywords, the fluent ones win. Candidates that echo the message, quote
 training text at length, have fewer than MIN_WORDS words or are malformed (stray symbols,
-unbalanced quotes) are thrown away.
+unbalanced quotes) are thrown away. Where the language has rules for whole phrases
+(engines/ngram/phrases.py), a fragment is the answer only when no whole phrase was found.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engines.ngram.model import LanguageModel
@@ -43,6 +44,8 @@ class Search:
     max_tokens: int
     rng: random.Random = field(default_factory=random.Random)
     words: Sequence[str] = ()  # the vocabulary, to check punctuation; empty: no such check
+    # why a candidate is no whole phrase of its language ("" if it is one); None: no such check
+    fragment: Callable[[list[int]], str] | None = None
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Found:
     stopped: str = ""  # "budget" or "max_candidates"
     elapsed_s: float = 0.0
     last_start_s: float = 0.0  # when the last candidate was begun, from the search's start
+    whole: bool = True  # False: no whole phrase was found, `tokens` is the best fragment
+    fragment: tuple[list[int] | None, float] = (None, -math.inf)  # the best fragment so far
 
 
 def search(s: Search, message: Sequence[int], keywords: Sequence[int]) -> Found:
@@ -74,6 +79,9 @@ def search(s: Search, message: Sequence[int], keywords: Sequence[int]) -> Found:
         found.tried += 1
         _consider(s, found, _grow(s, keywords), message)
     found.elapsed_s = time.monotonic() - started
+    if found.tokens is None and found.fragment[0] is not None:
+        found.tokens, found.score = found.fragment  # a small corpus may have no whole phrase
+        found.whole = False
     return found
 
 
@@ -82,13 +90,21 @@ def _consider(s: Search, found: Found, candidate: list[int], message: Sequence[i
     if why:
         found.rejected[why] = found.rejected.get(why, 0) + 1
         return
+    partial = s.fragment(candidate) if s.fragment is not None else ""
+    if partial:  # kept in case no whole phrase turns up; not scored once one has
+        found.rejected[partial] = found.rejected.get(partial, 0) + 1
+        if found.tokens is not None:
+            return
     per_token = _bits(s.forward, candidate, None) / (len(candidate) + 1)
     if found.keywords:
         keyword_bits = surprisal(s.forward, s.backward, candidate, set(found.keywords))
         score = keyword_bits - FLUENCY_WEIGHT * per_token
     else:  # nothing to be about: the most fluent candidate
         score = -per_token
-    if score > found.score:
+    if partial:
+        if score > found.fragment[1]:
+            found.fragment = candidate, score
+    elif score > found.score:
         found.tokens, found.score = candidate, score
 
 

@@ -1,0 +1,101 @@
+"""Whether a candidate reply is a whole phrase of its language, by rules kept as data in
+phrases/LANG.toml (a language without a file has no such rules).
+
+An n-gram model judges three words at a time, so a fluent fragment ("In der Liebe.", "Ein
+Freund ist ein.") scores like a sentence. German fortunes and quotes are full of such
+fragments' beginnings, and 20 German replies judged by hand were mostly fragments until these
+checks: a reply ends at a sentence end, not on an article, preposition or conjunction, holds
+no colon or comma (a label, a lead-in, spliced clauses), and has a verb: a word the corpus
+has right after a subject pronoun ("es gibt", "man kann") that is no closed-class word, not
+an infinitive after "zu", and not a modal verb without a second verb; no verb twice, no two
+nouns in a row (German nouns are capitalised: `spelling` knows how a word is written).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import tomllib
+import weakref
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.ngram.model import LanguageModel
+from engines.ngram.vocab import Vocab
+
+RULES_DIR = Path(__file__).with_name("phrases")
+_CLOSING = "\"')]"
+# A verb follows several subject pronouns ("ich kann", "man kann", "er kann"); an adverb or
+# noun seen after one or two of them ("es selten") is no verb. 3: 20 replies judged by hand.
+MIN_SUBJECTS = 3
+
+
+@dataclass(frozen=True)
+class PhraseRules:
+    sentence_ends: frozenset[str]
+    never_inside: frozenset[str]
+    function_words: frozenset[str]
+    never_last: frozenset[str]
+    subjects: tuple[str, ...]
+    infinitive_marker: str
+    modals: frozenset[str]
+
+
+@functools.cache
+def rules(lang: str) -> PhraseRules | None:
+    path = RULES_DIR / f"{lang}.toml"
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    return PhraseRules(frozenset(data["sentence_ends"]), frozenset(data["never_inside"]),
+                       frozenset(data["function_words"].split()),
+                       frozenset(data["never_last"].split()), tuple(data["subjects"]),
+                       data["infinitive_marker"], frozenset(data["modals"].split()))
+
+
+_verbs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its verbs
+
+
+def verbs(model: LanguageModel, vocab: Vocab, found: PhraseRules,
+          spelling: Callable[[str], str]) -> frozenset[str]:
+    """The words `model` has seen right after MIN_SUBJECTS subject pronouns or more, written
+    in lower case and no closed-class words ("liebe" follows "ich", but is mostly "Liebe").
+    Kept per model: a re-estimated model gets its own."""
+    known = _verbs.get(model)
+    if known is None:
+        ids = [vocab.ids[s] for s in found.subjects if s in vocab.ids]
+        seen = Counter(w for i in ids if i < model.vocab_size for w in model.followers(i))
+        words = (vocab.words[w] for w, n in seen.items() if n >= MIN_SUBJECTS)
+        known = _verbs[model] = frozenset(
+            w for w in words if w not in found.function_words and spelling(w)[:1].islower())
+    return known
+
+
+def fragment(tokens: Sequence[str], found: PhraseRules, verbs: frozenset[str],
+             spelling: Callable[[str], str]) -> str:
+    """Why the lower-case `tokens` are no whole phrase ("" if they are one)."""
+    body = list(tokens)
+    while body and body[-1] in _CLOSING:
+        body.pop()
+    if not body or body[-1] not in found.sentence_ends:
+        return "no_sentence_end"
+    words = [t for t in body if t[:1].isalnum()]
+    if not words or words[-1] in found.never_last:
+        return "open_end"
+    if any(t in found.never_inside for t in body):
+        return "lead_in"
+    found_verbs = [w for before, w in zip(["", *words], words, strict=False)
+                   if w in verbs and before != found.infinitive_marker]
+    if not found_verbs:
+        return "no_verb"
+    if all(w in found.modals for w in found_verbs) and len(found_verbs) < 2:
+        return "modal_alone"
+    if len(set(found_verbs)) < len(found_verbs):  # "Was ist der Chef ist ein Mensch."
+        return "verb_twice"
+    nouns = [spelling(w)[:1].isupper() for w in words]
+    if any(a and b for a, b in itertools.pairwise(nouns)):  # "Himmel Niederlage"
+        return "nouns_in_a_row"
+    return ""
