@@ -85,7 +85,7 @@ def searched(sentences, keyword, budget=0.2):
 
 def test_the_search_answers_with_a_whole_phrase_when_one_can_be_made():
     fragments = ["In der großen Stadt.", "Aus der großen Stadt."] * 5
-    found, tokens, check = searched(GERMAN + fragments + ["Die Stadt ist groß."], "stadt")
+    found, _, check = searched(GERMAN + fragments + ["Die Stadt ist groß."], "stadt")
     assert found.whole and check(found.tokens) == ""
     assert found.rejected.get("no_verb", 0) > 0  # the fragments were made, and passed over
 
