@@ -40,6 +40,8 @@ def spelling(word: str) -> str:
     ("Man kann Liebe.", "modal_alone"),
     ("Was ist der Chef ist ein Mensch.", "verb_twice"),
     ("Der Mensch ist vom Himmel Niederlage.", "nouns_in_a_row"),
+    ("Der Chef die ganze Liebe ist.", "late_verb"),       # two nouns before the verb
+    ("Der Chef ist die ganze Liebe.", ""),
 ])
 def test_german_whole_phrases_and_fragments_on_a_table(text, why):
     assert fragment(tokenize(text, "de"), rules("de"), VERBS, spelling) == why

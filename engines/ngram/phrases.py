@@ -8,7 +8,8 @@ checks: a reply ends at a sentence end, not on an article, preposition or conjun
 no colon or comma (a label, a lead-in, spliced clauses), and has a verb: a word the corpus
 has right after a subject pronoun ("es gibt", "man kann") that is no closed-class word, not
 an infinitive after "zu", and not a modal verb without a second verb; no verb twice, no two
-nouns in a row (German nouns are capitalised: `spelling` knows how a word is written).
+nouns in a row (German nouns are capitalised: `spelling` knows how a word is written), and
+the verb no later than after the first noun (German puts it second, or last after "wenn"...).
 """
 
 from __future__ import annotations
@@ -98,4 +99,6 @@ def fragment(tokens: Sequence[str], found: PhraseRules, verbs: frozenset[str],
     nouns = [spelling(w)[:1].isupper() for w in words]
     if any(a and b for a, b in itertools.pairwise(nouns)):  # "Himmel Niederlage"
         return "nouns_in_a_row"
+    if sum(nouns[: words.index(found_verbs[0])]) > 1:  # "Katzen die ganze Körper sind."
+        return "late_verb"
     return ""
