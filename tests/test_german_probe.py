@@ -13,7 +13,7 @@ import pytest
 
 from engines import corpora
 from engines.ngram.tokens import tokenize
-from tests.test_german_corpus import started, table  # noqa: F401 (a fixture)
+from tests.test_german_corpus import started, table  # noqa: F401 (table: a fixture)
 
 TEXT = """Der Arzt sagte, dass er morgen kommt. Die Ärztin sagte, dass sie heute kommt.
 Der Lehrer sagte, dass er müde ist. Sie sagte, dass es regnet.
@@ -47,12 +47,12 @@ def kneser_ney_trigram(sentences: list[list[str]]):
         return 0.0 if count == 0 else d[min(count, 3) - 1]
 
     def p(word: str, context: tuple[str, ...]) -> float:
-        table, d = levels[len(context)]
+        counts, d = levels[len(context)]
         if not context:
-            total = sum(table.values())
-            gamma = sum(cut(c, d) for c in table.values()) / total
-            return (table[word] - cut(table[word], d)) / total + gamma / (len(vocab) - 1)
-        seen = {g: c for g, c in table.items() if g[:-1] == context}
+            total = sum(counts.values())
+            gamma = sum(cut(c, d) for c in counts.values()) / total
+            return (counts[word] - cut(counts[word], d)) / total + gamma / (len(vocab) - 1)
+        seen = {g: c for g, c in counts.items() if g[:-1] == context}
         lower = p(word, context[1:])
         if not seen:
             return lower
@@ -64,8 +64,9 @@ def kneser_ney_trigram(sentences: list[list[str]]):
     return p
 
 
-async def test_the_german_gender_pair_gets_both_probabilities_from_the_counts(table):
-    tmp_path, lang = table, "de"
+@pytest.mark.usefixtures("table")  # the lecture excerpt as the only installed German corpus
+async def test_the_german_gender_pair_gets_both_probabilities_from_the_counts(tmp_path):
+    lang = "de"
     folder = tmp_path / "texte"
     folder.mkdir()
     (folder / "arzt.txt").write_text(TEXT, encoding="utf-8")
