@@ -143,6 +143,18 @@ class LanguageModel:
             weight *= backoff[k - 1][rows[k - 1]]
         return weight * prob[0][word]
 
+    def unseen(self, tokens: Sequence[int]) -> int:
+        """How many n-grams of `<s> tokens </s>` (each word and </s> with as much context as
+        the order and the sentence allow) the model does not hold: where it backed off."""
+        history, missing = [BOS], 0
+        for word in [*tokens, EOS]:
+            rows = self._context_rows(history)
+            wanted = min(len(history), self.order - 1)
+            if len(rows) < wanted or (wanted and self._row(wanted, rows[-1], word) < 0):
+                missing += 1
+            history.append(word)
+        return missing
+
     def score(self, sentences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """log10 p of every predicted token (each word and </s>; <s> is the first context), and
         which of them are out of the vocabulary. Vectorised over the whole corpus."""
@@ -170,13 +182,14 @@ class LanguageModel:
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def sample(self, context: Sequence[int], rng: random.Random) -> int:
+    def sample(self, context: Sequence[int], rng: random.Random, seen: bool = False) -> int:
         """One word drawn from p(. | context), never <s> or <unk>. Exact: with the mass of the
-        seen continuations pick one of them, else back off to the shorter context."""
+        seen continuations pick one of them, else back off to the shorter context. `seen`: only
+        back off where the longest context has no continuation (what the corpus says next)."""
         rows = self._context_rows(context)[: self.order - 1]
         for k in range(len(rows), 0, -1):
             words, mass = self._followers_of(k, rows[k - 1])
-            if mass and rng.random() < mass[-1]:
+            if mass and (seen or rng.random() < mass[-1]):
                 pick = bisect.bisect_right(mass, rng.random() * mass[-1])
                 word = words[min(pick, len(mass) - 1)]
                 if word != UNK:

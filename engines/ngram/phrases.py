@@ -9,7 +9,8 @@ no colon or comma (a label, a lead-in, spliced clauses), and has a verb: a word 
 has right after a subject pronoun ("es gibt", "man kann") that is no closed-class word, not
 an infinitive after "zu", and not a modal verb without a second verb; no verb twice, no two
 nouns in a row (German nouns are capitalised: `spelling` knows how a word is written), and
-the verb no later than after the first noun (German puts it second, or last after "wenn"...).
+the verb no later than after the first noun (German puts it second, or last after "wenn"...),
+no start on "und" or "aber".
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class PhraseRules:
     never_inside: frozenset[str]
     function_words: frozenset[str]
     never_last: frozenset[str]
+    never_first: frozenset[str]
+    subordinators: frozenset[str]
+    max_words: int
+    max_unseen: int
     subjects: tuple[str, ...]
     infinitive_marker: str
     modals: frozenset[str]
@@ -53,24 +58,33 @@ def rules(lang: str) -> PhraseRules | None:
         data = tomllib.load(f)
     return PhraseRules(frozenset(data["sentence_ends"]), frozenset(data["never_inside"]),
                        frozenset(data["function_words"].split()),
-                       frozenset(data["never_last"].split()), tuple(data["subjects"]),
+                       frozenset(data["never_last"].split()),
+                       frozenset(data["never_first"].split()),
+                       frozenset(data["subordinators"].split()), data["max_words"],
+                       data["max_unseen"],
+                       tuple(data["subjects"]),
                        data["infinitive_marker"], frozenset(data["modals"].split()))
 
 
 _verbs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its verbs
 
 
-def verbs(model: LanguageModel, vocab: Vocab, found: PhraseRules,
+def verbs(forward: LanguageModel, backward: LanguageModel, vocab: Vocab, found: PhraseRules,
           spelling: Callable[[str], str]) -> frozenset[str]:
-    """The words `model` has seen right after MIN_SUBJECTS subject pronouns or more, written
-    in lower case and no closed-class words ("liebe" follows "ich", but is mostly "Liebe").
-    Kept per model: a re-estimated model gets its own."""
-    known = _verbs.get(model)
+    """The words seen right after MIN_SUBJECTS subject pronouns or more ("ich kann", "man
+    kann", "er kann") and right before two or more ("kann ich", "kann man": German inverts
+    subject and verb), written in lower case, no closed-class words. Adverbs pass the first
+    test ("man selten") and mostly fail the second. Kept per model: a re-estimated model gets
+    its own."""
+    known = _verbs.get(forward)
     if known is None:
         ids = [vocab.ids[s] for s in found.subjects if s in vocab.ids]
-        seen = Counter(w for i in ids if i < model.vocab_size for w in model.followers(i))
-        words = (vocab.words[w] for w, n in seen.items() if n >= MIN_SUBJECTS)
-        known = _verbs[model] = frozenset(
+        ids = [i for i in ids if i < forward.vocab_size]
+        after = Counter(w for i in ids for w in forward.followers(i))
+        before = Counter(w for i in ids for w in backward.followers(i))
+        words = (vocab.words[w] for w, n in after.items()
+                 if n >= MIN_SUBJECTS and before[w] >= MIN_SUBJECTS - 1)
+        known = _verbs[forward] = frozenset(
             w for w in words if w not in found.function_words and spelling(w)[:1].islower())
     return known
 
@@ -86,6 +100,10 @@ def fragment(tokens: Sequence[str], found: PhraseRules, verbs: frozenset[str],
     words = [t for t in body if t[:1].isalnum()]
     if not words or words[-1] in found.never_last:
         return "open_end"
+    if words[0] in found.never_first:
+        return "open_start"
+    if len(words) > found.max_words:
+        return "run_on"
     if any(t in found.never_inside for t in body):
         return "lead_in"
     found_verbs = [w for before, w in zip(["", *words], words, strict=False)
@@ -101,4 +119,15 @@ def fragment(tokens: Sequence[str], found: PhraseRules, verbs: frozenset[str],
         return "nouns_in_a_row"
     if sum(nouns[: words.index(found_verbs[0])]) > 1:  # "Katzen die ganze Körper sind."
         return "late_verb"
+    return _clause_order(words, found_verbs, found)
+
+
+def _clause_order(words: list[str], found_verbs: list[str], found: PhraseRules) -> str:
+    """A clause that starts with "wenn", "weil"... ends with its verb ("Wenn ein Freund ist eine
+    Zier." does not); a main clause has its modal before the other verb ("Wir werden kann.")."""
+    if words[0] in found.subordinators:
+        return "" if words[-1] in found_verbs else "clause_order"
+    if len(found_verbs) > 1 and found_verbs[-1] in found.modals:
+        return "clause_order"
+    return ""
     return ""

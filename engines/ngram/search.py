@@ -11,7 +11,8 @@ vergebens"), so FLUENCY_WEIGHT times the candidate's bits per token is taken off
 sentences about the keywords, the fluent ones win. Candidates that echo the message, quote
 training text at length, have fewer than MIN_WORDS words or are malformed (stray symbols,
 unbalanced quotes) are thrown away. Where the language has rules for whole phrases
-(engines/ngram/phrases.py), a fragment is the answer only when no whole phrase was found.
+(engines/ngram/phrases.py), a fragment is the answer only when no whole phrase was found, and
+then the one nearest to a whole phrase (the lowest tier).
 """
 
 from __future__ import annotations
@@ -44,8 +45,13 @@ class Search:
     max_tokens: int
     rng: random.Random = field(default_factory=random.Random)
     words: Sequence[str] = ()  # the vocabulary, to check punctuation; empty: no such check
-    # why a candidate is no whole phrase of its language ("" if it is one); None: no such check
-    fragment: Callable[[list[int]], str] | None = None
+    # How far a candidate is from a whole phrase of its language, and why: (0, "") for a whole
+    # phrase, higher tiers for worse ones; None: no such check
+    fragment: Callable[[list[int]], tuple[int, str]] | None = None
+    # Every other candidate grows only by what the corpus has after its last words (no backing
+    # off to shorter contexts while there is a continuation): fewer pieces joined that never
+    # stood together, which whole-phrase rules reward. False: all candidates sample exactly.
+    seen_half: bool = False
 
 
 @dataclass
@@ -60,8 +66,9 @@ class Found:
     stopped: str = ""  # "budget" or "max_candidates"
     elapsed_s: float = 0.0
     last_start_s: float = 0.0  # when the last candidate was begun, from the search's start
-    whole: bool = True  # False: no whole phrase was found, `tokens` is the best fragment
-    fragment: tuple[list[int] | None, float] = (None, -math.inf)  # the best fragment so far
+    tier: int = 0  # of `tokens`: 0 a whole phrase, more: the best of what was found
+    # the best candidate so far of each tier past 0 (tokens, score)
+    fallbacks: dict[int, tuple[list[int], float]] = field(default_factory=dict)
 
 
 def search(s: Search, message: Sequence[int], keywords: Sequence[int]) -> Found:
@@ -77,11 +84,12 @@ def search(s: Search, message: Sequence[int], keywords: Sequence[int]) -> Found:
             break
         found.last_start_s = now
         found.tried += 1
-        _consider(s, found, _grow(s, keywords), message)
+        seen = s.seen_half and found.tried % 2 == 0
+        _consider(s, found, _grow(s, keywords, seen), message)
     found.elapsed_s = time.monotonic() - started
-    if found.tokens is None and found.fragment[0] is not None:
-        found.tokens, found.score = found.fragment  # a small corpus may have no whole phrase
-        found.whole = False
+    if found.tokens is None and found.fallbacks:  # a small corpus may have no whole phrase
+        found.tier = min(found.fallbacks)
+        found.tokens, found.score = found.fallbacks[found.tier]
     return found
 
 
@@ -90,10 +98,10 @@ def _consider(s: Search, found: Found, candidate: list[int], message: Sequence[i
     if why:
         found.rejected[why] = found.rejected.get(why, 0) + 1
         return
-    partial = s.fragment(candidate) if s.fragment is not None else ""
-    if partial:  # kept in case no whole phrase turns up; not scored once one has
+    tier, partial = s.fragment(candidate) if s.fragment is not None else (0, "")
+    if tier:  # kept in case no whole phrase turns up; not scored once a better tier has one
         found.rejected[partial] = found.rejected.get(partial, 0) + 1
-        if found.tokens is not None:
+        if found.tokens is not None or any(t < tier for t in found.fallbacks):
             return
     per_token = _bits(s.forward, candidate, None) / (len(candidate) + 1)
     if found.keywords:
@@ -101,9 +109,9 @@ def _consider(s: Search, found: Found, candidate: list[int], message: Sequence[i
         score = keyword_bits - FLUENCY_WEIGHT * per_token
     else:  # nothing to be about: the most fluent candidate
         score = -per_token
-    if partial:
-        if score > found.fragment[1]:
-            found.fragment = candidate, score
+    if tier:
+        if score > found.fallbacks.get(tier, (None, -math.inf))[1]:
+            found.fallbacks[tier] = candidate, score
     elif score > found.score:
         found.tokens, found.score = candidate, score
 
@@ -124,17 +132,17 @@ def _rejection(s: Search, candidate: list[int], message: Sequence[int]) -> str:
     return ""
 
 
-def _grow(s: Search, keywords: Sequence[int]) -> list[int]:
+def _grow(s: Search, keywords: Sequence[int], seen: bool = False) -> list[int]:
     """A sentence around one keyword (or from the start, without keywords)."""
     if not keywords:
-        return _extend(s.forward, [BOS], s)[1:]
-    sentence = _extend(s.forward, [s.rng.choice(keywords)], s)
-    return _extend(s.backward, sentence[::-1], s)[::-1]
+        return _extend(s.forward, [BOS], s, seen)[1:]
+    sentence = _extend(s.forward, [s.rng.choice(keywords)], s, seen)
+    return _extend(s.backward, sentence[::-1], s, seen)[::-1]
 
 
-def _extend(model: LanguageModel, tokens: list[int], s: Search) -> list[int]:
+def _extend(model: LanguageModel, tokens: list[int], s: Search, seen: bool) -> list[int]:
     while len(tokens) < s.max_tokens:
-        word = model.sample(tokens, s.rng)
+        word = model.sample(tokens, s.rng, seen)
         if word == EOS:
             break
         tokens.append(word)
