@@ -11,8 +11,9 @@ longer contexts that did not match.
 The bot asks one token at a time (the reply search samples and scores word by word), and a
 numpy call costs about a microsecond whatever its size, so the scalar paths keep what they
 looked up: the rows of each context seen (a reply search revisits the same few contexts
-thousands of times), each context's continuations as plain lists for sampling, and memoryviews
-of the arrays, whose items are Python numbers without numpy's scalar overhead. A model is never
+thousands of times), each context's continuations as plain lists for sampling, memoryviews
+of the arrays, whose items are Python numbers without numpy's scalar overhead, and where each
+context's continuations start, so a lookup is a `bisect` over those few keys alone. A model is never
 changed once estimated (learning estimates a new one), so nothing cached goes stale.
 """
 
@@ -21,12 +22,25 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from engines.ngram.vocab import BOS, EOS, UNK
 
 CACHE_ENTRIES = 50_000  # per cache and model; a full cache is emptied and filled anew
+
+
+@dataclass
+class _Views:
+    """The arrays as memoryviews (items read as Python numbers), per order, and where each
+    context's continuations begin in the next order (`starts[k][row]`, one past the last row
+    at the end): a lookup searches only its context's few continuations."""
+
+    keys: list[memoryview]
+    prob: list[memoryview]
+    backoff: list[memoryview]
+    starts: list[memoryview]
 
 
 class LanguageModel:
@@ -42,7 +56,7 @@ class LanguageModel:
         self._unigram_cdf: np.ndarray | None = None
         self._rows_of: dict[tuple[int, ...], list[int]] = {}  # context tail -> its rows
         self._followers: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
-        self._views: tuple[list[memoryview], list[memoryview], list[memoryview]] | None = None
+        self._views: _Views | None = None
 
     def add_order(self, keys: np.ndarray, uninterp: np.ndarray, prob: np.ndarray) -> None:
         self.keys.append(keys)
@@ -74,23 +88,32 @@ class LanguageModel:
 
     def _row(self, k: int, context_row: int, word: int) -> int:
         """Scalar `step`: the row in order k+1 of (context row in order k, word), or -1."""
-        keys, views = self.keys[k], self._memoryviews()[0][k]
+        views = self._memoryviews()
+        keys, starts = views.keys[k], views.starts[k]
+        lo, hi = starts[context_row], starts[context_row + 1]  # the context's continuations
         wanted = context_row * self.vocab_size + word
-        at = keys.searchsorted(wanted)
-        return at if at < len(views) and views[at] == wanted else -1
+        at = bisect.bisect_left(keys, wanted, lo, hi)
+        return at if at < hi and keys[at] == wanted else -1
 
-    def _memoryviews(self) -> tuple[list[memoryview], list[memoryview], list[memoryview]]:
-        """(keys, prob, backoff) per order, as memoryviews: items read as Python numbers."""
+    def prepare(self) -> None:
+        """Build what the scalar lookups use (estimation calls it once the model is done)."""
+        self._memoryviews()
+
+    def _memoryviews(self) -> _Views:
         if self._views is None:
-            self._views = tuple([memoryview(np.ascontiguousarray(a)) for a in arrays]
-                                for arrays in (self.keys, self.prob, self.backoff))
+            starts = [memoryview(np.zeros(1, np.int64))]  # order 1 has no context
+            for k in range(1, self.order):
+                contexts = np.arange(len(self.keys[k - 1]) + 1, dtype=np.int64)
+                starts.append(memoryview(np.searchsorted(self.keys[k], contexts * self.vocab_size)))
+            self._views = _Views(*([memoryview(np.ascontiguousarray(a)) for a in arrays]
+                                   for arrays in (self.keys, self.prob, self.backoff)), starts)
         return self._views
 
     def _context_rows(self, context: Sequence[int]) -> list[int]:
         """Rows of the context's suffixes, shortest first, up to the first that is not held."""
         if self.order == 1:
             return []
-        tail = tuple(context[max(len(context) - self.order + 1, 0):])
+        tail = tuple(context[1 - self.order:]) if len(context) >= self.order else tuple(context)
         found = self._rows_of.get(tail)
         if found is None:
             found = self._look_up_context(tail)
@@ -111,9 +134,8 @@ class LanguageModel:
 
     def _continuations(self, k: int, row: int) -> slice:
         """The slice of order k+1 whose n-grams extend row `row` of order k."""
-        keys, size = self.keys[k], self.vocab_size
-        return slice(int(np.searchsorted(keys, row * size)),
-                     int(np.searchsorted(keys, (row + 1) * size)))
+        starts = self._memoryviews().starts[k]
+        return slice(starts[row], starts[row + 1])
 
     # -- probabilities ----------------------------------------------------------------------
 
@@ -132,16 +154,19 @@ class LanguageModel:
     def prob_of(self, context: Sequence[int], word: int) -> float:
         """p(word | context): the longest n-gram the model holds, times the backoff weights of
         the longer contexts that did not continue with `word`."""
-        word = word if word < self.vocab_size else UNK
-        _, prob, backoff = self._memoryviews()
+        size = self.vocab_size
+        word = word if word < size else UNK
+        views = self._views or self._memoryviews()
         rows = self._context_rows(context)
         weight = 1.0
-        for k in range(len(rows), 0, -1):
-            found = self._row(k, rows[k - 1], word)
-            if found >= 0:
-                return weight * prob[k][found]
-            weight *= backoff[k - 1][rows[k - 1]]
-        return weight * prob[0][word]
+        for k in range(len(rows), 0, -1):  # `_row` inlined: this is the bot's hottest loop
+            row, keys, starts = rows[k - 1], views.keys[k], views.starts[k]
+            hi, wanted = starts[row + 1], row * size + word
+            at = bisect.bisect_left(keys, wanted, starts[row], hi)
+            if at < hi and keys[at] == wanted:
+                return weight * views.prob[k][at]
+            weight *= views.backoff[k - 1][row]
+        return weight * views.prob[0][word]
 
     def unseen(self, tokens: Sequence[int]) -> int:
         """How many n-grams of `<s> tokens </s>` (each word and </s> with as much context as
