@@ -53,7 +53,7 @@ class LanguageModel:
         self.backoff: list[np.ndarray] = []
         self.discounts: list[tuple[float, float, float]] = []
         self.fallback: list[bool] = []
-        self._unigram_cdf: np.ndarray | None = None
+        self._unigram_cdf: list[float] | None = None
         self._rows_of: dict[tuple[int, ...], list[int]] = {}  # context tail -> its rows
         self._followers: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
         self._views: _Views | None = None
@@ -121,12 +121,13 @@ class LanguageModel:
         return found
 
     def _look_up_context(self, tail: tuple[int, ...]) -> list[int]:
-        tail = tuple(w if w < self.vocab_size else UNK for w in tail)
+        if tail and max(tail) >= self.vocab_size:
+            tail = tuple(w if w < self.vocab_size else UNK for w in tail)
         found: list[int] = []
         for length in range(1, len(tail) + 1):
             row = tail[-length]  # a unigram's row is its id; longer ones extend their prefix
-            for k, word in enumerate(tail[len(tail) - length + 1 :], start=1):
-                row = self._row(k, row, word)
+            for k in range(1, length):
+                row = self._row(k, row, tail[k - length])
                 if row < 0:
                     return found
             found.append(row)
@@ -240,11 +241,11 @@ class LanguageModel:
         if self._unigram_cdf is None:
             p = self.prob[0].copy()
             p[[UNK, BOS]] = 0.0
-            self._unigram_cdf = np.cumsum(p)
+            self._unigram_cdf = np.cumsum(p).tolist()
         cdf = self._unigram_cdf
         if cdf[-1] <= 0:
             return EOS
-        return int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+        return bisect.bisect_right(cdf, rng.random() * cdf[-1])
 
 
 def _remember(cache: dict, key, value) -> None:
