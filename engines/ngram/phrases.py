@@ -56,14 +56,19 @@ def rules(lang: str) -> PhraseRules | None:
         return None
     with path.open("rb") as f:
         data = tomllib.load(f)
-    return PhraseRules(frozenset(data["sentence_ends"]), frozenset(data["never_inside"]),
-                       frozenset(data["function_words"].split()),
-                       frozenset(data["never_last"].split()),
-                       frozenset(data["never_first"].split()),
-                       frozenset(data["subordinators"].split()), data["max_words"],
-                       data["max_unseen"],
-                       tuple(data["subjects"]),
-                       data["infinitive_marker"], frozenset(data["modals"].split()))
+
+    def words(key: str) -> frozenset[str]:  # a list, or words separated by whitespace
+        value = data[key]
+        return frozenset(value.split() if isinstance(value, str) else value)
+
+    return PhraseRules(
+        sentence_ends=words("sentence_ends"), never_inside=words("never_inside"),
+        function_words=words("function_words"), never_last=words("never_last"),
+        never_first=words("never_first"), subordinators=words("subordinators"),
+        max_words=int(data["max_words"]), max_unseen=int(data["max_unseen"]),
+        subjects=tuple(data["subjects"]), infinitive_marker=data["infinitive_marker"],
+        modals=words("modals"),
+    )
 
 
 _verbs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its verbs
