@@ -44,8 +44,7 @@ def spelling(word: str) -> str:
     ("Der Chef die ganze Liebe ist.", "late_verb"),       # two nouns before the verb
     ("Der Chef ist die ganze Liebe.", ""),
     ("Und der Mann geht.", "open_start"),
-    ("Wenn ein Freund ist eine Zier.", "clause_order"),  # "wenn" puts the verb last
-    ("Wenn der Mann kommt.", ""),
+    ("Wenn der Mann kommt.", "open_start"),             # a subordinate clause alone
     ("Wir kaufen kann.", "clause_order"),                # a main clause's modal comes first
     ("Es ist ein Mann und ein Chef und ein Freund und ein Buch.", "run_on"),
 ])

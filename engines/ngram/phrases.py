@@ -9,8 +9,8 @@ no colon or comma (a label, a lead-in, spliced clauses), and has a verb: a word 
 has right after a subject pronoun ("es gibt", "man kann") that is no closed-class word, not
 an infinitive after "zu", and not a modal verb without a second verb; no verb twice, no two
 nouns in a row (German nouns are capitalised: `spelling` knows how a word is written), and
-the verb no later than after the first noun (German puts it second, or last after "wenn"...),
-no start on "und" or "aber".
+the verb no later than after the first noun (German puts it second) and a modal before the
+other verb, no start on "und" or "wenn" (half of something, or a subordinate clause alone).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ class PhraseRules:
     function_words: frozenset[str]
     never_last: frozenset[str]
     never_first: frozenset[str]
-    subordinators: frozenset[str]
     max_words: int
     max_unseen: int
     subjects: tuple[str, ...]
@@ -64,7 +63,7 @@ def rules(lang: str) -> PhraseRules | None:
     return PhraseRules(
         sentence_ends=words("sentence_ends"), never_inside=words("never_inside"),
         function_words=words("function_words"), never_last=words("never_last"),
-        never_first=words("never_first"), subordinators=words("subordinators"),
+        never_first=words("never_first"),
         max_words=int(data["max_words"]), max_unseen=int(data["max_unseen"]),
         subjects=tuple(data["subjects"]), infinitive_marker=data["infinitive_marker"],
         modals=words("modals"),
@@ -124,15 +123,7 @@ def fragment(tokens: Sequence[str], found: PhraseRules, verbs: frozenset[str],
         return "nouns_in_a_row"
     if sum(nouns[: words.index(found_verbs[0])]) > 1:  # "Katzen die ganze Körper sind."
         return "late_verb"
-    return _clause_order(words, found_verbs, found)
-
-
-def _clause_order(words: list[str], found_verbs: list[str], found: PhraseRules) -> str:
-    """A clause that starts with "wenn", "weil"... ends with its verb ("Wenn ein Freund ist eine
-    Zier." does not); a main clause has its modal before the other verb ("Wir werden kann.")."""
-    if words[0] in found.subordinators:
-        return "" if words[-1] in found_verbs else "clause_order"
-    if len(found_verbs) > 1 and found_verbs[-1] in found.modals:
-        return "clause_order"
+    if len(found_verbs) > 1 and found_verbs[-1] in found.modals:  # "Wir werden kann."
+        return "clause_order"  # a main clause has its modal before the other verb
     return ""
     return ""
