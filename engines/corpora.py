@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.ngram import german
+from engines import german
 
 SOURCES_FILE = Path(__file__).with_name("corpora.toml")
 ENGINES_DIR = Path(__file__).parent

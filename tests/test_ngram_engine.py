@@ -109,6 +109,41 @@ async def test_a_model_from_the_snapshot_equals_the_one_built_from_the_corpora(t
     assert (await reply(reloaded, "Do you like computers?")).trace["text"]
 
 
+async def test_learning_many_messages_estimates_the_models_a_few_times_not_once_each(tmp_path):
+    engine = await started(tmp_path, TWENTY_WORDS, estimate_every=60.0)
+    german = engine.languages["de"]
+    before, tokens = german.estimations, german.tokens
+    for i in range(30):
+        await engine.learn(f"Der Zauberer Nummer {i} kocht heute Suppe.", "de")
+    await engine.settle()
+    # the first message right away, the other 29 in one estimation that settle() asked for
+    assert german.estimations - before <= 2
+    assert german.tokens - tokens == 30 * 8  # every message counted: 7 words and the period
+    after = dict(await engine.next_words("Der Zauberer Nummer 7 kocht heute", "de", 3))
+    assert max(after, key=after.get) == "Suppe"
+    language = engine.languages["de"]
+    vocab = language.corpus.vocab
+    model = language.models.forward
+    assert model.prob_of(vocab.encode(["zauberer", "nummer"]), vocab.ids["29"]) > 0.01
+
+
+async def test_learned_text_reaches_the_models_by_itself_within_the_interval(tmp_path):
+    engine = await started(tmp_path, TWENTY_WORDS, estimate_every=0.05)
+
+    async def likeliest() -> list[str]:
+        return [w for w, _ in await engine.next_words("KI für alle ist sehr", "de", 1)]
+
+    await engine.learn("KI für alle ist sehr interessant.", "de")
+    await engine.learn("KI für alle ist sehr interessant.", "de")
+    for _ in range(200):  # no settle(): the background estimation does it (bounded wait)
+        if await likeliest() == ["interessant"]:
+            break
+        await asyncio.sleep(0.05)
+    assert await likeliest() == ["interessant"]
+    assert engine.languages["de"].estimations <= 3  # start, then at most two for two messages
+    await engine.close()
+
+
 async def test_relearn_requests_coalesce_into_at_most_two_rebuilds(tmp_path):
     engine = await started(tmp_path, ["the cat sat on the mat", "a dog sat on a log"])
     rebuilds, running = 0, asyncio.Event()

@@ -99,6 +99,30 @@ def test_probabilities_sum_to_one_over_the_vocabulary_for_random_contexts(order)
         if word != BOS:
             assert model.prob_of(context, word) == pytest.approx(p[word], rel=1e-9)
 
+def test_cached_lookups_and_samples_equal_uncached_ones(monkeypatch):
+    """The scalar paths keep what they looked up; a cache that fills up is emptied. Whatever
+    the cache holds, probabilities are the full distribution's and samples follow the
+    continuations' masses exactly as a fresh model draws them."""
+    from engines.ngram import model as model_module
+
+    rng = random.Random(11)
+    corpus = random_corpus(rng, 25, 300)
+    contexts = [[BOS, *[rng.randrange(28) for _ in range(rng.randint(0, 3))]] for _ in range(60)]
+    _, fresh = train(corpus, 3)
+    expected = [fresh.distribution(c) for c in contexts]
+    draws = [fresh.sample(c, random.Random(i)) for i, c in enumerate(contexts)]
+    monkeypatch.setattr(model_module, "CACHE_ENTRIES", 7)
+    _, cached = train(corpus, 3)
+    for _ in range(3):  # cold, warm, and after the small caches were emptied on the way
+        for i, context in enumerate(contexts):
+            for word in (EOS, UNK, 5, 17, 200):  # 200: past the vocabulary, so <unk>
+                known = word if word < len(expected[i]) else UNK
+                assert cached.prob_of(context, word) == pytest.approx(expected[i][known],
+                                                                      rel=1e-12)
+            assert cached.sample(context, random.Random(i)) == draws[i]
+    assert 0 < len(cached._rows_of) <= 7 and 0 < len(cached._followers) <= 7
+
+
 def test_corpus_scoring_agrees_with_single_lookups():
     rng = random.Random(7)
     vocab, model = train(random_corpus(rng, 20, 200), 3)

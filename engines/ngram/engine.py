@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ class NgramOptions:
     max_tokens: int = field(default=30, metadata={"min": 1})
     # a reply never repeats this many training tokens in a row
     max_copy: int = field(default=7, metadata={"min": 2})
+    # seconds between re-estimations while messages come in: each message is counted at once,
+    # the models (about 0.3 s to estimate with the corpora) follow at most this much later
+    estimate_every: float = field(default=2.0, metadata={"min": 0})
     corpora: bool = True  # train on the packaged corpora too, not only on the chat
     # per language, folders of text files to train on as well: { de = ["/srv/texte"] }
     corpus_dirs: dict[str, list[str]] = field(default_factory=dict)
@@ -49,6 +53,11 @@ class NgramEngine(Engine):
         self._inbox: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
         self._locks = {lang: asyncio.Lock() for lang in LANGUAGES}
         self._updates: set[asyncio.Task] = set()
+        # Learning: counted at once, estimated at most every `estimate_every` seconds.
+        self._stale = dict.fromkeys(LANGUAGES, False)  # counts newer than the models
+        self._estimators: dict[str, asyncio.Task | None] = dict.fromkeys(LANGUAGES)
+        self._estimated_at = dict.fromkeys(LANGUAGES, -float("inf"))
+        self._hurry = {lang: asyncio.Event() for lang in LANGUAGES}  # settle(): no more waiting
         self._relearning: asyncio.Task | None = None
         self._relearn_wanted = False
 
@@ -95,6 +104,7 @@ class NgramEngine(Engine):
                 await held.enter_async_context(lock)
             for inbox in self._inbox.values():
                 inbox.clear()  # stored before they were queued: the rebuild reads them
+            self._stale = dict.fromkeys(LANGUAGES, False)  # the rebuild estimates them all
             self.languages = await self._build()
 
     def info(self) -> EngineInfo:
@@ -129,25 +139,52 @@ class NgramEngine(Engine):
                                        continuations)
 
     async def learn(self, text: str, lang: str) -> None:
-        """Queue the message; counting and re-estimation run in a thread, one per language."""
+        """Queue the message: it is counted in a thread at once, and the models are estimated
+        again from the counts at most every `estimate_every` seconds (one estimation for any
+        number of messages meanwhile), so learning never queues behind whole re-estimations."""
         lang = lang if lang in self._inbox else self.ctx.default_lang
         self._inbox[lang].append(text)
-        task = asyncio.create_task(self._update(lang), name=f"ngram-learn-{lang}")
+        task = asyncio.create_task(self._count(lang), name=f"ngram-learn-{lang}")
         self._updates.add(task)
         task.add_done_callback(self._updates.discard)
 
-    async def _update(self, lang: str) -> None:
+    async def _count(self, lang: str) -> None:
         async with self._locks[lang]:
             texts, self._inbox[lang] = self._inbox[lang], []
-            if texts and lang in self.languages:
-                language = self.languages[lang]
-                await asyncio.to_thread(language.learn, texts)
-                await asyncio.to_thread(language.estimate)
+            if not texts or lang not in self.languages:
+                return
+            await asyncio.to_thread(self.languages[lang].learn, texts)
+            self._stale[lang] = True
+        if self._estimators[lang] is None:
+            self._estimators[lang] = asyncio.create_task(self._estimate_while_stale(lang),
+                                                         name=f"ngram-estimate-{lang}")
+
+    async def _estimate_while_stale(self, lang: str) -> None:
+        try:
+            while self._stale[lang]:
+                wait = self._estimated_at[lang] + self.options.estimate_every - time.monotonic()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._hurry[lang].wait(), wait)
+                async with self._locks[lang]:
+                    if not self._stale[lang]:  # a rebuild came first
+                        break
+                    self._stale[lang] = False
+                    await asyncio.to_thread(self.languages[lang].estimate)
+                    self._estimated_at[lang] = time.monotonic()
+        finally:
+            self._estimators[lang] = None
 
     async def settle(self) -> None:
-        """Wait until everything learned so far is in the models."""
-        while self._updates:
-            await asyncio.gather(*list(self._updates))
+        """Wait until everything learned so far is in the models (estimating them now)."""
+        for event in self._hurry.values():
+            event.set()
+        try:
+            while pending := [*self._updates, *filter(None, self._estimators.values())]:
+                await asyncio.gather(*pending)
+        finally:
+            for event in self._hurry.values():
+                event.clear()
 
     async def close(self) -> None:
         await self.settle()

@@ -73,6 +73,7 @@ def estimate(counts: NgramCounts, vocab_size: int, fallback: Discount = FALLBACK
         else:
             _higher_order(model, rows, adjusted, found)
     model.backoff.append(np.ones(len(model.prob[-1])))  # the highest order is no context
+    model.prepare()
     return model
 
 

@@ -37,6 +37,7 @@ class Language:
         self.guard = CopyGuard(copy_span)
         self.tokens = 0
         self.models: Models | None = None
+        self.estimations = 0  # how often models were estimated from the counts
         # Which corpora its base counts came from, and which would add to them (for /engines).
         self.found = Found([], [])
         # How often each spelling was seen inside a sentence: replies write "Filme", "KI".
@@ -61,6 +62,7 @@ class Language:
 
     def estimate(self) -> Models:
         forward, backward = self.corpus.models()
+        self.estimations += 1
         self.models = Models(forward, backward, CopyGuard(self.guard.span, self.guard.hashes),
                              self.tokens)
         return self.models

@@ -7,16 +7,45 @@ Each n-gram has its interpolated probability, the undiscounted-by-lower-orders p
 (`uninterp`, for exact sampling), and a backoff weight (1 where it is no context). Scoring
 follows KenLM: back off from the longest matching n-gram, multiplying in the backoffs of the
 longer contexts that did not match.
+
+The bot asks one token at a time (the reply search samples and scores word by word), and a
+numpy call costs about a microsecond whatever its size, so the scalar paths keep what they
+looked up: the rows of each context seen (a reply search revisits the same few contexts
+thousands of times), each context's continuations as plain lists for sampling, memoryviews
+of the arrays, whose items are Python numbers without numpy's scalar overhead, and where each
+context's continuations start, so a lookup is a `bisect` over those few keys alone. A model is never
+changed once estimated (learning estimates a new one), so nothing cached goes stale.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from engines.ngram.vocab import BOS, EOS, UNK
+
+CACHE_ENTRIES = 50_000  # per cache and model; a full cache is emptied and filled anew
+
+
+def _view(array: np.ndarray) -> memoryview:
+    """The array's items as Python numbers, read without numpy's per-call overhead."""
+    return memoryview(np.ascontiguousarray(array))  # type: ignore[arg-type]
+
+
+@dataclass
+class _Views:
+    """The arrays as memoryviews (items read as Python numbers), per order, and where each
+    context's continuations begin in the next order (`starts[k][row]`, one past the last row
+    at the end): a lookup searches only its context's few continuations."""
+
+    keys: list[memoryview]
+    prob: list[memoryview]
+    backoff: list[memoryview]
+    starts: list[memoryview]
 
 
 class LanguageModel:
@@ -29,7 +58,10 @@ class LanguageModel:
         self.backoff: list[np.ndarray] = []
         self.discounts: list[tuple[float, float, float]] = []
         self.fallback: list[bool] = []
-        self._unigram_cdf: np.ndarray | None = None
+        self._unigram_cdf: list[float] | None = None
+        self._rows_of: dict[tuple[int, ...], list[int]] = {}  # context tail -> its rows
+        self._followers: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
+        self._views: _Views | None = None
 
     def add_order(self, keys: np.ndarray, uninterp: np.ndarray, prob: np.ndarray) -> None:
         self.keys.append(keys)
@@ -61,21 +93,46 @@ class LanguageModel:
 
     def _row(self, k: int, context_row: int, word: int) -> int:
         """Scalar `step`: the row in order k+1 of (context row in order k, word), or -1."""
-        keys = self.keys[k]
+        views = self._memoryviews()
+        keys, starts = views.keys[k], views.starts[k]
+        lo, hi = starts[context_row], starts[context_row + 1]  # the context's continuations
         wanted = context_row * self.vocab_size + word
-        at = int(keys.searchsorted(wanted))
-        return at if at < len(keys) and keys[at] == wanted else -1
+        at = bisect.bisect_left(keys, wanted, lo, hi)
+        return at if at < hi and keys[at] == wanted else -1
+
+    def prepare(self) -> None:
+        """Build what the scalar lookups use (estimation calls it once the model is done)."""
+        self._memoryviews()
+
+    def _memoryviews(self) -> _Views:
+        if self._views is None:
+            starts = [_view(np.zeros(1, np.int64))]  # order 1 has no context
+            for k in range(1, self.order):
+                contexts = np.arange(len(self.keys[k - 1]) + 1, dtype=np.int64)
+                starts.append(_view(np.searchsorted(self.keys[k], contexts * self.vocab_size)))
+            self._views = _Views([_view(a) for a in self.keys], [_view(a) for a in self.prob],
+                                 [_view(a) for a in self.backoff], starts)
+        return self._views
 
     def _context_rows(self, context: Sequence[int]) -> list[int]:
         """Rows of the context's suffixes, shortest first, up to the first that is not held."""
-        tail = [w if w < self.vocab_size else UNK for w in context[len(context) - self.order + 1 :]]
-        if self.order == 1 or not tail:
+        if self.order == 1:
             return []
+        tail = tuple(context[1 - self.order:]) if len(context) >= self.order else tuple(context)
+        found = self._rows_of.get(tail)
+        if found is None:
+            found = self._look_up_context(tail)
+            _remember(self._rows_of, tail, found)
+        return found
+
+    def _look_up_context(self, tail: tuple[int, ...]) -> list[int]:
+        if tail and max(tail) >= self.vocab_size:
+            tail = tuple(w if w < self.vocab_size else UNK for w in tail)
         found: list[int] = []
         for length in range(1, len(tail) + 1):
             row = tail[-length]  # a unigram's row is its id; longer ones extend their prefix
-            for k, word in enumerate(tail[len(tail) - length + 1 :], start=1):
-                row = self._row(k, row, word)
+            for k in range(1, length):
+                row = self._row(k, row, tail[k - length])
                 if row < 0:
                     return found
             found.append(row)
@@ -83,9 +140,8 @@ class LanguageModel:
 
     def _continuations(self, k: int, row: int) -> slice:
         """The slice of order k+1 whose n-grams extend row `row` of order k."""
-        keys, size = self.keys[k], self.vocab_size
-        return slice(int(np.searchsorted(keys, row * size)),
-                     int(np.searchsorted(keys, (row + 1) * size)))
+        starts = self._memoryviews().starts[k]
+        return slice(starts[row], starts[row + 1])
 
     # -- probabilities ----------------------------------------------------------------------
 
@@ -102,13 +158,33 @@ class LanguageModel:
         return p
 
     def prob_of(self, context: Sequence[int], word: int) -> float:
-        """p(word | context), backing off from the longest n-gram the model holds."""
-        word = word if word < self.vocab_size else UNK
-        value = float(self.prob[0][word])
-        for k, row in enumerate(self._context_rows(context), start=1):
-            found = self._row(k, row, word)
-            value = float(self.prob[k][found]) if found >= 0 else value * self.backoff[k - 1][row]
-        return value
+        """p(word | context): the longest n-gram the model holds, times the backoff weights of
+        the longer contexts that did not continue with `word`."""
+        size = self.vocab_size
+        word = word if word < size else UNK
+        views = self._views or self._memoryviews()
+        rows = self._context_rows(context)
+        weight = 1.0
+        for k in range(len(rows), 0, -1):  # `_row` inlined: this is the bot's hottest loop
+            row, keys, starts = rows[k - 1], views.keys[k], views.starts[k]
+            hi, wanted = starts[row + 1], row * size + word
+            at = bisect.bisect_left(keys, wanted, starts[row], hi)
+            if at < hi and keys[at] == wanted:
+                return weight * views.prob[k][at]
+            weight *= views.backoff[k - 1][row]
+        return weight * views.prob[0][word]
+
+    def unseen(self, tokens: Sequence[int]) -> int:
+        """How many n-grams of `<s> tokens </s>` (each word and </s> with as much context as
+        the order and the sentence allow) the model does not hold: where it backed off."""
+        history, missing = [BOS], 0
+        for word in [*tokens, EOS]:
+            rows = self._context_rows(history)
+            wanted = min(len(history), self.order - 1)
+            if len(rows) < wanted or (wanted and self._row(wanted, rows[-1], word) < 0):
+                missing += 1
+            history.append(word)
+        return missing
 
     def score(self, sentences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """log10 p of every predicted token (each word and </s>; <s> is the first context), and
@@ -137,29 +213,50 @@ class LanguageModel:
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def sample(self, context: Sequence[int], rng: random.Random) -> int:
+    def sample(self, context: Sequence[int], rng: random.Random, seen: bool = False) -> int:
         """One word drawn from p(. | context), never <s> or <unk>. Exact: with the mass of the
-        seen continuations pick one of them, else back off to the shorter context."""
+        seen continuations pick one of them, else back off to the shorter context. `seen`: only
+        back off where the longest context has no continuation (what the corpus says next)."""
         rows = self._context_rows(context)[: self.order - 1]
         for k in range(len(rows), 0, -1):
-            seen = self._continuations(k, rows[k - 1])
-            mass = np.cumsum(self.uninterp[k][seen])
-            if len(mass) and rng.random() < mass[-1]:
-                pick = int(np.searchsorted(mass, rng.random() * mass[-1], side="right"))
-                word = int(self.keys[k][seen.start + min(pick, len(mass) - 1)] % self.vocab_size)
+            words, mass = self._followers_of(k, rows[k - 1])
+            if mass and (seen or rng.random() < mass[-1]):
+                pick = bisect.bisect_right(mass, rng.random() * mass[-1])
+                word = words[min(pick, len(mass) - 1)]
                 if word != UNK:
                     return word
         return self._sample_unigram(rng)
+
+    def followers(self, word: int) -> list[int]:
+        """The words seen right after `word` (bigrams held)."""
+        return self._followers_of(1, word)[0] if self.order > 1 else []
+
+    def _followers_of(self, k: int, row: int) -> tuple[list[int], list[float]]:
+        """The words seen after row `row` of order k, and the running sum of their
+        undiscounted-by-lower-orders probabilities."""
+        found = self._followers.get((k, row))
+        if found is None:
+            seen = self._continuations(k, row)
+            found = ((self.keys[k][seen] % self.vocab_size).tolist(),
+                     np.cumsum(self.uninterp[k][seen]).tolist())
+            _remember(self._followers, (k, row), found)
+        return found
 
     def _sample_unigram(self, rng: random.Random) -> int:
         if self._unigram_cdf is None:
             p = self.prob[0].copy()
             p[[UNK, BOS]] = 0.0
-            self._unigram_cdf = np.cumsum(p)
+            self._unigram_cdf = np.cumsum(p).tolist()
         cdf = self._unigram_cdf
         if cdf[-1] <= 0:
             return EOS
-        return int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+        return bisect.bisect_right(cdf, rng.random() * cdf[-1])
+
+
+def _remember(cache: dict, key, value) -> None:
+    if len(cache) >= CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
 
 
 def _padded(sentences: Sequence[Sequence[int]]):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from engines.ngram.keywords import keywords, nouns_first
 from engines.ngram.languages import Language
+from engines.ngram.phrases import fragment, rules, verbs
 from engines.ngram.search import Search, search
 from engines.ngram.tokens import detokenize, is_word, tokenize
 from engines.ngram.vocab import BOS, SPECIALS
@@ -28,13 +30,15 @@ def answer(
               if vocab.ids.get(w, models.forward.vocab_size) < models.forward.vocab_size]
     if language.lang == "de":
         chosen = nouns_first(chosen, language.spelling)
+    check = _fragment_check(language)
     setup = Search(models.forward, models.backward, models.guard, options.time_budget,
-                   options.max_tokens, rng, vocab.words)
+                   options.max_tokens, rng, vocab.words, check, seen_half=check is not None)
     found = search(setup, message, [vocab.ids[w] for w in chosen])
     trace = {
         "order": options.order, "lang": language.lang, "keywords": chosen,
         "candidates": found.tried, "rejected": found.rejected,
         "score": round(found.score, 3) if found.tokens else None,
+        "phrase_tier": found.tier if found.tokens else None,
         "scored_by": "keyword surprisal (bits)" if chosen else "fluency (-bits per token)",
         # milliseconds; the last start rounded down, so it stays below the budget it kept to
         "budget_ms": round(options.time_budget * 1000, 3),
@@ -45,6 +49,27 @@ def answer(
         return trace, None
     words = [language.spelling(w) for w in vocab.decode(found.tokens)]
     return trace, detokenize(words, language.lang)
+
+
+def _fragment_check(language: Language) -> Callable[[list[int]], tuple[int, str]] | None:
+    """Tier 0: a whole phrase by the language's rules, built from n-grams of the corpus (bar
+    a few); 1: whole by the rules, pieced together where the model backed off; 2: a fragment."""
+    found = rules(language.lang)
+    if found is None:
+        return None
+    vocab = language.corpus.vocab
+    models = language.models
+    known = verbs(models.forward, models.backward, vocab, found, language.spelling)
+
+    def check(ids: list[int]) -> tuple[int, str]:
+        why = fragment([vocab.words[i] for i in ids], found, known, language.spelling)
+        if why:
+            return 2, why
+        if models.forward.unseen(ids) > found.max_unseen:
+            return 1, "unseen_ngrams"
+        return 0, ""
+
+    return check
 
 
 def most_likely_next(language: Language, text: str, k: int) -> list[tuple[str, float]]:

@@ -10,7 +10,9 @@ bits per token). Pure surprisal favours keywords in odd places ("Wetter denk ben
 vergebens"), so FLUENCY_WEIGHT times the candidate's bits per token is taken off: among
 sentences about the keywords, the fluent ones win. Candidates that echo the message, quote
 training text at length, have fewer than MIN_WORDS words or are malformed (stray symbols,
-unbalanced quotes) are thrown away.
+unbalanced quotes) are thrown away. Where the language has rules for whole phrases
+(engines/ngram/phrases.py), a fragment is the answer only when no whole phrase was found, and
+then the one nearest to a whole phrase (the lowest tier).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engines.ngram.model import LanguageModel
@@ -43,6 +45,13 @@ class Search:
     max_tokens: int
     rng: random.Random = field(default_factory=random.Random)
     words: Sequence[str] = ()  # the vocabulary, to check punctuation; empty: no such check
+    # How far a candidate is from a whole phrase of its language, and why: (0, "") for a whole
+    # phrase, higher tiers for worse ones; None: no such check
+    fragment: Callable[[list[int]], tuple[int, str]] | None = None
+    # Every other candidate grows only by what the corpus has after its last words (no backing
+    # off to shorter contexts while there is a continuation): fewer pieces joined that never
+    # stood together, which whole-phrase rules reward. False: all candidates sample exactly.
+    seen_half: bool = False
 
 
 @dataclass
@@ -57,6 +66,9 @@ class Found:
     stopped: str = ""  # "budget" or "max_candidates"
     elapsed_s: float = 0.0
     last_start_s: float = 0.0  # when the last candidate was begun, from the search's start
+    tier: int = 0  # of `tokens`: 0 a whole phrase, more: the best of what was found
+    # the best candidate so far of each tier past 0 (tokens, score)
+    fallbacks: dict[int, tuple[list[int], float]] = field(default_factory=dict)
 
 
 def search(s: Search, message: Sequence[int], keywords: Sequence[int]) -> Found:
@@ -72,8 +84,12 @@ def search(s: Search, message: Sequence[int], keywords: Sequence[int]) -> Found:
             break
         found.last_start_s = now
         found.tried += 1
-        _consider(s, found, _grow(s, keywords), message)
+        seen = s.seen_half and found.tried % 2 == 0
+        _consider(s, found, _grow(s, keywords, seen), message)
     found.elapsed_s = time.monotonic() - started
+    if found.tokens is None and found.fallbacks:  # a small corpus may have no whole phrase
+        found.tier = min(found.fallbacks)
+        found.tokens, found.score = found.fallbacks[found.tier]
     return found
 
 
@@ -82,13 +98,21 @@ def _consider(s: Search, found: Found, candidate: list[int], message: Sequence[i
     if why:
         found.rejected[why] = found.rejected.get(why, 0) + 1
         return
+    tier, partial = s.fragment(candidate) if s.fragment is not None else (0, "")
+    if tier:  # kept in case no whole phrase turns up; not scored once a better tier has one
+        found.rejected[partial] = found.rejected.get(partial, 0) + 1
+        if found.tokens is not None or any(t < tier for t in found.fallbacks):
+            return
     per_token = _bits(s.forward, candidate, None) / (len(candidate) + 1)
     if found.keywords:
         keyword_bits = surprisal(s.forward, s.backward, candidate, set(found.keywords))
         score = keyword_bits - FLUENCY_WEIGHT * per_token
     else:  # nothing to be about: the most fluent candidate
         score = -per_token
-    if score > found.score:
+    if tier:
+        if score > found.fallbacks.get(tier, (None, -math.inf))[1]:
+            found.fallbacks[tier] = candidate, score
+    elif score > found.score:
         found.tokens, found.score = candidate, score
 
 
@@ -108,17 +132,17 @@ def _rejection(s: Search, candidate: list[int], message: Sequence[int]) -> str:
     return ""
 
 
-def _grow(s: Search, keywords: Sequence[int]) -> list[int]:
+def _grow(s: Search, keywords: Sequence[int], seen: bool = False) -> list[int]:
     """A sentence around one keyword (or from the start, without keywords)."""
     if not keywords:
-        return _extend(s.forward, [BOS], s)[1:]
-    sentence = _extend(s.forward, [s.rng.choice(keywords)], s)
-    return _extend(s.backward, sentence[::-1], s)[::-1]
+        return _extend(s.forward, [BOS], s, seen)[1:]
+    sentence = _extend(s.forward, [s.rng.choice(keywords)], s, seen)
+    return _extend(s.backward, sentence[::-1], s, seen)[::-1]
 
 
-def _extend(model: LanguageModel, tokens: list[int], s: Search) -> list[int]:
+def _extend(model: LanguageModel, tokens: list[int], s: Search, seen: bool) -> list[int]:
     while len(tokens) < s.max_tokens:
-        word = model.sample(tokens, s.rng)
+        word = model.sample(tokens, s.rng, seen)
         if word == EOS:
             break
         tokens.append(word)

@@ -1,14 +1,14 @@
 """Text <-> words: lower-cased words and punctuation marks, and back to readable text.
 
 English keeps the plain rule (words with inner apostrophes or hyphens, one mark at a time);
-German has its own (engines/ngram/german.py: abbreviations, ordinals, quotes, compounds).
+German has its own (engines/german.py: abbreviations, ordinals, quotes, compounds).
 """
 
 from __future__ import annotations
 
 import re
 
-from engines.ngram import german
+from engines import german
 
 # Raised whenever a change here gives other tokens: a snapshot counted with others is rebuilt.
 VERSION = 2
