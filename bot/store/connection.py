@@ -1,19 +1,26 @@
-"""The connection: opening the file, migrating it, and the four ways every section talks to it.
+"""The connection: opening the file, migrating it, and the ways every section talks to it.
 
 One connection per process, in WAL mode with a busy timeout, so the bot and a fine-tuning job
 (another process) can share the file. Writes that span several statements run in
 `BEGIN IMMEDIATE` transactions under an asyncio lock: one connection is shared by every chat's
 coroutine, and their statements must not interleave inside each other's transactions.
+
+Each await on the connection is a trip to aiosqlite's thread and back, and on the bot's path
+those trips, not SQLite, are what a message costs (bench/profile_router.txt). So the path a
+reply takes runs its reads as one function on that thread, and its writes as one transaction
+there (`_in_thread`, `_write_in_one_trip`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 
@@ -21,15 +28,49 @@ from bot.files import FILE_MODE, private_file
 from bot.store import migrations
 
 BUSY_TIMEOUT_MS = 10000
+T = TypeVar("T")
+
+
+@dataclass
+class CachedState:
+    """A chat's engine state as the engine last left it, and as it is stored (its JSON; ""
+    when no row exists), so that it is read once per process and written only when changed."""
+
+    value: dict[str, Any]
+    stored: str
 
 
 class Connection:
-    """The base of every section of the store: the connection and its lock."""
+    """The base of every section of the store: the connection, its lock, and the engine-state
+    cache that the sections which delete engine state (reset, /forget, retention) must drop."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self._states: dict[tuple[int, str], CachedState] = {}
+        # Bumped whenever cached state is dropped: a reply that read its state before then
+        # must not write that state back (it may hold what /forget just deleted).
+        self._state_epoch = 0
+
+    @contextlib.asynccontextmanager
+    async def _deleting_states(self, chat_id: int | None = None) -> AsyncIterator[None]:
+        """Around a write that deletes engine state (one chat's, or any chat's): the cache is
+        dropped before it (so that a reply already under way does not write its copy back after
+        it) and after it (so that nothing read in between stays cached)."""
+        self._drop_states(chat_id)
+        try:
+            yield
+        finally:
+            self._drop_states(chat_id)
+
+    def _drop_states(self, chat_id: int | None) -> None:
+        self._state_epoch += 1
+        if chat_id is None:
+            self._states.clear()
+        else:
+            for key in [key for key in self._states if key[0] == chat_id]:
+                del self._states[key]
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -112,12 +153,38 @@ class Connection:
     # one hop (execute_fetchall), never execute/fetch/close. That also matters for locking: a
     # SELECT left open across hops pins an old snapshot, and a write started beside it fails
     # at once ("database is locked") if another process committed since, busy_timeout or not.
+    async def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` with the sqlite3 connection on aiosqlite's thread: several statements for
+        one trip. aiosqlite has no public call for this; `_execute` is the one every method of
+        its own goes through (the version is pinned in pyproject.toml, and every test that
+        stores a reply passes here). `fn` must not block on anything but SQLite."""
+        db = self.db
+        return await db._execute(lambda: fn(db._conn))
+
+    async def _write_in_one_trip(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` as one transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if it raises), in
+        one trip. Once queued it runs to the end on the thread even if the caller is cancelled
+        meanwhile, so it lands whole or not at all, and never leaves a transaction open."""
+        async with self._lock:
+            return await self._in_thread(lambda conn: _transaction(conn, fn))
+
     async def _all(self, sql: str, args: tuple = ()) -> list[Any]:
         return list(await self.db.execute_fetchall(sql, args))
 
     async def _one(self, sql: str, args: tuple = ()) -> Any:
         rows = await self.db.execute_fetchall(sql, args)
         return rows[0] if rows else None
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 def _tighten(path: Path) -> None:
