@@ -26,6 +26,7 @@ import aiosqlite
 
 from bot.files import FILE_MODE, private_file
 from bot.store import migrations
+from bot.store.trips import Call, SharedTrips, each, each_in_savepoint
 
 BUSY_TIMEOUT_MS = 10000
 T = TypeVar("T")
@@ -48,6 +49,8 @@ class Connection:
         self.db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self._reads = SharedTrips(self._read_trip)
+        self._writes = SharedTrips(self._write_trip)
         self._states: dict[tuple[int, str], CachedState] = {}
         # Bumped whenever cached state is dropped: a reply that read its state before then
         # must not write that state back (it may hold what /forget just deleted).
@@ -161,12 +164,24 @@ class Connection:
         db = self.db
         return await db._execute(lambda: fn(db._conn))
 
+    async def _read_in_one_trip(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn`'s reads in one trip, shared with other callers' under load (see trips.py)."""
+        return await self._reads(fn)
+
     async def _write_in_one_trip(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """`fn` as one transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if it raises), in
-        one trip. Once queued it runs to the end on the thread even if the caller is cancelled
-        meanwhile, so it lands whole or not at all, and never leaves a transaction open."""
-        async with self._lock:
-            return await self._in_thread(lambda conn: _transaction(conn, fn))
+        """`fn` as one transaction, or part of one shared with other callers' under load, each
+        in a savepoint of its own (see trips.py). It returns once committed. Once queued it
+        runs to the end on the thread even if the caller is cancelled meanwhile, so it lands
+        whole or not at all, and never leaves a transaction open."""
+        return await self._writes(fn)
+
+    async def _read_trip(self, calls: list[Call]) -> list[tuple[bool, Any]]:
+        return await self._in_thread(lambda conn: each(conn, calls))
+
+    async def _write_trip(self, calls: list[Call]) -> list[tuple[bool, Any]]:
+        async with self._lock:  # not inside another coroutine's open transaction
+            return await self._in_thread(
+                lambda conn: _transaction(conn, lambda c: each_in_savepoint(c, calls)))
 
     async def _all(self, sql: str, args: tuple = ()) -> list[Any]:
         return list(await self.db.execute_fetchall(sql, args))

@@ -61,7 +61,7 @@ class Replies(Connection):
             rows = conn.execute(HISTORY, (chat.id, chat.history_from, limit)).fetchall()
             return rows, None if cached else conn.execute(READ_STATE, key).fetchone()
 
-        rows, stored = await self._in_thread(read)
+        rows, stored = await self._read_in_one_trip(read)
         if cached is None:
             cached = _parsed(stored[0] if stored else "")
             if epoch == self._state_epoch:  # nothing was deleted meanwhile
