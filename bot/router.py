@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from bot import commands, metrics
 from bot.events import Incoming, Reaction, Sink, deliver
 from bot.i18n import t
-from bot.policy import RateLimiter, clean_output, detail_for, may_use, rate_limited
+from bot.policy import OutputCleaner, RateLimiter, clean_output, detail_for, may_use, rate_limited
 from bot.services import Services
 from bot.store import Chat, Context, Exchange, User
 from engines.base import Capability, Conversation, Engine, EngineUnavailable
 
 log = logging.getLogger(__name__)
 CUT_SECONDS = 5.0  # at shutdown, how long a cut-off reply may take to be delivered and stored
+MOVE_DEADLINE_AFTER = 0.001  # seconds a sink kept a reply waiting before its timeout moves
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,10 @@ class Router:
         # Delivered: the person's message and the reply are stored now, in one transaction.
         await self.store.record(Exchange(
             chat, user, incoming.text if keep else None, outcome.text if keep else None,
-            engine_name, outcome.version, asked_id=asked,
+            engine_name, outcome.version, context, asked_id=asked,
             platform_msg_id=incoming.message_id, platform_ids=platform_ids,
             trace=conv.trace if keep else {k: v for k, v in conv.trace.items() if k == "error"},
-            state=context if keep else None))
+            keep_state=keep))
         if not keep:
             self._unstored_state[chat.id, engine_name] = conv.state
         if keep and not outcome.failed:
@@ -187,7 +188,7 @@ class Router:
         """Stream the engine's reply to the sink; an error or a timeout becomes an apology."""
         version = engine.info().version
         limit = self.config.policy.max_reply_chars
-        text, started = "", time.monotonic()
+        text, started, cleaner = "", time.monotonic(), OutputCleaner(limit)
         try:
             async with asyncio.timeout(self.config.bot.reply_timeout) as deadline:
                 async with contextlib.aclosing(engine.reply(conv)) as deltas:
@@ -197,10 +198,13 @@ class Router:
                                 time.monotonic() - started)
                         text += delta
                         shown = time.monotonic()
-                        await _quietly(sink.update(clean_output(text, limit)))
+                        await _quietly(sink.update(cleaner.add(delta)))
                         # The timeout is the engine's: time the platform kept us waiting
-                        # (a 429 waited out, say) is not held against it.
-                        deadline.reschedule(deadline.when() + time.monotonic() - shown)
+                        # (a 429 waited out, say) is not held against it. (A wait too short
+                        # to matter is not worth moving the timer for.)
+                        waited = time.monotonic() - shown
+                        if waited > MOVE_DEADLINE_AFTER:
+                            deadline.reschedule(deadline.when() + waited)
         except Exception as exc:  # TimeoutError included: an engine must not hang a chat
             log.error("engine %s failed in %s", engine.name, conv.chat_key, exc_info=True)
             conv.trace["error"] = f"{type(exc).__name__}: {exc}"
@@ -215,8 +219,8 @@ class Router:
             cut = f"{text.rstrip()} {t(conv.lang, 'cut_off')}".strip()
             return Outcome(clean_output(cut, limit), conv.version or version, failed=True)
         if not text.strip():  # the engine had nothing to say
-            text = t(conv.lang, "no_reply")
-        return Outcome(clean_output(text, limit), conv.version or version)
+            return Outcome(clean_output(t(conv.lang, "no_reply"), limit), conv.version or version)
+        return Outcome(cleaner.add(""), conv.version or version)  # the text so far, cleaned
 
     async def _learn(self, text: str, lang: str) -> None:
         for engine in self.engines.loaded():

@@ -18,7 +18,6 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -26,24 +25,16 @@ import aiosqlite
 
 from bot.files import FILE_MODE, private_file
 from bot.store import migrations
+from bot.store.cache import ReplyCache
 from bot.store.trips import Call, SharedTrips, each, each_in_savepoint
 
 BUSY_TIMEOUT_MS = 10000
 T = TypeVar("T")
 
 
-@dataclass
-class CachedState:
-    """A chat's engine state as the engine last left it, and as it is stored (its JSON; ""
-    when no row exists), so that it is read once per process and written only when changed."""
-
-    value: dict[str, Any]
-    stored: str
-
-
 class Connection:
-    """The base of every section of the store: the connection, its lock, and the engine-state
-    cache that the sections which delete engine state (reset, /forget, retention) must drop."""
+    """The base of every section of the store: the connection, its lock, and the cache of what
+    replies read (see cache.py), which every section that deletes or hides it must drop."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
@@ -51,29 +42,21 @@ class Connection:
         self._lock = asyncio.Lock()
         self._reads = SharedTrips(self._read_trip)
         self._writes = SharedTrips(self._write_trip)
-        self._states: dict[tuple[int, str], CachedState] = {}
-        # Bumped whenever cached state is dropped: a reply that read its state before then
-        # must not write that state back (it may hold what /forget just deleted).
-        self._state_epoch = 0
+        self._cache = ReplyCache()
 
     @contextlib.asynccontextmanager
-    async def _deleting_states(self, chat_id: int | None = None) -> AsyncIterator[None]:
-        """Around a write that deletes engine state (one chat's, or any chat's): the cache is
-        dropped before it (so that a reply already under way does not write its copy back after
-        it) and after it (so that nothing read in between stays cached)."""
-        self._drop_states(chat_id)
+    async def _invalidating(self, chat_id: int | None = None, *,
+                            states: bool = True) -> AsyncIterator[None]:
+        """Around a write that changes what replies read (one chat's, or any chat's; engine
+        states and histories, or histories only): the cache is dropped before it (so that a
+        reply already under way does not write its state back after it) and after it (so
+        that nothing read in between stays cached)."""
+        drop = self._cache.drop if states else self._cache.drop_history
+        drop(chat_id)
         try:
             yield
         finally:
-            self._drop_states(chat_id)
-
-    def _drop_states(self, chat_id: int | None) -> None:
-        self._state_epoch += 1
-        if chat_id is None:
-            self._states.clear()
-        else:
-            for key in [key for key in self._states if key[0] == chat_id]:
-                del self._states[key]
+            drop(chat_id)
 
     @classmethod
     async def open(cls, path: Path) -> Self:

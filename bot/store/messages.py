@@ -67,10 +67,11 @@ class Messages(Connection):
             conn.executemany(INSERT_REF, [(chat.id, pid, message_id) for pid in refs])
             return message_id
 
-        if not refs:
-            async with self._lock:
-                return await self._in_thread(insert)
-        return await self._write_in_one_trip(insert)
+        async with self._invalidating(chat.id, states=False):  # a turn the cache lacks
+            if not refs:
+                async with self._lock:
+                    return await self._in_thread(insert)
+            return await self._write_in_one_trip(insert)
 
     async def message_for(self, chat: Chat, platform_msg_id: str) -> int | None:
         """The stored id of a person's message, by the platform's id of it."""

@@ -101,7 +101,7 @@ class People(Connection):
 
     async def reset_chat(self, chat: Chat) -> None:
         """Forget the conversation context (engine state, history seen), not the log."""
-        async with self._deleting_states(chat.id), self._write():
+        async with self._invalidating(chat.id), self._write():
             row = await self._one(
                 "SELECT COALESCE(MAX(id), 0) FROM messages WHERE chat_id = ?", (chat.id,)
             )
@@ -111,5 +111,9 @@ class People(Connection):
         chat.history_from = row[0]
 
     async def set_opted_out(self, user: User, opted_out: bool) -> None:
-        await self._exec("UPDATE users SET opted_out = ? WHERE id = ?", (int(opted_out), user.id))
+        """Opting out hides the person's turns from every chat's history (and opting in shows
+        them again): the histories kept in memory go."""
+        async with self._invalidating(states=False):
+            await self._exec("UPDATE users SET opted_out = ? WHERE id = ?",
+                             (int(opted_out), user.id))
         user.opted_out = opted_out

@@ -67,7 +67,7 @@ class Privacy(Connection):
         """Delete the user's messages and votes; the replies about them (see _ABOUT) keep only
         their metadata, and the engine state of every chat they wrote in is dropped (ELIZA's
         memory holds their words), then the WAL is wiped of the old pages."""
-        async with self._deleting_states(), self._write():
+        async with self._invalidating(), self._write():
             ids = [r[0] for r in await self._all(
                 f"SELECT m.id FROM messages m WHERE {_ABOUT}", (user.id,))]
             await self.db.execute("DELETE FROM engine_state WHERE chat_id IN"
@@ -116,7 +116,7 @@ class Privacy(Connection):
     async def prune(self, older_than: float) -> int:
         """Delete messages older than a unix time (the retention limit), and the engine state
         of chats that have no message left (their memories came from the deleted ones)."""
-        async with self._deleting_states(), self._write():
+        async with self._invalidating(), self._write():
             cursor = await self.db.execute("DELETE FROM messages WHERE created_at < ?",
                                            (older_than,))
             await self.db.execute("DELETE FROM engine_state WHERE chat_id NOT IN"

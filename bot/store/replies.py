@@ -1,11 +1,13 @@
-"""A reply's way through the store: what it needs, read in one trip; what it leaves, written in
-one transaction; and each chat's engine state, read once per process and written when changed.
+"""A reply's way through the store: what it needs, read in one trip at most; what it leaves,
+written in one transaction; and each chat's engine state and last turns, kept in memory (see
+cache.py) and written when changed.
 
 Every trip to the connection's thread costs more than the SQLite work inside it, so a message
-that is answered costs two: `context` before the engine runs, `record` after the reply was
-delivered. Both the person's message and the reply land in `record`, together: a bot killed
-before then has stored neither, and the platform delivers the message again where it can
-(Telegram's durable inbox, bot/store/inbox.py), so nothing it was told it has is lost.
+that is answered costs one trip, `record`, after the reply was delivered; `context`, before
+the engine runs, takes one only when a chat is first seen (or after its cache was dropped).
+Both the person's message and the reply land in `record`, together: a bot killed before then
+has stored neither, and the platform delivers the message again where it can (Telegram's
+durable inbox, bot/store/inbox.py), so nothing it was told it has is lost.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.store.connection import CachedState, Connection
+from bot.store.cache import CachedHistory, CachedState
+from bot.store.connection import Connection
 from bot.store.messages import HISTORY, INSERT_MESSAGE, INSERT_REF, turns
 from bot.store.people import Chat, User
 from engines.base import Turn
@@ -27,11 +30,12 @@ WRITE_STATE = "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?)"
 
 @dataclass
 class Context:
-    """What an engine is handed for one message."""
+    """What an engine is handed for one message, and where it came from in the cache."""
 
-    turns: list[Turn]
+    turns: list[Turn]  # a copy: the engine may keep it
     state: dict[str, Any]  # the chat's engine state, the cached object: the engine changes it
-    epoch: int  # the cache's epoch it was read in (see Connection._state_epoch)
+    state_epoch: int  # the cache's state epoch when it was read (see ReplyCache)
+    history: CachedHistory | None  # the cached history, to add this exchange's turns to
 
 
 @dataclass
@@ -44,35 +48,42 @@ class Exchange:
     reply: str | None  # the reply's text (None: it may not be kept)
     engine: str
     engine_version: str
+    context: Context
     asked_id: int | None = None  # the person's message, if stored already (a redelivery)
     platform_msg_id: str = ""  # the platform's id of the person's message
     platform_ids: list[str] = field(default_factory=list)  # the reply's messages
     trace: dict[str, Any] = field(default_factory=dict)
-    state: Context | None = None  # the context whose state to keep; None: kept in memory only
+    keep_state: bool = True  # False: the engine state stays in memory (see the router)
 
 
 class Replies(Connection):
     async def context(self, chat: Chat, engine: str, limit: int) -> Context:
-        """The last `limit` turns (see HISTORY) and the chat's engine state, in one trip."""
-        key, epoch = (chat.id, engine), self._state_epoch
-        cached = self._states.get(key)
-
-        def read(conn: sqlite3.Connection) -> tuple[list, tuple | None]:
-            rows = conn.execute(HISTORY, (chat.id, chat.history_from, limit)).fetchall()
-            return rows, None if cached else conn.execute(READ_STATE, key).fetchone()
-
-        rows, stored = await self._read_in_one_trip(read)
-        if cached is None:
-            cached = _parsed(stored[0] if stored else "")
-            if epoch == self._state_epoch:  # nothing was deleted meanwhile
-                self._states[key] = cached
-        return Context(turns(rows), cached.value, epoch)
+        """The last `limit` turns (see HISTORY) and the chat's engine state: from memory once
+        read, else in one trip."""
+        cache, key = self._cache, (chat.id, engine)
+        state, history = cache.states.get(key), cache.histories.get(chat.id)
+        if history is not None and (history.history_from, history.limit) != (
+                chat.history_from, limit):
+            history = None
+        state_epoch, history_epoch = cache.state_epoch, cache.history_epoch
+        if state is None or history is None:
+            rows, stored = await self._read_in_one_trip(
+                lambda conn: _read(conn, chat, key, limit, history is None, state is None))
+            if state is None:
+                state = _parsed(stored[0] if stored else "")
+                if state_epoch == cache.state_epoch:  # nothing was deleted meanwhile
+                    cache.states[key] = state
+            if history is None:
+                history = CachedHistory(chat.history_from, limit, turns(rows))
+                if history_epoch == cache.history_epoch:
+                    cache.histories[chat.id] = history
+        return Context(list(history.turns), state.value, state_epoch, history)
 
     async def record(self, exchange: Exchange) -> tuple[int, int]:
         """Store the person's message (unless stored already), the reply with the platform ids
         it was sent as, and the engine state if it changed; returns both messages' ids."""
-        x, now = exchange, time.time()
-        state = _changed_state(self._states, x)
+        x, now, cache = exchange, time.time(), self._cache
+        state = _changed_state(cache.states, x)
         user_row = (x.chat.id, x.user.id, "user", x.asked, None, None, None, None, now,
                     x.platform_msg_id or None)
 
@@ -85,32 +96,49 @@ class Replies(Connection):
                                           if pid])
             # Checked here, on the thread, in the order the writes run: a deletion of engine
             # state queued before this transaction has bumped the epoch already.
-            if state is not None and x.state.epoch == self._state_epoch:
+            if state is not None and x.context.state_epoch == cache.state_epoch:
                 conn.execute(WRITE_STATE, (x.chat.id, x.engine, state))
             return asked, reply
 
         try:
             ids = await self._write_in_one_trip(write)
-        except BaseException:
-            self._states.pop((x.chat.id, x.engine), None)  # changed in place, not stored
+        except BaseException:  # the state was changed in place, and the turns are unknown
+            cache.states.pop((x.chat.id, x.engine), None)
+            cache.drop_history(x.chat.id)
             raise
-        if state is not None:
-            cached = self._states.get((x.chat.id, x.engine))
-            if cached is not None and cached.value is x.state.state:
-                cached.stored = state
+        self._remember(x, state)
         return ids
+
+    def _remember(self, x: Exchange, state: str | None) -> None:
+        """Bring the cache up to date with what was just written."""
+        cached = self._cache.states.get((x.chat.id, x.engine))
+        if state is not None and cached is not None and cached.value is x.context.state:
+            cached.stored = state
+        history = x.context.history
+        if history is None or self._cache.histories.get(x.chat.id) is not history:
+            return  # dropped meanwhile: read again next time
+        if x.asked is not None and x.asked_id is None:  # a stored one was read with the rest
+            history.add(Turn("user", x.asked, x.user.name))
+        if x.reply is not None:
+            history.add(Turn("bot", x.reply))
 
     async def engine_state(self, chat: Chat, engine: str) -> dict[str, Any]:
         """The chat's engine state as stored (a copy of its own)."""
-        cached = self._states.get((chat.id, engine))
+        cached = self._cache.states.get((chat.id, engine))
         if cached is not None:
             return json.loads(cached.stored or "{}")
         row = await self._one(READ_STATE, (chat.id, engine))
         return json.loads(row[0]) if row else {}
 
     async def save_engine_state(self, chat: Chat, engine: str, state: dict[str, Any]) -> None:
-        self._states.pop((chat.id, engine), None)
+        self._cache.states.pop((chat.id, engine), None)
         await self._exec(WRITE_STATE, (chat.id, engine, json.dumps(state, ensure_ascii=False)))
+
+
+def _read(conn: sqlite3.Connection, chat: Chat, key: tuple[int, str], limit: int,
+          history: bool, state: bool) -> tuple[list, tuple | None]:
+    rows = conn.execute(HISTORY, (chat.id, chat.history_from, limit)).fetchall() if history else []
+    return rows, conn.execute(READ_STATE, key).fetchone() if state else None
 
 
 def _parsed(stored: str) -> CachedState:
@@ -119,11 +147,11 @@ def _parsed(stored: str) -> CachedState:
 
 def _changed_state(states: dict[tuple[int, str], CachedState], x: Exchange) -> str | None:
     """The state's JSON if it is to be written: kept, and not as stored."""
-    if x.state is None:
+    if not x.keep_state:
         return None
-    new = json.dumps(x.state.state, ensure_ascii=False)
+    new = json.dumps(x.context.state, ensure_ascii=False)
     cached = states.get((x.chat.id, x.engine))
-    old = cached.stored if cached is not None and cached.value is x.state.state else None
-    if new == old or (old == "" and not x.state.state):
+    old = cached.stored if cached is not None and cached.value is x.context.state else None
+    if new == old or (old == "" and not x.context.state):
         return None
     return new
