@@ -58,7 +58,7 @@ class Router:
         """Answer one message or command through `sink`; never raises for a bad message."""
         if not self.accepting:  # shutting down: what is in flight finishes, nothing new starts
             return
-        metrics.MESSAGES.labels(incoming.platform).inc()
+        metrics.child(metrics.MESSAGES, incoming.platform).inc()
         with self._tracked():
             if _is_long_command(incoming.text):  # e.g. /retrain: the chat goes on meanwhile
                 await self._handle(incoming, sink)
@@ -194,7 +194,7 @@ class Router:
                 async with contextlib.aclosing(engine.reply(conv)) as deltas:
                     async for delta in deltas:
                         if not text:
-                            metrics.FIRST_TOKEN_SECONDS.labels(engine.name).observe(
+                            metrics.child(metrics.FIRST_TOKEN_SECONDS, engine.name).observe(
                                 time.monotonic() - started)
                         text += delta
                         shown = time.monotonic()

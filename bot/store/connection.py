@@ -29,6 +29,7 @@ from bot.store.cache import ReplyCache
 from bot.store.trips import Call, SharedTrips, each, each_in_savepoint
 
 BUSY_TIMEOUT_MS = 10000
+WAL_CHECKPOINT_PAGES = 4000
 T = TypeVar("T")
 
 
@@ -68,6 +69,11 @@ class Connection:
             f"busy_timeout = {BUSY_TIMEOUT_MS}",
             "foreign_keys = ON",
             "secure_delete = ON",  # /forget must leave no old text in free pages
+            # A checkpoint (two fsyncs, milliseconds) stalls every chat's trip; a reply writes
+            # ~15 pages, so at SQLite's default (1000) one message in ~65 paid for it. The WAL
+            # may now grow to 16 MiB between checkpoints, which then copy each page once
+            # however often it changed.
+            f"wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}",
         ):
             await db.execute(f"PRAGMA {pragma}")
         store = cls(db, path)

@@ -25,7 +25,10 @@ from bot.store.people import Chat, User
 from engines.base import Turn
 
 READ_STATE = "SELECT state FROM engine_state WHERE chat_id = ? AND engine = ?"
-WRITE_STATE = "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?)"
+# An update in place where the row exists (REPLACE would delete and insert it, writing its
+# index too): fewer pages per commit, and fewer WAL checkpoints.
+WRITE_STATE = ("INSERT INTO engine_state VALUES (?, ?, ?)"
+               " ON CONFLICT (chat_id, engine) DO UPDATE SET state = excluded.state")
 
 
 @dataclass
