@@ -52,9 +52,10 @@ async def test_the_turns_an_engine_sees_are_the_stored_history_whatever_happens(
 
 async def count_state_writes(router) -> None:
     await router.store.db.execute("CREATE TEMP TABLE state_writes (n INTEGER)")
-    await router.store.db.execute(
-        "CREATE TEMP TRIGGER count_state_writes AFTER INSERT ON engine_state"
-        " BEGIN INSERT INTO state_writes VALUES (1); END")
+    for change in ("INSERT", "UPDATE"):
+        await router.store.db.execute(
+            f"CREATE TEMP TRIGGER count_state_{change.lower()}s AFTER {change} ON engine_state"
+            " BEGIN INSERT INTO state_writes VALUES (1); END")
 
 
 async def test_engine_state_is_written_when_it_changed_and_only_then(serve):
