@@ -107,3 +107,16 @@ async def test_one_failing_write_in_a_shared_transaction_takes_no_other_down(ser
         assert await rows(router, "SELECT COUNT(*) FROM message_refs") == [(3,)]
         with pytest.raises(Exception, match="FOREIGN KEY"):
             raise outcomes[2]
+
+
+async def test_a_state_that_is_not_json_loses_the_state_not_the_messages(serve, caplog):
+    async with serve() as router:
+        store = router.store
+        chat, user = await store.chat("test", "c1"), await store.user("test", "u1")
+        context = await store.context(chat, "echo", LIMIT)
+        context.state["seen"] = {"a set"}  # an engine's bug
+        await store.record(Exchange(chat, user, "q", "a", "echo", "echo-1", context))
+        assert await rows(router, "SELECT role, text FROM messages ORDER BY id") == [
+            ("user", "q"), ("bot", "a")]
+        assert await rows(router, "SELECT COUNT(*) FROM engine_state") == [(0,)]
+        assert "not JSON" in caplog.text

@@ -13,6 +13,7 @@ durable inbox, bot/store/inbox.py), so nothing it was told it has is lost.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from bot.store.messages import HISTORY, INSERT_MESSAGE, INSERT_REF, turns
 from bot.store.people import Chat, User
 from engines.base import Turn
 
+log = logging.getLogger(__name__)
 READ_STATE = "SELECT state FROM engine_state WHERE chat_id = ? AND engine = ?"
 # An update in place where the row exists (REPLACE would delete and insert it, writing its
 # index too): fewer pages per commit, and fewer WAL checkpoints.
@@ -152,7 +154,12 @@ def _changed_state(states: dict[tuple[int, str], CachedState], x: Exchange) -> s
     """The state's JSON if it is to be written: kept, and not as stored."""
     if not x.keep_state:
         return None
-    new = json.dumps(x.context.state, ensure_ascii=False)
+    try:
+        new = json.dumps(x.context.state, ensure_ascii=False)
+    except (TypeError, ValueError):  # an engine's bug: its state is lost, not the messages
+        log.error("engine %s left a state that is not JSON; not stored", x.engine,
+                  exc_info=True)
+        return None
     cached = states.get((x.chat.id, x.engine))
     old = cached.stored if cached is not None and cached.value is x.context.state else None
     if new == old or (old == "" and not x.context.state):
