@@ -141,10 +141,6 @@ class Connection:
                 raise
             await self.db.execute("COMMIT")
 
-    # Each await on the connection is a hop to its thread and back (~0.1 ms), so every read is
-    # one hop (execute_fetchall), never execute/fetch/close. That also matters for locking: a
-    # SELECT left open across hops pins an old snapshot, and a write started beside it fails
-    # at once ("database is locked") if another process committed since, busy_timeout or not.
     async def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` with the sqlite3 connection on aiosqlite's thread: several statements for
         one trip. aiosqlite has no public call for this; `_execute` is the one every method of
@@ -172,6 +168,10 @@ class Connection:
             return await self._in_thread(
                 lambda conn: _transaction(conn, lambda c: each_in_savepoint(c, calls)))
 
+    # Each await on the connection is a hop to its thread and back (~0.1 ms), so every read is
+    # one hop (execute_fetchall), never execute/fetch/close. That also matters for locking: a
+    # SELECT left open across hops pins an old snapshot, and a write started beside it fails
+    # at once ("database is locked") if another process committed since, busy_timeout or not.
     async def _all(self, sql: str, args: tuple = ()) -> list[Any]:
         return list(await self.db.execute_fetchall(sql, args))
 
@@ -184,10 +184,11 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # a failed COMMIT too: never leave one open
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
 
 
