@@ -1,6 +1,6 @@
 """Messages per second and latency through router + store, against plain aiosqlite inserts.
 
-    python -m bench.router [--messages 2000] [--chats 50]
+    python -m bench.router [--messages 2000] [--chats 50] [--profile FILE]
 
 The engine answers at once with a constant, so what is measured is the bot's own path: chat
 and user lookup, the message stored, history read, engine state read and written, the reply
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import statistics
 import tempfile
 import time
@@ -28,6 +30,9 @@ from bot.events import Incoming
 from bot.frontends import FRONTENDS
 from engines.base import Conversation, Engine, EngineInfo
 from engines.registry import BUILTIN
+
+GOAL_RATIO = 0.5  # issue 15: at least half the rate of plain inserts, alone and 50 at once
+GOAL_P99_MS = 5.0  # issue 15: one chat alone
 
 
 class ConstantEngine(Engine):
@@ -107,27 +112,46 @@ async def plain_inserts(folder: Path, messages: int, chats: int) -> tuple[float,
         return await timed([job(i) for i in range(messages)], chats)
 
 
-def report(name: str, seconds: float, latencies: list[float], baseline: float | None) -> float:
+def report(name: str, seconds: float, latencies: list[float], baseline: float | None
+           ) -> tuple[float, float]:
+    """Print one row; returns (messages per second, p99 latency in seconds)."""
     rate = len(latencies) / seconds
     cuts = statistics.quantiles(latencies, n=100)
     ratio = f"{rate / baseline:.2f}x" if baseline else "1.00x"
     print(f"{name:<28} {rate:>9.0f} msg/s  {ratio:>6}  p50 {cuts[49] * 1e3:6.2f} ms"
           f"  p99 {cuts[98] * 1e3:6.2f} ms")
-    return rate
+    return rate, cuts[98]
+
+
+async def profiled(folder: Path, messages: int, chats: int, out: Path) -> None:
+    """The router's run under cProfile; its top lines (by own time) go to `out`."""
+    profile = cProfile.Profile()
+    profile.enable()
+    await through_router(folder, messages, chats)
+    profile.disable()
+    with out.open("w") as file:
+        pstats.Stats(profile, stream=file).sort_stats("tottime").print_stats(30)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--chats", type=int, default=50)
+    parser.add_argument("--profile", type=Path, help="write the router run's cProfile here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.profile:
+            await profiled(folder, args.messages, args.chats, args.profile)
+            return
         plain = await plain_inserts(folder, args.messages, args.chats)
         routed = await through_router(folder, args.messages, args.chats)
     print(f"{args.messages} messages over {args.chats} concurrent chats")
-    base = report("plain aiosqlite inserts", *plain, None)
-    report("router + store", *routed, base)
+    base, _ = report("plain aiosqlite inserts", *plain, None)
+    rate, p99 = report("router + store", *routed, base)
+    if args.chats == 1:  # alone, a message's latency has a goal too
+        print(f"router p99: {p99 * 1e3:.2f} ms (goal < {GOAL_P99_MS} ms)")
+    print(f"router: {rate / base:.2f}x (goal {GOAL_RATIO}x)")
 
 
 if __name__ == "__main__":

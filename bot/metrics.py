@@ -6,7 +6,10 @@ value is a time series of its own, and ids would also put people in the metrics.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client.metrics import MetricWrapperBase
 
 disable_created_metrics()  # the *_created series only double what a scraper already sees
 
@@ -31,8 +34,15 @@ FINETUNE_JOBS = Counter("eliza2llm_finetune_jobs", "Fine-tuning jobs by how they
                         "(promoted, rejected, too_few, failed, stopped)", ["outcome"])
 
 
+@functools.cache
+def child(metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+    """`metric.labels(*labels)`, looked up once: labels() validates and locks on every call,
+    a cost on each message's path (bench/profile_router.txt); label values are few."""
+    return metric.labels(*labels)
+
+
 def replied(engine: str, failed: bool, cut_off: bool, seconds: float) -> None:
     """Count one engine reply and its latency."""
     outcome = "cut_off" if cut_off else "failed" if failed else "ok"
-    REPLIES.labels(engine, outcome).inc()
-    REPLY_SECONDS.labels(engine).observe(seconds)
+    child(REPLIES, engine, outcome).inc()
+    child(REPLY_SECONDS, engine).observe(seconds)

@@ -55,15 +55,54 @@ def may_use(scope: str, incoming: Incoming, bot: BotOptions) -> bool:
 
 def clean_output(text: str, limit: int | None) -> str:
     """What the bot may send: no hidden characters, no mentions, not too long."""
-    text = "".join(ch for i, ch in enumerate(text) if _visible(ch, text[i - 1] if i else ""))
-    text = _MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
-    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+    return OutputCleaner(limit).add(text)
+
+
+class OutputCleaner:
+    """clean_output of a reply that grows delta by delta: `add` returns the whole text so far,
+    cleaned, and looks at each new character once (cleaning the whole text on every delta
+    made a long streamed reply quadratic)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._visible = ""  # the text so far without its hidden characters
+        self._last = ""  # the last character received, hidden or not (see _visible)
+        self._settled = ""  # _visible[:_done] with its mentions neutralised
+        self._done = 0
+
+    def add(self, delta: str) -> str:
+        if delta.isprintable():  # no Cc, Cf or Cs in it: nothing to drop (the common case)
+            kept = delta
+        else:
+            kept = "".join(ch for i, ch in enumerate(delta)
+                           if _visible(ch, delta[i - 1] if i else self._last))
+        if delta:
+            self._last = delta[-1]
+        if kept:
+            self._visible += kept
+            self._neutralise_mentions()
+        text = self._settled + self._visible[self._done:]
+        limit = self.limit
+        return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+    def _neutralise_mentions(self) -> None:
+        """Settle what the mention rule can decide: an "@" at the very end waits for the
+        character after it; the rule looks one character back (finditer's `pos` lets it)."""
+        visible, start = self._visible, self._done
+        end = len(visible) - 1 if visible.endswith("@") else len(visible)
+        pieces, at = [self._settled], start
+        for match in _MENTION.finditer(visible, start):  # none at the end: it has no next
+            pieces += [visible[at:match.end()], ZERO_WIDTH_SPACE]
+            at = match.end()
+        pieces.append(visible[at:end])
+        self._settled, self._done = "".join(pieces), end
 
 
 def _visible(ch: str, before: str) -> bool:
     if ch in "\n\t" or unicodedata.category(ch) not in _HIDDEN:
         return True
-    return ch == "\u200d" and unicodedata.category(before) == "So"  # 👩‍💻: one emoji, kept
+    # 👩‍💻: one emoji, kept. (A joiner with nothing before it is dropped; it used to raise.)
+    return ch == "\u200d" and before != "" and unicodedata.category(before) == "So"
 
 
 class RateLimiter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 import weakref
@@ -18,13 +19,14 @@ from dataclasses import dataclass
 from bot import commands, metrics
 from bot.events import Incoming, Reaction, Sink, deliver
 from bot.i18n import t
-from bot.policy import RateLimiter, clean_output, detail_for, may_use, rate_limited
+from bot.policy import OutputCleaner, RateLimiter, clean_output, detail_for, may_use, rate_limited
 from bot.services import Services
-from bot.store import Chat, User
+from bot.store import Chat, Context, Exchange, User
 from engines.base import Capability, Conversation, Engine, EngineUnavailable
 
 log = logging.getLogger(__name__)
 CUT_SECONDS = 5.0  # at shutdown, how long a cut-off reply may take to be delivered and stored
+MOVE_DEADLINE_AFTER = 0.001  # seconds a sink kept a reply waiting before its timeout moves
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class Router:
         """Answer one message or command through `sink`; never raises for a bad message."""
         if not self.accepting:  # shutting down: what is in flight finishes, nothing new starts
             return
-        metrics.MESSAGES.labels(incoming.platform).inc()
+        metrics.child(metrics.MESSAGES, incoming.platform).inc()
         with self._tracked():
             if _is_long_command(incoming.text):  # e.g. /retrain: the chat goes on meanwhile
                 await self._handle(incoming, sink)
@@ -120,78 +122,89 @@ class Router:
         lang = self.lang(chat)
         keep = self.services.keeps_text(user)
         engine_name = self.engine_name(chat)
-        turns = await self.store.history(chat, self.config.bot.history_turns)
-        asked = await self._ask(incoming, chat, user, keep)
-        if incoming.redelivered and await self.store.answered(asked):
+        context = await self.store.context(chat, engine_name, self.config.bot.history_turns)
+        asked = await self._stored_already(incoming, chat)
+        if asked and await self.store.answered(asked):
             return  # answered, delivered and stored before a restart: not twice
         try:
             engine = await self.engines.get(engine_name)
         except EngineUnavailable as exc:
             metrics.REPLIES.labels(engine_name, "unavailable").inc()
+            if asked is None:
+                await self._store_asked(incoming, chat, user, keep)
             reason = detail_for(incoming, self.config.bot, lang, exc)
             await sink.finish(t(lang, "engine_unavailable", engine=engine_name, reason=reason))
             return
-        state = await self._state(chat, engine_name, keep)
         conv = Conversation(
             chat_key=f"{incoming.platform}:{incoming.chat_id}", text=incoming.text, lang=lang,
-            turns=turns, user_name=incoming.user_name, state=state, adapter=chat.adapter,
+            turns=context.turns, user_name=incoming.user_name,
+            state=self._state(chat, engine_name, keep, context), adapter=chat.adapter,
         )
         started = time.monotonic()
         outcome = await self._generate(engine, conv, sink)
         metrics.replied(engine_name, outcome.failed, "cut_off" in conv.trace,
                         time.monotonic() - started)
         platform_ids = await deliver(sink, outcome.text)
-        trace = conv.trace if keep else {k: v for k, v in conv.trace.items() if k == "error"}
-        await self.store.add_message(
-            chat, user, "bot", outcome.text if keep else None, platform_ids=platform_ids,
-            reply_to=asked, engine=engine_name, engine_version=outcome.version, trace=trace,
-        )
-        await self._save_state(chat, engine_name, keep, state, conv.state)
+        # Delivered: the person's message and the reply are stored now, in one transaction.
+        await self.store.record(Exchange(
+            chat, user, incoming.text if keep else None, outcome.text if keep else None,
+            engine_name, outcome.version, context, asked_id=asked,
+            platform_msg_id=incoming.message_id, platform_ids=platform_ids,
+            trace=conv.trace if keep else {k: v for k, v in conv.trace.items() if k == "error"},
+            keep_state=keep))
+        if not keep:
+            self._unstored_state[chat.id, engine_name] = conv.state
         if keep and not outcome.failed:
             await self._learn(incoming.text, lang)
 
+    async def _stored_already(self, incoming: Incoming, chat: Chat) -> int | None:
+        """A message delivered again after a restart may have been stored before it."""
+        if incoming.redelivered and incoming.message_id:
+            return await self.store.message_for(chat, incoming.message_id)
+        return None
+
     async def _ask(self, incoming: Incoming, chat: Chat, user: User, keep: bool) -> int:
         """Store the person's message, once: one delivered again after a restart is found."""
-        if incoming.redelivered and incoming.message_id:
-            found = await self.store.message_for(chat, incoming.message_id)
-            if found is not None:
-                return found
+        found = await self._stored_already(incoming, chat)
+        return found if found is not None else await self._store_asked(incoming, chat, user, keep)
+
+    async def _store_asked(self, incoming: Incoming, chat: Chat, user: User, keep: bool) -> int:
         return await self.store.add_message(chat, user, "user", incoming.text if keep else None,
                                             platform_msg_id=incoming.message_id)
 
     # An engine's state and trace can hold the words it was told (ELIZA's memories, the
     # n-gram's keywords). For someone whose text must not be stored they live in memory only:
-    # the conversation still flows, and nothing of it reaches the database.
-    async def _state(self, chat: Chat, engine_name: str, keep: bool) -> dict:
-        if not keep and (chat.id, engine_name) in self._unstored_state:
-            return self._unstored_state[chat.id, engine_name]
-        self._unstored_state.pop((chat.id, engine_name), None)
-        return await self.store.engine_state(chat, engine_name)
-
-    async def _save_state(self, chat: Chat, name: str, keep: bool, old: dict, new: dict) -> None:
-        if not keep:
-            self._unstored_state[chat.id, name] = new
-        elif new or old:
-            await self.store.save_engine_state(chat, name, new)
+    # the conversation still flows, and nothing of it reaches the database. The stored state
+    # (the store's cached object, which the engine changes in place) is not theirs to change:
+    # they get a copy of it.
+    def _state(self, chat: Chat, engine_name: str, keep: bool, context: Context) -> dict:
+        if keep:
+            self._unstored_state.pop((chat.id, engine_name), None)
+            return context.state
+        unstored = self._unstored_state.get((chat.id, engine_name))
+        return unstored if unstored is not None else copy.deepcopy(context.state)
 
     async def _generate(self, engine: Engine, conv: Conversation, sink: Sink) -> Outcome:
         """Stream the engine's reply to the sink; an error or a timeout becomes an apology."""
         version = engine.info().version
         limit = self.config.policy.max_reply_chars
-        text, started = "", time.monotonic()
+        text, started, cleaner = "", time.monotonic(), OutputCleaner(limit)
         try:
             async with asyncio.timeout(self.config.bot.reply_timeout) as deadline:
                 async with contextlib.aclosing(engine.reply(conv)) as deltas:
                     async for delta in deltas:
                         if not text:
-                            metrics.FIRST_TOKEN_SECONDS.labels(engine.name).observe(
+                            metrics.child(metrics.FIRST_TOKEN_SECONDS, engine.name).observe(
                                 time.monotonic() - started)
                         text += delta
                         shown = time.monotonic()
-                        await _quietly(sink.update(clean_output(text, limit)))
+                        await _quietly(sink.update(cleaner.add(delta)))
                         # The timeout is the engine's: time the platform kept us waiting
-                        # (a 429 waited out, say) is not held against it.
-                        deadline.reschedule(deadline.when() + time.monotonic() - shown)
+                        # (a 429 waited out, say) is not held against it. (A wait too short
+                        # to matter is not worth moving the timer for.)
+                        waited = time.monotonic() - shown
+                        if waited > MOVE_DEADLINE_AFTER:
+                            deadline.reschedule(deadline.when() + waited)
         except Exception as exc:  # TimeoutError included: an engine must not hang a chat
             log.error("engine %s failed in %s", engine.name, conv.chat_key, exc_info=True)
             conv.trace["error"] = f"{type(exc).__name__}: {exc}"
@@ -206,8 +219,8 @@ class Router:
             cut = f"{text.rstrip()} {t(conv.lang, 'cut_off')}".strip()
             return Outcome(clean_output(cut, limit), conv.version or version, failed=True)
         if not text.strip():  # the engine had nothing to say
-            text = t(conv.lang, "no_reply")
-        return Outcome(clean_output(text, limit), conv.version or version)
+            return Outcome(clean_output(t(conv.lang, "no_reply"), limit), conv.version or version)
+        return Outcome(cleaner.add(""), conv.version or version)  # the text so far, cleaned
 
     async def _learn(self, text: str, lang: str) -> None:
         for engine in self.engines.loaded():

@@ -9,6 +9,7 @@ posts form fields to /bot<token>/<method> and gets {"ok": true, "result": ...} b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -93,6 +94,7 @@ class FakeTelegram:
         self._message_ids: dict[int, itertools.count] = {}
         self._failures: dict[str, list[ApiError]] = {}
         self._late: dict[str, list[float]] = {}
+        self._hurry = asyncio.Event()  # set: late answers still pending go out now
         self._confirmed_below = 0
         self._news = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -109,6 +111,7 @@ class FakeTelegram:
 
     async def close(self) -> None:
         self._closing = True  # long polls in progress return now, not at their timeout
+        self._hurry.set()  # and late answers too
         await self._notify()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -173,6 +176,12 @@ class FakeTelegram:
         """The next `times` calls of `method` are carried out, then answered `seconds` late."""
         self._late.setdefault(method, []).extend([seconds] * times)
 
+    def answer_on_time(self, method: str) -> None:
+        """Calls of `method` are answered at once again, the late answers still owed now."""
+        self._late.pop(method, None)
+        self._hurry.set()
+        self._hurry = asyncio.Event()
+
     @property
     def confirmed(self) -> int:
         """Updates with an id below this were confirmed: a getUpdates asked past them."""
@@ -216,7 +225,8 @@ class FakeTelegram:
                 raise failures.pop(0)
             result = await handler(**params)
             if self._late.get(method):
-                await asyncio.sleep(self._late[method].pop(0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), self._late[method].pop(0))
         except ApiError as exc:
             return _error(exc)
         finally:

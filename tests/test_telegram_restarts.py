@@ -59,9 +59,16 @@ async def test_kill_9_in_a_burst_then_restart_answers_each_once_and_keeps_every_
         for n, text in enumerate(sent):
             person = PEOPLE[n % len(PEOPLE)]
             fake.say(fake.private(person), person, text)
-        await fake.wait_for(lambda: fake.confirmed > 1 and sum(
-            x.startswith("echo: ") and x.endswith("delta") for x in texts(fake)) >= 8
-            and every_send_answered(fake), "some replies, updates confirmed", 30)
+        def ready() -> bool:
+            return fake.confirmed > 1 and sum(
+                x.startswith("echo: ") and x.endswith("delta") for x in texts(fake)) >= 8 \
+                and every_send_answered(fake)
+
+        await fake.wait_for(ready, "some replies, updates confirmed", 30)
+        # wait_for returns a few turns of the loop after `ready` held, and the fake may have
+        # carried out a send meanwhile: checked again here, nothing comes between it and kill.
+        while not ready():
+            await fake.wait_for(ready, "every send answered again", 30)
         votes = vote_on_finished_replies(fake)
         process.kill()  # kill -9, in the middle of the burst: in the same turn of the loop
         await process.wait()
@@ -149,3 +156,42 @@ async def test_sigterm_cuts_long_replies_off_marked_and_answers_the_rest_after_r
             process.kill()
         await fake.close()
     assert texts(fake).count("echo: sent during the drain") == 1
+
+
+async def test_kill_9_after_the_reply_is_shown_and_before_it_is_stored_loses_nothing(tmp_path):
+    """The router stores a person's message and its reply together, once the reply has gone
+    out: killed after Telegram shows the whole reply (and after it was told the message and a
+    vote on that reply had arrived) but before the bot heard back and stored anything, the
+    restarted bot stores the message and its reply once each, under the id Telegram shows,
+    counts the vote, and sends nothing twice."""
+    fake = await FakeTelegram().start()
+    process = await start(fake, tmp_path, "")
+    person = PEOPLE[0]
+    chat = fake.private(person)
+    try:
+        fake.answer_late("editMessageText", 60, times=50)  # carried out, answered much later
+        fake.say(chat, person, "solo")
+        await fake.wait_for(lambda: [m.get("text") for m in fake.sent(chat)] == ["echo: solo"],
+                            "the whole reply shown", 30)
+        shown = fake.sent(chat)[0]["message_id"]
+        fake.react(chat, person, shown, [], ["👍"])  # update 2: it waits for the reply's turn
+        await fake.wait_for(lambda: fake.confirmed > 2, "both updates confirmed", 30)
+        assert db_rows(tmp_path, "SELECT COUNT(*) FROM messages") == [(0,)]  # nothing stored yet
+        process.kill()
+        await process.wait()
+        fake.answer_on_time("editMessageText")
+        process = await start(fake, tmp_path, "")
+        await wait_until(lambda: db_rows(tmp_path, "SELECT COUNT(*) FROM feedback") == [(1,)],
+                         "the vote stored after the restart")
+        assert await stop(process) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await fake.close()
+    assert [m.get("text") for m in fake.sent(chat)] == ["echo: solo"]  # none sent twice
+    assert db_rows(tmp_path, "SELECT role, text FROM messages ORDER BY id") == [
+        ("user", "solo"), ("bot", "echo: solo")]
+    assert db_rows(tmp_path, "SELECT r.platform_msg_id, m.text FROM message_refs r"
+                   " JOIN messages m ON m.id = r.message_id") == [(str(shown), "echo: solo")]
+    assert db_rows(tmp_path, "SELECT value FROM feedback") == [(1,)]
+    assert db_rows(tmp_path, "SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]

@@ -7,7 +7,8 @@ each, every one a mixin over `Connection`:
 - connection: opening the file, the PRAGMAs, migrating, and the read/write helpers;
 - migrations: the schema, as ordered steps that run once each;
 - people: chats and users, and their settings;
-- messages: the conversation log, the history an engine sees, engine state;
+- messages: the conversation log, the history an engine sees;
+- replies: a reply's reads in one trip and its writes in one transaction; engine state;
 - feedback: votes on replies, and the voted replies the fine-tuning export reads;
 - training: fine-tuning jobs and adapters;
 - privacy: /mydata, /forget, the texts the bot may learn from, retention;
@@ -22,12 +23,15 @@ from bot.store.messages import Messages, Reply
 from bot.store.migrations import MIGRATIONS, migration
 from bot.store.people import Chat, People, User
 from bot.store.privacy import Privacy
+from bot.store.replies import Context, Exchange, Replies
 from bot.store.training import Adapter, Training
 
 __all__ = [
     "MIGRATIONS",
     "Adapter",
     "Chat",
+    "Context",
+    "Exchange",
     "Received",
     "Reply",
     "Store",
@@ -37,5 +41,5 @@ __all__ = [
 ]
 
 
-class Store(People, Messages, Feedback, Training, Privacy, Inbox):
+class Store(People, Messages, Replies, Feedback, Training, Privacy, Inbox):
     """Everything the bot and the fine-tuning jobs keep: open with `await Store.open(path)`."""

@@ -1,35 +1,63 @@
-"""The connection: opening the file, migrating it, and the four ways every section talks to it.
+"""The connection: opening the file, migrating it, and the ways every section talks to it.
 
 One connection per process, in WAL mode with a busy timeout, so the bot and a fine-tuning job
 (another process) can share the file. Writes that span several statements run in
 `BEGIN IMMEDIATE` transactions under an asyncio lock: one connection is shared by every chat's
 coroutine, and their statements must not interleave inside each other's transactions.
+
+Each await on the connection is a trip to aiosqlite's thread and back, and on the bot's path
+those trips, not SQLite, are what a message costs (bench/profile_router.txt). So the path a
+reply takes runs its reads as one function on that thread, and its writes as one transaction
+there (`_in_thread`, `_write_in_one_trip`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 
 from bot.files import FILE_MODE, private_file
 from bot.store import migrations
+from bot.store.cache import ReplyCache
+from bot.store.trips import Call, SharedTrips, each, each_in_savepoint
 
 BUSY_TIMEOUT_MS = 10000
+WAL_CHECKPOINT_PAGES = 4000
+T = TypeVar("T")
 
 
 class Connection:
-    """The base of every section of the store: the connection and its lock."""
+    """The base of every section of the store: the connection, its lock, and the cache of what
+    replies read (see cache.py), which every section that deletes or hides it must drop."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self._reads = SharedTrips(self._read_trip)
+        self._writes = SharedTrips(self._write_trip)
+        self._cache = ReplyCache()
+
+    @contextlib.asynccontextmanager
+    async def _invalidating(self, chat_id: int | None = None, *,
+                            states: bool = True) -> AsyncIterator[None]:
+        """Around a write that changes what replies read (one chat's, or any chat's; engine
+        states and histories, or histories only): the cache is dropped before it (so that a
+        reply already under way does not write its state back after it) and after it (so
+        that nothing read in between stays cached)."""
+        drop = self._cache.drop if states else self._cache.drop_history
+        drop(chat_id)
+        try:
+            yield
+        finally:
+            drop(chat_id)
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -41,6 +69,11 @@ class Connection:
             f"busy_timeout = {BUSY_TIMEOUT_MS}",
             "foreign_keys = ON",
             "secure_delete = ON",  # /forget must leave no old text in free pages
+            # A checkpoint (two fsyncs, milliseconds) stalls every chat's trip; a reply writes
+            # ~15 pages, so at SQLite's default (1000) one message in ~65 paid for it. The WAL
+            # may now grow to 16 MiB between checkpoints, which then copy each page once
+            # however often it changed.
+            f"wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}",
         ):
             await db.execute(f"PRAGMA {pragma}")
         store = cls(db, path)
@@ -108,6 +141,33 @@ class Connection:
                 raise
             await self.db.execute("COMMIT")
 
+    async def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` with the sqlite3 connection on aiosqlite's thread: several statements for
+        one trip. aiosqlite has no public call for this; `_execute` is the one every method of
+        its own goes through (the version is pinned in pyproject.toml, and every test that
+        stores a reply passes here). `fn` must not block on anything but SQLite."""
+        db = self.db
+        return await db._execute(lambda: fn(db._conn))
+
+    async def _read_in_one_trip(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn`'s reads in one trip, shared with other callers' under load (see trips.py)."""
+        return await self._reads(fn)
+
+    async def _write_in_one_trip(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` as one transaction, or part of one shared with other callers' under load, each
+        in a savepoint of its own (see trips.py). It returns once committed. Once queued it
+        runs to the end on the thread even if the caller is cancelled meanwhile, so it lands
+        whole or not at all, and never leaves a transaction open."""
+        return await self._writes(fn)
+
+    async def _read_trip(self, calls: list[Call]) -> list[tuple[bool, Any]]:
+        return await self._in_thread(lambda conn: each(conn, calls))
+
+    async def _write_trip(self, calls: list[Call]) -> list[tuple[bool, Any]]:
+        async with self._lock:  # not inside another coroutine's open transaction
+            return await self._in_thread(
+                lambda conn: _transaction(conn, lambda c: each_in_savepoint(c, calls)))
+
     # Each await on the connection is a hop to its thread and back (~0.1 ms), so every read is
     # one hop (execute_fetchall), never execute/fetch/close. That also matters for locking: a
     # SELECT left open across hops pins an old snapshot, and a write started beside it fails
@@ -118,6 +178,18 @@ class Connection:
     async def _one(self, sql: str, args: tuple = ()) -> Any:
         rows = await self.db.execute_fetchall(sql, args)
         return rows[0] if rows else None
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # a failed COMMIT too: never leave one open
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
 def _tighten(path: Path) -> None:

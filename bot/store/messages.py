@@ -1,8 +1,9 @@
-"""The conversation log: messages, the history an engine sees, replies, and engine state."""
+"""The conversation log: messages, the history an engine sees, and replies."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,25 @@ from typing import Any
 from bot.store.connection import Connection
 from bot.store.people import Chat, User
 from engines.base import Turn
+
+INSERT_MESSAGE = (
+    "INSERT INTO messages (chat_id, user_id, role, text, reply_to, engine, engine_version,"
+    " trace, created_at, platform_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+INSERT_REF = "INSERT OR REPLACE INTO message_refs VALUES (?, ?, ?)"
+# The last turns since /reset (args: chat id, history_from, how many), newest first. Texts not
+# stored are left out, and so is everything by or to someone who has opted out since (engines
+# would quote it).
+HISTORY = (
+    "SELECT m.role, m.text, COALESCE(u.name, '') FROM messages m"
+    " LEFT JOIN users u ON u.id = m.user_id"
+    " WHERE m.chat_id = ? AND m.id > ? AND m.text IS NOT NULL"
+    " AND NOT COALESCE(u.opted_out, 0)"
+    " ORDER BY m.id DESC LIMIT ?")
+
+
+def turns(rows: list[tuple[str, str, str]]) -> list[Turn]:
+    """HISTORY's rows as turns, oldest first."""
+    return [Turn(role, text, name if role == "user" else "") for role, text, name in rows[::-1]]
 
 
 @dataclass(frozen=True)
@@ -37,25 +57,21 @@ class Messages(Connection):
     ) -> int:
         """A message, or a reply (with the `platform_ids` it was sent as). `platform_msg_id`:
         the platform's id of a person's message, to find it again if it is delivered twice."""
-        insert = (
-            "INSERT INTO messages (chat_id, user_id, role, text, reply_to, engine,"
-            " engine_version, trace, created_at, platform_msg_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (chat.id, user.id if user else None, role, text, reply_to, engine,
-             engine_version, json.dumps(trace) if trace else None, time.time(),
-             platform_msg_id or None),
-        )
+        row = (chat.id, user.id if user else None, role, text, reply_to, engine,
+               engine_version, json.dumps(trace) if trace else None, time.time(),
+               platform_msg_id or None)
         refs = [pid for pid in platform_ids if pid]
-        if not refs:
-            async with self._lock:
-                return (await self._one(*insert))[0]
-        async with self._write():
-            row = await self._one(*insert)
-            await self.db.executemany(
-                "INSERT OR REPLACE INTO message_refs VALUES (?, ?, ?)",
-                [(chat.id, pid, row[0]) for pid in refs],
-            )
-        return row[0]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            message_id = conn.execute(INSERT_MESSAGE, row).lastrowid
+            conn.executemany(INSERT_REF, [(chat.id, pid, message_id) for pid in refs])
+            return message_id
+
+        async with self._invalidating(chat.id, states=False):  # a turn the cache lacks
+            if not refs:
+                async with self._lock:
+                    return await self._in_thread(insert)
+            return await self._write_in_one_trip(insert)
 
     async def message_for(self, chat: Chat, platform_msg_id: str) -> int | None:
         """The stored id of a person's message, by the platform's id of it."""
@@ -70,17 +86,8 @@ class Messages(Connection):
         return row is not None
 
     async def history(self, chat: Chat, limit: int) -> list[Turn]:
-        """The last `limit` turns since /reset, oldest first; texts not stored are left out, and
-        so is everything by or to someone who has opted out since (engines would quote it)."""
-        rows = await self._all(
-            "SELECT m.role, m.text, COALESCE(u.name, '') FROM messages m"
-            " LEFT JOIN users u ON u.id = m.user_id"
-            " WHERE m.chat_id = ? AND m.id > ? AND m.text IS NOT NULL"
-            " AND NOT COALESCE(u.opted_out, 0)"
-            " ORDER BY m.id DESC LIMIT ?",
-            (chat.id, chat.history_from, limit),
-        )
-        return [Turn(role, text, name if role == "user" else "") for role, text, name in rows[::-1]]
+        """The last `limit` turns since /reset, oldest first (see HISTORY)."""
+        return turns(await self._all(HISTORY, (chat.id, chat.history_from, limit)))
 
     async def last_reply(self, chat: Chat) -> Reply | None:
         row = await self._one(
@@ -100,17 +107,3 @@ class Messages(Connection):
             (chat.id, platform_msg_id),
         )
         return row[0] if row else None
-
-    # engine state ---------------------------------------------------------------------------
-
-    async def engine_state(self, chat: Chat, engine: str) -> dict[str, Any]:
-        row = await self._one(
-            "SELECT state FROM engine_state WHERE chat_id = ? AND engine = ?", (chat.id, engine)
-        )
-        return json.loads(row[0]) if row else {}
-
-    async def save_engine_state(self, chat: Chat, engine: str, state: dict[str, Any]) -> None:
-        await self._exec(
-            "INSERT OR REPLACE INTO engine_state VALUES (?, ?, ?)",
-            (chat.id, engine, json.dumps(state, ensure_ascii=False)),
-        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import aiosqlite
 
 from bot.store.connection import Connection
+
+FIND_CHAT = ("SELECT id, engine, lang, history_from, COALESCE(adapter, '') FROM chats"
+             " WHERE platform = ? AND platform_chat_id = ?")
 
 
 @dataclass
@@ -40,46 +44,46 @@ class People(Connection):
     # Two coroutines may miss the cache at once (right after a start); `setdefault` makes them
     # share one object, so that a change through one (/optout, /engine) is seen by both.
     async def chat(self, platform: str, platform_chat_id: str, title: str = "") -> Chat:
-        """The chat, created on first sight."""
+        """The chat, created on first sight (one trip)."""
         key = (platform, platform_chat_id)
         if key not in self._chats:
-            await self._exec(
+            row = await self._add_and_find(
                 "INSERT INTO chats (platform, platform_chat_id, title, created_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (platform, platform_chat_id, title or None, time.time()),
-            )
-            return await self.find_chat(platform, platform_chat_id)
+                (platform, platform_chat_id, title or None, time.time()), FIND_CHAT, key)
+            self._chats.setdefault(key, Chat(row[0], *key, *row[1:]))
         return self._chats[key]
 
     async def find_chat(self, platform: str, platform_chat_id: str) -> Chat | None:
         """The chat if the bot has seen it, without creating it."""
         key = (platform, platform_chat_id)
         if key not in self._chats:
-            row = await self._one(
-                "SELECT id, engine, lang, history_from, COALESCE(adapter, '') FROM chats"
-                " WHERE platform = ? AND platform_chat_id = ?",
-                key,
-            )
+            row = await self._one(FIND_CHAT, key)
             if row is None:
                 return None
             self._chats.setdefault(key, Chat(row[0], *key, *row[1:]))
         return self._chats[key]
 
     async def user(self, platform: str, platform_user_id: str, name: str = "") -> User:
-        """The person, created on first sight."""
+        """The person, created on first sight (one trip)."""
         key = (platform, platform_user_id)
         if key not in self._users:
-            await self._exec(
+            row = await self._add_and_find(
                 "INSERT INTO users (platform, platform_user_id, name, created_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (platform, platform_user_id, name or None, time.time()),
-            )
-            row = await self._one(
                 "SELECT id, name, opted_out FROM users WHERE platform = ? AND platform_user_id = ?",
-                key,
-            )
+                key)
             self._users.setdefault(key, User(row[0], *key, row[1] or "", bool(row[2])))
         return self._users[key]
+
+    async def _add_and_find(self, add: str, add_args: tuple, find: str, key: tuple) -> tuple:
+        def run(conn: sqlite3.Connection) -> tuple:
+            conn.execute(add, add_args)
+            return conn.execute(find, key).fetchone()
+
+        async with self._lock:  # the insert commits on its own: not inside a transaction
+            return await self._in_thread(run)
 
     async def set_chat(self, chat: Chat, *, engine: str | None = None, lang: str | None = None,
                        adapter: str | None = None) -> None:
@@ -97,7 +101,7 @@ class People(Connection):
 
     async def reset_chat(self, chat: Chat) -> None:
         """Forget the conversation context (engine state, history seen), not the log."""
-        async with self._write():
+        async with self._invalidating(chat.id), self._write():
             row = await self._one(
                 "SELECT COALESCE(MAX(id), 0) FROM messages WHERE chat_id = ?", (chat.id,)
             )
@@ -107,5 +111,9 @@ class People(Connection):
         chat.history_from = row[0]
 
     async def set_opted_out(self, user: User, opted_out: bool) -> None:
-        await self._exec("UPDATE users SET opted_out = ? WHERE id = ?", (int(opted_out), user.id))
+        """Opting out hides the person's turns from every chat's history (and opting in shows
+        them again): the histories kept in memory go."""
+        async with self._invalidating(states=False):
+            await self._exec("UPDATE users SET opted_out = ? WHERE id = ?",
+                             (int(opted_out), user.id))
         user.opted_out = opted_out

@@ -67,7 +67,7 @@ class Privacy(Connection):
         """Delete the user's messages and votes; the replies about them (see _ABOUT) keep only
         their metadata, and the engine state of every chat they wrote in is dropped (ELIZA's
         memory holds their words), then the WAL is wiped of the old pages."""
-        async with self._write():
+        async with self._invalidating(), self._write():
             ids = [r[0] for r in await self._all(
                 f"SELECT m.id FROM messages m WHERE {_ABOUT}", (user.id,))]
             await self.db.execute("DELETE FROM engine_state WHERE chat_id IN"
@@ -115,12 +115,21 @@ class Privacy(Connection):
 
     async def prune(self, older_than: float) -> int:
         """Delete messages older than a unix time (the retention limit), and the engine state
-        of chats that have no message left (their memories came from the deleted ones)."""
-        async with self._write():
+        of chats that have no message left (their memories came from the deleted ones).
+
+        SQLite gives a new message the highest id left plus one, so once the newest messages
+        are gone, ids are handed out again: a chat's /reset mark (history_from) above the
+        highest id left would hide its new turns. Such marks come down to that id."""
+        async with self._invalidating(), self._write():
             cursor = await self.db.execute("DELETE FROM messages WHERE created_at < ?",
                                            (older_than,))
             await self.db.execute("DELETE FROM engine_state WHERE chat_id NOT IN"
                                   " (SELECT DISTINCT chat_id FROM messages)")
+            top = (await self._one("SELECT COALESCE(MAX(id), 0) FROM messages"))[0]
+            await self.db.execute("UPDATE chats SET history_from = ? WHERE history_from > ?",
+                                  (top, top))
+        for chat in self._chats.values():  # People's cache of chats, this same store's
+            chat.history_from = min(chat.history_from, top)
         return cursor.rowcount
 
 
