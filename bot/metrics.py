@@ -7,9 +7,12 @@ value is a time series of its own, and ids would also put people in the metrics.
 from __future__ import annotations
 
 import functools
+from typing import TypeVar, cast
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
 from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 disable_created_metrics()  # the *_created series only double what a scraper already sees
 
@@ -35,10 +38,14 @@ FINETUNE_JOBS = Counter("eliza2llm_finetune_jobs", "Fine-tuning jobs by how they
 
 
 @functools.cache
-def child(metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+def _child(metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+    return metric.labels(*labels)
+
+
+def child(metric: M, *labels: str) -> M:
     """`metric.labels(*labels)`, looked up once: labels() validates and locks on every call,
     a cost on each message's path (bench/profile_router.txt); label values are few."""
-    return metric.labels(*labels)
+    return cast(M, _child(metric, *labels))
 
 
 def replied(engine: str, failed: bool, cut_off: bool, seconds: float) -> None:
