@@ -13,8 +13,9 @@ import copy
 import logging
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from bot import commands, metrics
 from bot.events import Incoming, Reaction, Sink, deliver
@@ -70,6 +71,7 @@ class Router:
     def _tracked(self) -> Iterator[None]:
         """Count the current task as work in flight, for `drain`."""
         task = asyncio.current_task()
+        assert task is not None, "called from a task"
         self._in_flight.add(task)
         try:
             yield
@@ -191,7 +193,9 @@ class Router:
         text, started, cleaner = "", time.monotonic(), OutputCleaner(limit)
         try:
             async with asyncio.timeout(self.config.bot.reply_timeout) as deadline:
-                async with contextlib.aclosing(engine.reply(conv)) as deltas:
+                # Engines' replies are async generators (engines/base.py), so they can be closed.
+                replying = cast(AsyncGenerator[str, None], engine.reply(conv))
+                async with contextlib.aclosing(replying) as deltas:
                     async for delta in deltas:
                         if not text:
                             metrics.child(metrics.FIRST_TOKEN_SECONDS, engine.name).observe(
@@ -203,8 +207,9 @@ class Router:
                         # (a 429 waited out, say) is not held against it. (A wait too short
                         # to matter is not worth moving the timer for.)
                         waited = time.monotonic() - shown
-                        if waited > MOVE_DEADLINE_AFTER:
-                            deadline.reschedule(deadline.when() + waited)
+                        when = deadline.when()
+                        if waited > MOVE_DEADLINE_AFTER and when is not None:
+                            deadline.reschedule(when + waited)
         except Exception as exc:  # TimeoutError included: an engine must not hang a chat
             log.error("engine %s failed in %s", engine.name, conv.chat_key, exc_info=True)
             conv.trace["error"] = f"{type(exc).__name__}: {exc}"
@@ -212,7 +217,8 @@ class Router:
         except asyncio.CancelledError:
             if self.accepting:  # not a shutdown: whoever cancelled wants it gone
                 raise
-            asyncio.current_task().uncancel()  # the bot is stopping: end it with what it has
+            # The bot is stopping: end the reply with what it has.
+            cast(asyncio.Task, asyncio.current_task()).uncancel()
             log.warning("shutting down: cut off a reply in %s after %d characters",
                         conv.chat_key, len(text))
             conv.trace["cut_off"] = True

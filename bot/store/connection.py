@@ -33,6 +33,13 @@ WAL_CHECKPOINT_PAGES = 4000
 T = TypeVar("T")
 
 
+def row_id(value: int | None) -> int:
+    """The id an INSERT gave its row (sqlite3 types it as possibly None: not after an INSERT)."""
+    if value is None:
+        raise sqlite3.DatabaseError("an INSERT gave its row no id")
+    return value
+
+
 class Connection:
     """The base of every section of the store: the connection, its lock, and the cache of what
     replies read (see cache.py), which every section that deletes or hides it must drop."""
@@ -97,7 +104,8 @@ class Connection:
         async with self._lock:  # not inside another coroutine's open transaction
             await self.db.execute("PRAGMA busy_timeout = 0")
             try:
-                busy, _, _ = (await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))[0]
+                rows = await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy, _, _ = next(iter(rows))
             finally:
                 await self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return busy == 0
@@ -176,7 +184,7 @@ class Connection:
         return list(await self.db.execute_fetchall(sql, args))
 
     async def _one(self, sql: str, args: tuple = ()) -> Any:
-        rows = await self.db.execute_fetchall(sql, args)
+        rows = list(await self.db.execute_fetchall(sql, args))
         return rows[0] if rows else None
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from bot.store.connection import Connection
+from bot.store.connection import Connection, row_id
 from bot.store.people import Chat, User
-from engines.base import Turn
+from engines.base import Role, Turn
 
 INSERT_MESSAGE = (
     "INSERT INTO messages (chat_id, user_id, role, text, reply_to, engine, engine_version,"
@@ -29,7 +30,8 @@ HISTORY = (
 
 def turns(rows: list[tuple[str, str, str]]) -> list[Turn]:
     """HISTORY's rows as turns, oldest first."""
-    return [Turn(role, text, name if role == "user" else "") for role, text, name in rows[::-1]]
+    return [Turn(cast(Role, role), text, name if role == "user" else "")
+            for role, text, name in rows[::-1]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Messages(Connection):
         role: str,
         text: str | None,
         *,
-        platform_ids: list[str] = (),
+        platform_ids: Sequence[str] = (),
         reply_to: int | None = None,
         engine: str | None = None,
         engine_version: str | None = None,
@@ -63,7 +65,7 @@ class Messages(Connection):
         refs = [pid for pid in platform_ids if pid]
 
         def insert(conn: sqlite3.Connection) -> int:
-            message_id = conn.execute(INSERT_MESSAGE, row).lastrowid
+            message_id = row_id(conn.execute(INSERT_MESSAGE, row).lastrowid)
             conn.executemany(INSERT_REF, [(chat.id, pid, message_id) for pid in refs])
             return message_id
 

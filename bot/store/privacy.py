@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.store.connection import Connection
-from bot.store.people import User
+from bot.store.people import Chat, User
 
 log = logging.getLogger(__name__)
 WIPE_RETRY_SECONDS = 0.5
@@ -31,6 +31,8 @@ class Forgotten:
 
 
 class Privacy(Connection):
+    _chats: dict[tuple[str, str], Chat]  # People's cache of chats (the Store holds both)
+
     _wiping: asyncio.Task | None = None
 
     async def user_data(self, user: User) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.store.cache import CachedHistory, CachedState
-from bot.store.connection import Connection
+from bot.store.connection import Connection, row_id
 from bot.store.messages import HISTORY, INSERT_MESSAGE, INSERT_REF, turns
 from bot.store.people import Chat, User
 from engines.base import Turn
@@ -93,10 +93,10 @@ class Replies(Connection):
                     x.platform_msg_id or None)
 
         def write(conn: sqlite3.Connection) -> tuple[int, int]:
-            asked = x.asked_id or conn.execute(INSERT_MESSAGE, user_row).lastrowid
-            reply = conn.execute(INSERT_MESSAGE, (
+            asked = x.asked_id or row_id(conn.execute(INSERT_MESSAGE, user_row).lastrowid)
+            reply = row_id(conn.execute(INSERT_MESSAGE, (
                 x.chat.id, x.user.id, "bot", x.reply, asked, x.engine, x.engine_version,
-                json.dumps(x.trace) if x.trace else None, now, None)).lastrowid
+                json.dumps(x.trace) if x.trace else None, now, None)).lastrowid)
             conn.executemany(INSERT_REF, [(x.chat.id, pid, reply) for pid in x.platform_ids
                                           if pid])
             # Checked here, on the thread, in the order the writes run: a deletion of engine

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store.connection import Connection
+from bot.store.connection import Connection, row_id
 from bot.store.people import User
 
 
@@ -43,7 +43,7 @@ class Training(Connection):
             "INSERT INTO jobs (kind, status, requested_by, created_at) VALUES (?, 'queued', ?, ?)",
             (kind, requested_by.id if requested_by else None, time.time()),
         )
-        return row.lastrowid
+        return row_id(row.lastrowid)
 
     async def job_started(self, job_id: int, pid: int) -> None:
         await self._exec("UPDATE jobs SET status = 'running', pid = ?, started_at = ?"
