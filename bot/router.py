@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from bot import commands, metrics
+from bot import commands, logs, metrics
 from bot.events import Incoming, Reaction, Sink, deliver
 from bot.i18n import t
 from bot.policy import OutputCleaner, RateLimiter, clean_output, detail_for, may_use, rate_limited
@@ -143,7 +143,8 @@ class Router:
             state=self._state(chat, engine_name, keep, context), adapter=chat.adapter,
         )
         started = time.monotonic()
-        outcome = await self._generate(engine, conv, sink)
+        with logs.fields(engine=engine_name, version=engine.info().version):
+            outcome = await self._generate(engine, conv, sink)
         metrics.replied(engine_name, outcome.failed, "cut_off" in conv.trace,
                         time.monotonic() - started)
         platform_ids = await deliver(sink, outcome.text)

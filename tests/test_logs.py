@@ -45,6 +45,7 @@ async def test_a_json_run_logs_objects_with_the_chat_and_no_text_or_token(tmp_pa
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
     [failed] = [line for line in lines if line["message"].startswith("engine broken failed")]
     assert failed["level"] == "ERROR" and failed["chat"] == "telegram:1"
+    assert failed["engine"] == "broken"
     assert "RuntimeError: the engine broke" in failed["exc"]
     assert any(line["logger"] == "bot.frontends.telegram" for line in lines)  # -v: info too
     assert "Xylophon" not in text
