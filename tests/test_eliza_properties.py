@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from engines.eliza.interpreter import respond
 from engines.eliza.state import ChatState
+from engines.eliza.tokens import _NORMAL, _TOKEN, tokenize
 from tests.eliza_helpers import PAPER, Chat, doctor
 
 SCRIPTS = {"en": doctor("en"), "de": doctor("de")}
@@ -73,3 +74,8 @@ def test_two_chats_interleaved_answer_as_each_would_alone():
 def _alone(lang: str, lines: list[str]) -> list[str]:
     chat = Chat(SCRIPTS[lang])
     return [chat.say(line) for line in lines]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_text_splits_as_the_regular_expression_does(text):
+    assert tokenize(text) == _TOKEN.findall(text.translate(_NORMAL).upper())
