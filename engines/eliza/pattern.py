@@ -24,7 +24,7 @@ class _Run:
     """Elements between two 0s, each a fixed number of words wide."""
 
     width: int  # words it covers
-    sizes: tuple[int, ...]  # words each element takes
+    spans: tuple[tuple[int, int], ...]  # each element's words: from, to (from the run's start)
     checks: tuple[tuple[int, Element], ...]  # (offset, element) of those that test a word
 
 
@@ -37,15 +37,12 @@ def decompose(
     starts = _place(runs, words, tags)
     if starts is None:
         return None
-    parts: list[list[str]] = []
-    end = 0
-    for index, (run, start) in enumerate(zip(runs, starts, strict=True)):
-        if index:  # the 0 before this run takes what lies between
-            parts.append(words[end:start])
-        end = start
-        for size in run.sizes:
-            parts.append(words[end:end + size])
-            end += size
+    parts = [words[a:b] for a, b in runs[0].spans]
+    end = runs[0].width
+    for run, start in zip(runs[1:], starts[1:], strict=True):
+        parts.append(words[end:start])  # the 0 before this run takes what lies between
+        parts += [words[start + a:start + b] for a, b in run.spans]
+        end = start + run.width
     return parts
 
 
@@ -62,11 +59,12 @@ def _runs(pattern: tuple[Element, ...]) -> tuple[_Run, ...]:
 
 
 def _run(elements: list[Element]) -> _Run:
-    sizes = tuple(e if isinstance(e, int) else 1 for e in elements)
+    sizes = [e if isinstance(e, int) else 1 for e in elements]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    spans = tuple((offset, offset + size) for offset, size in zip(offsets, sizes, strict=True))
     checks = tuple((offset, e) for offset, e in zip(offsets, elements, strict=True)
                    if not isinstance(e, int))
-    return _Run(sum(sizes), sizes, checks)
+    return _Run(sum(sizes), spans, checks)
 
 
 def _place(
@@ -112,8 +110,9 @@ def _find(
                 return at
             at += 1
         return None
+    heads = _words_of(head, tags)
     for at in range(start, stop + 1):
-        if _fits_at(run, words, at, tags):
+        if words[at + offset] in heads and _fits_at(run, words, at, tags):
             return at
     return None
 
@@ -130,21 +129,41 @@ def _fits_at(run: _Run, words: list[str], at: int, tags: Mapping[str, frozenset[
 def _fits(element: Element, word: str, tags: Mapping[str, frozenset[str]]) -> bool:
     if isinstance(element, str):
         return element == word
+    return word in _words_of(element, tags)
+
+
+def _words_of(element: tuple[str, frozenset[str]], tags: Mapping[str, frozenset[str]]
+              ) -> frozenset[str]:
+    """The words a (*...) or (/...) element accepts."""
     kind, choices = element
     if kind == "*":
-        return word in choices
-    return any(word in tags.get(tag, ()) for tag in choices)
+        return choices
+    if len(choices) == 1:
+        [tag] = choices
+        return tags.get(tag, frozenset())
+    return frozenset().union(*(tags.get(tag, ()) for tag in choices))
 
 
 def reassemble(pieces: Sequence[Piece], parts: Sequence[Sequence[str]]) -> list[str]:
     """Words of the answer: literal words as written, numbers replaced by that part's words."""
     words: list[str] = []
+    for chunk in _chunks(tuple(pieces)):
+        words += parts[chunk - 1] if isinstance(chunk, int) else chunk
+    return words
+
+
+@cache
+def _chunks(pieces: tuple[Piece, ...]) -> tuple[int | tuple[str, ...], ...]:
+    """The pieces with each stretch of literal words as one tuple: fewer steps per answer."""
+    chunks: list[int | tuple[str, ...]] = []
     for piece in pieces:
         if isinstance(piece, int):
-            words.extend(parts[piece - 1])
+            chunks.append(piece)
+        elif chunks and isinstance(chunks[-1], tuple):
+            chunks[-1] += (piece,)
         else:
-            words.append(piece)
-    return words
+            chunks.append((piece,))
+    return tuple(chunks)
 
 
 def show(pattern: Sequence[Element]) -> str:
