@@ -1,6 +1,7 @@
 """Replies per second: our ELIZA against nltk.chat.eliza, measured in the same run.
 
     python -m bench.eliza [--rounds 20] [--lines 300]
+    python -m bench.eliza --profile        # where the engine's time goes (cProfile, top lines)
 
 Both answer the same messages (the 1966 paper's conversation and longer lines). Ours is timed
 three times: the interpreter alone; the engine as a router that keeps each chat's state in
@@ -97,12 +98,28 @@ def nltk_eliza() -> Pass:
     return lambda lines: [eliza_chatbot.respond(line) for line in lines]
 
 
+def profile(lines: list[str], rounds: int) -> None:
+    """The engine's pass (state kept live) under cProfile: the functions that take the time."""
+    import cProfile
+    import pstats
+
+    run_pass = ours_engine(through_json=False)()
+    run_pass(lines)
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: [run_pass(lines) for _ in range(rounds)])
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--lines", type=int, default=320)
+    parser.add_argument("--profile", action="store_true", help="profile the engine instead")
     args = parser.parse_args()
     lines = messages(args.lines)
+    if args.profile:
+        profile(lines, args.rounds)
+        return
     measured = rates({
         "nltk.chat.eliza (baseline)": nltk_eliza(),
         "ours: interpreter": ours_interpreter(),
