@@ -15,6 +15,7 @@ tokens/s is the best round of each, the first-token median is over the replies o
     python -m bench.transformer                      # builds the tiny model in a temp folder
     python -m bench.transformer --model DIR --device cuda --dtype bfloat16
     python -m bench.transformer --sampling bot --adapter random
+    python -m bench.transformer --profile            # the worker thread at 16 chats, cProfile
 """
 
 from __future__ import annotations
@@ -121,15 +122,35 @@ def sequential_generate(engine: TransformerEngine, replies: int, new_tokens: int
 LEVELS = (1, 4, 16)  # chats at once
 
 
+def profile_worker() -> Any:
+    """cProfile of the generation worker's thread (a profiler sees only the thread it runs
+    in), for the whole life of the engines started from now on."""
+    import cProfile
+
+    from engines.transformer.worker import GenerationWorker
+
+    profiler, run = cProfile.Profile(), GenerationWorker._run
+    GenerationWorker._run = lambda worker: profiler.runcall(run, worker)
+    return profiler
+
+
 async def run(args: argparse.Namespace, model: Path | str, adapter: str) -> None:
     options = TransformerOptions(
         model=str(model), device=args.device, dtype=args.dtype, adapter=adapter,
         max_new_tokens=args.tokens, threads=args.threads, max_batch=16, **SAMPLING[args.sampling],
     )
+    profiler = profile_worker() if args.profile else None
     engine = TransformerEngine(options, EngineContext(Path(tempfile.mkdtemp())))
     await engine.start()
     engine.worker.eos_ids = set()  # fixed-length replies, as min_new_tokens gives generate()
     await concurrent(engine, 4, 8)  # warm-up, both sides
+    if profiler is not None:  # the warm-up and one pass of the widest level, nothing else
+        import pstats
+
+        await concurrent(engine, LEVELS[-1], args.replies)
+        await engine.close()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+        return
     sequential_generate(engine, 1, args.tokens, args.sampling)
     baselines: list[float] = []
     levels: dict[int, list[dict[str, Any]]] = {chats: [] for chats in LEVELS}
@@ -175,6 +196,8 @@ def main() -> None:
     parser.add_argument("--baseline-replies", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2,
                         help="measurements of each, taking turns; the best counts")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the worker thread at 16 chats instead")
     parser.add_argument("--threads", type=int, default=2, help="torch threads; 0: half the cores")
     parser.add_argument("--sampling", default="greedy", choices=sorted(SAMPLING),
                         help="greedy: batching alone; bot: the bot's default sampling")

@@ -2,9 +2,10 @@
 
 Replies arrive from the event loop as Requests. Between two forward passes the worker
   1. runs queued calls (loading an adapter, scoring next words),
-  2. prefills, in one pass, the waiting requests that share a kept prompt beginning with the
-     first of them (or have none kept), over the rest of their prompts only, and adds them to
-     the running batch; the others wait for the next step,
+  2. prefills in one pass the waiting requests that start from the same kept prompt beginning
+     (the system prompt, prefix.py) as the first of them, over the rest of their prompts only,
+     or, if that one's beginning is not kept yet, all whose are not, whole, keeping their
+     beginnings; adds them to the running batch; the others wait for the next step,
   3. advances every row of the batch by one token in one decode pass (KV cache), lets finished
      or cancelled rows leave, and hands the step's new text of all rows to the event loop at
      once (one wake-up per step, not one per row).
