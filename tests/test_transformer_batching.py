@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 
 import pytest
 import torch
@@ -103,6 +104,27 @@ async def test_a_mixed_burst_is_prefilled_group_by_group_and_every_reply_is_as_a
     burst = await asyncio.gather(*(ask(engine, text, lang)
                                    for lang in ("en", "de") for text in PROMPTS[:2]))
     assert burst == alone
+
+
+async def burst(engine, texts: list[str]) -> list[str]:
+    """All of `texts` queued while the worker is held, so it finds them waiting together."""
+    gate = threading.Event()
+    held = asyncio.ensure_future(engine.worker.call(gate.wait))
+    replies = [asyncio.ensure_future(ask(engine, text)) for text in texts]
+    while len(engine.worker._waiting) + engine.worker._inbox.qsize() < len(texts):
+        await asyncio.sleep(0.01)
+    gate.set()
+    await held
+    return list(await asyncio.gather(*replies))
+
+
+async def test_a_burst_wider_than_the_prefill_budget_is_prefilled_in_parts(engine, monkeypatch):
+    alone = [await ask(engine, text) for text in PROMPTS]  # the beginning is kept from here on
+    widths = prefill_widths(engine, monkeypatch)
+    assert await burst(engine, PROMPTS) == alone and len(widths) == 1  # one pass: all fit
+    engine.worker.prefill_tokens = 40  # about two of them, after the system prompt
+    assert await burst(engine, PROMPTS) == alone
+    assert 3 <= len(widths) <= len(PROMPTS) + 1  # in parts: never all at once
 
 
 async def test_the_text_of_one_step_reaches_the_event_loop_in_one_wake_up(engine, monkeypatch):

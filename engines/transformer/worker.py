@@ -5,7 +5,8 @@ Replies arrive from the event loop as Requests. Between two forward passes the w
   2. prefills in one pass the waiting requests that start from the same kept prompt beginning
      (the system prompt, prefix.py) as the first of them, over the rest of their prompts only,
      or, if that one's beginning is not kept yet, all whose are not, whole, keeping their
-     beginnings; adds them to the running batch; the others wait for the next step,
+     beginnings; as many as fit in `prefill_tokens`; adds them to the running batch; the
+     others wait for the next step,
   3. advances every row of the batch by one token in one decode pass (KV cache), lets finished
      or cancelled rows leave, and hands the step's new text of all rows to the event loop at
      once (one wake-up per step, not one per row).
@@ -103,6 +104,7 @@ class GenerationWorker:
         eos_ids: set[int],
         context: int,
         max_batch: int = 16,
+        prefill_tokens: int = 4096,
         device: str = "cpu",
         seed: int = 0,
         threads: int = 0,
@@ -113,6 +115,7 @@ class GenerationWorker:
         self.eos_ids = eos_ids
         self.context = context
         self.max_batch = max_batch
+        self.prefill_tokens = prefill_tokens  # a prefill's rows x width at most (one row always)
         self.device = device
         self.threads = threads  # torch CPU threads for the forward passes; 0: torch's default
         self.passes = 0  # forward passes so far: what batching saves
@@ -224,12 +227,26 @@ class GenerationWorker:
         self._keep([True] * (len(self._batch) - len(rows)) + keep)
 
     def _group(self, requests: list[Request]) -> list[Request]:
-        """The requests that start from the same kept beginning as the first one, or, if the
-        first one's is not kept, all whose beginnings are not kept: one prefill's worth."""
+        """One prefill's worth: the requests that start from the same kept beginning as the
+        first one (or, if the first one's is not kept, all whose are not), in order, as long
+        as their tokens to prefill, padded to the longest, stay within `prefill_tokens`."""
         prefixes = self._prefixes
-        head = requests[0].prefix_key if requests[0].prefix_key in prefixes else None
-        return [r for r in requests
-                if (r.prefix_key if r.prefix_key in prefixes else None) == head]
+
+        def kept(request: Request) -> Any:
+            return request.prefix_key if request.prefix_key in prefixes else None
+
+        head = kept(requests[0])
+        group: list[Request] = []
+        longest = 0
+        for request in requests:
+            if kept(request) != head:
+                continue
+            width = len(request.prompt_ids) - (len(head[1]) if head else 0)
+            if group and (len(group) + 1) * max(longest, width) > self.prefill_tokens:
+                break  # the rest wait a step: a newcomer never waits for a whole wide prefill
+            group.append(request)
+            longest = max(longest, width)
+        return group
 
     def _prefill(self, rows: list[Row]) -> tuple[Any, torch.Tensor, torch.Tensor, list[bool]]:
         """One pass over the new prompts (after their kept beginning, if they have one): their
