@@ -77,7 +77,7 @@ def _place(
     if len(runs) == 1:
         return [0] if first.width == count and _fits_at(first, words, 0, tags) else None
     last_start = count - last.width
-    if last_start < first.width or not _fits_at(first, words, 0, tags):
+    if last_start < first.width or (first.checks and not _fits_at(first, words, 0, tags)):
         return None
     starts, at = [0], first.width
     for run in runs[1:-1]:
@@ -86,7 +86,7 @@ def _place(
             return None
         starts.append(found)
         at = found + run.width
-    if last_start < at or not _fits_at(last, words, last_start, tags):
+    if last_start < at or (last.checks and not _fits_at(last, words, last_start, tags)):
         return None
     starts.append(last_start)
     return starts
