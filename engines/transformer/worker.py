@@ -2,14 +2,11 @@
 
 Replies arrive from the event loop as Requests. Between two forward passes the worker
   1. runs queued calls (loading an adapter, scoring next words),
-  2. prefills in one pass the waiting requests that start from the same kept prompt beginning
-     (the system prompt, prefix.py) as the first of them, over the rest of their prompts only,
-     or, if that one's beginning is not kept yet, all whose are not, whole, keeping their
-     beginnings; as many as fit in `prefill_tokens`; adds them to the running batch; the
-     others wait for the next step,
-  3. advances every row of the batch by one token in one decode pass (KV cache), lets finished
-     or cancelled rows leave, and hands the step's new text of all rows to the event loop at
-     once (one wake-up per step, not one per row).
+  2. prefills waiting requests in one pass and adds them to the running batch: those that share
+     the first one's kept prompt beginning (prefix.py) over the rest of their prompts only, up
+     to `prefill_tokens`; the others wait a step,
+  3. advances every row by one token in one decode pass (KV cache), lets finished or cancelled
+     rows leave, and hands the step's text of all rows to the event loop in one wake-up.
 So replies for many chats share forward passes, a new chat joins at the next step instead of
 waiting for the batch to end, and the event loop only ever waits on queues.
 A failing forward pass ends the replies in it with an error; the worker goes on with the rest.
