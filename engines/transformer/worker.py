@@ -3,8 +3,8 @@
 Replies arrive from the event loop as Requests. Between two forward passes the worker
   1. runs queued calls (loading an adapter, scoring next words),
   2. prefills waiting requests in one pass and adds them to the running batch: those that share
-     the first one's kept prompt beginning (prefix.py) over the rest of their prompts only, up
-     to `prefill_tokens`; the others wait a step,
+     the first one's prompt beginning (the system prompt), over the rest of their prompts once
+     it is kept (prefix.py: a whole prefill keeps it), up to `prefill_tokens`; the others wait,
   3. advances every row by one token in one decode pass (KV cache), lets finished or cancelled
      rows leave, and hands the step's text of all rows to the event loop in one wake-up.
 So replies for many chats share forward passes, a new chat joins at the next step instead of
