@@ -33,6 +33,11 @@ class Conversation:
     chat (JSON-able; persisted by the bot, empty after /reset), so an engine object shared by
     many chats keeps nothing per chat itself; `adapter`, the adapter this chat is pinned to
     ("" for the active one, "base" for none), for engines that serve adapters.
+    An engine updates `state` in place and may leave live objects in it that are JSON-able as
+    they stand (ELIZA's ChatState is a dict): a bot that keeps the dict in memory between
+    messages hands them back as they were, and the next message parses nothing. Since the dict
+    handed back is the one handed in, a bot that writes only changed state compares what it
+    serialises, not the objects.
     Filled in during a reply: `trace` explains it (/why shows it later); `version` names what
     made it when that differs from `info().version` (the adapter a reply began with, say).
     """

@@ -8,7 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engines.eliza.interpreter import respond
+from engines.eliza.pattern import _fits, decompose
 from engines.eliza.state import ChatState
+from engines.eliza.tokens import _NORMAL, _TOKEN, tokenize
 from tests.eliza_helpers import PAPER, Chat, doctor
 
 SCRIPTS = {"en": doctor("en"), "de": doctor("de")}
@@ -73,3 +75,41 @@ def test_two_chats_interleaved_answer_as_each_would_alone():
 def _alone(lang: str, lines: list[str]) -> list[str]:
     chat = Chat(SCRIPTS[lang])
     return [chat.say(line) for line in lines]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_text_splits_as_the_regular_expression_does(text):
+    assert tokenize(text) == _TOKEN.findall(text.translate(_NORMAL).upper())
+
+
+def _ymatch(pattern, words, tags):
+    """YMATCH by its definition: the first way to split the words, each 0 taking as few as it
+    can from the left, tried one split after another (exponential: for small cases only)."""
+    def split(p, at):
+        if p == len(pattern):
+            return [] if at == len(words) else None
+        element = pattern[p]
+        sizes = range(len(words) - at + 1) if element == 0 else [
+            element if isinstance(element, int) else 1]
+        for size in sizes:
+            part = words[at:at + size]
+            if len(part) < size or (not isinstance(element, int)
+                                    and not _fits(element, part[0], tags)):
+                continue
+            rest = split(p + 1, at + size)
+            if rest is not None:
+                return [part, *rest]
+        return None
+    return split(0, 0)
+
+
+TAGS = {"T": frozenset({"A", "B"}), "U": frozenset({"C"})}
+ELEMENT = st.sampled_from([0, 0, 1, 2, "A", "B", "C", ("*", frozenset({"A", "C"})),
+                           ("/", frozenset({"T"})), ("/", frozenset({"U", "T"}))])
+
+
+@settings(max_examples=400)
+@given(pattern=st.lists(ELEMENT, min_size=1, max_size=6),
+       words=st.lists(st.sampled_from("ABCD"), max_size=8))
+def test_decomposition_is_ymatch_by_its_definition(pattern, words):
+    assert decompose(tuple(pattern), words, TAGS) == _ymatch(pattern, words, TAGS)

@@ -1,4 +1,9 @@
-"""The ELIZA engine: one script per language, all per-chat memory in the chat's state."""
+"""The ELIZA engine: one script per language, all per-chat memory in the chat's state.
+
+The state is left in `Conversation.state` as a live ChatState (a dict, and its own JSON form):
+a router that keeps the chat's state in memory hands it back unchanged, and the next message
+costs no parsing or copying; one that stores it as JSON hands back a plain dict, checked once.
+"""
 
 from __future__ import annotations
 
@@ -55,7 +60,7 @@ class ElizaEngine(Engine):
         state = ChatState.from_json(conv.state.get(script.name))
         answer = respond(script, state, conv.text)
         _forget_oldest(state, self.options.memory_limit)
-        conv.state[script.name] = state.to_json()
+        conv.state[script.name] = state
         conv.trace.update(answer.trace, script=script.name)
         conv.version = script.version
         yield answer.text

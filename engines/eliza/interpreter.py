@@ -24,7 +24,7 @@ from engines.eliza.tokens import tokenize
 MAX_STEPS = 100
 
 
-@dataclass
+@dataclass(slots=True)
 class Answer:
     text: str
     trace: dict[str, Any] = field(default_factory=dict)
@@ -45,7 +45,7 @@ def respond(script: Script, state: ChatState, text: str) -> Answer:
     return answer
 
 
-@dataclass
+@dataclass(slots=True)
 class _Outcome:
     kind: str  # "answer", "link", "newkey" or "nomatch"
     value: str = ""
@@ -53,6 +53,8 @@ class _Outcome:
 
 class _Turn:
     """The keystack loop for one message."""
+
+    __slots__ = ("decomposition", "reassembly", "remembered", "script", "state", "tried", "words")
 
     def __init__(self, script: Script, state: ChatState, words: list[str]) -> None:
         self.script = script

@@ -11,27 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engines.eliza.script import Script
+from engines.eliza.script import DELIMITER, Script
 
 
 def scan(tokens: Sequence[str], script: Script) -> tuple[list[str], list[str]]:
     """(the words of the chosen clause after substitution, the keystack, top first)."""
-    words: list[str] = []
+    marks = script.marks
+    # Only keywords and delimiters steer the scan: find them first, then walk those alone.
+    marked = [i for i, token in enumerate(tokens) if token in marks]
+    start, stop = 0, len(tokens)
     keystack: list[str] = []
     top_rank = 0
-    for token in tokens:
-        if token in script.delimiters:
+    for i in marked:
+        token = tokens[i]
+        rank = marks[token]
+        if rank == DELIMITER:
             if keystack:
+                stop = i
                 break
-            words = []
-            continue
-        entry = script.entries.get(token)
-        if entry is not None:
-            if entry.is_keyword and entry.rank > top_rank:
-                keystack.insert(0, token)
-                top_rank = entry.rank
-            elif entry.is_keyword:
-                keystack.append(token)
-            token = entry.substitute or token
-        words.append(token)
-    return words, keystack
+            start = i + 1
+        elif rank > top_rank:
+            keystack.insert(0, token)
+            top_rank = rank
+        else:
+            keystack.append(token)
+    substitutes = script.substitutes
+    return [substitutes.get(token, token) for token in tokens[start:stop]], keystack

@@ -11,6 +11,7 @@ MADE YOU COME HERE": HASH("HERE", 2) is 3, the fourth form.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from engines.eliza.pattern import decompose, reassemble
 from engines.eliza.script import MemoryRule
@@ -22,6 +23,7 @@ _OTHER = _CODES["-"]  # a character the 7090 did not have counts as "-"
 _CHARS_PER_WORD = 6
 
 
+@lru_cache(maxsize=4096)  # a chat's sentences end in the same words again and again
 def bcd_word(word: str) -> int:
     """The last machine word of `word`: its last chunk of up to 6 characters, space padded."""
     start = max(len(word) - 1, 0) // _CHARS_PER_WORD * _CHARS_PER_WORD

@@ -11,6 +11,8 @@ Element = int | str | tuple[str, frozenset[str]]
 # A reassembly element: a word to print, or the number of a decomposition part to insert.
 Piece = int | str
 
+DELIMITER = -1  # the mark of a delimiter in Script.marks (keywords are marked by rank, >= 0)
+
 
 @dataclass(frozen=True)
 class Reassembly:
@@ -73,3 +75,13 @@ class Script:
     none: Entry  # NONE: the rules used when no keyword is left
     memory: MemoryRule
     tags: dict[str, frozenset[str]] = field(default_factory=dict)  # tag -> words with it
+    # Derived from the above for the scan, which looks at every word of every message:
+    marks: dict[str, int] = field(init=False, repr=False)  # keyword -> rank; delimiter -> -1
+    substitutes: dict[str, str] = field(init=False, repr=False)  # word -> its substitute
+
+    def __post_init__(self) -> None:
+        marks = {word: entry.rank for word, entry in self.entries.items() if entry.is_keyword}
+        marks |= dict.fromkeys(self.delimiters, DELIMITER)
+        substitutes = {word: e.substitute for word, e in self.entries.items() if e.substitute}
+        object.__setattr__(self, "marks", marks)
+        object.__setattr__(self, "substitutes", substitutes)

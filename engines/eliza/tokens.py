@@ -8,13 +8,28 @@ other symbol (quotes, brackets, emoji) as a space. "?" and "!" end a sentence as
 from __future__ import annotations
 
 import re
+import string
 
 # Words, and the punctuation that ELIZA treats as a word.
 _TOKEN = re.compile(r"[\w'-]+|[,.?!]")
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
+# Apostrophes to one, and "?" and "!" to "." before the split: one pass over the text.
+_NORMAL = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "?": ".", "!": "."})
+
+
+def _ascii_table() -> dict[int, str]:
+    """For ASCII text, the same split by str.split: what _TOKEN keeps in words stays, the
+    punctuation it keeps gets spaces around it, every other character becomes a space."""
+    table = {chr(code): " " for code in range(128)}
+    table |= {char: char for char in string.ascii_letters + string.digits + "_'-"}
+    table |= {"`": "'", ",": " , ", ".": " . ", "?": " . ", "!": " . "}
+    return str.maketrans(table)
+
+
+_ASCII = _ascii_table()
 
 
 def tokenize(text: str) -> list[str]:
     """'Well, my boyfriend made me come here!' -> WELL , MY BOYFRIEND MADE ME COME HERE ."""
-    text = text.translate(_APOSTROPHES).upper()
-    return ["." if token in "?!" else token for token in _TOKEN.findall(text)]
+    if text.isascii():  # most messages: the same split, by one table and str.split
+        return text.translate(_ASCII).upper().split()
+    return _TOKEN.findall(text.translate(_NORMAL).upper())

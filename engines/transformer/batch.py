@@ -1,10 +1,12 @@
 """The running batch: rows that generate together, sharing one KV cache.
 
 Every row is left-padded to the batch's length, so the newest token of every row sits in the
-last column and one forward pass advances them all. Rows of different lengths join by padding
-the shorter cache on the left; finished rows leave by selecting the others; columns that only
-padding uses any more are cut off. The attention mask hides the padding, and each row's
-position ids count only its real tokens, so a row computes what it would compute alone.
+last column and one forward pass advances them all. (A row prefilled from a kept prompt
+beginning, prefix.py, has its padding between that beginning and the rest of its prompt.) Rows
+of different lengths join by padding the shorter cache on the left; finished rows leave by
+selecting the others; leading columns that only padding uses any more are cut off. The
+attention mask hides the padding wherever it is, and each row's position ids count only its
+real tokens, so a row computes what it would compute alone.
 Beside the cache the batch keeps, on the model's device, which tokens each row has seen (for
 the repetition penalty), so a decode step copies nothing but the new tokens to the device.
 

@@ -58,6 +58,7 @@ class TransformerEngine(Engine):
         self.context = 0
         self._system_role = True
         self._prompts: dict[str, str] = {}
+        self._system_starts: dict[str, list[int]] = {}  # system text -> its tokens' beginning
 
     async def start(self) -> None:
         # [engines.transformer] adapter overrides the one fine-tuning promoted last.
@@ -136,9 +137,11 @@ class TransformerEngine(Engine):
         adapter = await self._adapter_for(conv)
         history = conv.turns[-self.options.history_turns:] if self.options.history_turns else []
         budget = self.context - self.options.max_new_tokens
-        ids, kept = prompt.build(self.tokenizer, self.system_prompt(conv.lang), history,
-                                 conv.text, budget, self._system_role)
-        request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens)
+        system = self.system_prompt(conv.lang)
+        ids, kept = prompt.build(self.tokenizer, system, history, conv.text, budget,
+                                 self._system_role)
+        shared = prompt.shared_length(ids, self._system_start(system))
+        request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens, shared)
         try:
             async for delta in request.deltas():
                 yield delta
@@ -178,6 +181,14 @@ class TransformerEngine(Engine):
 
     def system_prompt(self, lang: str) -> str:
         return self._prompts.get(lang) or self._prompts.get("en", "")
+
+    def _system_start(self, system: str) -> list[int]:
+        from engines.transformer import prompt
+
+        if system not in self._system_starts:
+            self._system_starts[system] = prompt.system_start(self.tokenizer, system,
+                                                              self._system_role)
+        return self._system_starts[system]
 
     async def use_adapter(self, path_or_id: str) -> str:
         """Load (unless loaded) and activate an adapter: a folder, or an id under the bot's

@@ -35,6 +35,29 @@ def encode(tokenizer: Any, chat: list[dict]) -> list[int]:
     ))
 
 
+def system_start(tokenizer: Any, system: str, system_role: bool = True) -> list[int]:
+    """Tokens that every prompt with this system text begins with, whatever follows (the
+    worker keeps their cache once for all replies): the template's rendering of the system
+    message alone, of which a prompt shares as much as `shared_length` finds."""
+    if not (system and system_role):
+        return []
+    try:
+        return list(tokenizer.apply_chat_template(
+            [{"role": "system", "content": system}], tokenize=True, return_dict=False))
+    except Exception:  # a template that wants a user message after the system one
+        return []
+
+
+def shared_length(ids: list[int], start: list[int]) -> int:
+    """How many leading tokens `ids` has in common with `start`."""
+    length = 0
+    for mine, theirs in zip(ids, start, strict=False):
+        if mine != theirs:
+            break
+        length += 1
+    return length
+
+
 def supports_system_role(tokenizer: Any) -> bool:
     try:
         encode(tokenizer, [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])

@@ -49,22 +49,29 @@ def next_tokens(
     logits = penalise(logits.float(), seen, sampling.repetition_penalty)
     if sampling.temperature <= 0:
         return logits.argmax(-1)
-    logits = logits / sampling.temperature
-    if 0 < sampling.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if sampling.top_p < 1.0:
-        logits = _top_p(logits, sampling.top_p)
-    probs = torch.softmax(logits, dim=-1)
+    probs, ids = candidates(logits / sampling.temperature, sampling.top_k, sampling.top_p)
     if generator is not None and generator.device.type != probs.device.type:
         generator = None
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    choice = torch.multinomial(probs, 1, generator=generator)
+    return ids.gather(-1, choice).squeeze(-1)
 
 
-def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose probabilities add up to top_p."""
-    ordered, order = torch.sort(logits, descending=True, dim=-1)
-    cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
-    drop = cumulative - torch.softmax(ordered, dim=-1) > top_p  # the first token always stays
-    ordered = ordered.masked_fill(drop, float("-inf"))
-    return torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)
+def candidates(logits: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, token ids), both [rows, n]: the tokens top-k and top-p leave, most likely
+    first, and their probabilities (0 for those top-p drops).
+
+    Top-k picks its k tokens (topk: no sort of the whole vocabulary), and top-p then works on
+    those k alone: a sort and a sampling over 50 values instead of 50,000 per row and step."""
+    vocabulary = logits.shape[-1]
+    if 0 < top_k < vocabulary:
+        values, ids = torch.topk(logits, top_k, dim=-1)
+    elif top_p < 1.0:
+        values, ids = torch.sort(logits, descending=True, dim=-1)
+    else:
+        return torch.softmax(logits, dim=-1), torch.arange(vocabulary, device=logits.device
+                                                           ).expand_as(logits)
+    probs = torch.softmax(values, dim=-1)
+    if top_p < 1.0:  # keep the smallest set of most likely tokens whose probabilities add up
+        drop = probs.cumsum(-1) - probs > top_p  # to top_p; the first token always stays
+        probs = torch.softmax(values.masked_fill(drop, float("-inf")), dim=-1)
+    return probs, ids

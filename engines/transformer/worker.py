@@ -2,10 +2,11 @@
 
 Replies arrive from the event loop as Requests. Between two forward passes the worker
   1. runs queued calls (loading an adapter, scoring next words),
-  2. prefills the requests that arrived since the last pass, in one pass, and adds them to
-     the running batch,
-  3. advances every row of the batch by one token in one decode pass (KV cache), streams each
-     row's new text to its own asyncio queue, and lets finished or cancelled rows leave.
+  2. prefills waiting requests in one pass and adds them to the running batch: those that share
+     the first one's prompt beginning (the system prompt), over the rest of their prompts once
+     it is kept (prefix.py: a whole prefill keeps it), up to `prefill_tokens`; the others wait,
+  3. advances every row by one token in one decode pass (KV cache), lets finished or cancelled
+     rows leave, and hands the step's text of all rows to the event loop in one wake-up.
 So replies for many chats share forward passes, a new chat joins at the next step instead of
 waiting for the batch to end, and the event loop only ever waits on queues.
 A failing forward pass ends the replies in it with an error; the worker goes on with the rest.
@@ -30,6 +31,7 @@ import torch
 from engines.transformer.adapters import BASE, AdapterSet
 from engines.transformer.batch import Batch, Row, left_pad, positions, prefill_mask
 from engines.transformer.detok import TextDeltas
+from engines.transformer.prefix import Prefixes, key_of, seeded_cache
 from engines.transformer.sampling import Sampling, next_tokens, seen_mask
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,12 @@ class GenerationError(Exception):
 class Request:
     """One reply: created on the event loop, advanced by the worker, read with `deltas()`."""
 
-    def __init__(self, prompt_ids: list[int], adapter: str, max_new_tokens: int) -> None:
+    def __init__(self, prompt_ids: list[int], adapter: str, max_new_tokens: int,
+                 shared: int = 0) -> None:
         self.prompt_ids = prompt_ids
         self.adapter = adapter
+        # The beginning that other prompts share (the system prompt), at most all but one token.
+        self.prefix_key = key_of(adapter, prompt_ids, min(shared, len(prompt_ids) - 1))
         self.max_new_tokens = max_new_tokens
         self.cancelled = False  # set on the loop, read by the worker (a bool is atomic enough)
         self.new_tokens: list[int] = []
@@ -71,10 +76,12 @@ class Request:
 
     # The worker's side: called from its thread, delivered on the loop.
     def _send(self, kind: str, value: str = "") -> None:
+        _deliver_soon(self._loop, [self._event(kind, value)])
+
+    def _event(self, kind: str, value: str) -> tuple[Request, str, str]:
         if kind != "delta":
             self.finished_at = time.monotonic()
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, value))
+        return self, kind, value
 
 
 @dataclass
@@ -94,6 +101,7 @@ class GenerationWorker:
         eos_ids: set[int],
         context: int,
         max_batch: int = 16,
+        prefill_tokens: int = 4096,
         device: str = "cpu",
         seed: int = 0,
         threads: int = 0,
@@ -104,6 +112,7 @@ class GenerationWorker:
         self.eos_ids = eos_ids
         self.context = context
         self.max_batch = max_batch
+        self.prefill_tokens = prefill_tokens  # a prefill's rows x width at most (one row always)
         self.device = device
         self.threads = threads  # torch CPU threads for the forward passes; 0: torch's default
         self.passes = 0  # forward passes so far: what batching saves
@@ -112,6 +121,8 @@ class GenerationWorker:
         self._inbox: queue.SimpleQueue[Request | _Call | None] = queue.SimpleQueue()
         self._waiting: list[Request] = []
         self._batch = Batch()
+        self._prefixes = Prefixes()
+        self._outbox: list[tuple[Request, str, str]] = []  # this step's events, sent at its end
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="transformer-worker", daemon=True)
 
@@ -125,11 +136,12 @@ class GenerationWorker:
         self._thread.join(timeout)
 
     def submit(self, prompt_ids: list[int], adapter: str = BASE,
-               max_new_tokens: int = 64) -> Request:
-        """Queue a reply (call on the event loop); read it with `request.deltas()`."""
+               max_new_tokens: int = 64, shared: int = 0) -> Request:
+        """Queue a reply (call on the event loop); read it with `request.deltas()`. `shared`:
+        how many of the first prompt tokens other prompts begin with too (the system prompt)."""
         if self.dead:
             raise GenerationError(self.dead)
-        request = Request(prompt_ids, adapter, max_new_tokens)
+        request = Request(prompt_ids, adapter, max_new_tokens, shared)
         self._inbox.put(request)
         if self.dead:  # it stopped while we queued: nobody will take this one
             request._send("error", self.dead)
@@ -163,6 +175,7 @@ class GenerationWorker:
                 self._admit()
                 if self._batch:
                     self._decode()
+                self._flush()
         except BaseException as exc:  # a bug in the loop itself: fail loudly, never hang
             log.exception("the generation worker stopped")
             self.dead = f"the generation worker stopped: {type(exc).__name__}: {exc}"
@@ -192,10 +205,12 @@ class GenerationWorker:
         _settle_soon(call, result, error)
 
     def _admit(self) -> None:
-        """Prefill the waiting requests (as many as fit) in one pass and add them to the batch."""
+        """Prefill one group of waiting requests (as many as fit) in one pass and add them to
+        the batch."""
         room = self.max_batch - len(self._batch)
-        fresh = [r for r in self._waiting if not r.cancelled][:room]
-        self._waiting = [r for r in self._waiting if not r.cancelled and r not in fresh]
+        waiting = [r for r in self._waiting if not r.cancelled]
+        fresh = self._group(waiting[:room]) if room > 0 and waiting else []
+        self._waiting = [r for r in waiting if r not in fresh]
         if not fresh:
             return
         rows = [Row(r, r.adapter, new_tokens=r.new_tokens, text=TextDeltas(self.tokenizer))
@@ -208,22 +223,61 @@ class GenerationWorker:
             return
         self._keep([True] * (len(self._batch) - len(rows)) + keep)
 
+    def _group(self, requests: list[Request]) -> list[Request]:
+        """One prefill's worth: the requests that start from the same kept beginning as the
+        first one (or, if the first one's is not kept, all whose are not), in order, as long
+        as their tokens to prefill, padded to the longest, stay within `prefill_tokens`."""
+        prefixes = self._prefixes
+
+        def kept(request: Request) -> Any:
+            return request.prefix_key if request.prefix_key in prefixes else None
+
+        head = kept(requests[0])
+        group: list[Request] = []
+        longest = 0
+        for request in requests:
+            if kept(request) != head:
+                continue
+            width = len(request.prompt_ids) - (len(head[1]) if head else 0)
+            if group and (len(group) + 1) * max(longest, width) > self.prefill_tokens:
+                break  # the rest wait a step: a newcomer never waits for a whole wide prefill
+            group.append(request)
+            longest = max(longest, width)
+        return group
+
     def _prefill(self, rows: list[Row]) -> tuple[Any, torch.Tensor, torch.Tensor, list[bool]]:
-        """One pass over the new prompts: their cache, mask and seen tokens, and which of the
-        rows go on after their first token."""
+        """One pass over the new prompts (after their kept beginning, if they have one): their
+        cache, mask and seen tokens, and which of the rows go on after their first token."""
         prompts = [row.request.prompt_ids for row in rows]
-        ids, mask = left_pad(prompts, self.tokenizer.pad_token_id)
+        key = rows[0].request.prefix_key
+        shared = len(key[1]) if key in self._prefixes else 0
+        ids, mask = left_pad([p[shared:] for p in prompts], self.tokenizer.pad_token_id)
+        mask = torch.cat([torch.ones(len(rows), shared, dtype=mask.dtype), mask], dim=-1)
         ids, mask = ids.to(self.device), mask.to(self.device)
+        cache = seeded_cache(self._prefixes.get(key), len(rows)) if shared else _new_cache()
         model = self.adapters.model
         attention = prefill_mask(mask, model.config._attn_implementation, model.dtype)
+        if attention.dim() == 4:  # the queries are the new columns only
+            attention = attention[:, :, shared:]
         # logits_to_keep=1: only the last position's logits are used (all of them would be
         # rows x prompt length x vocabulary: gigabytes for long prompts)
         out = self.forward([row.adapter for row in rows], input_ids=ids, attention_mask=attention,
-                           position_ids=positions(mask), past_key_values=_new_cache(),
+                           position_ids=positions(mask)[:, shared:], past_key_values=cache,
                            logits_to_keep=1)
+        if shared:
+            self._prefixes.hits += 1
+        else:
+            self._keep_prefixes(rows, out.past_key_values, mask.shape[1])
         logits = out.logits[:, -1]
         seen = seen_mask(prompts, logits.shape[-1], logits.device)
         return out.past_key_values, mask, seen, self._advance(rows, logits, seen)
+
+    def _keep_prefixes(self, rows: list[Row], cache: Any, width: int) -> None:
+        """Keep the beginnings of whole prefilled prompts for the prompts that share them."""
+        for index, row in enumerate(rows):
+            key = row.request.prefix_key
+            if key is not None and key not in self._prefixes:
+                self._prefixes.keep(key, cache, index, width - len(row.request.prompt_ids))
 
     def _decode(self) -> None:
         """Advance every row of the batch by one token."""
@@ -269,7 +323,7 @@ class GenerationWorker:
         row.last_token = token
         delta = row.text.add(token)
         if delta:
-            request._send("delta", delta)
+            self._post(request, "delta", delta)
         length = len(request.prompt_ids) + len(row.new_tokens)
         if len(row.new_tokens) >= request.max_new_tokens or length >= self.context:
             return self._finish(row)
@@ -278,9 +332,21 @@ class GenerationWorker:
     def _finish(self, row: Row) -> bool:
         rest = row.text.finish()
         if rest:
-            row.request._send("delta", rest)
-        row.request._send("end")
+            self._post(row.request, "delta", rest)
+        self._post(row.request, "end")
         return False
+
+    def _post(self, request: Request, kind: str, value: str = "") -> None:
+        self._outbox.append(request._event(kind, value))
+
+    def _flush(self) -> None:
+        """Hand this step's events to their loops: one wake-up per loop, however many rows."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Request, str, str]]] = {}
+        for event in self._outbox:
+            by_loop.setdefault(event[0]._loop, []).append(event)
+        self._outbox = []
+        for loop, events in by_loop.items():
+            _deliver_soon(loop, events)
 
     def _fail(self, rows: list[Row], exc: Exception) -> None:
         log.error("generation failed for %d replies", len(rows), exc_info=exc)
@@ -290,7 +356,8 @@ class GenerationWorker:
                       "replies at once; a smaller [engines.transformer] max_batch or "
                       "max_new_tokens needs less")
         for row in rows:
-            row.request._send("error", reason)
+            self._post(row.request, "error", reason)
+        self._flush()
         self._release_memory()
 
     def _release_memory(self) -> None:
@@ -300,7 +367,8 @@ class GenerationWorker:
 
     def _fail_all(self, reason: str) -> None:
         for request in [*self._waiting, *(row.request for row in self._batch.clear())]:
-            request._send("error", reason)
+            self._post(request, "error", reason)
+        self._flush()
         self._waiting = []
         while True:
             try:
@@ -322,6 +390,16 @@ def _new_cache() -> Any:
     from transformers import DynamicCache
 
     return DynamicCache()
+
+
+def _deliver_soon(loop: asyncio.AbstractEventLoop, events: list[tuple[Request, str, str]]) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
+        loop.call_soon_threadsafe(_deliver, events)
+
+
+def _deliver(events: list[tuple[Request, str, str]]) -> None:
+    for request, kind, value in events:
+        request._events.put_nowait((kind, value))
 
 
 def _settle_soon(call: _Call, result: Any, error: BaseException | None) -> None:
