@@ -60,8 +60,8 @@ def _sentences(lang: str, folders: tuple[str, ...], _fingerprint: str) -> tuple[
         folder = _installed_folder(corpus)
         if folder is not None:
             texts += _folder_entries(folder, set(corpus.get("skip", [])))
-    for folder in folders:
-        texts += _folder_entries(Path(folder), set())
+    for named in folders:
+        texts += _folder_entries(Path(named), set())
     return tuple(s for text in texts for s in split_sentences(text, lang))
 
 
@@ -169,7 +169,7 @@ def _text_entries(path: Path, comments: bool = False) -> list[str]:
 
 def _chatterbot(folder: str, skip: set[str]) -> list[str]:
     try:
-        import yaml
+        import yaml  # type: ignore[import-untyped]  # (chatterbot_corpus brings it; no stubs)
         data = importlib.resources.files("chatterbot_corpus").joinpath("data", folder)
     except ModuleNotFoundError:
         return []
@@ -201,7 +201,7 @@ def _fortunes(skip: set[str]) -> list[str]:
     texts: list[str] = []
     for entry in sorted(data.iterdir(), key=lambda p: p.name):
         if entry.is_file() and entry.name not in skip and "." not in entry.name:
-            texts += _fortune_entries(entry.read_text(encoding="utf-8", errors="replace"))
+            texts += _fortune_entries(entry.read_bytes().decode("utf-8", errors="replace"))
     return texts
 
 

@@ -84,6 +84,7 @@ class Engines:
         slot.task = asyncio.create_task(self._start(name, slot), name=f"engine-start-{name}")
 
     async def _start(self, name: str, slot: _Slot) -> None:
+        assert slot.cls is not None, "begin_start starts only slots with a class"
         engine_ctx = replace(self._ctx, data_dir=self._ctx.data_dir / "engines" / name)
         try:
             engine_ctx.data_dir.mkdir(parents=True, exist_ok=True)

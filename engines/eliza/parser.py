@@ -109,7 +109,7 @@ class _Builder:
     def build(self, blocks: list[_Block], version: str) -> Script:
         for block in blocks:
             self._block(block)
-        self._check_complete()
+        none = self._check_complete()
         tags: dict[str, set[str]] = {}
         for entry in self.entries.values():
             for tag in entry.tags:
@@ -117,7 +117,7 @@ class _Builder:
         return Script(
             name=self.name, version=version, greeting=self.greeting,
             delimiters=self.delimiters, nomatch=tuple(self.nomatch), entries=self.entries,
-            none=self.none, memory=self.memory,
+            none=none, memory=self.memory,
             tags={tag: frozenset(words) for tag, words in tags.items()},
         )
 
@@ -176,13 +176,15 @@ class _Builder:
             raise ScriptError(f"{number}: {entry.word} is defined twice")
         self.entries[entry.word] = entry
 
-    def _check_complete(self) -> None:
+    def _check_complete(self) -> Entry:
+        """Raise ScriptError where the script is incomplete; returns its NONE entry."""
         if not self.greeting or not self.nomatch or self.none is None:
             raise ScriptError(" a script needs a greeting, nomatch lines and a none block")
         for entry in [*self.entries.values(), self.none]:
             for target in _targets(entry):
                 if not self.entries.get(target, Entry("")).is_keyword:
                     raise ScriptError(f" {entry.word} links to {target}, which is no keyword")
+        return self.none
 
 
 def _targets(entry: Entry) -> list[str]:
@@ -197,7 +199,8 @@ def _entry_head(number: int, rest: str) -> Entry:
     words = rest.upper().split()
     if not words:
         raise ScriptError(f"{number}: a word is missing")
-    word, substitute, rank, tags = words[0], "", 0, ()
+    word, substitute, rank = words[0], "", 0
+    tags: tuple[str, ...] = ()
     i = 1
     while i < len(words):
         if words[i] == "=" and i + 1 < len(words):

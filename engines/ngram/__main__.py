@@ -14,6 +14,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def _evaluate_corpora(order: int, lang: str) -> dict[str, object] | None:
     return evaluate_sentences(order, train_set, test_set)
 
 
-def _print(result: dict[str, object]) -> None:
+def _print(result: dict[str, Any]) -> None:
     print(f"train time: {result['train_s']:.3f} s")
     for k, n in enumerate(result["counts"], start=1):
         d = ", ".join(f"{x:.4f}" for x in result["discounts"][k - 1])

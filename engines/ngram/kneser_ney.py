@@ -30,7 +30,8 @@ def discounts(adjusted: np.ndarray, fallback: Discount = FALLBACK) -> tuple[Disc
     if min(n[1:4]) == 0:
         return fallback, True
     y = n[1] / (n[1] + 2 * n[2])
-    amounts = tuple(j - (j + 1) * y * n[j + 1] / n[j] for j in (1, 2, 3))
+    d1, d2, d3 = (j - (j + 1) * y * n[j + 1] / n[j] for j in (1, 2, 3))
+    amounts = (d1, d2, d3)
     if any(not 0.0 <= d <= j for j, d in zip((1, 2, 3), amounts, strict=True)):
         return fallback, True
     return amounts, False

@@ -60,6 +60,13 @@ class Language:
         forms = (word, word.capitalize(), word.upper())
         return max(forms, key=lambda form: self.spellings.get(form, 0))
 
+    @property
+    def estimated(self) -> Models:
+        """The models as last estimated (the engine estimates each language as it starts)."""
+        if self.models is None:
+            raise RuntimeError(f"the {self.lang} n-gram models are not estimated yet")
+        return self.models
+
     def estimate(self) -> Models:
         forward, backward = self.corpus.models()
         self.estimations += 1

@@ -14,7 +14,7 @@ def continuation_logprobs(
 ) -> list[float]:
     """ln p(continuation | <s> context) for each continuation: the sum of ln p(word | words
     before it) over its words, in the model's own tokenisation (an unknown word is <unk>)."""
-    model = language.models.forward
+    model = language.estimated.forward
     vocab = language.corpus.vocab
     start = [BOS, *vocab.encode(tokenize(context, language.lang))]
     results = []

@@ -22,7 +22,7 @@ def answer(
     language: Language, text: str, options: Any, rng: random.Random
 ) -> tuple[dict[str, Any], str | None]:
     """(trace for /why, reply text or None when no candidate survived the checks)."""
-    models = language.models
+    models = language.estimated
     vocab = language.corpus.vocab
     tokens = tokenize(text, language.lang)
     message = vocab.encode(tokens)
@@ -58,7 +58,7 @@ def _fragment_check(language: Language) -> Callable[[list[int]], tuple[int, str]
     if found is None:
         return None
     vocab = language.corpus.vocab
-    models = language.models
+    models = language.estimated
     known = verbs(models.forward, models.backward, vocab, found, language.spelling)
 
     def check(ids: list[int]) -> tuple[int, str]:
@@ -75,7 +75,7 @@ def _fragment_check(language: Language) -> Callable[[list[int]], tuple[int, str]
 def most_likely_next(language: Language, text: str, k: int) -> list[tuple[str, float]]:
     """The k likeliest words after `text` (a sentence start): specials and punctuation left
     out, so "KI für alle ist sehr" lists words, not the comma."""
-    model = language.models.forward
+    model = language.estimated.forward
     vocab = language.corpus.vocab
     p = model.distribution([BOS, *vocab.encode(tokenize(text, language.lang))])
     p[: len(SPECIALS)] = 0.0
