@@ -95,6 +95,8 @@ class FinetuneOptions:
     cpu_watts: float = field(default=65.0, metadata=at_least(0))
     gpu_watts: float = field(default=300.0, metadata=at_least(0))
     seed: int = field(default=0, metadata=at_least(0))
+    micro_batch_size: int = field(default=0, metadata=at_least(0))
+    launcher: str = ""  # a command prefix for `python -m finetune run`; "": a local process
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,16 @@ Free text goes to stderr (the bot logs it).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
 
 
 def emit(**fields: Any) -> None:
-    print(json.dumps(fields, ensure_ascii=False), flush=True)
+    """One line, from the main process only (a launcher starts several: RANK tells them apart)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(fields, ensure_ascii=False), flush=True)
 
 
 def note(text: str) -> None:
