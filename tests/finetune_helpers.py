@@ -4,6 +4,7 @@ config that trains the tiny model in a few steps."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 from bot.config import DB_FILE as DB  # noqa: F401  (the tests take it from here)
@@ -60,3 +61,10 @@ def taste_rows(n: int) -> list[tuple[str, str, dict[str, int]]]:
 
 def seed_sync(db: Path, rows, **kwargs) -> list[int]:
     return asyncio.run(seed(db, rows, **kwargs))
+
+
+def free_port() -> int:
+    """A port nobody listens on now, for a launcher's rendezvous (tests never share one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

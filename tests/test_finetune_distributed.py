@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,17 +24,11 @@ import pytest
 
 from finetune.__main__ import main
 from tests.conftest import ROOT
-from tests.finetune_helpers import DB, finetune_toml, seed_sync, taste_rows
+from tests.finetune_helpers import DB, finetune_toml, free_port, seed_sync, taste_rows
 from tests.tiny_model import tiny_model_dir
 
 TOLERANCE = 1e-4
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun() -> list[str]:
