@@ -62,6 +62,7 @@ class TrainResult:
     curve: list[dict[str, Any]] = field(default_factory=list)  # {step, loss, phase}
     phases: list[Phase] = field(default_factory=list)
     seconds: float = 0.0
+    tokens: int = 0  # prompt and reply tokens of every batch trained on, over all processes
 
     def final_loss(self, phase: str) -> float | None:
         values = [p["loss"] for p in self.curve if p["phase"] == phase]
@@ -73,10 +74,11 @@ class Objective:
     """One phase's loss, in parts: `begin` sees the step's whole batch (row indices, known to
     every process) and this process's micro-batches, and returns what every part needs (the
     batch's token count, KTO's KL estimate); `part` is the loss of some of the batch's rows
-    as a share of the whole batch's loss."""
+    as a share of the whole batch's loss; `tokens` counts the tokens of some rows."""
     rows: int
     begin: Callable[[list[int], list[list[int]]], Any]
     part: Callable[[list[int], Any], torch.Tensor]
+    tokens: Callable[[list[int]], int]
 
 
 class Trainer:
@@ -115,7 +117,8 @@ class Trainer:
             for _ in range(phase.steps):
                 done += 1
                 where = f"{phase.name.upper()} step {done} of {reporter.total}"
-                loss = self._step(objective, where)
+                loss, tokens = self._step(objective, where)
+                result.tokens += tokens
                 result.curve.append({"step": done, "loss": loss, "phase": phase.name})
                 reporter.step(done, loss, phase.name)
         result.seconds = time.monotonic() - started
@@ -127,7 +130,8 @@ class Trainer:
             return "dpo", data.dpo
         return "kto", data.kto
 
-    def _step(self, objective: Objective, where: str) -> float:
+    def _step(self, objective: Objective, where: str) -> tuple[float, int]:
+        """One optimizer step: (the batch's loss, its tokens)."""
         self.policy.train()
         self.optimizer.zero_grad()
         batch = self.rng.sample(range(objective.rows), min(self.batching.size, objective.rows))
@@ -152,7 +156,7 @@ class Trainer:
             raise TrainingDiverged(f"training stopped at {where}: a gradient is not finite; "
                                    f"no adapter was saved ({self._hint()})")
         self.optimizer.step()
-        return value
+        return value, objective.tokens(batch)
 
     def _my_micro_batches(self, batch: list[int]) -> list[list[int]]:
         """This process's share of the batch, in `accumulation` nearly equal parts."""
@@ -179,14 +183,14 @@ class Trainer:
     def _sft(self, rows: list[dict[str, Any]]) -> Objective:
         encoded = [self.encode(r["prompt"], r["completion"], r["lang"]) for r in rows]
 
-        def tokens(batch: list[int], _: list[list[int]]) -> int:  # the batch's mean is per token
+        def reply_tokens(batch: list[int], _: list[list[int]]) -> int:  # a mean per token
             return sum(len(encoded[i].completion) for i in batch)
 
         def part(pick: list[int], batch_tokens: int) -> torch.Tensor:
             logps, mask = token_logps(self.policy, self._collate([encoded[i] for i in pick]))
             return losses.sft_loss(logps, mask, batch_tokens)
 
-        return Objective(len(rows), tokens, part)
+        return Objective(len(rows), reply_tokens, part, lambda pick: length(encoded, pick))
 
     # KTO ------------------------------------------------------------------------------------
 
@@ -219,7 +223,7 @@ class Trainer:
                                    liked_weight, disliked_weight)
             return each.sum() / self._batch_rows(len(rows))
 
-        return Objective(len(rows), kl_estimate, part)
+        return Objective(len(rows), kl_estimate, part, lambda pick: length(encoded, pick))
 
     # DPO ------------------------------------------------------------------------------------
 
@@ -236,7 +240,8 @@ class Trainer:
                                    self.opts.beta)
             return each.sum() / self._batch_rows(len(pairs))
 
-        return Objective(len(pairs), lambda batch, mine: None, part)
+        return Objective(len(pairs), lambda batch, mine: None, part,
+                         lambda pick: length(chosen, pick) + length(rejected, pick))
 
     def _batch_rows(self, available: int) -> int:
         return min(self.batching.size, available)
@@ -256,6 +261,10 @@ class Trainer:
                     part = completion_logps(self.frozen, self._collate(mine[i : i + size]))
                 values += part.float().tolist()
         return torch.tensor(gather_object(values), device=self.device)
+
+
+def length(encoded: list[Encoded], pick: list[int]) -> int:
+    return sum(len(encoded[i].prompt) + len(encoded[i].completion) for i in pick)
 
 
 def balance(liked: int, disliked: int) -> tuple[float, float]:
