@@ -132,6 +132,8 @@ class JobRunner:
             else:
                 if event.get("event") in ("done", "too_few"):
                     result |= event
+                elif event.get("event") == "failed":  # the first process to fail says why
+                    result.setdefault("cause", str(event.get("reason", "")))
                 continue
             await _quietly(sink.update(shown))
         return result, shown or head
@@ -139,7 +141,7 @@ class JobRunner:
     async def _conclude(self, job_id: int, code: int, result: dict[str, Any], error: str,
                         lang: str) -> str:
         if code != 0 or result.get("event") != "done":
-            reason = (f"killed by signal {-code}" if code < 0 else error
+            reason = (f"killed by signal {-code}" if code < 0 else result.get("cause") or error
                       or f"exit code {code}" + (", without a result" if code == 0 else ""))
             await self.store.job_finished(job_id, False, f"exit code {code}: {reason}")
             metrics.FINETUNE_JOBS.labels("failed").inc()

@@ -25,6 +25,7 @@ from pathlib import Path
 from bot.config import ConfigError
 from finetune import processes
 from finetune import run as steps
+from finetune.progress import emit
 from finetune.settings import Settings, load_settings
 
 
@@ -59,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, steps.StepError) as exc:  # one line, as the bot says it
         print(f"python -m finetune {args.step}: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # The bot shows the cause in the chat: under a launcher, stderr ends with the
+        # launcher's report, not with the cause. The traceback still follows.
+        cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        emit(event="failed", reason=cause, rank=processes.rank(), every_process=True)
+        raise
 
 
 def run_step(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,9 +13,10 @@ import time
 from typing import Any
 
 
-def emit(**fields: Any) -> None:
-    """One line, from the main process only (a launcher starts several: RANK tells them apart)."""
-    if os.environ.get("RANK", "0") == "0":
+def emit(every_process: bool = False, **fields: Any) -> None:
+    """One line, from the main process only (a launcher starts several: RANK tells them
+    apart), unless every process has something to say (why it failed)."""
+    if every_process or os.environ.get("RANK", "0") == "0":
         print(json.dumps(fields, ensure_ascii=False), flush=True)
 
 

@@ -102,3 +102,17 @@ def test_torchrun_and_accelerate_launch_are_told_to_run_the_bots_python():
     assert launcher_words("accelerate launch --multi_gpu")[-1] == "--no_python"
     assert launcher_words("torchrun --no-python") == ["torchrun", "--no-python"]
     assert launcher_words("ssh gpu-host") == ["ssh", "gpu-host"]
+
+
+async def test_a_job_failing_under_torchrun_says_why_not_what_torchrun_reported(
+    serve, root, tmp_path
+):
+    await seed(tmp_path / "data" / DB, rows())
+    launcher = f"{BIN / 'torchrun'} --nproc_per_node 2 --master_addr 127.0.0.1 " \
+               f"--master_port {free_port()}"
+    body = toml(root, launcher).replace(str(tiny_model_dir(root)), str(tmp_path / "no-model"))
+    text, _, job = await retrain(serve, body)
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("The fine-tuning job failed (") and "no-model" in last, last
+    assert "====" not in last and "ChildFailedError" not in last
+    assert job["status"] == "failed" and "no-model" in job["detail"]
