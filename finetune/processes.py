@@ -45,9 +45,9 @@ def device_for(wanted: str) -> tuple[str, torch.dtype]:
     return device, dtype
 
 
-def start(wanted: str) -> tuple[Any, torch.dtype]:
-    """The accelerate.Accelerator of this process (joined to the others, if any) and the dtype
-    the base model is loaded in. bf16 models train under bf16 autocast (accelerate's mixed
+def start(wanted: str) -> tuple[Any, str, torch.dtype]:
+    """The accelerate.Accelerator of this process (joined to the others, if any), its device
+    and the dtype the base model is loaded in. bf16 models train under bf16 autocast (accelerate's mixed
     precision); the LoRA weights and AdamW's state stay fp32."""
     import torch
     from accelerate import Accelerator
@@ -61,7 +61,7 @@ def start(wanted: str) -> tuple[Any, torch.dtype]:
     ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
     accelerator = Accelerator(cpu=not device.startswith("cuda"), kwargs_handlers=[ddp],
                               mixed_precision="bf16" if dtype == torch.bfloat16 else "no")
-    return accelerator, dtype
+    return accelerator, device, dtype
 
 
 def wait_for_main(wanted: str) -> None:

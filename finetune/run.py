@@ -63,15 +63,15 @@ def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = N
     `promote` next to the bot will)."""
     from finetune import processes
 
-    accelerator, dtype = processes.start(settings.options.device)
+    accelerator, device, dtype = processes.start(settings.options.device)
     try:
-        return _train(settings, data, job_id, accelerator, dtype)
+        return _train(settings, data, job_id, accelerator, device, dtype)
     finally:
         processes.finish(accelerator)
 
 
 def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, accelerator: Any,
-           dtype: Any) -> str:
+           device: str, dtype: Any) -> str:
     import torch
     from accelerate.utils import gather_object
 
@@ -81,7 +81,6 @@ def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, acce
     from finetune.train import Trainer
 
     opts = settings.options
-    device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
     threads = modeling.limit_threads(opts.threads, processes.local_count())
     parent_id = data.active if opts.continue_from_active else ""
     parent = settings.folders.folder(parent_id) if parent_id else None

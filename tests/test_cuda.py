@@ -80,7 +80,7 @@ def test_a_few_training_steps_on_cuda_stay_finite(root):
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     opts = replace(FinetuneOptions(), batch_size=4, learning_rate=0.01, sft_steps=3,
                    preference_steps=3)
-    accelerator, _ = processes.start("cuda")
+    accelerator, _, _ = processes.start("cuda")
     try:
         result = Trainer(model, Encoder(tokenizer, lambda lang: "Be brief.", 64), opts,
                          accelerator).run(dataset())
