@@ -47,8 +47,8 @@ def device_for(wanted: str) -> tuple[str, torch.dtype]:
 
 def start(wanted: str) -> tuple[Any, str, torch.dtype]:
     """The accelerate.Accelerator of this process (joined to the others, if any), its device
-    and the dtype the base model is loaded in. bf16 models train under bf16 autocast (accelerate's mixed
-    precision); the LoRA weights and AdamW's state stay fp32."""
+    and the dtype the base model is loaded in. bf16 models train under bf16 autocast
+    (accelerate's mixed precision); the LoRA weights and AdamW's state stay fp32."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
