@@ -2,11 +2,13 @@
 -m finetune train` on the same exported votes, seed and global batch, in one run.
 
 Prints steps per second and tokens per second (prompt and reply tokens of every batch, over
-all processes) of each, from the adapters' manifests (the training loop's own clock: model
-loading and saving are left out), and the speed-up of the most processes over one as the last
-line. On the CPU each process gets `--threads` torch threads (1: one core each, so N processes
-use N cores; on a shared machine several threads per process wait on each other); on CUDA each
-process takes a GPU and trains in bf16.
+all processes) of each, and tokens per CPU-second (what keeping the processes in step costs; a
+shared machine's load moves it less), from the adapters' manifests (the training loop's own
+clock: model loading and saving are left out), and the speed-up of the most processes over one
+as the last line (the best of `--rounds` interleaved runs of each, so that a burst of others'
+load on a shared machine does not decide it). On the CPU each process gets `--threads` torch threads
+(1: one core each, so N processes use N cores; on a shared machine several threads per process
+wait on each other); on CUDA each process takes a GPU and trains in bf16.
 
     python -m bench.train_scale                          # the tiny model, 1 and 2 processes
     python -m bench.train_scale --device cuda --processes 1 4 --model DIR
@@ -48,6 +50,7 @@ def prepare(work: Path, model: str, args: argparse.Namespace, processes: int) ->
     from bot.config import DATASET_DIR
     from finetune.export import Dataset, write
 
+    work.mkdir(parents=True, exist_ok=True)
     data = work / f"p{processes}"
     kto = votes(args.rows)
     sft = [{k: r[k] for k in ("prompt", "completion", "lang", "id", "prompt_id")}
@@ -77,7 +80,9 @@ def train(work: Path, model: str, args: argparse.Namespace, processes: int) -> d
     """One training run; its manifest."""
     data, config = prepare(work, model, args, processes)
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, PYTHONPATH=path)
+    # torchrun sets OMP_NUM_THREADS=1 in its workers; the same for one process, or OpenMP's
+    # own threads there would compete with the other jobs on a shared machine
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS=str(args.threads))
     done = subprocess.run([*launcher(processes), "train", "--config", str(config),
                            "--data-dir", str(data)], capture_output=True, text=True, env=env,
                           cwd=work)
@@ -96,22 +101,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="the global batch")
     parser.add_argument("--rows", type=int, default=64, help="voted replies in the dataset")
     parser.add_argument("--threads", type=int, default=1, help="CPU: torch threads per process")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each, interleaved")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="train-scale-"))
     model = args.model or str(tiny_model(work))
     print(f"model {model}, device {args.device}, global batch {args.batch}, {args.steps} steps")
-    speeds = {}
-    for processes in args.processes:
-        manifest = train(work, model, args, processes)
-        seconds = manifest["duration_seconds"]
-        speeds[processes] = args.steps / seconds
-        print(f"  {processes} process(es): {speeds[processes]:.2f} steps/s, "
-              f"{manifest['tokens_per_second']:.0f} tokens/s, {manifest['dtype']}"
-              f" ({manifest['mixed_precision']} autocast), micro-batch {manifest['micro_batch']}"
-              f" x {manifest['accumulation_steps']}, {seconds:.1f} s on {manifest['devices']}")
+    speeds: dict[int, float] = {}
+    for round_ in range(args.rounds):  # interleaved, the best of each kept: others' load
+        for processes in args.processes:
+            manifest = train(work / f"round{round_}", model, args, processes)
+            seconds = manifest["duration_seconds"]
+            speeds[processes] = max(speeds.get(processes, 0.0), args.steps / seconds)
+            print(f"  {processes} process(es): {args.steps / seconds:.2f} steps/s, "
+                  f"{manifest['tokens_per_second']:.0f} tokens/s, "
+                  f"{manifest['tokens'] / manifest['cpu_seconds']:.0f} tokens/CPU-s, "
+                  f"{manifest['dtype']} "
+                  f"({manifest['mixed_precision']} autocast), micro-batch "
+                  f"{manifest['micro_batch']} x {manifest['accumulation_steps']}, "
+                  f"{seconds:.1f} s on {manifest['devices']}")
     most, fewest = max(speeds), min(speeds)
-    print(f"steps/s of {most} processes over {fewest}:")
+    print(f"best steps/s of {most} processes over {fewest}, of {args.rounds} rounds:")
     print(f"train_scale: {speeds[most] / speeds[fewest]:.2f}x (goal {GOAL}x)")
     return 0
 

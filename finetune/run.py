@@ -91,7 +91,7 @@ def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, acce
     encoder = Encoder(tokenizer, settings.system_prompt, opts.max_tokens)
     trainer = Trainer(model, encoder, opts, accelerator)
     result = trainer.run(data)
-    devices = gather_object([device])
+    devices, cpu_seconds = zip(*gather_object([(device, result.cpu_seconds)]), strict=True)
     if not accelerator.is_main_process:
         return ""
     adapter_id = settings.folders.new_id(job_id)
@@ -105,7 +105,8 @@ def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, acce
         "phases": [asdict(p) for p in result.phases],
         "hyperparameters": asdict(opts), "device": device, "dtype": str(dtype).split(".")[-1],
         "mixed_precision": accelerator.mixed_precision,
-        "world_size": accelerator.num_processes, "devices": devices,
+        "world_size": accelerator.num_processes, "devices": list(devices),
+        "cpu_seconds": round(sum(cpu_seconds), 2),  # all processes, training loop only
         "global_batch": batching.size, "micro_batch": batching.micro,
         "accumulation_steps": batching.accumulation,
         "threads": threads if device == "cpu" else None,

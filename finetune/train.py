@@ -62,6 +62,7 @@ class TrainResult:
     curve: list[dict[str, Any]] = field(default_factory=list)  # {step, loss, phase}
     phases: list[Phase] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time (all its threads) in the loop
     tokens: int = 0  # prompt and reply tokens of every batch trained on, over all processes
 
     def final_loss(self, phase: str) -> float | None:
@@ -111,7 +112,7 @@ class Trainer:
                  len(preference[1]))]
         result.phases = [Phase(*p) for p in plan if p[1]]
         reporter = StepReporter(sum(p.steps for p in result.phases))
-        started, done = time.monotonic(), 0
+        started, cpu_started, done = time.monotonic(), time.process_time(), 0
         for phase in result.phases:
             objective = self._objective(phase.name, data if phase.name == "sft" else preference[1])
             for _ in range(phase.steps):
@@ -122,6 +123,7 @@ class Trainer:
                 result.curve.append({"step": done, "loss": loss, "phase": phase.name})
                 reporter.step(done, loss, phase.name)
         result.seconds = time.monotonic() - started
+        result.cpu_seconds = time.process_time() - cpu_started
         self.model.eval()
         return result
 
