@@ -57,7 +57,7 @@ async def test_a_job_through_a_wrapper_script_ends_as_a_local_job_does(serve, ro
     wrapper.chmod(0o755)
     text, sink, job = await retrain(serve, toml(root, f"{wrapper}"))
     adapter = job["adapter_id"]
-    assert job["status"] == "done" and f"New adapter {adapter} is active" in text
+    assert job["status"] == "done" and f"New adapter {adapter} is active" in text, (job, text)
     assert progress(sink) == ["SFT step 1/4", "SFT step 2/4", "KTO step 3/4", "KTO step 4/4"]
     ran = (tmp_path / "ran").read_text()
     assert ran.startswith(f"{sys.executable} -m finetune run") and "--follow" not in ran
@@ -72,7 +72,7 @@ async def test_a_job_through_torchrun_trains_on_two_processes_and_reports_once(
                f"--master_port {free_port()}"
     text, sink, job = await retrain(serve, toml(root, launcher))
     adapter = job["adapter_id"]
-    assert job["status"] == "done" and f"New adapter {adapter} is active" in text
+    assert job["status"] == "done" and f"New adapter {adapter} is active" in text, (job, text)
     assert progress(sink) == ["SFT step 1/4", "SFT step 2/4", "KTO step 3/4", "KTO step 4/4"]
     manifest = adapter_manifest(tmp_path, adapter)
     assert (manifest["world_size"], manifest["devices"]) == (2, ["cpu", "cpu"])
