@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -69,11 +68,9 @@ def prepare(work: Path, model: str, args: argparse.Namespace, processes: int) ->
 def launcher(processes: int) -> list[str]:
     if processes == 1:
         return [sys.executable, "-m", "finetune"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # port 0: the rendezvous store binds a free port itself
     return [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(processes),
-            "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "finetune"]
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", "-m", "finetune"]
 
 
 def train(work: Path, model: str, args: argparse.Namespace, processes: int) -> dict:

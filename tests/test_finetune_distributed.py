@@ -24,7 +24,14 @@ import pytest
 
 from finetune.__main__ import main
 from tests.conftest import ROOT
-from tests.finetune_helpers import DB, finetune_toml, free_port, seed_sync, taste_rows
+from tests.finetune_helpers import (
+    DB,
+    TORCHRUN_2,
+    finetune_toml,
+    free_port,
+    seed_sync,
+    taste_rows,
+)
 from tests.tiny_model import tiny_model_dir
 
 TOLERANCE = 1e-4
@@ -32,8 +39,7 @@ BIN = Path(sys.executable).parent
 
 
 def torchrun() -> list[str]:
-    return [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(free_port()), "-m", "finetune"]
+    return [str(BIN / "torchrun"), *TORCHRUN_2, "-m", "finetune"]
 
 
 def accelerate_launch() -> list[str]:

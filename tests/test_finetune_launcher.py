@@ -15,7 +15,7 @@ import pytest
 
 from bot.jobs import launcher_words
 from tests.conftest import RecordingSink
-from tests.finetune_helpers import DB, DISLIKED, LIKED, finetune_toml, free_port, seed
+from tests.finetune_helpers import DB, DISLIKED, LIKED, TORCHRUN_2, finetune_toml, seed
 from tests.tiny_model import tiny_model_dir
 
 BIN = Path(sys.executable).parent
@@ -68,8 +68,7 @@ async def test_a_job_through_torchrun_trains_on_two_processes_and_reports_once(
     serve, root, tmp_path
 ):
     await seed(tmp_path / "data" / DB, rows())
-    launcher = f"{BIN / 'torchrun'} --nproc_per_node 2 --master_addr 127.0.0.1 " \
-               f"--master_port {free_port()}"
+    launcher = " ".join([str(BIN / "torchrun"), *TORCHRUN_2])
     text, sink, job = await retrain(serve, toml(root, launcher))
     adapter = job["adapter_id"]
     assert job["status"] == "done" and f"New adapter {adapter} is active" in text, (job, text)
@@ -108,8 +107,7 @@ async def test_a_job_failing_under_torchrun_says_why_not_what_torchrun_reported(
     serve, root, tmp_path
 ):
     await seed(tmp_path / "data" / DB, rows())
-    launcher = f"{BIN / 'torchrun'} --nproc_per_node 2 --master_addr 127.0.0.1 " \
-               f"--master_port {free_port()}"
+    launcher = " ".join([str(BIN / "torchrun"), *TORCHRUN_2])
     body = toml(root, launcher).replace(str(tiny_model_dir(root)), str(tmp_path / "no-model"))
     text, _, job = await retrain(serve, body)
     last = text.strip().splitlines()[-1]
