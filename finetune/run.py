@@ -65,7 +65,11 @@ def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = N
 
     accelerator, device, dtype = processes.start(settings.options.device)
     try:
-        return _train(settings, data, job_id, accelerator, device, dtype)
+        adapter_id = _train(settings, data, job_id, accelerator, device, dtype)
+        # The processes leave together, once the adapter is saved: one that leaves early
+        # closes its connections while the main process may still be reading from them.
+        accelerator.wait_for_everyone()
+        return adapter_id
     finally:
         processes.finish(accelerator)
 
