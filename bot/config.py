@@ -8,6 +8,7 @@ the file, only from the environment.
 from __future__ import annotations
 
 import json
+import shlex
 import tomllib
 import types
 import typing
@@ -97,6 +98,14 @@ class FinetuneOptions:
     seed: int = field(default=0, metadata=at_least(0))
     guard_min_votes: int = field(default=30, metadata=at_least(1))
     guard_alpha: float = field(default=0.05, metadata=between(0, 0.5))
+    micro_batch_size: int = field(default=0, metadata=at_least(0))
+    launcher: str = ""  # a command prefix for `python -m finetune run`; "": a local process
+
+    def __post_init__(self) -> None:
+        try:
+            shlex.split(self.launcher)
+        except ValueError as exc:  # an unclosed quote
+            raise ConfigError(f"[finetune] launcher: {exc}: {_show(self.launcher)}") from None
 
 
 @dataclass(frozen=True)

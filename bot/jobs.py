@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from collections import deque
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot import metrics
+from bot import logs, metrics
 from bot.adapters import BASE
 from bot.events import Sink
 from bot.frontends import FRONTENDS, token_env
@@ -61,13 +62,18 @@ class JobRunner:
         return self._one_at_a_time.locked()
 
     def command(self, job_id: int) -> list[str]:
-        # --follow: the job ends itself when the bot dies, so it never promotes an adapter
-        # behind the back of a bot that will mark it failed at its next start.
+        """[finetune] launcher, then `python -m finetune run ...` with the bot's python."""
+        launcher = launcher_words(self.config.finetune.launcher)
         args = [self.python, "-m", "finetune", "run", "--data-dir", str(self.config.data_dir),
-                "--job", str(job_id), "--follow", str(os.getpid())]
+                "--job", str(job_id)]
+        if not launcher or is_local_launcher(launcher):
+            # --follow: the job ends itself when the bot dies, so it never promotes an adapter
+            # behind the back of a bot that will mark it failed at its next start. A job that
+            # a script runs elsewhere learns it when its output has nowhere to go.
+            args += ["--follow", str(os.getpid())]
         if Path(self.config.source).is_file():
             args += ["--config", str(Path(self.config.source).resolve())]
-        return args
+        return launcher + args
 
     async def retrain(self, requested_by: User | None, sink: Sink, lang: str) -> str:
         """Run one job to its end; returns the text that ends the status message."""
@@ -75,26 +81,35 @@ class JobRunner:
             return t(lang, "retrain_busy")
         async with self._one_at_a_time:
             job_id = await self.store.add_job("finetune", requested_by)
-            try:
-                return await self._run(job_id, sink, lang)
-            except asyncio.CancelledError:  # the bot is stopping
-                await self._end_process()
-                await self.store.job_finished(job_id, False, "the bot stopped during the job")
-                metrics.FINETUNE_JOBS.labels("stopped").inc()
-                raise
-            except Exception as exc:
-                log.exception("fine-tuning job %d failed", job_id)
-                await self._end_process()
-                await self.store.job_finished(job_id, False, f"{type(exc).__name__}: {exc}")
-                metrics.FINETUNE_JOBS.labels("failed").inc()
-                return t(lang, "retrain_failed", reason=type(exc).__name__)
+            with logs.fields(job=job_id):  # log lines of this job say so
+                try:
+                    return await self._run(job_id, sink, lang)
+                except asyncio.CancelledError:  # the bot is stopping
+                    await self._end_process()
+                    await self.store.job_finished(job_id, False, "the bot stopped during the job")
+                    metrics.FINETUNE_JOBS.labels("stopped").inc()
+                    raise
+                except Exception as exc:
+                    log.exception("fine-tuning job %d failed", job_id)
+                    await self._end_process()
+                    await self.store.job_finished(job_id, False, f"{type(exc).__name__}: {exc}")
+                    metrics.FINETUNE_JOBS.labels("failed").inc()
+                    return t(lang, "retrain_failed", reason=type(exc).__name__)
 
     async def _run(self, job_id: int, sink: Sink, lang: str) -> str:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.command(job_id), stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=job_environment(os.environ))
+        command = self.command(job_id)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=job_environment(os.environ))
+        except OSError as exc:  # no such launcher, not executable
+            reason = f"could not start {command[0]}: {exc.strerror or exc}"
+            await self.store.job_finished(job_id, False, reason)
+            metrics.FINETUNE_JOBS.labels("failed").inc()
+            return t(lang, "retrain_failed", reason=reason)
         await self.store.job_started(job_id, self.process.pid)
         await _quietly(sink.update(t(lang, "retrain_started", job=job_id)))
+        assert self.process.stdout is not None and self.process.stderr is not None  # PIPE
         errors = asyncio.create_task(_tail(self.process.stderr))
         result, shown = await self._relay(self.process.stdout, sink, lang, job_id)
         code = await self.process.wait()
@@ -106,7 +121,8 @@ class JobRunner:
                      job_id: int) -> tuple[dict[str, Any], str]:
         """Turn the job's JSON lines into one status message, edited as they come; returns
         the job's result (its last events) and the status text last shown."""
-        head, shown, result = t(lang, "retrain_started", job=job_id), "", {}
+        head, shown = t(lang, "retrain_started", job=job_id), ""
+        result: dict[str, Any] = {}
         async for raw in stdout:
             try:
                 event = json.loads(raw)
@@ -119,6 +135,8 @@ class JobRunner:
             else:
                 if event.get("event") in ("done", "too_few"):
                     result |= event
+                elif event.get("event") == "failed":  # the first process to fail says why
+                    result.setdefault("cause", str(event.get("reason", "")))
                 continue
             await _quietly(sink.update(shown))
         return result, shown or head
@@ -126,7 +144,8 @@ class JobRunner:
     async def _conclude(self, job_id: int, code: int, result: dict[str, Any], error: str,
                         lang: str) -> str:
         if code != 0 or result.get("event") != "done":
-            reason = f"killed by signal {-code}" if code < 0 else error or f"exit code {code}"
+            reason = (f"killed by signal {-code}" if code < 0 else result.get("cause") or error
+                      or f"exit code {code}" + (", without a result" if code == 0 else ""))
             await self.store.job_finished(job_id, False, f"exit code {code}: {reason}")
             metrics.FINETUNE_JOBS.labels("failed").inc()
             return t(lang, "retrain_failed", reason=reason)
@@ -183,6 +202,21 @@ class JobRunner:
                     await self.retrain(None, LogSink(), self.config.bot.language)
             except Exception:  # the scheduler must not end (that would stop the bot)
                 log.exception("the fine-tuning scheduler could not start a job")
+
+
+def launcher_words(launcher: str) -> list[str]:
+    """[finetune] launcher as a command prefix. torchrun and `accelerate launch` start a
+    python script themselves; told --no-python, they run the bot's own python instead."""
+    words = shlex.split(launcher)
+    if is_local_launcher(words) and not {"--no-python", "--no_python"} & set(words):
+        words.append("--no-python" if Path(words[0]).name == "torchrun" else "--no_python")
+    return words
+
+
+def is_local_launcher(words: list[str]) -> bool:
+    """torchrun or `accelerate launch`: they start the job's processes as their children."""
+    program = Path(words[0]).name if words else ""
+    return program == "torchrun" or (program == "accelerate" and words[1:2] == ["launch"])
 
 
 def job_environment(env: Mapping[str, str]) -> dict[str, str]:

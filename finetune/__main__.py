@@ -23,7 +23,9 @@ import warnings
 from pathlib import Path
 
 from bot.config import ConfigError
+from finetune import processes
 from finetune import run as steps
+from finetune.progress import emit_from_any
 from finetune.settings import Settings, load_settings
 
 
@@ -52,11 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, args.data_dir)
         if args.follow:
             follow(args.follow)
-        steps.remove_partial(settings)
+        if processes.is_main():  # under a launcher, one process tidies up
+            steps.remove_partial(settings)
         return run_step(args, settings)
     except (ConfigError, steps.StepError) as exc:  # one line, as the bot says it
         print(f"python -m finetune {args.step}: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # The bot shows the cause in the chat: under a launcher, stderr ends with the
+        # launcher's report, not with the cause. The traceback still follows.
+        cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        emit_from_any(event="failed", reason=cause, rank=processes.rank())
+        raise
 
 
 def run_step(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,7 +76,9 @@ def run_step(args: argparse.Namespace, settings: Settings) -> int:
     elif args.step == "train":
         data = steps.dataset(settings)
         if steps.enough_votes(settings, data):
-            print(steps.do_train(settings, data, args.job))
+            adapter_id = steps.do_train(settings, data, args.job)
+            if adapter_id:  # the main process's; the others print nothing
+                print(adapter_id)
     elif args.step == "evaluate":
         steps.do_evaluate(settings, steps.dataset(settings), args.adapter)
     elif args.step == "promote":
@@ -93,15 +104,30 @@ def print_status(rows: list[dict]) -> None:
 
 
 def follow(pid: int, every: float = 1.0) -> None:
-    """Exit as soon as `pid` is no longer our parent (it died: we were handed to init)."""
+    """Exit as soon as `pid` is no longer among our ancestors (it died: what it started was
+    handed to init). Between the bot and the job there may be a local launcher (torchrun)."""
 
     def watch() -> None:
-        while os.getppid() == pid:
+        while pid in ancestors():
             time.sleep(every)
         print("the bot that started this job has stopped; ending", file=sys.stderr)
         os._exit(3)
 
     threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+
+
+def ancestors() -> list[int]:
+    """The parent, its parent, and so on (from /proc; where there is none, the parent)."""
+    chain: list[int] = []
+    pid = os.getppid()
+    while pid > 1 and len(chain) < 64:
+        chain.append(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state
+    return chain
 
 
 if __name__ == "__main__":

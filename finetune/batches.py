@@ -54,8 +54,11 @@ def collate(rows: list[Encoded], pad_id: int, device: str) -> dict[str, torch.Te
 
 
 def token_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-probability of each next token, mask of completion tokens), both [rows, width-1]."""
-    logits = fp32_logits(model, batch["input_ids"], batch["attention_mask"])[:, :-1]
+    """(log-probability of each next token, mask of completion tokens), both [rows, width-1].
+    `model`: a causal LM, or a Policy (also inside DDP), whose forward gives the logits."""
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    policy = isinstance(getattr(model, "module", model), Policy)
+    logits = (model(ids, attention) if policy else fp32_logits(model, ids, attention))[:, :-1]
     labels = batch["input_ids"][:, 1:]
     logps = torch.gather(logits.log_softmax(-1), 2, labels.unsqueeze(-1)).squeeze(-1)
     return logps, batch["target"][:, 1:]
@@ -71,6 +74,18 @@ def mean_token_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor
     """The mean log-probability per completion token, per row (comparable across lengths)."""
     logps, mask = token_logps(model, batch)
     return (logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+class Policy(torch.nn.Module):
+    """A causal LM as one module whose forward is fp32_logits: DDP must see every forward
+    that gradients flow through, and fp32_logits calls the decoder and the head apart."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return fp32_logits(self.model, input_ids, attention_mask)
 
 
 def fp32_logits(model: Any, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
@@ -90,4 +105,5 @@ def fp32_logits(model: Any, ids: torch.Tensor, attention: torch.Tensor) -> torch
         return model(input_ids=ids, attention_mask=attention).logits.float()
     hidden = causal_lm.get_decoder()(input_ids=ids, attention_mask=attention).last_hidden_state
     bias = None if head.bias is None else head.bias.float()
-    return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
+    with torch.autocast(hidden.device.type, enabled=False):  # bf16 autocast would undo it
+        return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)

@@ -7,6 +7,8 @@ Rows written (JSON lines, text scrubbed of personal data first):
   dpo.jsonl      {prompt, chosen, rejected, lang, chosen_id, rejected_id}
                  a liked and a disliked reply to the same prompt
   heldout.jsonl  KTO-shaped rows kept out of training, to judge the new adapter
+  job.json       {"active": the adapter active at export}: what `train` continues from, so
+                 that it needs this folder only, not the bot's database
 Replies are held out by a hash of the prompt they answer: the held-out votes then judge the
 adapter on prompts it never trained on (replies to one prompt are alike, and one prompt in both
 parts would let chance agreement look like learning), and they stay held out in later jobs.
@@ -28,6 +30,7 @@ from finetune.scrub import scrub
 from finetune.settings import LEARNED_FROM, Settings
 
 FILES = ("sft", "kto", "dpo", "heldout")
+JOB = "job.json"
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Dataset:
     kto: list[dict[str, Any]] = field(default_factory=list)
     dpo: list[dict[str, Any]] = field(default_factory=list)
     heldout: list[dict[str, Any]] = field(default_factory=list)
+    active: str = ""  # the adapter active when the votes were exported; "": the base model
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in FILES}
@@ -94,9 +98,11 @@ async def export(settings: Settings) -> Dataset:
     store = await Store.open(settings.db)
     try:
         replies = await store.voted_replies(*LEARNED_FROM)
+        active = await store.active_adapter()
     finally:
         await store.close()
     data = build(replies, settings.options.heldout_percent)
+    data.active = active
     write(data, settings.dataset_dir)
     return data
 
@@ -108,6 +114,7 @@ def write(data: Dataset, folder: Path) -> None:
     for name in FILES:
         lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in getattr(data, name)]
         write_private(folder / f"{name}.jsonl", "".join(lines))
+    write_private(folder / JOB, json.dumps({"active": data.active}) + "\n")
 
 
 def read(folder: Path) -> Dataset:
@@ -116,4 +123,6 @@ def read(folder: Path) -> Dataset:
         path = folder / f"{name}.jsonl"
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         parts[name] = [json.loads(line) for line in lines if line.strip()]
-    return Dataset(**parts)
+    job = folder / JOB
+    active = json.loads(job.read_text(encoding="utf-8"))["active"] if job.exists() else ""
+    return Dataset(**parts, active=active)

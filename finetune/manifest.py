@@ -18,9 +18,11 @@ from typing import Any
 from bot.adapters import MANIFEST, read_manifest
 
 
-def energy_estimate(seconds: float, device: str, cpu_watts: float, gpu_watts: float) -> dict:
-    """Assumed device power × training time: an estimate, nothing was measured."""
-    watts = gpu_watts if device.startswith("cuda") else cpu_watts
+def energy_estimate(seconds: float, device: str, cpu_watts: float, gpu_watts: float,
+                    processes: int = 1) -> dict:
+    """Assumed device power × training time (× the processes, one device each): an
+    estimate, nothing was measured."""
+    watts = (gpu_watts if device.startswith("cuda") else cpu_watts) * processes
     return {
         "watt_hours": round(watts * seconds / 3600, 4),
         "assumed_watts": watts,

@@ -36,8 +36,9 @@ def free_cuda_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def limit_threads(threads: int) -> int:
-    count = threads or max(1, (os.cpu_count() or 2) // 2)
+def limit_threads(threads: int, processes: int = 1) -> int:
+    """[finetune] threads (0: half the cores, shared by this machine's training processes)."""
+    count = threads or max(1, (os.cpu_count() or 2) // 2 // processes)
     torch.set_num_threads(count)
     return count
 

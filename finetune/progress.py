@@ -7,12 +7,21 @@ Free text goes to stderr (the bot logs it).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
 
 
 def emit(**fields: Any) -> None:
+    """One line, from the main process only (a launcher starts several: RANK tells them
+    apart)."""
+    if os.environ.get("RANK", "0") == "0":
+        emit_from_any(**fields)
+
+
+def emit_from_any(**fields: Any) -> None:
+    """One line from whichever process says it (each may have its own reason to fail)."""
     print(json.dumps(fields, ensure_ascii=False), flush=True)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from bot.adapters import LOSS_CURVE, MANIFEST, Adapters, read_manifest
 from bot.store import Adapter, Store
 from finetune import export as exporting
+from finetune import processes
 from finetune.manifest import energy_estimate, plot_loss, update_manifest, write_manifest
 from finetune.progress import emit
 from finetune.settings import Settings
@@ -55,44 +56,76 @@ def enough_votes(settings: Settings, data: exporting.Dataset) -> bool:
 
 
 def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = None) -> str:
-    """Train, save adapters/<id>/ with its manifest and loss curve; returns the id."""
+    """Train, on this process and any others its launcher started; the main process saves
+    adapters/<id>/ with its manifest and loss curve and returns the id (the others: "").
+    Reads only the exported dataset (it names the adapter to continue from); registers the
+    adapter as trained where the bot's database is (on a GPU host without it, `evaluate` or
+    `promote` next to the bot will)."""
+    from finetune import processes
+
+    accelerator, device, dtype = processes.start(settings.options.device)
+    try:
+        adapter_id = _train(settings, data, job_id, accelerator, device, dtype)
+        # The processes leave together, once the adapter is saved: one that leaves early
+        # closes its connections while the main process may still be reading from them.
+        accelerator.wait_for_everyone()
+        return adapter_id
+    finally:
+        processes.finish(accelerator)
+
+
+def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, accelerator: Any,
+           device: str, dtype: Any) -> str:
     import torch
+    from accelerate.utils import gather_object
 
     from finetune import model as modeling
+    from finetune import processes
     from finetune.batches import Encoder
     from finetune.train import Trainer
 
     opts = settings.options
-    device, dtype = modeling.choose_device(opts.device)
-    threads = modeling.limit_threads(opts.threads)
-    parent_id = with_adapters(settings, lambda a: a.active())
-    parent = settings.folders.folder(parent_id) if opts.continue_from_active and parent_id else None
+    threads = modeling.limit_threads(opts.threads, processes.local_count())
+    parent_id = data.active if opts.continue_from_active else ""
+    parent = settings.folders.folder(parent_id) if parent_id else None
     base, tokenizer = modeling.load_base(settings, device, dtype)
     revision = modeling.base_revision(settings.model.model, base)
     torch.manual_seed(opts.seed)  # the fresh LoRA weights: the same votes, the same adapter
     model = modeling.with_lora(base, settings, parent)
     encoder = Encoder(tokenizer, settings.system_prompt, opts.max_tokens)
-    result = Trainer(model, encoder, opts, device).run(data)
+    trainer = Trainer(model, encoder, opts, accelerator)
+    result = trainer.run(data)
+    devices, cpu_seconds = zip(*gather_object([(device, result.cpu_seconds)]), strict=True)
+    if not accelerator.is_main_process:
+        return ""
     adapter_id = settings.folders.new_id(job_id)
     tmp = settings.folders.partial(adapter_id)
     model.save_pretrained(tmp)
+    batching = trainer.batching
     write_manifest(tmp, {
         "id": adapter_id, "base_model": settings.model.model, "base_revision": revision,
         "parent": parent_id if parent else "", "job": job_id,
         "message_ids": data.message_ids(), "counts": data.counts(),
         "phases": [asdict(p) for p in result.phases],
         "hyperparameters": asdict(opts), "device": device, "dtype": str(dtype).split(".")[-1],
+        "mixed_precision": accelerator.mixed_precision,
+        "world_size": accelerator.num_processes, "devices": list(devices),
+        "cpu_seconds": round(sum(cpu_seconds), 2),  # all processes, training loop only
+        "global_batch": batching.size, "micro_batch": batching.micro,
+        "accumulation_steps": batching.accumulation,
         "threads": threads if device == "cpu" else None,
-        "duration_seconds": round(result.seconds, 2),
-        "energy": energy_estimate(result.seconds, device, opts.cpu_watts, opts.gpu_watts),
+        "duration_seconds": round(result.seconds, 2), "tokens": result.tokens,
+        "tokens_per_second": round(result.tokens / max(result.seconds, 1e-9), 1),
+        "energy": energy_estimate(result.seconds, device, opts.cpu_watts, opts.gpu_watts,
+                                  accelerator.num_processes),
         "metrics": {f"final_{p.name}_loss": result.final_loss(p.name) for p in result.phases},
     })
     if result.curve:
         plot_loss(result.curve, tmp / LOSS_CURVE, f"adapter {adapter_id}")
     folder = settings.folders.publish(adapter_id)  # whole or not at all
-    # Registered at once, so `promote ID` and `status` know it before any evaluation.
-    trained = registered(folder, read_manifest(folder), TRAINED)
-    with_adapters(settings, lambda a: a.record(trained))
+    if settings.db.exists():  # registered at once, so `promote ID` and `status` know it
+        trained = registered(folder, read_manifest(folder), TRAINED)
+        with_adapters(settings, lambda a: a.record(trained))
     emit(event="trained", adapter=adapter_id, seconds=round(result.seconds, 1))
     return adapter_id
 
@@ -173,15 +206,22 @@ def do_run(settings: Settings, job_id: int | None) -> int:
     try:
         return _run(settings, job_id)
     finally:
-        shutil.rmtree(settings.dataset_dir, ignore_errors=True)
+        if processes.is_main():
+            shutil.rmtree(settings.dataset_dir, ignore_errors=True)
 
 
 def _run(settings: Settings, job_id: int | None) -> int:
-    data = do_export(settings)
+    """Under a launcher every process runs this: the main one alone exports, evaluates and
+    promotes (the steps that touch the database); all of them train."""
+    data = do_export(settings) if processes.is_main() else None
+    processes.wait_for_main(settings.options.device)
+    data = data or dataset(settings)
     if not enough_votes(settings, data):
         emit(event="done", adapter="", promoted=False, reason=TOO_FEW)
         return 0
     adapter_id = do_train(settings, data, job_id)
+    if not processes.is_main():
+        return 0
     verdict = do_evaluate(settings, data, adapter_id)
     if verdict["promote"]:
         do_promote(settings, adapter_id)

@@ -4,6 +4,7 @@ config that trains the tiny model in a few steps."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 from bot.config import DB_FILE as DB  # noqa: F401  (the tests take it from here)
@@ -60,3 +61,16 @@ def taste_rows(n: int) -> list[tuple[str, str, dict[str, int]]]:
 
 def seed_sync(db: Path, rows, **kwargs) -> list[int]:
     return asyncio.run(seed(db, rows, **kwargs))
+
+
+# Two processes, their rendezvous on a port the store binds itself (port 0): no two tests,
+# nor anything else on the machine, can be handed the same one.
+TORCHRUN_2 = ["--nproc_per_node", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+              "127.0.0.1:0"]
+
+
+def free_port() -> int:
+    """A port nobody listens on now, for a launcher's rendezvous (tests never share one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -69,6 +69,7 @@ def test_a_few_training_steps_on_cuda_stay_finite(root):
 
     from bot.config import FinetuneOptions
     from engines.transformer import loading
+    from finetune import processes
     from finetune.batches import Encoder
     from finetune.model import choose_device
     from finetune.train import Trainer
@@ -79,7 +80,11 @@ def test_a_few_training_steps_on_cuda_stay_finite(root):
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     opts = replace(FinetuneOptions(), batch_size=4, learning_rate=0.01, sft_steps=3,
                    preference_steps=3)
-    result = Trainer(model, Encoder(tokenizer, lambda lang: "Be brief.", 64), opts,
-                     device).run(dataset())
+    accelerator, _, _ = processes.start("cuda")
+    try:
+        result = Trainer(model, Encoder(tokenizer, lambda lang: "Be brief.", 64), opts,
+                         accelerator).run(dataset())
+    finally:
+        processes.finish(accelerator)
     assert len(result.curve) == 6 and all(math.isfinite(p["loss"]) for p in result.curve)
     assert all(torch.isfinite(p).all() for n, p in model.named_parameters() if "lora_" in n)

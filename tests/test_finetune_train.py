@@ -23,11 +23,21 @@ def dataset():
     return build(replies, heldout_percent=0)
 
 
+@pytest.fixture(autouse=True)
+def one_process():
+    """accelerate's state is per process: each test starts it and forgets it after."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def trainer(root, **options):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from finetune import processes
     from finetune.batches import Encoder
     from finetune.train import Trainer
 
@@ -37,7 +47,7 @@ def trainer(root, **options):
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     opts = replace(FinetuneOptions(), batch_size=4, learning_rate=0.01, **options)
     encoder = Encoder(AutoTokenizer.from_pretrained(folder), lambda lang: "Be brief.", 64)
-    return Trainer(model, encoder, opts, "cpu")
+    return Trainer(model, encoder, opts, processes.start("cpu")[0])
 
 
 def test_dpo_starts_at_log_2_because_the_reference_is_the_policy_and_then_learns(root, capsys):
@@ -100,3 +110,16 @@ def test_a_nan_gradient_stops_training_before_the_weights_take_it(root):
     with pytest.raises(TrainingDiverged, match=r"SFT step 1 of 2: a gradient is not finite"):
         job.run(dataset())
     assert all(torch.equal(a, b) for a, b in zip(before, lora_weights(job.model), strict=True))
+
+
+def test_accumulation_over_micro_batches_takes_the_same_steps_as_one_whole_batch(root):
+    import torch
+
+    whole = trainer(root, sft_steps=2, preference_steps=2)
+    parts = trainer(root, sft_steps=2, preference_steps=2, micro_batch_size=1)
+    assert (whole.batching.accumulation, parts.batching.accumulation) == (1, 4)
+    one, four = whole.run(dataset()), parts.run(dataset())
+    assert [p["loss"] for p in four.curve] == pytest.approx([p["loss"] for p in one.curve],
+                                                            abs=1e-5)
+    for a, b in zip(lora_weights(whole.model), lora_weights(parts.model), strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=0)
