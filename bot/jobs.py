@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import time
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 log = logging.getLogger(__name__)
+# How Python ends a traceback: "[rank0]: package.module.SomeError: why"
+_EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?([a-z_]\w*\.)*[A-Z]\w*: ")
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_SECONDS = 60.0  # how often the scheduler looks at the vote count and the clock
@@ -113,9 +116,13 @@ class JobRunner:
         errors = asyncio.create_task(_tail(self.process.stderr))
         result, shown = await self._relay(self.process.stdout, sink, lang, job_id)
         code = await self.process.wait()
-        last_error = (await errors)[-1:] or [""]
+        lines = await errors
+        error = _cause(lines)
+        if code != 0:  # the whole tail, for whoever reads the log (the chat gets one line)
+            log.warning("fine-tuning job %d exited with %d; its stderr ended:\n%s", job_id, code,
+                        "\n".join(lines))
         self.process = None
-        return f"{shown}\n" + await self._conclude(job_id, code, result, last_error[0], lang)
+        return f"{shown}\n" + await self._conclude(job_id, code, result, error, lang)
 
     async def _relay(self, stdout: asyncio.StreamReader, sink: Sink, lang: str,
                      job_id: int) -> tuple[dict[str, Any], str]:
@@ -234,7 +241,16 @@ def _step_fields(event: dict[str, Any]) -> dict[str, Any]:
             "eta": round(event.get("eta", 0.0)), "phase": str(event.get("phase", "")).upper()}
 
 
-async def _tail(stream: asyncio.StreamReader, keep: int = 20) -> list[str]:
+def _cause(lines: list[str]) -> str:
+    """The stderr line that says why a job failed: a launcher (torchrun) ends stderr with its
+    own report, so the last exception line of the job's own, else the last line."""
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line) and "ChildFailedError" not in line:
+            return line
+    return lines[-1] if lines else ""
+
+
+async def _tail(stream: asyncio.StreamReader, keep: int = 60) -> list[str]:
     """The job's last stderr lines (they say why it failed), each also logged."""
     lines: deque[str] = deque(maxlen=keep)
     async for raw in stream:
