@@ -16,7 +16,7 @@ import pytest
 
 from engines.base import Conversation, EngineContext
 from engines.transformer.engine import TransformerEngine, TransformerOptions
-from tests.tiny_model import tiny_model_dir
+from tests.tiny_model import greedy_engine, tiny_model_dir
 
 torch = pytest.importorskip("torch")  # the ml extra
 
@@ -26,13 +26,8 @@ PROMPTS = ["hello", "What is ELIZA, and who wrote it?", "AI for everyone is very
 
 @pytest.fixture
 async def engine(root, tmp_path):
-    options = TransformerOptions(model=str(tiny_model_dir(root)), device="cpu", threads=1,
-                                 temperature=0.0, repetition_penalty=3.0, max_new_tokens=8)
-    engine = TransformerEngine(options, EngineContext(tmp_path / "engines" / "transformer"))
-    await engine.start()
-    engine.worker.eos_ids = set()  # every reply has its full length
-    yield engine
-    await engine.close()
+    async with greedy_engine(root, tmp_path, max_new_tokens=8) as engine:
+        yield engine
 
 
 async def ask(engine, text: str) -> list[int]:

@@ -10,23 +10,16 @@ import threading
 import pytest
 import torch
 
-from engines.base import Conversation, EngineContext
-from engines.transformer.engine import TransformerEngine, TransformerOptions
-from tests.tiny_model import adapter_dir, tiny_model_dir
+from engines.base import Conversation
+from tests.tiny_model import adapter_dir, greedy_engine
 
 PROMPTS = ["hello", "What is ELIZA, and who wrote it?", "AI for everyone is very", "ok so"]
 
 
 @pytest.fixture
 async def engine(root, tmp_path):
-    """Greedy, never stopping early (as in test_transformer_engine.py)."""
-    options = TransformerOptions(model=str(tiny_model_dir(root)), device="cpu", threads=1,
-                                 temperature=0.0, repetition_penalty=3.0, max_new_tokens=12)
-    engine = TransformerEngine(options, EngineContext(tmp_path / "engines" / "transformer"))
-    await engine.start()
-    engine.worker.eos_ids = set()
-    yield engine
-    await engine.close()
+    async with greedy_engine(root, tmp_path, max_new_tokens=12) as engine:
+        yield engine
 
 
 async def ask(engine, text: str, lang: str = "en", adapter: str = "") -> str:

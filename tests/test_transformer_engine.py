@@ -7,9 +7,8 @@ import contextlib
 
 import pytest
 
-from engines.base import Conversation, EngineContext, Turn
-from engines.transformer.engine import TransformerEngine, TransformerOptions
-from tests.tiny_model import adapter_dir, tiny_model_dir
+from engines.base import Conversation, Turn
+from tests.tiny_model import adapter_dir, greedy_engine, tiny_model_dir
 
 PROMPTS = ["hello", "What is ELIZA, and who wrote it?", "AI for everyone is very", "ok so"]
 
@@ -17,17 +16,8 @@ PROMPTS = ["hello", "What is ELIZA, and who wrote it?", "AI for everyone is very
 
 @pytest.fixture
 async def engine(root, tmp_path):
-    """Greedy (deterministic) and never stopping early, so every reply has its full length.
-    The untrained model repeats one token forever; a strong penalty makes it vary them.
-    On the CPU in fp32 even on a GPU machine: the tests compare greedy tokens of batched and
-    solo runs exactly, and bf16 rounding flips near-ties (tests/test_cuda.py checks CUDA)."""
-    options = TransformerOptions(model=str(tiny_model_dir(root)), device="cpu", threads=1,
-                                 temperature=0.0, repetition_penalty=3.0, max_new_tokens=12)
-    engine = TransformerEngine(options, EngineContext(tmp_path / "engines" / "transformer"))
-    await engine.start()
-    engine.worker.eos_ids = set()
-    yield engine
-    await engine.close()
+    async with greedy_engine(root, tmp_path, max_new_tokens=12) as engine:
+        yield engine
 
 
 async def ask(engine, text: str, adapter: str = "") -> tuple[list[str], dict]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download: a hub id must fail, not fetch
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -38,3 +41,25 @@ def adapter_dir(root: Path, name: str, seed: int) -> Path:
         get_peft_model(base, config).save_pretrained(folder)
         _built[name] = folder
     return _built[name]
+
+
+@contextlib.asynccontextmanager
+async def greedy_engine(root: Path, tmp_path: Path, max_new_tokens: int) -> AsyncIterator[Any]:
+    """The tiny model's engine, greedy (deterministic) and never stopping early, so every
+    reply has its full length. The untrained model repeats one token forever; a strong
+    penalty makes it vary them. On the CPU in fp32 even on a GPU machine: tests compare greedy
+    tokens of batched and solo runs exactly, and bf16 rounding flips near-ties
+    (tests/test_cuda.py checks CUDA)."""
+    from engines.base import EngineContext
+    from engines.transformer.engine import TransformerEngine, TransformerOptions
+
+    options = TransformerOptions(model=str(tiny_model_dir(root)), device="cpu", threads=1,
+                                 temperature=0.0, repetition_penalty=3.0,
+                                 max_new_tokens=max_new_tokens)
+    engine = TransformerEngine(options, EngineContext(tmp_path / "engines" / "transformer"))
+    await engine.start()
+    engine.worker.eos_ids = set()
+    try:
+        yield engine
+    finally:
+        await engine.close()
