@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from bot.adapters import Adapters
 from bot.config import Config, ConfigError
@@ -24,6 +24,7 @@ from engines.base import EngineContext
 from engines.registry import BUILTIN, Engines, load_class
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 
@@ -73,19 +74,7 @@ class App:
         return cls(self.config.options(name, cls.Options), self.config, token)
 
     def _store(self) -> Store:
-        if self.store is None:
-            raise RuntimeError("the store opens in App.serving()")
-        return self.store
-
-    def _jobs(self) -> JobRunner:
-        if self.jobs is None:
-            raise RuntimeError("the job runner starts in App.serving()")
-        return self.jobs
-
-    def _guard(self) -> Guard:
-        if self.guard is None:
-            raise RuntimeError("the guard starts in App.serving()")
-        return self.guard
+        return _started(self.store, "the store")
 
     async def _stored_texts(self) -> list[tuple[str, str]]:
         return await self.store.stored_texts() if self.store else []
@@ -148,7 +137,8 @@ class App:
         enders = [asyncio.create_task(self.stopping.wait())]
         enders += [asyncio.create_task(f.wait()) for f in self.frontends]
         chores = [asyncio.create_task(_supervised(chore)) for chore in
-                  (self._housekeeping, self._jobs().schedule, self._guard().watch)]
+                  (self._housekeeping, _started(self.jobs, "the job runner").schedule,
+                   _started(self.guard, "the guard").watch)]
         try:
             await asyncio.wait(enders, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -196,3 +186,10 @@ async def _supervised(chore: Callable[[], Awaitable[None]], pause: float = 60.0)
         except Exception:
             log.exception("%s failed; trying again in %.0f s", chore.__qualname__, pause)
         await asyncio.sleep(pause)
+
+
+def _started(part: T | None, what: str) -> T:
+    """A part the app creates in App.serving(), asked for after it did."""
+    if part is None:
+        raise RuntimeError(f"{what} starts in App.serving()")
+    return part

@@ -97,12 +97,13 @@ class Standing:
     @property
     def reason(self) -> str:
         """Why it was rolled back, in one line (stored, and written to its manifest)."""
-        return (f"rolled back by the live guard: {_share(self.up_new, self.votes_new)} since its"
-                f" promotion against {_share(self.up_old, self.votes_old)} for {self.replaced}"
+        return (f"rolled back by the live guard: {share(self.up_new, self.votes_new)} since its"
+                f" promotion against {share(self.up_old, self.votes_old)} for {self.replaced}"
                 f" (one-sided z-test, p = {self.p_value:.2g} < {self.level:.2g})")
 
 
-def _share(up: int, votes: int) -> str:
+def share(up: int, votes: int) -> str:
+    """'12/20 👍 (60%)': the approval as /adapters and the rollback reason write it."""
     return f"{up}/{votes} 👍 ({100 * up / votes:.0f}%)" if votes else "no votes"
 
 
@@ -125,11 +126,11 @@ class Guard:
             return None
         replaced = await self.store.replaced(active.id) or BASE
         since, min_votes = active.promoted_at, self.options.guard_min_votes
-        _, seen = await self.store.live_votes(ADAPTER_ENGINES, active.id, since)
-        passed = checkpoint(seen, min_votes)
-        judged = min_votes << passed if passed >= 0 else seen
-        up_new, votes_new = await self.store.live_votes(ADAPTER_ENGINES, active.id, since,
-                                                        first=judged)
+        up_new, votes_new = await self.store.live_votes(ADAPTER_ENGINES, active.id, since)
+        passed = checkpoint(votes_new, min_votes)
+        if passed >= 0 and min_votes << passed != votes_new:  # judged on a checkpoint's votes
+            up_new, votes_new = await self.store.live_votes(
+                ADAPTER_ENGINES, active.id, since, first=min_votes << passed)
         up_old, votes_old = await self.store.live_votes(ADAPTER_ENGINES, replaced,
                                                         votes_before=since)
         return Standing(active.id, replaced, up_new, votes_new, up_old, votes_old,
@@ -161,8 +162,8 @@ class Guard:
         sink, lang = told
         another = getattr(sink, "another", None)
         text = t(lang, "guard_rolled_back", adapter=standing.adapter, active=standing.replaced,
-                 new=_share(standing.up_new, standing.votes_new),
-                 old=_share(standing.up_old, standing.votes_old), p=f"{standing.p_value:.2g}")
+                 new=share(standing.up_new, standing.votes_new),
+                 old=share(standing.up_old, standing.votes_old), p=f"{standing.p_value:.2g}")
         await deliver(another() if another is not None else sink, text)
 
     async def watch(self, every: float = CHECK_SECONDS) -> None:

@@ -7,16 +7,16 @@ Free text goes to stderr (the bot logs it).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any
 
+from finetune import processes
+
 
 def emit(**fields: Any) -> None:
-    """One line, from the main process only (a launcher starts several: RANK tells them
-    apart)."""
-    if os.environ.get("RANK", "0") == "0":
+    """One line, from the main process only (a launcher starts several)."""
+    if processes.is_main():
         emit_from_any(**fields)
 
 

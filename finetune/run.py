@@ -61,8 +61,6 @@ def do_train(settings: Settings, data: exporting.Dataset, job_id: int | None = N
     Reads only the exported dataset (it names the adapter to continue from); registers the
     adapter as trained where the bot's database is (on a GPU host without it, `evaluate` or
     `promote` next to the bot will)."""
-    from finetune import processes
-
     accelerator, device, dtype = processes.start(settings.options.device)
     try:
         adapter_id = _train(settings, data, job_id, accelerator, device, dtype)
@@ -80,7 +78,6 @@ def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, acce
     from accelerate.utils import gather_object
 
     from finetune import model as modeling
-    from finetune import processes
     from finetune.batches import Encoder
     from finetune.train import Trainer
 

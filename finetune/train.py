@@ -44,17 +44,16 @@ class Phase:
 
 @dataclass(frozen=True)
 class Batching:
-    """How a global batch is spread: over `processes`, each doing `accumulation` passes of
-    at most `micro` rows."""
+    """How a global batch of `size` rows is spread: each process does `accumulation` passes
+    of at most `micro` rows."""
     size: int
     micro: int
     accumulation: int
-    processes: int
 
     @classmethod
     def plan(cls, size: int, micro: int, processes: int) -> Batching:
         micro = micro or math.ceil(size / processes)
-        return cls(size, micro, math.ceil(size / (processes * micro)), processes)
+        return cls(size, micro, math.ceil(size / (processes * micro)))
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot.adapters import BASE, LOSS_CURVE
 from bot.commands import Argument, CommandContext, command
+from bot.guard import share
 from bot.store import Adapter
 
 UNPIN = "off"
@@ -60,8 +61,7 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
     line = ctx.t("adapter_line", adapter=adapter.id, status=status, accuracy=accuracy,
                  reason=adapter.reason)
     up, votes = await ctx.adapters.live_approval(adapter)
-    live = (ctx.t("adapter_live", share=f"{up}/{votes} 👍 ({100 * up / votes:.0f}%)") if votes
-            else ctx.t("adapter_live_none"))
+    live = ctx.t("adapter_live", share=share(up, votes)) if votes else ctx.t("adapter_live_none")
     return f"{line.rstrip()} · {live}"
 
 

@@ -118,7 +118,7 @@ class LanguageModel:
         """Rows of the context's suffixes, shortest first, up to the first that is not held."""
         if self.order == 1:
             return []
-        tail = tuple(context[1 - self.order:]) if len(context) >= self.order else tuple(context)
+        tail = tuple(context[1 - self.order:])  # a shorter context: all of it
         found = self._rows_of.get(tail)
         if found is None:
             found = self._look_up_context(tail)

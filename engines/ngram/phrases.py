@@ -126,4 +126,3 @@ def fragment(tokens: Sequence[str], found: PhraseRules, verbs: frozenset[str],
     if len(found_verbs) > 1 and found_verbs[-1] in found.modals:  # "Wir werden kann."
         return "clause_order"  # a main clause has its modal before the other verb
     return ""
-    return ""

@@ -187,14 +187,17 @@ class RemoteEngine(Engine):
         """The server's k most likely next words after `text`, read raw (no chat template)."""
         from engines.remote.requests import next_tokens
 
-        adapter = self.active if self.active in self.adapters.loaded else ""
-        return await next_tokens(self.client, adapter or self._base_model(), text, k)
+        return await next_tokens(self.client, self._served_model(), text, k)
 
     async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
         """ln p of each whole continuation after `context`, from the server's log-probabilities
         of the prompt (echo), read raw (no chat template), as next_words is."""
         from engines.remote.probe import continuation_logprobs
 
-        adapter = self.active if self.active in self.adapters.loaded else ""
-        return await continuation_logprobs(self.client, adapter or self._base_model(), context,
+        return await continuation_logprobs(self.client, self._served_model(), context,
                                            continuations)
+
+    def _served_model(self) -> str:
+        """The model name that asks the server for what it serves now: the adapter if loaded."""
+        adapter = self.active if self.active in self.adapters.loaded else ""
+        return adapter or self._base_model()
