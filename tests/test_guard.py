@@ -16,7 +16,7 @@ import pytest
 
 from bot.adapters import MANIFEST
 from bot.events import Incoming, Reaction
-from bot.guard import Tally, drop_p_value
+from bot.guard import Tally, drop_p_value, rollback_p_value
 from bot.i18n import t
 from bot.store import MIGRATIONS, Adapter, Store
 from bot.store import migrations as store_module
@@ -113,7 +113,7 @@ async def test_an_adapter_the_chat_dislikes_is_rolled_back_and_the_admins_are_to
         [adapter] = await router.store.adapters()
         assert adapter.status == "retired" and adapter.rolled_back_at is not None
         new, old = simulated.tally("ft1"), simulated.tally("base")
-        p_value = drop_p_value(new.approvals(), old.approvals())
+        p_value = rollback_p_value(new.approvals(), old.approvals())
         level = ALPHA / (2 * votes // MIN_VOTES)  # half of alpha at 30, a quarter at 60, ...
         assert p_value < level and new.votes == votes and len(new.people) >= 5
         guard = adapter.metrics["guard"]
@@ -240,6 +240,14 @@ def test_a_person_weighs_once_however_many_votes():
     assert str(one_loud) == "14/44 👍 from 5 people (80%)"
 
 
+def test_no_rollback_hangs_on_the_person_who_liked_it_least():
+    old = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0]
+    new = [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    assert rollback_p_value(new, old) == drop_p_value([0.0, 0.0, 1.0, 1.0, 1.0, 1.0], old)
+    assert rollback_p_value(new, old) > drop_p_value(new, old)
+    assert rollback_p_value([0.0], [1.0] * 20) == 1.0  # one person alone: nothing left to judge
+
+
 async def test_m007_keeps_old_adapters_and_rollbacks_from_then_on_carry_a_time(
         tmp_path, monkeypatch):
     step = next(i for i, m in enumerate(MIGRATIONS) if m.__name__ == "m007_adapter_rollback_time")
@@ -345,7 +353,9 @@ async def test_on_telegram_one_persons_30_dislikes_roll_nothing_back_five_people
         await dislike([Person(66, "Mallory")], MIN_VOTES)
         standing = await guard.standing()
         assert (standing.new.votes, len(standing.new.people)) == (MIN_VOTES, 1)
-        assert standing.p_value < standing.level  # counted by votes, a clear drop
+        new, old = standing.new, standing.old
+        by_votes = drop_p_value(once_each(new.up, new.votes), once_each(old.up, old.votes))
+        assert by_votes < standing.level < standing.p_value  # counted by votes: a clear drop
         assert await guard.check() is None and await router.store.active_adapter() == "ft1"
         await dislike([Person(70 + i, f"P{i}") for i in range(5)], MIN_VOTES)
         rolled_back = await guard.check()
