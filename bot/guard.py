@@ -238,8 +238,9 @@ class Guard:
             await self.check()
 
 
-async def tally(store: Store, version: str, **which: float) -> Tally:
-    """The votes on the replies of `version` (an adapter id or BASE), person by person; `which`
-    narrows them as Store.live_votes does."""
-    people = await store.live_votes(ADAPTER_ENGINES, version, **which)
+async def tally(store: Store, version: str, replies_since: float = 0.0,
+                votes_before: float = math.inf, first: int = -1) -> Tally:
+    """The votes on the replies of `version` (an adapter id or BASE), person by person, as
+    Store.live_votes narrows them."""
+    people = await store.live_votes(ADAPTER_ENGINES, version, replies_since, votes_before, first)
     return Tally(tuple((up, votes) for up, votes in people))
