@@ -127,8 +127,9 @@ class Adapters(AdapterFolders):
         Returns (retired, now active); ("", "") when none was active."""
         return await self.store.rollback()
 
-    async def live_approval(self, adapter: Adapter) -> tuple[int, int]:
-        """(👍, votes) on the replies the adapter made in the chats, whenever it served."""
+    async def live_approval(self, adapter: Adapter) -> list[tuple[int, int]]:
+        """(👍, votes) of each person who voted on the replies the adapter made in the chats,
+        whenever it served."""
         return await self.store.live_votes(ADAPTER_ENGINES, adapter.id)
 
     async def pin(self, chat: Chat, choice: str) -> bool:

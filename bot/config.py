@@ -98,6 +98,7 @@ class FinetuneOptions:
     seed: int = field(default=0, metadata=at_least(0))
     guard_min_votes: int = field(default=30, metadata=at_least(1))
     guard_alpha: float = field(default=0.05, metadata=between(0, 0.5))
+    guard_min_people: int = field(default=5, metadata=at_least(2))
     micro_batch_size: int = field(default=0, metadata=at_least(0))
     launcher: str = ""  # a command prefix for `python -m finetune run`; "": a local process
 

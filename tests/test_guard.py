@@ -16,7 +16,7 @@ import pytest
 
 from bot.adapters import MANIFEST
 from bot.events import Incoming, Reaction
-from bot.guard import drop_p_value
+from bot.guard import Tally, drop_p_value, rollback_p_value
 from bot.i18n import t
 from bot.store import MIGRATIONS, Adapter, Store
 from bot.store import migrations as store_module
@@ -53,19 +53,28 @@ class SimulatedChat:
 
     def __init__(self, router, rng: random.Random) -> None:
         self.router, self.rng = router, rng
-        self.counted: dict[str, list[int]] = {}  # version -> [👍, votes], counted here
+        self.order: list[str] = []
+        self.counted: dict[str, dict[str, list[int]]] = {}  # version -> person -> [👍, votes]
         self.sent = 0
 
-    async def vote_on(self, version: str, liked: float) -> None:
+    def tally(self, version: str) -> Tally:
+        """What the simulation counted on `version`, person by person (the store's order)."""
+        people = self.counted[version]
+        return Tally(tuple(tuple(people[p]) for p in sorted(people, key=self.order.index)))
+
+    async def vote_on(self, version: str, liked: float, person: str | None = None) -> None:
         chat = await self.router.store.chat("test", "class")
         self.sent += 1
         platform_id = f"r{self.sent}"
         await self.router.store.add_message(chat, None, "bot", "a reply", engine="transformer",
                                             engine_version=version, platform_ids=[platform_id])
         up = self.rng.random() < liked
-        await self.router.react(Reaction("test", "class", f"p{self.rng.randrange(40)}",
-                                         platform_id, "👍" if up else "👎"))
-        tally = self.counted.setdefault(version, [0, 0])
+        person = person or f"p{self.rng.randrange(40)}"
+        await self.router.react(Reaction("test", "class", person, platform_id,
+                                         "👍" if up else "👎"))
+        if person not in self.order:
+            self.order.append(person)  # the store numbers people as they first appear
+        tally = self.counted.setdefault(version, {}).setdefault(person, [0, 0])
         tally[0] += up
         tally[1] += 1
 
@@ -103,23 +112,21 @@ async def test_an_adapter_the_chat_dislikes_is_rolled_back_and_the_admins_are_to
         assert await router.store.active_adapter() == ""  # the base model serves again
         [adapter] = await router.store.adapters()
         assert adapter.status == "retired" and adapter.rolled_back_at is not None
-        up_new, n_new = simulated.counted["ft1"]
-        up_old, n_old = simulated.counted["base"]
-        p_value = drop_p_value(up_new, n_new, up_old, n_old)
+        new, old = simulated.tally("ft1"), simulated.tally("base")
+        p_value = rollback_p_value(new.approvals(), old.approvals())
         level = ALPHA / (2 * votes // MIN_VOTES)  # half of alpha at 30, a quarter at 60, ...
-        assert p_value < level and n_new == votes
+        assert p_value < level and new.votes == votes and len(new.people) >= 5
         guard = adapter.metrics["guard"]
-        assert (guard["up_new"], guard["votes_new"], guard["up_old"], guard["votes_old"]) == (
-            up_new, n_new, up_old, n_old)
+        assert (guard["up_new"], guard["votes_new"], guard["people_new"], guard["up_old"],
+                guard["votes_old"], guard["people_old"]) == (
+            new.up, new.votes, len(new.people), old.up, old.votes, len(old.people))
         assert adapter.reason.startswith("rolled back by the live guard")
-        assert f"{up_new}/{n_new} 👍" in adapter.reason
+        assert f"{new} since its promotion against {old}" in adapter.reason
         manifest = json.loads((tmp_path / "data" / "adapters" / "ft1" / MANIFEST).read_text())
         assert manifest["rolled_back"]["reason"] == adapter.reason
         assert manifest["id"] == "ft1"  # what the job wrote stays
         assert chat[-1] == t("en", "guard_rolled_back", adapter="ft1", active="base",
-                             new=f"{up_new}/{n_new} 👍 ({100 * up_new / n_new:.0f}%)",
-                             old=f"{up_old}/{n_old} 👍 ({100 * up_old / n_old:.0f}%)",
-                             p=f"{p_value:.2g}")
+                             new=str(new), old=str(old), p=f"{p_value:.2g}")
         assert f"p = {p_value:.2g} < {level:.2g}" in adapter.reason
         assert len(chat) == 2  # the job's own answer, then the guard's
         assert await router.services.guard.check() is None  # the base model is not judged
@@ -132,7 +139,7 @@ async def test_an_adapter_the_chat_dislikes_is_rolled_back_and_the_admins_are_to
 async def test_an_adapter_liked_as_much_stays_whatever_the_noise(serve, tmp_path, seed):
     async with serve(BODY) as router:
         simulated, chat, votes = await run(router, tmp_path, seed, liked=BASE_LIKED)
-        assert votes == WATCHED and simulated.counted["ft1"][1] == WATCHED
+        assert votes == WATCHED and simulated.tally("ft1").votes == WATCHED
         assert await router.store.active_adapter() == "ft1"
         [adapter] = await router.store.adapters()
         assert adapter.rolled_back_at is None and "guard" not in adapter.metrics
@@ -149,21 +156,33 @@ async def test_no_verdict_before_the_minimum_of_votes_however_bad(serve, tmp_pat
             await simulated.vote_on("ft1", 0.0)
             assert await router.services.guard.check() is None
         standing = await router.services.guard.standing()
-        assert (standing.votes_new, standing.up_new, standing.p_value < ALPHA) == (29, 0, True)
+        assert (standing.new.votes, standing.new.up, standing.p_value < ALPHA) == (29, 0, True)
         await simulated.vote_on("ft1", 0.0)
-        assert (await router.services.guard.check()).votes_new == MIN_VOTES
+        assert (await router.services.guard.check()).new.votes == MIN_VOTES
+
+
+async def test_it_judges_even_when_the_replaced_one_had_few_votes(serve, tmp_path):
+    async with serve(BODY) as router:
+        simulated = SimulatedChat(router, random.Random(0))
+        for person in ("o1", "o2", "o3", "o1"):  # three people, four votes: all 👍
+            await simulated.vote_on("base", 1.0, person)
+        await retrain(router, tmp_path)
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("ft1", 0.0)
+        standing = await router.services.guard.check()
+        assert standing is not None and len(standing.old.people) == 3
+        assert await router.store.active_adapter() == ""
 
 
 async def test_adapters_shows_held_out_accuracy_beside_live_approval(serve, tmp_path):
     async with serve(BODY) as router:
         simulated, _, _ = await run(router, tmp_path, 1, liked=0.35)
-        up, n = simulated.counted["ft1"]
         sink = ChatSink([])
         await router.handle(Incoming("test", "class", "admin", "/adapters"), sink)
         [line] = [x for x in sink.chat[-1].split("\n") if "ft1" in x]
         assert line.startswith(f"• ft1: {t('en', 'adapter_rolled_back')}, held-out accuracy "
                                f"{ACCURACY:.2f} rolled back by the live guard")
-        assert line.endswith(t("en", "adapter_live", share=f"{up}/{n} 👍 ({100 * up / n:.0f}%)"))
+        assert line.endswith(t("en", "adapter_live", share=str(simulated.tally("ft1"))))
 
 
 async def test_the_guard_also_watches_on_its_own_and_an_alpha_of_0_turns_it_off(serve, tmp_path):
@@ -187,21 +206,46 @@ async def test_the_guard_also_watches_on_its_own_and_an_alpha_of_0_turns_it_off(
         assert (await router.store.adapters())[0].rolled_back_at is not None
 
 
+def once_each(up: int, votes: int) -> list[float]:
+    """The approvals of `votes` people who voted once each, `up` of them 👍."""
+    return [1.0] * up + [0.0] * (votes - up)
+
+
 @pytest.mark.parametrize(("up_new", "n_new", "up_old", "n_old"),
                          [(10, 40, 60, 80), (30, 40, 60, 80), (5, 30, 20, 30), (0, 30, 30, 30)])
-def test_the_p_value_is_the_normal_tail_of_the_pooled_z(up_new, n_new, up_old, n_old):
+def test_with_one_vote_a_person_it_is_the_pooled_z_test_on_votes(up_new, n_new, up_old, n_old):
     pooled = (up_new + up_old) / (n_new + n_old)
     se = (pooled * (1 - pooled) * (1 / n_new + 1 / n_old)) ** 0.5
     z = (up_old / n_old - up_new / n_new) / se
-    assert drop_p_value(up_new, n_new, up_old, n_old) == pytest.approx(1 - NormalDist().cdf(z),
-                                                                       abs=1e-12)
+    p_value = drop_p_value(once_each(up_new, n_new), once_each(up_old, n_old))
+    assert p_value == pytest.approx(1 - NormalDist().cdf(z), abs=1e-12)
 
 
 def test_equal_shares_give_a_half_and_nothing_to_compare_gives_one():
-    assert drop_p_value(20, 40, 10, 20) == pytest.approx(0.5)
-    assert drop_p_value(0, 0, 10, 20) == drop_p_value(5, 10, 0, 0) == 1.0
-    assert drop_p_value(10, 10, 20, 20) == 1.0  # every vote a 👍 on both sides: no spread
-    assert drop_p_value(12, 40, 30, 40) < 0.001 < drop_p_value(28, 40, 30, 40)
+    assert drop_p_value(once_each(20, 40), once_each(10, 20)) == pytest.approx(0.5)
+    assert drop_p_value([], once_each(10, 20)) == drop_p_value(once_each(5, 10), []) == 1.0
+    assert drop_p_value([1.0] * 10, [1.0] * 20) == 1.0  # everyone all 👍: no spread
+    assert (drop_p_value(once_each(12, 40), once_each(30, 40)) < 0.001
+            < drop_p_value(once_each(28, 40), once_each(30, 40)))
+
+
+def test_a_person_weighs_once_however_many_votes():
+    one_loud = Tally(((0, 30), (4, 4), (3, 3), (5, 5), (2, 2)))  # one person's 30 👎
+    assert (one_loud.up, one_loud.votes, len(one_loud.people)) == (14, 44, 5)
+    assert one_loud.approval == pytest.approx(0.8)  # four of five people like it all
+    old = Tally(((3, 4), (4, 5), (2, 3), (5, 6), (3, 4), (4, 4)))
+    by_person = drop_p_value(one_loud.approvals(), old.approvals())
+    by_vote = drop_p_value(once_each(one_loud.up, one_loud.votes), once_each(old.up, old.votes))
+    assert by_vote < 0.001 < 0.3 < by_person  # counted by votes the loud one would win
+    assert str(one_loud) == "14/44 👍 from 5 people (80%)"
+
+
+def test_no_rollback_hangs_on_the_person_who_liked_it_least():
+    old = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0]
+    new = [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    assert rollback_p_value(new, old) == drop_p_value([0.0, 0.0, 1.0, 1.0, 1.0, 1.0], old)
+    assert rollback_p_value(new, old) > drop_p_value(new, old)
+    assert rollback_p_value([0.0], [1.0] * 20) == 1.0  # one person alone: nothing left to judge
 
 
 async def test_m007_keeps_old_adapters_and_rollbacks_from_then_on_carry_a_time(
@@ -253,8 +297,8 @@ async def test_on_telegram_the_admin_who_started_the_job_is_told_in_that_chat(tm
         await bot.fake.wait_for(lambda: len(bot.fake.sent(chat)) > before, "the guard's message")
         [told] = bot.fake.sent(chat)[before:]
         assert told["text"] == t("en", "guard_rolled_back", adapter="ft1", active="base",
-                                 new="0/30 👍 (0%)", old="30/30 👍 (100%)",
-                                 p=f"{standing.p_value:.2g}")
+                                 new=str(simulated.tally("ft1")),
+                                 old=str(simulated.tally("base")), p=f"{standing.p_value:.2g}")
         assert await router.store.active_adapter() == ""
 
 
@@ -275,5 +319,50 @@ async def test_on_discord_the_channel_where_the_job_started_is_told(tmp_path):
         standing = await router.services.guard.check()
         told = await bot.fake.until(lambda: bot.fake.in_channel(CHANNEL_ID)[before:])
         assert [m.text for m in told] == [t(
-            "en", "guard_rolled_back", adapter="ft1", active="base", new="0/30 👍 (0%)",
-            old="30/30 👍 (100%)", p=f"{standing.p_value:.2g}")]
+            "en", "guard_rolled_back", adapter="ft1", active="base",
+            new=str(simulated.tally("ft1")), old=str(simulated.tally("base")),
+            p=f"{standing.p_value:.2g}")]
+
+
+async def test_on_telegram_one_persons_30_dislikes_roll_nothing_back_five_peoples_do(tmp_path):
+    from tests.fake_telegram import Person
+    from tests.test_telegram import ADA, eventually, running_bot
+
+    async with running_bot(tmp_path) as bot:
+        router, guard = bot.router, bot.router.services.guard
+        router.services.jobs.python = fake_python(tmp_path)
+        simulated = SimulatedChat(router, random.Random(0))
+        for _ in range(MIN_VOTES):
+            await simulated.vote_on("base", 1.0)
+        await bot.reply_to(bot.fake.private(ADA), ADA, "/retrain")
+        assert await router.store.active_adapter() == "ft1"
+        group = bot.fake.group()
+        chat = await router.store.chat("telegram", str(group.id))
+
+        async def dislike(people: list[Person], replies: int) -> None:
+            """The adapter's next `replies` replies in the group, each 👎 by the next person."""
+            before = (await guard.standing()).new.votes
+            for n in range(replies):
+                message_id = 5000 + before + n
+                await router.store.add_message(chat, None, "bot", "a reply",
+                                               engine="transformer", engine_version="ft1",
+                                               platform_ids=[str(message_id)])
+                bot.fake.react(group, people[n % len(people)], message_id, [], ["👎"])
+            await eventually(lambda: _votes_on_ft1(guard, before + replies), "the votes")
+
+        await dislike([Person(66, "Mallory")], MIN_VOTES)
+        standing = await guard.standing()
+        assert (standing.new.votes, len(standing.new.people)) == (MIN_VOTES, 1)
+        new, old = standing.new, standing.old
+        by_votes = drop_p_value(once_each(new.up, new.votes), once_each(old.up, old.votes))
+        assert by_votes < standing.level < standing.p_value  # counted by votes: a clear drop
+        assert await guard.check() is None and await router.store.active_adapter() == "ft1"
+        await dislike([Person(70 + i, f"P{i}") for i in range(5)], MIN_VOTES)
+        rolled_back = await guard.check()
+        assert rolled_back is not None and len(rolled_back.new.people) == 6
+        assert await router.store.active_adapter() == ""
+        assert "from 6 people (0%)" in (await router.store.adapters())[0].reason
+
+
+async def _votes_on_ft1(guard, votes: int) -> bool:
+    return (await guard.standing()).new.votes == votes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot.adapters import BASE, LOSS_CURVE
 from bot.commands import Argument, CommandContext, command
-from bot.guard import share
+from bot.guard import Tally
 from bot.store import Adapter
 
 UNPIN = "off"
@@ -60,9 +60,10 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
         status = ctx.t("adapter_rolled_back")
     line = ctx.t("adapter_line", adapter=adapter.id, status=status, accuracy=accuracy,
                  reason=adapter.reason)
-    up, votes = await ctx.adapters.live_approval(adapter)
-    live = ctx.t("adapter_live", share=share(up, votes)) if votes else ctx.t("adapter_live_none")
-    return f"{line.rstrip()} · {live}"
+    live = Tally(tuple(await ctx.adapters.live_approval(adapter)))
+    live_text = (ctx.t("adapter_live", share=str(live)) if live.people
+                 else ctx.t("adapter_live_none"))
+    return f"{line.rstrip()} · {live_text}"
 
 
 @command("adapter", scope="admin", argument=Argument("id", hint=f"ID|{BASE}|{UNPIN}"))

@@ -81,21 +81,21 @@ class Feedback(Connection):
 
     async def live_votes(self, engines: tuple[str, ...], version: str,
                          replies_since: float = 0.0, votes_before: float = math.inf,
-                         first: int = -1) -> tuple[int, int]:
-        """(👍 votes, all votes) on these engines' replies made as `version` (an adapter id, or
-        "base"): an adapter's approval in the chats, for the live guard and /adapters. Only
-        replies made after `replies_since` and votes cast before `votes_before`, the `first`
-        of them in the order they were cast (-1: all). Votes of people who opted out are left
-        out, as everywhere."""
-        row = await self._one(
-            "SELECT COALESCE(SUM(value = 1), 0), COUNT(*) FROM (SELECT f.value FROM feedback f"
+                         first: int = -1) -> list[tuple[int, int]]:
+        """(👍 votes, all votes) of each person who voted on these engines' replies made as
+        `version` (an adapter id, or "base"): an adapter's approval in the chats, person by
+        person, for the live guard and /adapters. Only replies made after `replies_since` and
+        votes cast before `votes_before`, the `first` of them in the order they were cast (-1:
+        all). Votes of people who opted out are left out, as everywhere."""
+        return await self._all(
+            "SELECT SUM(value = 1), COUNT(*) FROM (SELECT f.user_id, f.value FROM feedback f"
             " JOIN messages r ON r.id = f.message_id JOIN users fu ON fu.id = f.user_id"
             f" WHERE r.role = 'bot' AND r.engine IN ({', '.join('?' * len(engines))})"
             " AND r.engine_version = ? AND r.created_at >= ? AND f.created_at < ?"
-            " AND fu.opted_out = 0 ORDER BY f.created_at, f.rowid LIMIT ?)",
+            " AND fu.opted_out = 0 ORDER BY f.created_at, f.rowid LIMIT ?)"
+            " GROUP BY user_id ORDER BY user_id",
             (*engines, version, replies_since, min(votes_before, 1e300), first),
         )
-        return row[0], row[1]
 
     async def voted_replies(self, *engines: str) -> list[VotedReply]:
         """These engines' replies with the message they answer and their summed votes, oldest
