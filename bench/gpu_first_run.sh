@@ -44,7 +44,7 @@ ran() {  # ran NAME STATUS: one line per block in the summary
 if [ "$DEVICE" = cuda ]; then  # sized for six minutes of one H100
   PRETRAIN=200 STEPS=30 TOKENS=64 REPLIES=32 BASELINE=4
 else                           # sized to prove the script on two CPU cores
-  PRETRAIN=30 STEPS=4 TOKENS=8 REPLIES=8 BASELINE=2
+  PRETRAIN=30 STEPS=4 TOKENS=8 REPLIES=16 BASELINE=2  # replies ≥ 16: one a chat
 fi
 echo "scratch folder: $W; summary: $SUMMARY"
 note "### GPU first run, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null)"
