@@ -73,7 +73,8 @@ def main(model_dir: str, dev: str) -> list[str]:
                 found.append((kind, finite, dtype, name, diff))
         kernel = chosen_kernel(model, ids, fixed, mask)
         print(f"{dtype!s:15} the default dispatch of the 4-D masked prefill ran: {kernel}")
-        lines.append(f"- SDPA kernel of the masked prefill in {str(dtype).split('.')[-1]}: {kernel}")
+        name = str(dtype).split(".")[-1]
+        lines.append(f"- SDPA kernel of the masked prefill in {name}: {kernel}")
     old = [f for f in found if f[0] == "2-D" and not f[1]]
     new = [f for f in found if f[0] == "4-D"]
     worst = max((f[4] for f in new if f[1]), default=float("nan"))
