@@ -51,9 +51,14 @@ lint: $(VENV)/.test
 	$(VENV)/bin/mypy  # [tool.mypy] in pyproject.toml: what is checked, what is not yet typed
 
 # The first CUDA run (bench/gpu_first_run.sh): what it prints goes to bench/RESULTS.md.
-.PHONY: gpu-first-run
+# gpu-kit, here: the wheels a GPU machine with no network lacks (.whl/) and the tiny model
+# (scratch/tiny), under the 64 MiB that may travel; README "The first GPU run".
+.PHONY: gpu-first-run gpu-kit
 gpu-first-run: $(VENV)/.test
 	bash bench/gpu_first_run.sh
+
+gpu-kit: $(VENV)/.test
+	$(PY) -m bench.gpu_kit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -1,63 +1,87 @@
 #!/usr/bin/env bash
-# The first CUDA run of eliza2llm (issue 21, "The GPU path, ready before its first run"):
-# confirms or refutes F3 (NaN in left-padded prefill), F5 (NaN in training) and the serving and
-# training paths on CUDA, and measures bench/gpu.sh and a fine-tuning job. About 6 minutes on a
-# GPU once .venv holds a CUDA torch; nothing is downloaded. Run it from the checkout:
+# The first CUDA run of eliza2llm, sized for one H100 and six minutes (issue 31): the CUDA tests,
+# prefill with padding on every attention backend and the one it really takes, the NaN probe of
+# training, two fine-tuning jobs, the engine serving their adapter, and the batched-reply bench
+# (tiny model, greedy, with a random adapter, sampling; then a random model of SmolLM2-135M's
+# shape for real kernel shapes). Nothing is downloaded. From the checkout:
 #
-#   bash bench/gpu_first_run.sh            # on the GPU machine (or: make gpu-first-run)
-#   bash bench/gpu_first_run.sh --cpu      # the same steps, small, on the CPU (~2 minutes)
-#   bash bench/gpu_first_run.sh --model DIR  # also bench a real model folder (SmolLM2, say)
+#   make gpu-kit                                   # here, once: .whl/ and scratch/tiny (≤ 64 MiB)
+#   bash bench/gpu_first_run.sh --tiny scratch/tiny --out "$OUT"   # there (device: carry .whl
+#                                                  # and scratch/tiny)
+#   bash bench/gpu_first_run.sh --cpu --tiny scratch/tiny          # the same steps, small, here
 #
-# It never stops at a failing step: each block says what to look for, and the summary at the
-# end (also saved in the scratch folder) is what goes into bench/RESULTS.md.
+# Without a .venv (the GPU machine's image has torch but not our pins) it installs .whl/ with
+# --no-index into .pydeps/ and puts that first on PYTHONPATH. It never stops at a failing step:
+# each block says what to look for, and the summary is written to the output folder (--out, or
+# $OUT, or a new temporary folder) block by block, so a killed run still leaves what it had.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DEVICE=cuda MODEL=""
+DEVICE=cuda MODEL="" TINY="" OUTDIR=${OUT:-}
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) DEVICE=cpu ;;
     --model) MODEL="$2"; shift ;;
-    *) echo "usage: bash bench/gpu_first_run.sh [--cpu] [--model DIR]" >&2; exit 2 ;;
+    --tiny) TINY="$2"; shift ;;
+    --out) OUTDIR="$2"; shift ;;
+    *) echo "usage: bash bench/gpu_first_run.sh [--cpu] [--tiny DIR] [--out DIR] [--model DIR]" >&2
+       exit 2 ;;
   esac
   shift
 done
-PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || { echo "no $PY: make test TORCH_INDEX=... first (README: On a GPU machine)" >&2
-                  exit 1; }
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 PYTHONWARNINGS=ignore
-export NO_PROXY=127.0.0.1,localhost
 W=$(mktemp -d)
-SUMMARY="$W/summary.md"
+OUTDIR=${OUTDIR:-$W}
+mkdir -p "$OUTDIR"
+SUMMARY="$OUTDIR/summary.md"
+: > "$SUMMARY"
 export SUMMARY DEVICE
-if [ "$DEVICE" = cuda ]; then  # sized for ten minutes of a GPU
-  PRETRAIN=200 STEPS=30 TOKENS=64 REPLIES=64 BASELINE=8
-else                           # sized to prove the script on two CPU cores
-  PRETRAIN=30 STEPS=4 TOKENS=8 REPLIES=16 BASELINE=2
-fi
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+export NO_PROXY=127.0.0.1,localhost
 note() { echo "$*" >> "$SUMMARY"; }
 step() { echo; echo "== $*"; }
 ran() {  # ran NAME STATUS: one line per block in the summary
   if [ "$2" = 0 ]; then note "- $1: ran"; else note "- $1: FAILED (exit $2), see its block above"; fi
 }
-echo "scratch folder: $W"
+if [ "$DEVICE" = cuda ]; then  # sized for six minutes of one H100
+  PRETRAIN=200 STEPS=30 TOKENS=64 REPLIES=32 BASELINE=4
+else                           # sized to prove the script on two CPU cores
+  PRETRAIN=30 STEPS=4 TOKENS=8 REPLIES=16 BASELINE=2  # replies ≥ 16: one a chat
+fi
+echo "scratch folder: $W; summary: $SUMMARY"
 note "### GPU first run, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null)"
 note ""
-note "Command: \`bash bench/gpu_first_run.sh$([ "$DEVICE" = cpu ] && echo ' --cpu')\`"
+note "Command: \`bash bench/gpu_first_run.sh$([ "$DEVICE" = cpu ] && echo ' --cpu')$([ -n "$TINY" ] && echo " --tiny $TINY")\`"
 
-step "0. torch, CUDA and the GPU (F1)"
+step "0. Python, the carried wheels, torch, CUDA and the GPU"
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
+elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
+else
+  PY=$(command -v python3)
+  if [ -d .whl ]; then
+    "$PY" -m pip install -q --no-index --no-deps --target .pydeps .whl/*.whl \
+      || echo "installing .whl/ failed: see above"
+  else
+    echo "no .venv and no .whl/: run \`make gpu-kit\` on a machine with a network and bring .whl"
+  fi
+  export PYTHONPATH="$PWD/.pydeps:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total \
-  --format=csv,noheader | tee -a "$W/nvidia-smi.txt"
+  --format=csv,noheader
 "$PY" - <<'EOF'
 import os, platform, sys
 import torch
 dev = os.environ["DEVICE"]
-line = (f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN "
-        f"{torch.backends.cudnn.version()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPU cores")
+versions = {}
+for name in ("transformers", "peft", "accelerate"):
+    try:
+        versions[name] = __import__(name).__version__
+    except Exception as exc:  # said, not hidden: the run goes on and shows what fails
+        versions[name] = f"missing ({type(exc).__name__}: {exc})"
+line = (f"Python {platform.python_version()} ({sys.executable}), torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+        + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", {os.cpu_count()} CPU cores")
 if torch.cuda.is_available():
     major, minor = torch.cuda.get_device_capability()
     line += (f"; {torch.cuda.get_device_name()} (compute capability {major}.{minor}, "
-             f"native bf16: {major >= 8}, "
              f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)")
 print(line)
 with open(os.environ["SUMMARY"], "a") as f:
@@ -69,70 +93,29 @@ if dev == "cuda" and not torch.cuda.is_available():
              "machine), or run with --cpu to check the script itself")
 EOF
 [ $? = 0 ] || { cat "$SUMMARY"; exit 1; }
+note "- DDP over NCCL: not exercised (one GPU); training ran in one process"
 
-step "1. a tiny model that has read some text (peaked logits, so argmax comparisons mean something)"
-"$PY" -m engines.transformer make-tiny "$W/tiny" --pretrain-steps "$PRETRAIN" | tail -3
-TINY="$W/tiny"
+step "1. the tiny model (pre-trained, so argmax comparisons mean something)"
+if [ -n "$TINY" ] && [ -f "$TINY/config.json" ]; then
+  echo "using $TINY (no pre-training here)"
+else
+  TINY="$W/tiny"
+  "$PY" -m engines.transformer make-tiny "$TINY" --pretrain-steps "$PRETRAIN" | tail -3
+fi
 
-step "2. F3: left-padded prefill, old 2-D mask vs the 4-D mask the worker now uses, per SDPA"
-echo "   backend. Want finite=True for every 4-D line, max|batched-alone| ~1e-5 in fp32 and"
-echo "   ~1e-2 in bf16 (rounding). A 2-D line with finite=False is F3 confirmed on this GPU."
-"$PY" - "$TINY" <<'EOF'
-import contextlib, os, sys
-import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from engines.transformer import loading
-from engines.transformer.batch import left_pad, positions, prefill_mask
-dev = os.environ["DEVICE"]
-texts = ["hi", "What is ELIZA, and who wrote it?", "ok so tell me more about cats and dogs, please"]
-backends = ["default", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "MATH"]
-dtypes = (torch.bfloat16, torch.float32) if dev == "cuda" else (torch.float32,)
-found = []
-for dtype in dtypes:
-    lm, tok = loading.load(sys.argv[1], dev, dtype)
-    prompts = [tok(t)["input_ids"] for t in texts]
-    ids, mask = (t.to(dev) for t in left_pad(prompts, tok.pad_token_id))
-    with torch.no_grad():
-        alone = torch.cat([lm(input_ids=torch.tensor([p], device=dev)).logits[:, -1].float()
-                           for p in prompts])
-    fixed = prefill_mask(mask, lm.config._attn_implementation, dtype)
-    for name in backends if dev == "cuda" else ["default", "MATH"]:
-        for kind, attention in [("2-D", mask), ("4-D", fixed)]:
-            ctx = (contextlib.nullcontext() if name == "default"
-                   else sdpa_kernel(getattr(SDPBackend, name)))
-            try:
-                with ctx, torch.no_grad():
-                    batched = lm(input_ids=ids, attention_mask=attention, position_ids=positions(mask),
-                                 logits_to_keep=1).logits[:, -1].float()
-            except RuntimeError as exc:
-                print(f"{str(dtype):15s} {name:20s} {kind} not available: {str(exc).splitlines()[0][:70]}")
-                continue
-            finite = bool(torch.isfinite(batched).all())
-            diff = (batched - alone).abs().max().item()
-            print(f"{str(dtype):15s} {name:20s} {kind} finite={finite} max|batched-alone|={diff:.3g} "
-                  f"same argmax={(batched.argmax(-1) == alone.argmax(-1)).tolist()}")
-            found.append((kind, finite, dtype, name, diff))
-old = [f for f in found if f[0] == "2-D" and not f[1]]
-new_bad = [f for f in found if f[0] == "4-D" and not f[1]]
-worst = max((f[4] for f in found if f[0] == "4-D" and f[1]), default=float("nan"))
-with open(os.environ["SUMMARY"], "a") as f:
-    f.write(f"- F3 prefill: old 2-D mask non-finite under {len(old)} of "
-            f"{sum(1 for x in found if x[0] == '2-D')} dtype/backend pairs"
-            f" ({', '.join(f'{d}/{n}' for _, _, d, n, _ in old) or 'none'}); 4-D mask finite in "
-            f"{sum(1 for x in found if x[0] == '4-D') - len(new_bad)} of "
-            f"{sum(1 for x in found if x[0] == '4-D')}, max|batched-alone| {worst:.3g}\n")
-EOF
-ran "F3 block" $?
+step "2. left-padded prefill: 2-D mask vs the worker's 4-D mask on every SDPA backend, and the"
+echo "   kernel the default choice really runs for the masked bf16 prefill (profiler). Want"
+echo "   finite=True on every 4-D line, max|batched-alone| ~1e-5 in fp32, ~1e-2 in bf16."
+"$PY" bench/gpu_prefill.py "$TINY"
+ran "prefill block" $?
 
-step "3. F2 and the CUDA tests: tests/test_cuda.py runs on a GPU (skipped on the CPU), the rest"
-echo "   run pinned to the CPU. Want no failures."
-"$PY" -m pytest -p no:cacheprovider -p no:warnings -rfs tests/test_cuda.py \
-  tests/test_gpu_path.py tests/test_transformer_engine.py 2>&1 | tail -12 | tee "$W/pytest.txt"
-note "- tests (test_cuda, test_gpu_path, test_transformer_engine): $(grep -E '[0-9]+ (passed|failed|skipped)' "$W/pytest.txt" | tail -1)"
+step "3. tests/test_cuda.py (skipped without a GPU). Want no failures."
+"$PY" -m pytest -p no:cacheprovider -rfs tests/test_cuda.py 2>&1 | tail -15 | tee "$W/pytest.txt"
+note "- tests/test_cuda.py: $(grep -E '[0-9]+ (passed|failed|skipped|error)' "$W/pytest.txt" | tail -1)"
 
 if [ "$DEVICE" = cuda ]; then
-  step "4. F5: does this torch/cuDNN give NaN gradients in SDPA's backward with an explicit mask?"
-  echo "   (non-finite > 0 with cudnn on: the cause F5 names; training now turns cuDNN SDPA off)"
+  step "4. does this torch/cuDNN give NaN gradients in SDPA's backward with an explicit mask?"
+  echo "   (non-finite > 0 with cudnn on: training turns cuDNN SDPA off for that reason)"
   "$PY" - <<'EOF'
 import os
 import torch, torch.nn.functional as F
@@ -153,14 +136,14 @@ for flag in (True, False):
         counts[flag] = f"error: {str(exc).splitlines()[0][:60]}"
     print("cudnn sdp", "on " if flag else "off", "non-finite grad_q:", counts[flag])
 with open(os.environ["SUMMARY"], "a") as f:
-    f.write(f"- F5 SDPA backward probe: non-finite grad_q with cuDNN SDPA on: {counts[True]}, "
+    f.write(f"- SDPA backward probe: non-finite grad_q with cuDNN SDPA on: {counts[True]}, "
             f"off: {counts[False]}\n")
 EOF
-  ran "F5 probe" $?
+  ran "SDPA backward probe" $?
 fi
 
-step "5. F5/F9/F10: two fine-tuning jobs on $DEVICE (KTO, then DPO continuing from its adapter),"
-echo "   with the NaN guard on. Want: device $DEVICE, finite losses and weights, adapter float32."
+step "5. two fine-tuning jobs on $DEVICE (KTO, then DPO continuing from its adapter). Want:"
+echo "   device $DEVICE, finite losses and weights, adapter float32; peak GPU memory of each."
 "$PY" - "$W/ft" "$TINY" "$STEPS" <<'EOF'
 import asyncio, os, sys
 from pathlib import Path
@@ -174,18 +157,27 @@ asyncio.run(seed(work / "data" / DB, rows))
     model, device=f'"{os.environ["DEVICE"]}"', heldout_percent=25, sft_steps=steps,
     preference_steps=steps, threads=2 if os.environ["DEVICE"] == "cpu" else 4))
 EOF
+# The job in this process's Python, its peak GPU memory printed as it exits.
+PEAK='import atexit, runpy, sys, torch
+def peak():
+    if torch.cuda.is_available():
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated, "
+              f"{torch.cuda.max_memory_reserved() / 2**20:.0f} MiB reserved", file=sys.stderr)
+atexit.register(peak)
+sys.argv[0] = "finetune"
+runpy.run_module("finetune", run_name="__main__")'
 for pref in kto dpo; do
   sed -i "s/^preference = .*//; s/^\[finetune\]$/[finetune]\npreference = \"$pref\"/" "$W/ft/config.toml"
   start=$(date +%s.%N)
-  "$PY" -m finetune run --data-dir "$W/ft/data" --config "$W/ft/config.toml" \
-    > "$W/ft/$pref.out" 2> "$W/ft/$pref.err"
+  "$PY" -c "$PEAK" run --data-dir "$W/ft/data" --config "$W/ft/config.toml" \
+    > "$W/ft/$pref.out" 2> >(tee "$W/ft/$pref.err" | tail -5 >&2)
   code=$?
   secs=$("$PY" -c "print(round($(date +%s.%N) - $start, 1))")
-  tail -1 "$W/ft/$pref.out"; [ "$code" = 0 ] || tail -3 "$W/ft/$pref.err"
-  note "- fine-tuning job ($pref, $STEPS SFT + $STEPS $pref steps, tiny model) on $DEVICE: exit $code, $secs s wall for the whole job (export, train, evaluate, promote)$(grep -o 'TrainingDiverged.*' "$W/ft/$pref.err" | head -1 | sed 's/^/: /')"
+  tail -1 "$W/ft/$pref.out"
+  note "- fine-tuning job ($pref, $STEPS SFT + $STEPS $pref steps, tiny model) on $DEVICE: exit $code, $secs s wall for the whole job$(grep -o 'peak GPU memory.*' "$W/ft/$pref.err" | tail -1 | sed 's/^/; /')$(grep -o 'TrainingDiverged.*' "$W/ft/$pref.err" | head -1 | sed 's/^/: /')"
 done
 "$PY" - "$W/ft" <<'EOF'
-import asyncio, json, math, os, sys
+import json, math, os, sys
 from pathlib import Path
 import torch
 from safetensors.torch import load_file
@@ -205,92 +197,39 @@ for adapter in with_adapters(settings, lambda a: a.all())[::-1]:  # oldest first
     line = (f"{adapter.id} ({adapter.status}): {m['device']} {m['dtype']}, training "
             f"{m['duration_seconds']} s, losses {m['metrics']}, adapter "
             f"{sorted({str(t.dtype).split('.')[-1] for t in weights.values()})} finite={finite}, "
-            f"gate accuracy {new.get('accuracy')} margin {new.get('margin')} "
-            f"liked_logp {new.get('liked_logp')}")
+            f"gate accuracy {new.get('accuracy')} margin {new.get('margin')}")
     print(line)
     lines.append(f"- adapter {line}" + ("" if finite and losses_ok else " **NOT FINITE**"))
 with open(os.environ["SUMMARY"], "a") as f:
     f.write("\n".join(lines) + "\n")
 (work / "active").write_text(active)
 EOF
-if [ "$DEVICE" = cuda ] && [ -s "$W/ft/active" ]; then
-  echo "   F9: the active adapter judged again in fp32 on the CPU: margin and liked_logp should be"
-  echo "   close to the CUDA ones above"
-  sed "s/^device = .*/device = \"cpu\"/" "$W/ft/config.toml" > "$W/ft/cpu.toml"
-  cp -r "$W/ft/data" "$W/ft/data-cpu"  # evaluate records a verdict: not in the served store
-  "$PY" -m finetune evaluate "$(cat "$W/ft/active")" --data-dir "$W/ft/data-cpu" \
-    --config "$W/ft/cpu.toml" | tail -1 | tee "$W/ft/cpu-eval.out"
-  note "- F9 the same adapter judged in fp32 on the CPU: $("$PY" -c '
-import json, sys; e = json.loads(open(sys.argv[1]).read()).get("new", {})
-print(f"accuracy {e.get(\"accuracy\")} margin {e.get(\"margin\")} liked_logp {e.get(\"liked_logp\")}")
-' "$W/ft/cpu-eval.out" 2>/dev/null)"
-fi
+ran "adapters block" $?
 
-step "6. serving the adapter trained above: the store's active adapter, a mixed batch (adapter"
-echo "   and base rows), /next. Want every reply its full length, device $DEVICE."
-"$PY" - "$W/ft" "$TINY" <<'EOF'
-import asyncio, os, sys
-from pathlib import Path
-from bot.adapters import Adapters
-from bot.store import Store
-from engines.base import Conversation, EngineContext
-from engines.transformer.engine import TransformerEngine, TransformerOptions
-from finetune.settings import load_settings
-work, model = Path(sys.argv[1]), sys.argv[2]
-settings = load_settings(work / "config.toml", str(work / "data"))
-
-async def main():
-    store = await Store.open(settings.db)
-    adapters = Adapters(store, settings.adapters_dir)
-    ctx = EngineContext(work / "engine", adapters_dir=settings.adapters_dir,
-                        active_adapter=adapters.active)
-    eng = TransformerEngine(TransformerOptions(model=model, device=os.environ["DEVICE"],
-                                               max_new_tokens=16), ctx)
-    await eng.start()
-    eng.worker.eos_ids = set()
-    print("info:", eng.info(), "| dtype:", next(eng.adapters.model.parameters()).dtype)
-    convs = [Conversation(f"t:{i}", text, adapter=pin) for i, (text, pin) in
-             enumerate([("hello there", ""), ("how are you", "base"), ("do you dream", "")])]
-
-    async def one(conv):
-        return "".join([d async for d in eng.reply(conv)])
-
-    texts = await asyncio.gather(*(one(c) for c in convs))
-    for conv, text in zip(convs, texts):
-        print(conv.version, conv.trace["device"], conv.trace["tokens_out"], repr(text))
-    words = await eng.next_words("How do you", "en")
-    print("next words:", words)
-    ok = all(c.trace["tokens_out"] == 16 for c in convs) and words
-    with open(os.environ["SUMMARY"], "a") as f:
-        f.write(f"- serving on {eng.device}: versions {[c.version for c in convs]}, tokens "
-                f"{[c.trace['tokens_out'] for c in convs]}, /next {'ok' if words else 'empty'}"
-                f"{'' if ok else ' **CHECK**'}\n")
-    await eng.close()
-    await store.close()
-
-asyncio.run(main())
-EOF
+step "6. serving the adapter trained above: a mixed batch (adapter and base rows), /next; peak"
+echo "   GPU memory after serving. Want every reply its full length, device $DEVICE."
+"$PY" bench/gpu_serve.py "$W/ft" "$TINY"
 ran "serving block" $?
 
-step "7. F7/F8: batched replies against generate() at 1, 4 and 16 chats (tiny model: these"
-echo "   numbers measure overhead more than arithmetic), greedy, then as the bot samples, with an adapter"
-BENCH="bash bench/gpu.sh"; [ "$DEVICE" = cuda ] || BENCH="python -m bench.transformer --device cpu"
-bench() {
-  if [ "$DEVICE" = cuda ]; then PYTHON="$PY" bash bench/gpu.sh "$@"
-  else "$PY" -m bench.transformer --device cpu "$@"; fi
+step "7. batched replies against generate() at 1, 4 and 16 chats: greedy; greedy with a random"
+echo "   adapter; sampling with a random adapter (tiny model: overhead more than arithmetic)"
+bench() {  # bench LABEL ARGS...: one bench.transformer run, its table into the summary
+  local label=$1; shift
+  "$PY" -m bench.transformer --device "$DEVICE" --threads 4 --tokens "$TOKENS" \
+    --replies "$REPLIES" --baseline-replies "$BASELINE" --rounds 1 "$@" | tee "$W/bench.txt"
+  { echo; echo "$label: \`python -m bench.transformer --device $DEVICE --tokens $TOKENS --replies $REPLIES $*\`"
+    echo; grep -E '^(model|sequential|\|)' "$W/bench.txt"; echo; } >> "$SUMMARY"
 }
-for args in "--sampling greedy" "--sampling bot --adapter random"; do
-  # shellcheck disable=SC2086
-  bench --tokens "$TOKENS" --replies "$REPLIES" --baseline-replies "$BASELINE" $args \
-    2>/dev/null | tee "$W/bench.txt"
-  { echo; echo "\`$BENCH --tokens $TOKENS --replies $REPLIES $args\`:"; echo
-    grep -E '^(model|sequential|\|)' "$W/bench.txt"; echo; } >> "$SUMMARY"
-done
+bench "tiny, greedy" --model "$TINY" --sampling greedy
+bench "tiny, greedy, random adapter" --model "$TINY" --sampling greedy --adapter random
+bench "tiny, sampling, random adapter" --model "$TINY" --sampling bot --adapter random
+
+step "8. a random model of SmolLM2-135M's shape (30 layers, hidden 576, 9/3 heads, vocabulary"
+echo "   49,152) with the tiny tokenizer: the bench with real kernel shapes"
+"$PY" -m bench.shaped_model "$TINY" "$W/smol-shaped" && \
+  bench "SmolLM2-135M's shape, random weights" --model "$W/smol-shaped" --sampling greedy
 if [ -n "$MODEL" ]; then
-  bench --model "$MODEL" --tokens "$TOKENS" --replies "$REPLIES" --sampling bot 2>/dev/null \
-    | tee "$W/bench.txt"
-  { echo; echo "\`$BENCH --model $MODEL --sampling bot\`:"; echo
-    grep -E '^(model|sequential|\|)' "$W/bench.txt"; echo; } >> "$SUMMARY"
+  bench "$MODEL" --model "$MODEL" --sampling bot
 fi
 
 echo
