@@ -301,6 +301,9 @@ class Router:
     async def handled(self, platform: str, key: str) -> None:
         await self.store.handled(platform, key)
 
+    async def last_kept(self, platform: str) -> dict[str, int | None]:
+        return await self.store.last_kept(platform)
+
     async def record(self, incoming: Incoming) -> None:
         """Store a message without answering it (found too late, after a restart)."""
         chat = await self.store.chat(incoming.platform, incoming.chat_id, incoming.chat_title)
