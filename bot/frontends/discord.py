@@ -332,8 +332,7 @@ class DiscordFrontend:
         async def send(text: str) -> str:
             nonlocal reference  # only the first part answers the message; the rest follow it
             # discord.py takes None for no reference (abc.py: `if reference is not None`)
-            sent = await channel.send(text, reference=reference,  # type: ignore[arg-type]
-                                      allowed_mentions=NO_MENTIONS)
+            sent = await channel.send(text, reference=reference, allowed_mentions=NO_MENTIONS)
             reference = None
             return str(sent.id)
 

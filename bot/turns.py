@@ -1,0 +1,101 @@
+"""A chat's turns: one message (or vote) at a time, in the order they came, with the backlog
+bounded.
+
+A group that writes faster than its engine (or its platform's rate limit) answers would
+otherwise fall behind without bound: 1,000 messages in a minute, answered one by one over an
+hour. With `limit` (the router's [bot] max_backlog) at most that many messages wait; when one
+more comes, the oldest waiting message is let go (never a command or a vote, which are always
+carried out) and the message that next takes its turn hears how many were let go since the
+last such word, so that the chat is told once, not once per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class _Ticket:
+    granted: asyncio.Future[bool]  # True: its turn; False: let go
+    may_let_go: bool
+
+
+@dataclass
+class _Chat:
+    busy: bool = False
+    waiting: deque[_Ticket] = field(default_factory=deque)
+    waiting_to_let_go: int = 0  # waiting tickets that may be let go
+    let_go: int = 0  # let go since the last turn that may tell of them
+
+
+@dataclass(frozen=True)
+class Turn:
+    let_go: bool = False  # this message was let go: it gets no answer of its own
+    tell: int = 0  # how many messages were let go before this one: say so first
+
+
+class Turns:
+    def __init__(self, limit: int = 0) -> None:
+        self.limit = limit  # 0: no bound
+        self._chats: dict[str, _Chat] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, chat: str, may_let_go: bool = False) -> AsyncIterator[Turn]:
+        """The chat's turn, once every earlier holder is done; a message that `may_let_go`
+        may instead be let go while it waits (then the chat is not held)."""
+        state = self._chats.setdefault(chat, _Chat())
+        if state.busy and not await self._wait(state, may_let_go):
+            yield Turn(let_go=True)
+            return
+        state.busy = True
+        try:
+            told, state.let_go = (state.let_go, 0) if may_let_go else (0, state.let_go)
+            yield Turn(tell=told)
+        finally:
+            self._next(chat, state)
+
+    async def _wait(self, state: _Chat, may_let_go: bool) -> bool:
+        ticket = _Ticket(asyncio.get_running_loop().create_future(), may_let_go)
+        state.waiting.append(ticket)
+        state.waiting_to_let_go += may_let_go
+        self._bound(state)
+        try:
+            return await ticket.granted
+        except asyncio.CancelledError:
+            if ticket in state.waiting:
+                state.waiting.remove(ticket)
+                state.waiting_to_let_go -= ticket.may_let_go
+            elif ticket.granted.done() and ticket.granted.result():
+                state.busy = False  # granted as it was cancelled: pass the turn on
+                self._pass_on(state)
+            raise
+
+    def _bound(self, state: _Chat) -> None:
+        while self.limit and state.waiting_to_let_go > self.limit:
+            oldest = next(t for t in state.waiting if t.may_let_go)
+            state.waiting.remove(oldest)
+            state.waiting_to_let_go -= 1
+            state.let_go += 1
+            oldest.granted.set_result(False)
+
+    def _next(self, chat: str, state: _Chat) -> None:
+        state.busy = False
+        self._pass_on(state)
+        if not state.busy and not state.waiting and not state.let_go:
+            self._chats.pop(chat, None)
+
+    def _pass_on(self, state: _Chat) -> None:
+        if state.busy or not state.waiting:
+            return
+        ticket = state.waiting.popleft()
+        state.waiting_to_let_go -= ticket.may_let_go
+        state.busy = True  # held for the ticket from now: nobody overtakes it
+        ticket.granted.set_result(True)
+
+    def waiting(self, chat: str) -> int:
+        state = self._chats.get(chat)
+        return len(state.waiting) if state else 0
