@@ -5,17 +5,22 @@ A group that writes faster than its engine (or its platform's rate limit) answer
 otherwise fall behind without bound: 1,000 messages in a minute, answered one by one over an
 hour. With `limit` (the router's [bot] max_backlog) at most that many messages wait; when one
 more comes, the oldest waiting message is let go (never a command or a vote, which are always
-carried out) and the message that next takes its turn hears how many were let go since the
-last such word, so that the chat is told once, not once per message.
+carried out) and a message taking its turn may hear how many were let go before it, to say
+so in one line: at once the first time, then at most once every TELL_EVERY seconds while the
+flood lasts, and the rest when the line has cleared, so that a flooded chat reads a few such
+lines, not one per message (each would take a turn of the platform's rate limit too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+
+TELL_EVERY = 60.0  # seconds between two lines about messages let go, while a flood lasts
 
 
 @dataclass(eq=False)
@@ -29,7 +34,8 @@ class _Chat:
     busy: bool = False
     waiting: deque[_Ticket] = field(default_factory=deque)
     waiting_to_let_go: int = 0  # waiting tickets that may be let go
-    let_go: int = 0  # let go since the last turn that may tell of them
+    let_go: int = 0  # let go and not yet told of
+    told_at: float = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,9 @@ class Turn:
 
 
 class Turns:
-    def __init__(self, limit: int = 0) -> None:
+    def __init__(self, limit: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit  # 0: no bound
+        self._clock = clock
         self._chats: dict[str, _Chat] = {}
 
     @contextlib.asynccontextmanager
@@ -53,10 +60,16 @@ class Turns:
             return
         state.busy = True
         try:
-            told, state.let_go = (state.let_go, 0) if may_let_go else (0, state.let_go)
-            yield Turn(tell=told)
+            yield Turn(tell=self._tell(state) if may_let_go else 0)
         finally:
             self._next(chat, state)
+
+    def _tell(self, state: _Chat) -> int:
+        now = self._clock()
+        if not state.let_go or (state.waiting_to_let_go and now - state.told_at < TELL_EVERY):
+            return 0
+        told, state.let_go, state.told_at = state.let_go, 0, now
+        return told
 
     async def _wait(self, state: _Chat, may_let_go: bool) -> bool:
         ticket = _Ticket(asyncio.get_running_loop().create_future(), may_let_go)

@@ -85,3 +85,44 @@ async def test_a_flooded_chat_answers_its_newest_and_says_once_how_many_it_let_g
     assert len(sent) == 5 and "/help" in sent[4]  # the command in its turn, after them
     assert not any(f"echo: m{n}" in sent for n in range(1, 6))
     assert sorted(stored) == sorted(f"m{n}" for n in range(8))  # let go, but in the history
+
+
+async def test_a_long_flood_is_told_at_once_then_once_a_minute_and_when_the_line_clears():
+    now = [0.0]
+    turns, told, answered = Turns(limit=2, clock=lambda: now[0]), [], []
+    holds = {n: asyncio.Event() for n in range(10)}
+    tasks: list[asyncio.Task] = []
+
+    async def message(n: int) -> None:
+        async with turns.turn("chat", True) as turn:
+            if turn.let_go:
+                return
+            if turn.tell:
+                told.append((n, turn.tell))
+            answered.append(n)
+            await holds[n].wait()
+
+    async def arrive(*numbers: int) -> None:
+        tasks.extend(asyncio.create_task(message(n)) for n in numbers)
+        await asyncio.sleep(0)
+
+    async def finish(n: int) -> None:
+        holds[n].set()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    await arrive(0, 1, 2, 3, 4)  # 0 answers; 1 and 2 let go; 3 and 4 wait
+    await finish(0)
+    assert told == [(3, 2)]  # the first time: at once, though 4 still waits
+    await arrive(5, 6)  # 4 let go
+    await finish(3)
+    assert answered[-1] == 5 and told == [(3, 2)]  # 6 waits, told a moment ago: not yet
+    now[0] = 61.0
+    await arrive(7, 8)  # 6 let go
+    await finish(5)
+    assert answered[-1] == 7 and told == [(3, 2), (7, 2)]  # a minute on: told of 4 and 6
+    await arrive(9)  # the line: 8, 9
+    for n in (7, 8, 9):
+        holds[n].set()
+    await asyncio.gather(*tasks)
+    assert answered == [0, 3, 5, 7, 8, 9] and told == [(3, 2), (7, 2)]
