@@ -82,7 +82,7 @@ class Turns:
             if ticket in state.waiting:
                 state.waiting.remove(ticket)
                 state.waiting_to_let_go -= ticket.may_let_go
-            elif ticket.granted.done() and ticket.granted.result():
+            elif not ticket.granted.cancelled() and ticket.granted.result():
                 state.busy = False  # granted as it was cancelled: pass the turn on
                 self._pass_on(state)
             raise
@@ -92,8 +92,9 @@ class Turns:
             oldest = next(t for t in state.waiting if t.may_let_go)
             state.waiting.remove(oldest)
             state.waiting_to_let_go -= 1
-            state.let_go += 1
-            oldest.granted.set_result(False)
+            if not oldest.granted.done():  # else cancelled as it waited: gone already
+                state.let_go += 1
+                oldest.granted.set_result(False)
 
     def _next(self, chat: str, state: _Chat) -> None:
         state.busy = False
@@ -102,12 +103,13 @@ class Turns:
             self._chats.pop(chat, None)
 
     def _pass_on(self, state: _Chat) -> None:
-        if state.busy or not state.waiting:
-            return
-        ticket = state.waiting.popleft()
-        state.waiting_to_let_go -= ticket.may_let_go
-        state.busy = True  # held for the ticket from now: nobody overtakes it
-        ticket.granted.set_result(True)
+        while not state.busy and state.waiting:
+            ticket = state.waiting.popleft()
+            state.waiting_to_let_go -= ticket.may_let_go
+            if ticket.granted.done():  # cancelled as it waited (its task has yet to hear it)
+                continue
+            state.busy = True  # held for the ticket from now: nobody overtakes it
+            ticket.granted.set_result(True)
 
     def waiting(self, chat: str) -> int:
         state = self._chats.get(chat)

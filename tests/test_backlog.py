@@ -46,6 +46,25 @@ async def test_a_cancelled_waiter_leaves_the_line_and_the_turn_passes_on():
     assert done == [0, 2]
 
 
+async def test_waiters_cancelled_just_as_the_turn_passes_are_skipped():
+    turns, done, waiters = Turns(limit=5), [], []
+
+    async def waiter(n: int) -> None:
+        async with turns.turn("chat", may_let_go=True):
+            done.append(n)
+
+    async def holder() -> None:
+        async with turns.turn("chat"):
+            waiters.extend(asyncio.create_task(waiter(n)) for n in range(1, 4))
+            await asyncio.sleep(0.01)
+            waiters[0].cancel()  # as a drain does: their tasks hear it after the turn passed
+            waiters[1].cancel()
+
+    await holder()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    assert done == [3] and turns.waiting("chat") == 0
+
+
 class ListSink:
     """A sink that can send one more message, as the platforms' do; all of them in `sent`."""
 
