@@ -183,13 +183,15 @@ class FakeDiscord:
                             payload)
 
     async def slash(
-        self, name: str, /, *, author: dict[str, Any], admin: bool = False, **options: str
+        self, name: str, /, *, author: dict[str, Any], admin: bool = False,
+        at: float | None = None, **options: str,
     ) -> str:
-        """Someone runs /name with `options`; returns the interaction token."""
+        """Someone runs /name with `options` (at time `at`: the interaction's id tells when);
+        returns the interaction token."""
         token = f"token-{self.new_id()}"
         permissions = str(MANAGE_GUILD if admin else 0)
         payload = {
-            "id": self.new_id(), "application_id": APP_ID, "type": 2, "token": token,
+            "id": self.new_id(at), "application_id": APP_ID, "type": 2, "token": token,
             "version": 1, "guild_id": GUILD_ID, "channel_id": CHANNEL_ID,
             "channel": _channel(CHANNEL_ID), "locale": "en-US", "guild_locale": "en-US",
             "app_permissions": "0", "entitlements": [], "context": 0,

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,16 @@ async def test_a_slash_command_is_deferred_then_answered_by_editing(bot):
     callback = next(i for i, p in enumerate(paths) if p.endswith("/callback"))
     edit = next(i for i, p in enumerate(paths) if p.endswith("/messages/@original"))
     assert callback < edit
+
+
+async def test_a_slash_command_past_its_tokens_life_is_answered_with_a_normal_message(bot):
+    before = len(bot.fake.messages)
+    await bot.fake.slash("help", author=ALICE, at=time.time() - 16 * 60)
+    answer = await bot.fake.until(lambda: bot.fake.in_channel(CHANNEL_ID))
+    await bot.router.settle(10)
+    assert len(bot.fake.messages) == before + 1
+    assert answer[0].via == "channel" and "/help" in answer[0].text
+    assert not any(m.via == "interaction" for m in bot.fake.messages.values())
 
 
 async def test_commands_are_synced_in_english_and_german_with_engine_choices(bot):

@@ -13,6 +13,7 @@ connect the bot catches up on what arrived while it was away (discord_catchup.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -29,7 +30,8 @@ from bot.config import ConfigError, between
 from bot.events import Incoming, Reaction
 from bot.frontends.discord_catchup import CatchUp
 from bot.frontends.discord_commands import LocaleTranslator, build_tree
-from bot.frontends.discord_inbox import DiscordInbox, Kept
+from bot.frontends.discord_inbox import DiscordInbox, Kept, key_of
+from bot.frontends.discord_interaction import InteractionWrites
 from bot.frontends.discord_routes import RoutedClient, Routes, use_webhook_routes
 from bot.frontends.stream import Edit, Send, StreamingSink
 from bot.frontends.typing import ChatTyping
@@ -127,6 +129,7 @@ class DiscordFrontend:
         self.inbox: DiscordInbox | None = None
         self.catch_up: CatchUp | None = None
         self.typing = ChatTyping()
+        self._interactions: dict[str, discord.Interaction] = {}  # inbox key -> live, unanswered
 
     # lifecycle
 
@@ -255,10 +258,14 @@ class DiscordFrontend:
         if kept.resumed and not is_command and self._too_old(kept.received_at):
             await self._leave_unanswered(channel, kept)
             return True
-        sink = self._message_sink(channel, incoming.message_id, kept)
+        slash = kept.interaction is not None
+        sink = self._command_sink(kept, channel) if slash else \
+            self._message_sink(channel, incoming.message_id, kept)
         if not self.router.accepting:
             return False
-        async with self.typing.shown(incoming.chat_id, lambda: _keep_typing(channel)):
+        typing = contextlib.nullcontext() if slash else \
+            self.typing.shown(incoming.chat_id, lambda: _keep_typing(channel))
+        async with typing:  # a slash command shows "thinking…" instead
             await self.router.handle(incoming, sink)
         if self.options.vote_hint and sink.sent and not is_command:
             await self._hint_votes(channel, sink.sent[-1])
@@ -375,7 +382,8 @@ class DiscordFrontend:
     # slash commands
 
     async def run_command(self, interaction: discord.Interaction, name: str, argument: str) -> None:
-        """Acknowledge at once (Discord allows 3 s), then answer by editing that response."""
+        """Acknowledge at once (Discord allows 3 s), keep it, then answer by editing that
+        response (discord_interaction.py)."""
         if self._stopping:
             return
         await interaction.response.defer(thinking=True)
@@ -387,34 +395,22 @@ class DiscordFrontend:
             is_admin=in_server and interaction.permissions.manage_guild, is_group=in_server,
             chat_title=getattr(interaction.channel, "name", None) or "",
         )
-        with logs.fields(chat=f"discord:{interaction.channel_id}"):
-            await self.router.handle(incoming, self._interaction_sink(interaction))
+        key = key_of(incoming.chat_id, incoming.message_id)
+        self._interactions[key] = interaction  # for the answer: _command_sink takes it
+        created = {"created_at": interaction.created_at.timestamp()}
+        if not await self._inbox().take(incoming, created, answer=self.router.accepting):
+            self._interactions.pop(key, None)
 
-    def _interaction_sink(self, interaction: discord.Interaction) -> DiscordSink:
-        original = ""  # the id of the deferred response, once it shows text
-
-        async def send(text: str) -> str:
-            nonlocal original
-            if not original:
-                sent = await interaction.edit_original_response(
-                    content=text, allowed_mentions=NO_MENTIONS,
-                )
-                original = str(sent.id)
-                return original
-            followed = await interaction.followup.send(text, wait=True,
-                                                       allowed_mentions=NO_MENTIONS)
-            return str(followed.id)
-
-        async def edit(message_id: str, text: str) -> None:
-            if message_id == original:
-                await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
-            else:
-                await interaction.followup.edit_message(
-                    int(message_id), content=text, allowed_mentions=NO_MENTIONS,
-                )
-
-        sink = DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval)
-        sink.channel = interaction.channel  # a file goes to the channel, beside the answer
+    def _command_sink(self, kept: Kept, channel: Any) -> DiscordSink:
+        """The live interaction's while its token lives; channel messages after, or after a
+        restart (discord_interaction.py)."""
+        interaction = self._interactions.pop(kept.key, None)
+        created_at = (kept.interaction or {}).get("created_at", kept.received_at)
+        writes = InteractionWrites(interaction, channel, created_at)
+        sink = DiscordSink(writes.send, writes.edit, limit=MESSAGE_LIMIT,
+                           interval=self.options.edit_interval, sent=kept.sent,
+                           on_sent=self._inbox().recorder(kept.key))
+        sink.channel = channel  # a file goes to the channel, beside the answer
         return sink
 
 
