@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import aiohttp
 import discord
 
-from bot import commands, logs
+from bot import commands
 from bot.config import ConfigError, between
 from bot.events import Incoming, Reaction
 from bot.frontends.discord_catchup import CatchUp
