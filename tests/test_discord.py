@@ -111,6 +111,18 @@ async def test_a_mention_is_answered_as_a_reply_with_typing_shown(bot):
     assert bot.fake.identify["intents"] & MESSAGE_CONTENT_INTENT
 
 
+async def test_queued_mentions_in_one_channel_share_one_typing_indicator(tmp_path):
+    async with running_bot(tmp_path, "[engines.echo]\ndelay = 0.05") as bot:
+        asked = [await bot.fake.message(f"<@{BOT_ID}> number {n} of five", author=ALICE,
+                                        mentions=[BOT_USER]) for n in range(5)]
+        await bot.fake.until(lambda: all(bot.fake.replies_to(i) for i in asked))
+        await bot.router.settle(10)
+        # one loop for the channel (discord.py types again every 5 s): not one per message
+        assert bot.fake.typing == [CHANNEL_ID]
+        assert [bot.fake.replies_to(i)[0].text for i in asked] == [
+            f"echo: number {n} of five" for n in range(5)]
+
+
 async def test_a_direct_message_is_answered(bot):
     asked = await bot.fake.message("hi in private", author=BOB, channel_id=DM_CHANNEL_ID,
                                    in_guild=False)
