@@ -124,7 +124,7 @@ async def test_kill_9_mid_stream_and_mid_queue_then_every_mention_is_answered_on
 
 async def test_mentions_during_a_sigterm_drain_are_answered_after_the_restart(tmp_path):
     fake = await FakeDiscord().start()
-    process = await start(fake, tmp_path, "drain_seconds = 1.0\n[engines.echo]\ndelay = 0.5")
+    process = await start(fake, tmp_path, "drain_seconds = 1.0\n[engines.echo]\ndelay = 1.0")
     asked: dict[str, str] = {}
     try:
         long_ones = {}
