@@ -51,6 +51,7 @@ class BotOptions:
     history_turns: int = field(default=12, metadata=at_least(0))
     reply_timeout: float = field(default=120.0, metadata=at_least(0.1))
     drain_seconds: float = field(default=10.0, metadata=at_least(0))
+    max_backlog: int = field(default=20, metadata=at_least(0))  # messages waiting per chat
 
 
 @dataclass(frozen=True)

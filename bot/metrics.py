@@ -29,6 +29,8 @@ REPLY_SECONDS = Histogram("eliza2llm_reply_seconds", "From asking the engine to 
 FIRST_TOKEN_SECONDS = Histogram("eliza2llm_first_token_seconds",
                                 "From asking the engine to its first piece of text", ["engine"],
                                 buckets=LATENCY_BUCKETS)
+LET_GO = Counter("eliza2llm_backlog_let_go", "Messages let go unanswered: their chat's backlog "
+                 "was full ([bot] max_backlog)", ["platform"])
 VOTES = Counter("eliza2llm_votes_stored", "Votes stored (a changed vote counts again)",
                 ["value"])
 PLATFORM_WAITS = Counter("eliza2llm_platform_rate_limit_waits", "Requests a platform refused "

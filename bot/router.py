@@ -12,7 +12,6 @@ import contextlib
 import copy
 import logging
 import time
-import weakref
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from typing import cast
@@ -23,6 +22,7 @@ from bot.i18n import t
 from bot.policy import OutputCleaner, RateLimiter, clean_output, detail_for, may_use, rate_limited
 from bot.services import Services
 from bot.store import Chat, Context, Exchange, User
+from bot.turns import Turns
 from engines.base import Capability, Conversation, Engine, EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,7 @@ class Router:
         self.store = services.store
         self.engines = services.engines
         self.limiter = RateLimiter(config.policy.rate_per_minute)
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self.turns = Turns(config.bot.max_backlog)  # each chat's turns, its backlog bounded
         self._in_flight: set[asyncio.Task] = set()
         self.accepting = True
         self._votes = {_bare(e): 1 for e in config.feedback.up} | {
@@ -64,8 +62,28 @@ class Router:
             if _is_long_command(incoming.text):  # e.g. /retrain: the chat goes on meanwhile
                 await self._handle(incoming, sink)
             else:
-                async with self._lock(incoming.platform, incoming.chat_id):
-                    await self._handle(incoming, sink)
+                await self._in_turn(incoming, sink)
+
+    async def _in_turn(self, incoming: Incoming, sink: Sink) -> None:
+        """In the chat's turn; a plain message (not a command) may be let go instead when
+        the chat's backlog is full (bot/turns.py)."""
+        may_let_go = commands.parse(incoming.text) is None
+        async with self.turns.turn(_chat_key(incoming), may_let_go) as turn:
+            if turn.let_go:
+                metrics.child(metrics.LET_GO, incoming.platform).inc()
+                await self.record(incoming)  # in the chat's history, unanswered
+                return
+            if turn.tell:
+                await self._tell_let_go(incoming, sink, turn.tell)
+            await self._handle(incoming, sink)
+
+    async def _tell_let_go(self, incoming: Incoming, sink: Sink, count: int) -> None:
+        """One line for the messages let go before this one, before its answer."""
+        another = getattr(sink, "another", None)
+        if another is None:  # a sink with one message only: it is this answer's
+            return
+        lang = await self.chat_lang(incoming.platform, incoming.chat_id)
+        await deliver(another(), t(lang, "backlog_let_go", count=count))
 
     @contextlib.contextmanager
     def _tracked(self) -> Iterator[None]:
@@ -77,13 +95,6 @@ class Router:
             yield
         finally:
             self._in_flight.discard(task)
-
-    def _lock(self, platform: str, chat_id: str) -> asyncio.Lock:
-        key = f"{platform}:{chat_id}"
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
 
     async def _handle(self, incoming: Incoming, sink: Sink) -> None:
         chat = await self.store.chat(incoming.platform, incoming.chat_id, incoming.chat_title)
@@ -257,7 +268,7 @@ class Router:
         if not self.accepting:
             return False
         with self._tracked():
-            async with self._lock(reaction.platform, reaction.chat_id):
+            async with self.turns.turn(f"{reaction.platform}:{reaction.chat_id}"):
                 return await self._vote(reaction, value)
 
     async def _vote(self, reaction: Reaction, value: int | None) -> bool:
@@ -301,6 +312,9 @@ class Router:
     async def handled(self, platform: str, key: str) -> None:
         await self.store.handled(platform, key)
 
+    async def last_kept(self, platform: str) -> dict[str, int | None]:
+        return await self.store.last_kept(platform)
+
     async def record(self, incoming: Incoming) -> None:
         """Store a message without answering it (found too late, after a restart)."""
         chat = await self.store.chat(incoming.platform, incoming.chat_id, incoming.chat_title)
@@ -336,6 +350,10 @@ class Router:
         for task in still:  # stuck in delivery or the store: abandoned
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
+
+
+def _chat_key(incoming: Incoming) -> str:
+    return f"{incoming.platform}:{incoming.chat_id}"
 
 
 def _bare(emoji: str) -> str:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from bot.exposition import Exposition
 from bot.router import Router
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Server:
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)  # probes every few seconds: no log
         self.bound_port = 0
+        self.exposition = Exposition()  # rendered off the event loop, shared a moment
 
     async def start(self) -> None:
         await self._runner.setup()
@@ -72,5 +74,5 @@ class Server:
         return web.json_response(body, status=200 if healthy else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(REGISTRY),
+        return web.Response(body=await self.exposition.latest(),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

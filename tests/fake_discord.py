@@ -5,7 +5,10 @@ slash-command sync, messages (create, edit, typing, reactions), interactions (ca
 the original response, followups), and the gateway handshake (HELLO, IDENTIFY, READY,
 GUILD_CREATE, heartbeats). Tests push events with `message`, `react` and `slash`; the fake
 records what the bot sent in `messages` (with every text each message showed) and `requests`,
-and can answer the next matching request with a 429.
+and can answer the next matching request with a 429. Every message (the bot's and people's) is
+in its channel's history, read with GET /channels/ID/messages (before, after, limit) as a bot
+does after a restart; `message(..., deliver=False)` is one written while the bot is away.
+Ids are snowflakes of the time they are made (or of `at`), as on Discord.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ BOT_CHANNEL_ID = "3001"  # "#talk-to-the-bot", listed in [discord] channels by t
 ADMIN_ROLE_ID = "2001"
 MANAGE_GUILD = 1 << 5
 TIMESTAMP = "2026-01-01T00:00:00+00:00"
+DISCORD_EPOCH_MS = 1420070400000
 
 BODY = web.RequestKey("body", object)
 HELLO, HEARTBEAT, IDENTIFY, HEARTBEAT_ACK, DISPATCH = 10, 1, 2, 11, 0
@@ -72,10 +76,11 @@ class FakeDiscord:
         self.guild_sent = False
         self.refuse_intents = False  # close like Discord does for an intent not enabled (4014)
         self._originals: dict[str, str] = {}  # interaction token -> id of its original response
-        self._dm_channels: set[str] = set()
+        self._dm_channels: dict[str, dict[str, Any]] = {}  # channel id -> the person
         self._tasks: set[asyncio.Task] = set()
         self._rate_limits: list[tuple[str, str]] = []
-        self._ids = itertools.count(5000)
+        self._ids = itertools.count(1)
+        self._posted: dict[str, dict[str, Any]] = {}  # people's messages by id: the history
         self._seq = 0
         self._ws: web.WebSocketResponse | None = None
         self._runner: web.AppRunner | None = None
@@ -125,17 +130,24 @@ class FakeDiscord:
     def in_channel(self, channel_id: str) -> list[SentMessage]:
         return [m for m in self.messages.values() if m.channel_id == channel_id]
 
-    def new_id(self) -> str:
-        return str(next(self._ids))
+    def new_id(self, at: float | None = None) -> str:
+        """A snowflake: the time (`at`, else now) in its high bits, a counter in the low."""
+        ms = int((time.time() if at is None else at) * 1000) - DISCORD_EPOCH_MS
+        return str((ms << 22) | (next(self._ids) & 0x3FFFFF))
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and not self._ws.closed and self.guild_sent
 
     async def message(
         self, text: str, *, author: dict[str, Any], channel_id: str = CHANNEL_ID,
         in_guild: bool = True, mentions: list[dict] = (), admin: bool = False,
-        reply_to: SentMessage | None = None,
+        reply_to: SentMessage | None = None, at: float | None = None, deliver: bool = True,
     ) -> str:
-        """Someone writes `text`; returns the new message's id."""
+        """Someone writes `text` (at time `at`, else now); returns the new message's id. It
+        goes into the channel's history, and to the bot if `deliver` (not while it is away)."""
         payload = {
-            "id": self.new_id(), "channel_id": channel_id, "author": author, "content": text,
+            "id": self.new_id(at), "channel_id": channel_id, "author": author, "content": text,
             "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
             "mention_everyone": False, "mentions": list(mentions), "mention_roles": [],
             "attachments": [], "embeds": [], "pinned": False, "type": 0,
@@ -143,13 +155,21 @@ class FakeDiscord:
         if in_guild:
             payload |= {"guild_id": GUILD_ID, "member": _member(admin)}
         else:
-            self._dm_channels.add(channel_id)
+            self._dm_channels[channel_id] = author
         if reply_to is not None:
             payload["type"] = 19
             payload["message_reference"] = {"message_id": reply_to.id, "channel_id": channel_id}
             payload["referenced_message"] = self._payload(reply_to)
-        await self.dispatch("MESSAGE_CREATE", payload)
+        self._posted[payload["id"]] = payload
+        if deliver:
+            await self.dispatch("MESSAGE_CREATE", payload)
         return payload["id"]
+
+    def history(self, channel_id: str) -> list[dict[str, Any]]:
+        """Every message in the channel, oldest first."""
+        mine = [self._payload(m) for m in self.messages.values() if m.channel_id == channel_id]
+        theirs = [p for p in self._posted.values() if p["channel_id"] == channel_id]
+        return sorted(mine + theirs, key=lambda p: int(p["id"]))
 
     async def react(self, message_id: str, emoji: str, *, user_id: str, added: bool = True) -> None:
         sent = self.messages[message_id]
@@ -163,13 +183,15 @@ class FakeDiscord:
                             payload)
 
     async def slash(
-        self, name: str, /, *, author: dict[str, Any], admin: bool = False, **options: str
+        self, name: str, /, *, author: dict[str, Any], admin: bool = False,
+        at: float | None = None, **options: str,
     ) -> str:
-        """Someone runs /name with `options`; returns the interaction token."""
+        """Someone runs /name with `options` (at time `at`: the interaction's id tells when);
+        returns the interaction token."""
         token = f"token-{self.new_id()}"
         permissions = str(MANAGE_GUILD if admin else 0)
         payload = {
-            "id": self.new_id(), "application_id": APP_ID, "type": 2, "token": token,
+            "id": self.new_id(at), "application_id": APP_ID, "type": 2, "token": token,
             "version": 1, "guild_id": GUILD_ID, "channel_id": CHANNEL_ID,
             "channel": _channel(CHANNEL_ID), "locale": "en-US", "guild_locale": "en-US",
             "app_permissions": "0", "entitlements": [], "context": 0,
@@ -199,6 +221,14 @@ class FakeDiscord:
         await ws.prepare(request)
         self._ws = ws
         await ws.send_json({"op": HELLO, "d": {"heartbeat_interval": 41250}})
+        try:
+            await self._serve_gateway(ws)
+        finally:
+            if self._ws is ws:  # the bot went away: events wait for it to come back
+                self._ws, self.guild_sent = None, False
+        return ws
+
+    async def _serve_gateway(self, ws: web.WebSocketResponse) -> None:
         async for frame in ws:
             if frame.type != WSMsgType.TEXT:
                 break
@@ -210,7 +240,6 @@ class FakeDiscord:
             elif message["op"] == IDENTIFY:
                 self.identify = message["d"]
                 await self._ready(ws)
-        return ws
 
     async def _ready(self, ws: web.WebSocketResponse) -> None:
         self._seq = 2
@@ -254,6 +283,9 @@ class FakeDiscord:
             ("applications/*/commands", "PUT", self._sync),
             ("applications/*/guilds/*/commands", "PUT", self._sync),
             ("channels/*/messages", "POST", self._create),
+            ("channels/*", "GET", self._read_channel),
+            ("channels/*/messages", "GET", self._read_history),
+            ("channels/*/messages/*", "GET", self._read_message),
             ("channels/*/messages/*", "PATCH", self._edit),
             ("channels/*/typing", "POST", self._typing),
             ("channels/*/messages/*/reactions/*/@me", "PUT", self._add_reaction),
@@ -294,6 +326,30 @@ class FakeDiscord:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return _json(payload)
+
+    async def _read_channel(self, request, parts, body) -> web.Response:
+        if parts[1] in self._dm_channels:
+            return _json({"id": parts[1], "type": 1, "last_message_id": None,
+                          "recipients": [self._dm_channels[parts[1]]]})
+        return _json(_channel(parts[1]))
+
+    async def _read_history(self, request, parts, body) -> web.Response:
+        """Discord's order: newest first; `after` gives the oldest `limit` after it."""
+        found = self.history(parts[1])
+        query = request.query
+        if "before" in query:
+            found = [p for p in found if int(p["id"]) < int(query["before"])]
+        if "after" in query:
+            found = [p for p in found if int(p["id"]) > int(query["after"])]
+        limit = int(query.get("limit", 50))
+        found = found[:limit] if "after" in query and "before" not in query else found[-limit:]
+        return _json(list(reversed(found)))
+
+    async def _read_message(self, request, parts, body) -> web.Response:
+        found = [p for p in self.history(parts[1]) if p["id"] == parts[3]]
+        if not found:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        return _json(found[0])
 
     async def _edit(self, request, parts, body) -> web.Response:
         return self._update(parts[3], body)

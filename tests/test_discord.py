@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,18 @@ async def test_a_mention_is_answered_as_a_reply_with_typing_shown(bot):
     assert bot.fake.identify["intents"] & MESSAGE_CONTENT_INTENT
 
 
+async def test_queued_mentions_in_one_channel_share_one_typing_indicator(tmp_path):
+    async with running_bot(tmp_path, "[engines.echo]\ndelay = 0.05") as bot:
+        asked = [await bot.fake.message(f"<@{BOT_ID}> number {n} of five", author=ALICE,
+                                        mentions=[BOT_USER]) for n in range(5)]
+        await bot.fake.until(lambda: all(bot.fake.replies_to(i) for i in asked))
+        await bot.router.settle(10)
+        # one loop for the channel (discord.py types again every 5 s): not one per message
+        assert bot.fake.typing == [CHANNEL_ID]
+        assert [bot.fake.replies_to(i)[0].text for i in asked] == [
+            f"echo: number {n} of five" for n in range(5)]
+
+
 async def test_a_direct_message_is_answered(bot):
     asked = await bot.fake.message("hi in private", author=BOB, channel_id=DM_CHANNEL_ID,
                                    in_guild=False)
@@ -142,6 +155,16 @@ async def test_a_slash_command_is_deferred_then_answered_by_editing(bot):
     callback = next(i for i, p in enumerate(paths) if p.endswith("/callback"))
     edit = next(i for i, p in enumerate(paths) if p.endswith("/messages/@original"))
     assert callback < edit
+
+
+async def test_a_slash_command_past_its_tokens_life_is_answered_with_a_normal_message(bot):
+    before = len(bot.fake.messages)
+    await bot.fake.slash("help", author=ALICE, at=time.time() - 16 * 60)
+    answer = await bot.fake.until(lambda: bot.fake.in_channel(CHANNEL_ID))
+    await bot.router.settle(10)
+    assert len(bot.fake.messages) == before + 1
+    assert answer[0].via == "channel" and "/help" in answer[0].text
+    assert not any(m.via == "interaction" for m in bot.fake.messages.values())
 
 
 async def test_commands_are_synced_in_english_and_german_with_engine_choices(bot):

@@ -25,6 +25,7 @@ async def get(app: App, path: str) -> tuple[int, str]:
 
 async def metric(app: App, name: str, **labels: str) -> float:
     """The value of one sample of /metrics (0 when it has not been counted yet)."""
+    app.server.exposition.max_age = 0  # each read sees what came just before it
     _, text = await get(app, "/metrics")
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

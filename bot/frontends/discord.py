@@ -4,6 +4,10 @@ The bot answers DMs, messages that mention it or reply to it, and every message 
 channels of [discord] channels; never itself or other bots. Slash commands are the neutral
 commands (discord_commands.py). Reactions on its replies become votes. discord.py runs with
 `login()` and `connect()` in a task of the bot's one event loop, never `Client.run()`.
+
+What is addressed to the bot is kept before it is answered (discord_inbox.py): at start, what
+an earlier run left is answered first (editing a reply it froze mid-stream), and after each
+connect the bot catches up on what arrived while it was away (discord_catchup.py).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,12 +25,17 @@ from typing import Any, ClassVar
 import aiohttp
 import discord
 
-from bot import commands, logs
-from bot.config import ConfigError
+from bot import commands
+from bot.config import ConfigError, between
 from bot.events import Incoming, Reaction
+from bot.frontends.discord_catchup import CatchUp
 from bot.frontends.discord_commands import LocaleTranslator, build_tree
+from bot.frontends.discord_inbox import DiscordInbox, Kept, key_of
+from bot.frontends.discord_interaction import InteractionWrites
 from bot.frontends.discord_routes import RoutedClient, Routes, use_webhook_routes
-from bot.frontends.stream import StreamingSink
+from bot.frontends.stream import Edit, Send, StreamingSink
+from bot.frontends.typing import ChatTyping
+from bot.i18n import t
 
 log = logging.getLogger(__name__)
 # This bot never joins voice channels: spare the log discord.py's warnings about voice libraries.
@@ -50,14 +60,36 @@ class DiscordOptions:
     channels: list[str] = field(default_factory=list)  # channel ids where every message is answered
     edit_interval: float = 1.0  # seconds between edits of a reply that is still streaming
     vote_hint: bool = False  # put 👍/👎 under each reply, inviting votes
+    # After a restart or reconnect: what arrived while the bot was away is answered if it is
+    # at most this old (0: nothing is caught up, and nothing left over is answered) ...
+    catch_up_minutes: float = field(default=60.0, metadata=between(0, 1440))
+    # ... among at most this many of each channel's newest messages
+    catch_up_messages: int = field(default=100, metadata=between(0, 1000))
 
 
 class DiscordSink(StreamingSink):
     """A StreamingSink that remembers the ids of the messages its reply ended up in, and sends
-    files to its channel as attachments."""
+    files to its channel as attachments. `sent`: ids an earlier run's answer showed (edited,
+    not sent again); `on_sent` hears the ids so far each time Discord names a new one."""
 
     sent: tuple[str, ...] = ()
     channel: Any = None  # where send_file posts; set by the frontend
+
+    def __init__(self, send: Send, edit: Edit, *, limit: int, interval: float,
+                 sent: Sequence[str] = (),
+                 on_sent: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
+        self._plain_send, self._on_sent = send, on_sent
+        super().__init__(self._send_kept if on_sent else send, edit, limit=limit,
+                         interval=interval, sent=list(sent))
+
+    async def _send_kept(self, text: str) -> str:
+        message_id = await self._plain_send(text)
+        if self._on_sent is not None:
+            try:
+                await self._on_sent([*self.ids, message_id])
+            except Exception:  # the stream must still know it
+                log.exception("discord: could not keep the id of a sent message")
+        return message_id
 
     uploads = True  # send_file puts the file itself in the chat
 
@@ -72,7 +104,8 @@ class DiscordSink(StreamingSink):
     def another(self) -> DiscordSink:
         """A sink for one more message in the same channel (or interaction), sent the same way
         (a /compare sends one per engine)."""
-        sink = DiscordSink(self._send, self._edit, limit=self.limit, interval=self.interval)
+        sink = DiscordSink(self._plain_send, self._edit, limit=self.limit,
+                           interval=self.interval)
         sink.channel = self.channel
         return sink
 
@@ -93,6 +126,10 @@ class DiscordFrontend:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._warned_empty = False
+        self.inbox: DiscordInbox | None = None
+        self.catch_up: CatchUp | None = None
+        self.typing = ChatTyping()
+        self._interactions: dict[str, discord.Interaction] = {}  # inbox key -> live, unanswered
 
     # lifecycle
 
@@ -103,13 +140,26 @@ class DiscordFrontend:
         for handler in (self.on_ready, self.on_message,
                         self.on_raw_reaction_add, self.on_raw_reaction_remove):
             setattr(self.client, handler.__name__, handler)
+        self.inbox = DiscordInbox(router, self._answer)
+        self.catch_up = CatchUp(self.client, self.inbox, self._addressed_incoming,
+                                self.options.catch_up_minutes, self.options.catch_up_messages)
         try:
             await self.client.login(self.token)
             await self._sync_commands(router)
         except BaseException as exc:
             await self.client.close()
             raise self._start_failure(exc) from None
+        await self._resume()
         self._task = asyncio.create_task(self._connect(), name="discord")
+
+    async def _resume(self) -> None:
+        """Answer what an earlier run kept and did not finish, oldest first (REST only: the
+        gateway is not needed to send)."""
+        left = await self._inbox().left_over()
+        for kept in left:
+            self._inbox().spawn(kept)
+        if left:
+            log.warning("discord: answering %d message(s) left over by the last run", len(left))
 
     def _start_failure(self, exc: BaseException) -> BaseException:
         """What a failed start says: one line (the exit code 2 of a config error) for what the
@@ -151,6 +201,13 @@ class DiscordFrontend:
             await self.client.close()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.inbox is not None:
+            await self.inbox.stop()
+
+    def _inbox(self) -> DiscordInbox:
+        if self.inbox is None:
+            raise RuntimeError("discord: not started")
+        return self.inbox
 
     def _live(self) -> RoutedClient:
         if self.client is None:
@@ -169,22 +226,74 @@ class DiscordFrontend:
     async def on_ready(self) -> None:
         user = self._user()
         log.info("discord: connected as %s (%s)", user, user.id)
+        if self.catch_up is not None:
+            await self.catch_up.run()
 
     async def on_message(self, message: discord.Message) -> None:
-        if self._stopping or message.author.bot or message.author.id == self._user().id:
+        if self._stopping:
             return
+        incoming = self._addressed_incoming(message)
+        if incoming is not None:
+            # Kept before it is answered; while the bot drains for a stop, kept only: the
+            # next run answers it.
+            await self._inbox().take(incoming, answer=self.router.accepting)
+
+    def _addressed_incoming(self, message: discord.Message) -> Incoming | None:
+        """The Incoming of a message addressed to the bot; None for anything else."""
+        if message.author.bot or message.author.id == self._user().id:
+            return None
         if not self._addressed(message):
-            return
+            return None
         text = self._text(message)
         if not text:
             self._warn_empty(message)
+            return None
+        return self._incoming(message, text)
+
+    async def _answer(self, kept: Kept) -> bool:
+        """Answer one kept message (the inbox's task); False if the bot is stopping."""
+        incoming = kept.incoming
+        channel = self._messageable(incoming.chat_id)
+        is_command = commands.parse(incoming.text) is not None
+        if kept.resumed and not is_command and self._too_old(kept.received_at):
+            await self._leave_unanswered(channel, kept)
+            return True
+        slash = kept.interaction is not None
+        sink = self._command_sink(kept, channel) if slash else \
+            self._message_sink(channel, incoming.message_id, kept)
+        if not self.router.accepting:
+            return False
+        typing = contextlib.nullcontext() if slash else \
+            self.typing.shown(incoming.chat_id, lambda: _keep_typing(channel))
+        async with typing:  # a slash command shows "thinking…" instead
+            await self.router.handle(incoming, sink)
+        if self.options.vote_hint and sink.sent and not is_command:
+            await self._hint_votes(channel, sink.sent[-1])
+        return True
+
+    def _too_old(self, received_at: float) -> bool:
+        return time.time() - received_at > self.options.catch_up_minutes * 60
+
+    async def _leave_unanswered(self, channel: Any, kept: Kept) -> None:
+        """Kept before a restart too long ago to answer now: stored, not answered, and a reply
+        frozen mid-stream is marked cut off."""
+        await self.router.record(kept.incoming)
+        if not kept.sent:
             return
-        sink = self._message_sink(message)
-        with logs.fields(chat=f"discord:{message.channel.id}"):
-            async with _typing(message.channel):
-                await self.router.handle(self._incoming(message, text), sink)
-        if self.options.vote_hint and sink.sent and commands.parse(text) is None:
-            await self._hint_votes(message.channel, sink.sent[-1])
+        lang = await self.router.chat_lang(self.platform, kept.incoming.chat_id)
+        try:
+            frozen = await channel.fetch_message(int(kept.sent[-1]))
+            await frozen.edit(content=f"{frozen.content.rstrip()} {t(lang, 'cut_off')}",
+                              allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException:
+            log.warning("discord: could not mark a reply cut off", exc_info=True)
+
+    def _messageable(self, channel_id: str) -> Any:
+        """The channel to answer in: the cached one, or (a DM after a restart) a partial one
+        that can send, edit and type all the same."""
+        client = self._live()
+        return client.get_channel(int(channel_id)) or \
+            client.get_partial_messageable(int(channel_id))
 
     def _addressed(self, message: discord.Message) -> bool:
         me = self._user().id
@@ -219,17 +328,18 @@ class DiscordFrontend:
             chat_title=getattr(message.channel, "name", None) or "",
         )
 
-    def _message_sink(self, message: discord.Message) -> DiscordSink:
-        channel = message.channel
+    def _message_sink(self, channel: Any, message_id: str, kept: Kept) -> DiscordSink:
         if isinstance(channel, discord.GroupChannel):  # no bot is ever in a group DM
             raise TypeError("discord: a bot cannot answer in a group DM")
-        reference: discord.MessageReference | None = message.to_reference(fail_if_not_exists=False)
+        reference: discord.MessageReference | None = discord.MessageReference(
+            message_id=int(message_id), channel_id=channel.id, fail_if_not_exists=False)
+        if kept.sent:
+            reference = None  # the first part is out already, answering the message
 
         async def send(text: str) -> str:
             nonlocal reference  # only the first part answers the message; the rest follow it
             # discord.py takes None for no reference (abc.py: `if reference is not None`)
-            sent = await channel.send(text, reference=reference,  # type: ignore[arg-type]
-                                      allowed_mentions=NO_MENTIONS)
+            sent = await channel.send(text, reference=reference, allowed_mentions=NO_MENTIONS)
             reference = None
             return str(sent.id)
 
@@ -237,7 +347,8 @@ class DiscordFrontend:
             partial = channel.get_partial_message(int(message_id))
             await partial.edit(content=text, allowed_mentions=NO_MENTIONS)
 
-        sink = DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval)
+        sink = DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval,
+                           sent=kept.sent, on_sent=self._inbox().recorder(kept.key))
         sink.channel = channel
         return sink
 
@@ -271,7 +382,8 @@ class DiscordFrontend:
     # slash commands
 
     async def run_command(self, interaction: discord.Interaction, name: str, argument: str) -> None:
-        """Acknowledge at once (Discord allows 3 s), then answer by editing that response."""
+        """Acknowledge at once (Discord allows 3 s), keep it, then answer by editing that
+        response (discord_interaction.py)."""
         if self._stopping:
             return
         await interaction.response.defer(thinking=True)
@@ -283,34 +395,22 @@ class DiscordFrontend:
             is_admin=in_server and interaction.permissions.manage_guild, is_group=in_server,
             chat_title=getattr(interaction.channel, "name", None) or "",
         )
-        with logs.fields(chat=f"discord:{interaction.channel_id}"):
-            await self.router.handle(incoming, self._interaction_sink(interaction))
+        key = key_of(incoming.chat_id, incoming.message_id)
+        self._interactions[key] = interaction  # for the answer: _command_sink takes it
+        created = {"created_at": interaction.created_at.timestamp()}
+        if not await self._inbox().take(incoming, created, answer=self.router.accepting):
+            self._interactions.pop(key, None)
 
-    def _interaction_sink(self, interaction: discord.Interaction) -> DiscordSink:
-        original = ""  # the id of the deferred response, once it shows text
-
-        async def send(text: str) -> str:
-            nonlocal original
-            if not original:
-                sent = await interaction.edit_original_response(
-                    content=text, allowed_mentions=NO_MENTIONS,
-                )
-                original = str(sent.id)
-                return original
-            followed = await interaction.followup.send(text, wait=True,
-                                                       allowed_mentions=NO_MENTIONS)
-            return str(followed.id)
-
-        async def edit(message_id: str, text: str) -> None:
-            if message_id == original:
-                await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
-            else:
-                await interaction.followup.edit_message(
-                    int(message_id), content=text, allowed_mentions=NO_MENTIONS,
-                )
-
-        sink = DiscordSink(send, edit, limit=MESSAGE_LIMIT, interval=self.options.edit_interval)
-        sink.channel = interaction.channel  # a file goes to the channel, beside the answer
+    def _command_sink(self, kept: Kept, channel: Any) -> DiscordSink:
+        """The live interaction's while its token lives; channel messages after, or after a
+        restart (discord_interaction.py)."""
+        interaction = self._interactions.pop(kept.key, None)
+        created_at = (kept.interaction or {}).get("created_at", kept.received_at)
+        writes = InteractionWrites(interaction, channel, created_at)
+        sink = DiscordSink(writes.send, writes.edit, limit=MESSAGE_LIMIT,
+                           interval=self.options.edit_interval, sent=kept.sent,
+                           on_sent=self._inbox().recorder(kept.key))
+        sink.channel = channel  # a file goes to the channel, beside the answer
         return sink
 
 
@@ -330,19 +430,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _manages_server(user: discord.abc.User) -> bool:
     return isinstance(user, discord.Member) and user.guild_permissions.manage_guild
-
-
-@contextlib.asynccontextmanager
-async def _typing(channel: Any) -> AsyncIterator[None]:
-    """Show "typing…" while the engine thinks. The request runs beside the message, not before
-    it: awaiting it first would let a later message of the channel take the chat's turn, and a
-    channel that refuses it (or a network error) must not cost the reply."""
-    task = asyncio.create_task(_keep_typing(channel))
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _keep_typing(channel: Any) -> None:

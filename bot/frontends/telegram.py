@@ -11,6 +11,7 @@ engine in one chat never holds up another; the router keeps each chat's messages
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from bot.frontends.telegram_pace import Pacing
 from bot.frontends.telegram_poll import Poller
 from bot.frontends.telegram_reply import VOTES, TelegramReply, patiently
 from bot.frontends.telegram_sent import SentJournal
+from bot.frontends.typing import ChatTyping
 from bot.i18n import t
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class TelegramFrontend:
         self.pacing = Pacing(options.group_messages, options.group_window)
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
+        self.typing = ChatTyping()  # one "typing…" per chat, however many wait their turn
 
     async def start(self, router: Any) -> None:
         self.router = router
@@ -232,12 +235,10 @@ class TelegramFrontend:
             on_sent=lambda ids: self._sent(key, ids),
             pace=self.pacing.for_chat(message.chat.id, incoming.is_group),
         )
-        if not is_command:
-            reply.start_typing()
-        try:
+        typing = contextlib.nullcontext() if is_command else \
+            self.typing.shown(incoming.chat_id, reply._keep_typing)
+        async with typing:
             await self.router.handle(incoming, reply)
-        finally:
-            reply.stop_typing()
 
     async def _is_chat_admin(self, message: Message) -> bool:
         """The owner of a private chat, or an administrator of a group (cached a while)."""

@@ -50,6 +50,21 @@ class Inbox(Connection):
         await self._exec("UPDATE inbox SET done_at = ?, payload = '{}' WHERE platform = ?"
                          " AND key = ?", (time.time(), platform, key))
 
+    async def last_kept(self, platform: str) -> dict[str, int | None]:
+        """Per chat of `platform` the bot knows, the highest message id kept in its inbox
+        (None where none is kept any more), for a platform whose keys are "chat:message" with
+        ids that grow with time (Discord's snowflakes): where a catch-up starts reading."""
+        rows = await self._all(
+            "SELECT platform_chat_id, NULL FROM chats WHERE platform = ? UNION ALL"
+            " SELECT substr(key, 1, instr(key, ':') - 1),"
+            " MAX(CAST(substr(key, instr(key, ':') + 1) AS INTEGER))"
+            " FROM inbox WHERE platform = ? AND instr(key, ':') > 0"
+            " GROUP BY substr(key, 1, instr(key, ':') - 1)", (platform, platform))
+        last: dict[str, int | None] = {}
+        for chat_id, message_id in rows:
+            last[chat_id] = message_id if message_id is not None else last.get(chat_id)
+        return last
+
     async def forget_handled(self, older_than: float) -> int:
         cursor = await self._exec("DELETE FROM inbox WHERE done_at < ?", (older_than,))
         return cursor.rowcount
