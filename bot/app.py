@@ -89,10 +89,10 @@ class App:
         self.store = await Store.open(self.config.db_file)
         stale = await self.store.fail_unfinished_jobs("the bot stopped while the job ran")
         if stale:
-            log.warning("marked %d fine-tuning job(s) of an earlier run as failed", stale)
+            log.warning("marked %d fine-tuning job(s) of an earlier run as failed", len(stale))
         services = Services(self.config, self.store, self.engines,
                             Adapters(self.store, self.config.adapters_dir))
-        services.jobs = self.jobs = JobRunner(services)
+        services.jobs = self.jobs = JobRunner(services, interrupted=stale)
         services.guard = self.guard = Guard(services)
         router = Router(services)
         try:

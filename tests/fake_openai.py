@@ -13,8 +13,8 @@ which adapter answered.
 Faults for the next generation requests are queued in `faults`: "429" (with Retry-After),
 "500", "cut" (the stream ends mid-reply without its end), "malformed" (a chunk that is not
 JSON), "error" (vLLM's in-stream error event), "hang" (no answer at all) and "keepalive"
-(two words, then only SSE keep-alive comments, ten a second, until the client leaves). With `api_key`
-set, requests without `Authorization: Bearer KEY` get 401.
+(two words, then only SSE keep-alive comments, ten a second, until the client leaves).
+With `api_key` set, requests without `Authorization: Bearer KEY` get 401.
 """
 
 from __future__ import annotations

@@ -56,12 +56,15 @@ class Training(Connection):
             ("done" if ok else "failed", detail, adapter_id, time.time(), job_id),
         )
 
-    async def fail_unfinished_jobs(self, detail: str) -> int:
-        """Jobs left queued or running by a bot that stopped: they can never report back."""
-        cursor = await self._exec(
-            "UPDATE jobs SET status = 'failed', detail = ?, finished_at = ?"
-            " WHERE status IN ('queued', 'running')", (detail, time.time()))
-        return cursor.rowcount
+    async def fail_unfinished_jobs(self, detail: str) -> list[tuple[int, int | None]]:
+        """Jobs left queued or running by a bot that stopped: they can never report back.
+        Returns (job id, the id of the person who asked for it) of each."""
+        async with self._lock:  # a write: kept out of another coroutine's transaction
+            rows = await self.db.execute_fetchall(
+                "UPDATE jobs SET status = 'failed', detail = ?, finished_at = ?"
+                " WHERE status IN ('queued', 'running') RETURNING id, requested_by",
+                (detail, time.time()))
+        return [(job_id, by) for job_id, by in rows]
 
     async def job(self, job_id: int) -> dict[str, Any] | None:
         row = await self._one("SELECT id, kind, status, pid, detail, adapter_id, created_at"
