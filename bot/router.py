@@ -66,6 +66,10 @@ class Router:
             else:
                 async with self._lock(incoming.platform, incoming.chat_id):
                     await self._handle(incoming, sink)
+            notices = self.services.notices
+            if notices.pending:  # an admin writing is the next chance to tell them
+                lang = await self.chat_lang(incoming.platform, incoming.chat_id)
+                await notices.tell(incoming, sink, self.config.bot, lang)
 
     @contextlib.contextmanager
     def _tracked(self) -> Iterator[None]:

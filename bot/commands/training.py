@@ -58,6 +58,8 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
     status = ctx.t(f"adapter_states.{adapter.status}")
     if adapter.rolled_back_at is not None:
         status = ctx.t("adapter_rolled_back")
+    if adapter.broken:
+        status = ctx.t("adapter_broken", status=status, why=adapter.broken)
     line = ctx.t("adapter_line", adapter=adapter.id, status=status, accuracy=accuracy,
                  reason=adapter.reason)
     up, votes = await ctx.adapters.live_approval(adapter)
