@@ -40,7 +40,7 @@ async def test_the_id_of_a_send_is_recorded_while_the_bots_loop_is_busy(tmp_path
     app = App(make_config(tmp_path, body), ["telegram"], env={"TELEGRAM_TOKEN": fake.token})
     chat = fake.private(ALICE)
     try:
-        async with frontend_running(app) as (router, frontend):
+        async with frontend_running(app) as (router, _):
             on_fake(fake.answer_late, "sendMessage", 0.3)  # carried out, answered 0.3 s later
             on_fake(fake.say, chat, ALICE, "hello")
             await until(lambda: fake.calls_to("sendMessage"), "the send")
