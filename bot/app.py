@@ -16,6 +16,7 @@ from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS, Frontend, token_env
 from bot.guard import Guard
 from bot.jobs import JobRunner
+from bot.notices import AdminNotices
 from bot.router import Router
 from bot.server import Server, Watched
 from bot.services import Services
@@ -54,10 +55,11 @@ class App:
         self.guard: Guard | None = None
         self.server: Server | None = None  # [server] listen: /healthz and /metrics
         self.started: list[Any] = []  # the frontends started so far, for /healthz
+        self.notices = AdminNotices()  # what the bot's admins are told when they next write
         self.engines = Engines.from_specs(
             BUILTIN | config.plugins.engines,
             EngineContext(config.data_dir, config.bot.language, self._stored_texts,
-                          config.adapters_dir, self._active_adapter),
+                          config.adapters_dir, self._active_adapter, self._adapter_broken),
             lambda name, cls: config.options(f"engines.{name}", cls),
         )
         for table in config.components:  # check the tables of frontends not started, too
@@ -82,6 +84,14 @@ class App:
     async def _active_adapter(self) -> str:
         return await self.store.active_adapter() if self.store else ""
 
+    async def _adapter_broken(self, adapter_id: str, why: str) -> None:
+        """An engine could not load an adapter: the store marks it (/adapters shows it; the
+        guard and jobs skip it) and the admins hear of it when they next write."""
+        if self.store is not None:
+            await self.store.mark_adapter_broken(adapter_id, why)
+        self.notices.add(f"adapter:{adapter_id}", "adapter_broken_notice", adapter=adapter_id,
+                         reason=why)
+
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[Router]:
         """The store open and the router ready; on exit, replies in flight are drained
@@ -89,10 +99,10 @@ class App:
         self.store = await Store.open(self.config.db_file)
         stale = await self.store.fail_unfinished_jobs("the bot stopped while the job ran")
         if stale:
-            log.warning("marked %d fine-tuning job(s) of an earlier run as failed", stale)
+            log.warning("marked %d fine-tuning job(s) of an earlier run as failed", len(stale))
         services = Services(self.config, self.store, self.engines,
-                            Adapters(self.store, self.config.adapters_dir))
-        services.jobs = self.jobs = JobRunner(services)
+                            Adapters(self.store, self.config.adapters_dir), notices=self.notices)
+        services.jobs = self.jobs = JobRunner(services, interrupted=stale)
         services.guard = self.guard = Guard(services)
         router = Router(services)
         try:

@@ -188,7 +188,8 @@ class Guard:
 
     async def standing(self) -> Standing | None:
         """The active adapter's standing; None while the base model serves."""
-        active = next((a for a in await self.store.adapters() if a.status == "active"), None)
+        active = next((a for a in await self.store.adapters()
+                       if a.status == "active" and not a.broken), None)  # broken: base serves
         if active is None or active.promoted_at is None:
             return None
         replaced = await self.store.replaced(active.id) or BASE

@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,8 @@ class LogSink:
 
 
 class JobRunner:
-    def __init__(self, services: Services, python: str = sys.executable) -> None:
+    def __init__(self, services: Services, python: str = sys.executable,
+                 interrupted: Sequence[tuple[int, int | None]] = ()) -> None:
         self.config = services.config
         self.store = services.store
         self.engines = services.engines
@@ -59,6 +60,13 @@ class JobRunner:
         self.process: asyncio.subprocess.Process | None = None
         self.started_at = time.time()
         self._one_at_a_time = asyncio.Lock()
+        # (job id, who asked) of the jobs an earlier run left unfinished: a /retrain delivered
+        # again after the restart is told what became of its job instead of starting another.
+        self._interrupted = list(interrupted)
+
+    def interrupted_job(self, user: User) -> int | None:
+        """The latest job `user` asked for that the last restart interrupted, if any."""
+        return max((job for job, by in self._interrupted if by == user.id), default=None)
 
     @property
     def busy(self) -> bool:

@@ -63,6 +63,10 @@ class Router:
                 await self._handle(incoming, sink)
             else:
                 await self._in_turn(incoming, sink)
+            notices = self.services.notices
+            if notices.pending:  # an admin writing is the next chance to tell them
+                lang = await self.chat_lang(incoming.platform, incoming.chat_id)
+                await notices.tell(incoming, sink, self.config.bot, lang)
 
     async def _in_turn(self, incoming: Incoming, sink: Sink) -> None:
         """In the chat's turn; a plain message (not a command) may be let go instead when
@@ -124,12 +128,25 @@ class Router:
         if not may_use(cmd.scope, incoming, self.config.bot):
             key = "admin_only" if cmd.scope == "admin" else "chat_admin_only"
             return t(lang, key, name=name)
+        if cmd.acts and incoming.redelivered:
+            return self._not_replayed(name, user, lang)
         ctx = commands.CommandContext(self.services, incoming, chat, user, name, args, sink)
         try:
             return await cmd.run(ctx)
         except Exception:
             log.exception("command /%s failed", name)
             return t(lang, "apology")
+
+    def _not_replayed(self, name: str, user: User, lang: str) -> str:
+        """What became of a command that acts on the bot, delivered again after a restart: it
+        is not run twice (a /retrain whose job brought the bot down would loop)."""
+        jobs = self.services.jobs
+        job = jobs.interrupted_job(user) if jobs is not None and name == "retrain" else None
+        log.warning("/%s was delivered again after a restart: not run again%s", name,
+                    f" (its job {job} was interrupted)" if job is not None else "")
+        if job is not None:
+            return t(lang, "replay_job_interrupted", job=job)
+        return t(lang, "replay_not_run", name=name)
 
     async def _answer(self, incoming: Incoming, chat: Chat, user: User, sink: Sink) -> None:
         lang = self.lang(chat)

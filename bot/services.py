@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.adapters import Adapters
 from bot.config import Config
+from bot.notices import AdminNotices
 from bot.store import Chat, Store, User
 from engines.registry import Engines
 
@@ -23,6 +24,7 @@ class Services:
     adapters: Adapters
     jobs: JobRunner | None = None  # fine-tuning jobs; None where the bot runs none
     guard: Guard | None = None  # the live guard on promoted adapters (bot/guard.py)
+    notices: AdminNotices = field(default_factory=AdminNotices)  # for the bot's admins
 
     def lang(self, chat: Chat) -> str:
         """The chat's language, or the configured default."""

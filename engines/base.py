@@ -77,6 +77,10 @@ async def _no_adapter() -> str:
     return ""
 
 
+async def _unheard(adapter_id: str, why: str) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class EngineContext:
     """What the bot lends an engine: a folder of its own, the stored chat text and adapters.
@@ -84,7 +88,9 @@ class EngineContext:
     `stored_texts` returns (lang, text) of the stored user messages of people who have not
     opted out, oldest first: training text for engines that learn from the chat.
     `adapters_dir` holds one folder per adapter id; `active_adapter` returns the id that
-    serves when an engine starts ("" for the base model).
+    serves when an engine starts ("" for the base model). `adapter_broken(id, why)` tells the
+    bot that an adapter cannot be loaded (the engine serves without it): the bot marks it
+    broken and tells its admins.
     """
 
     data_dir: Path
@@ -92,6 +98,7 @@ class EngineContext:
     stored_texts: Callable[[], Awaitable[list[tuple[str, str]]]] = _nothing
     adapters_dir: Path | None = None
     active_adapter: Callable[[], Awaitable[str]] = _no_adapter
+    adapter_broken: Callable[[str, str], Awaitable[None]] = _unheard
 
 
 @dataclass(frozen=True)

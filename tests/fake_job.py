@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from bot.adapters import MANIFEST, Adapters
@@ -26,6 +28,22 @@ def fake_python(folder: Path) -> str:
     script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tests.fake_job "$@"\n')
     script.chmod(0o755)
     return str(script)
+
+
+def hanging_launcher(folder: Path) -> str:
+    """A [finetune] launcher whose job reports one step and then runs until the bot that
+    started it is gone (as a real job told --follow does), without ever finishing."""
+    script = folder / "hanging-launcher"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tests.fake_job --hang "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def hang_until_orphaned() -> None:
+    print(json.dumps({"step": 1, "total": 100, "loss": 1.0, "eta": 600}), flush=True)
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.1)
 
 
 async def promote(data_dir: Path, job: int) -> str:
@@ -49,7 +67,10 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--job", type=int, required=True)
+    parser.add_argument("--hang", action="store_true")
     args, _ = parser.parse_known_args(argv)
+    if args.hang:
+        return hang_until_orphaned()
     adapter_id = asyncio.run(promote(args.data_dir, args.job))
     print(json.dumps({"event": "done", "adapter": adapter_id, "promoted": True,
                       "reason": "better on held-out votes"}), flush=True)

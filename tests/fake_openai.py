@@ -12,8 +12,9 @@ which adapter answered.
 
 Faults for the next generation requests are queued in `faults`: "429" (with Retry-After),
 "500", "cut" (the stream ends mid-reply without its end), "malformed" (a chunk that is not
-JSON), "error" (vLLM's in-stream error event) and "hang" (no answer at all). With `api_key`
-set, requests without `Authorization: Bearer KEY` get 401.
+JSON), "error" (vLLM's in-stream error event), "hang" (no answer at all) and "keepalive"
+(two words, then only SSE keep-alive comments, ten a second, until the client leaves).
+With `api_key` set, requests without `Authorization: Bearer KEY` get 401.
 """
 
 from __future__ import annotations
@@ -142,6 +143,9 @@ class FakeOpenAI:
         if chat:
             await _send(response, make(model, {"role": "assistant", "content": ""}))
         for i, word in enumerate(words):
+            if i == 2 and fault == "keepalive":
+                await self._keep_alive(response)
+                return
             if i == 2 and fault in ("cut", "malformed", "error"):
                 await self._fail_midway(request, response, fault)
                 return
@@ -159,6 +163,13 @@ class FakeOpenAI:
                                    "choices": [], "usage": usage})
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
+
+    async def _keep_alive(self, response: web.StreamResponse) -> None:
+        """A server that is alive and says nothing: comments only, as proxies and some
+        servers send to keep an idle connection open."""
+        while not self._stopping.is_set():
+            await response.write(b": keep-alive\n\n")
+            await asyncio.sleep(0.1)
 
     async def _fail_midway(self, request: web.Request, response: web.StreamResponse,
                            fault: str) -> None:

@@ -35,16 +35,29 @@ async def test_one_429_or_500_is_retried_and_the_reply_arrives(serve, fake, faul
     (["cut"], "the stream was cut mid-reply"),
     (["malformed"], "the server sent a malformed chunk"),
     (["error"], "the server reported an error: out of KV cache"),
-    (["hang", "hang"], "the server did not answer in time (timeout)"),
+    (["hang"], "the server did not answer in time (timeout"),  # no retry: the time is up
+    (["keepalive"], "the server stopped sending mid-reply (timeout: no token for 1 s)"),
 ])
 async def test_a_fault_ends_the_reply_with_an_apology_and_the_bot_answers_on(
         serve, fake, faults, cause):
-    async with remote_chat(serve, fake, "timeout = 0.3\n") as router:
+    async with remote_chat(serve, fake, "timeout = 1.0\n") as router:
         fake.faults = list(faults)
         assert (await say(router, "hello there")).final == APOLOGY
         assert cause in (await say(router, "/why")).final
         assert (await say(router, "still there?")).final == "[tiny-base] still there?"
         assert (await say(router, "/engine echo")).final.startswith("This chat now")
+
+
+async def test_a_hung_server_is_waited_for_once_not_once_per_retry(serve, fake):
+    """`timeout` bounds the wait for the first token, the client's retries included: a 429
+    is retried within it, but a request that hangs is not followed by another."""
+    async with remote_chat(serve, fake, "timeout = 0.4\nmax_retries = 5\n") as router:
+        fake.faults = ["429"] + ["hang"] * 5
+        assert (await say(router, "hello there")).final == APOLOGY
+        assert len(fake.requests) == 2  # the 429 and its retry, which hung: no third
+        assert "retries included" in (await say(router, "/why")).final
+        fake.faults.clear()
+        assert (await say(router, "still there?")).final == "[tiny-base] still there?"
 
 
 async def test_the_key_comes_from_the_environment_and_a_wrong_one_is_a_clear_401(

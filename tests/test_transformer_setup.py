@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from bot.events import Incoming
-from engines.base import EngineContext, EngineUnavailable, Turn
+from engines.base import EngineContext, Turn
 from engines.registry import Engines
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 from tests.conftest import ROOT, RecordingSink
@@ -52,19 +52,26 @@ async def test_without_the_ml_extra_the_engine_says_what_to_install(tmp_path, mo
         await start(tmp_path)
 
 
-async def test_a_corrupt_start_adapter_makes_the_engine_unavailable_not_the_bot(tmp_path, root):
+async def test_a_corrupt_start_adapter_leaves_the_base_model_serving(tmp_path, root):
     broken = tmp_path / "adapters" / "broken"
     broken.mkdir(parents=True)
     (broken / "adapter_config.json").write_text("{")
-    ctx = EngineContext(tmp_path)
+    heard: list[tuple[str, str]] = []
+
+    async def adapter_broken(adapter_id: str, why: str) -> None:
+        heard.append((adapter_id, why))
+
+    ctx = EngineContext(tmp_path, adapter_broken=adapter_broken)
     options = {"transformer": TransformerOptions(model=str(tiny_model_dir(root)),
                                                  adapter=str(broken), threads=1)}
     engines = Engines.from_specs({"transformer": "engines.transformer.engine:TransformerEngine"},
                                  ctx, lambda name, cls: options[name])
-    with pytest.raises(EngineUnavailable, match=r"no readable adapter_config\.json"):
-        await engines.get("transformer")
-    state, _, detail = engines.status("transformer")
-    assert state == "unavailable" and "broken" in detail
+    engine = await engines.get("transformer")
+    state, version, detail = engines.status("transformer")
+    assert state == "ready" and version == "base" and "cannot be loaded" in detail
+    [(adapter, why)] = heard
+    assert adapter == str(broken) and "no readable adapter_config.json" in why
+    assert engine.info().ready
     await engines.close()
 
 

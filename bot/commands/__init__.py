@@ -138,6 +138,9 @@ class Command:
     long: bool = False  # runs for minutes: the router does not hold the chat's lock for it
     argument: Argument | None = None
     whole: bool = False  # its answer is data (/mydata): never shortened, the sink splits it
+    # It acts on the bot (a job, the active adapter, a pin): delivered again after a restart
+    # it is not run again, since it may have been carried out already (router._not_replayed).
+    acts: bool = False
 
     @property
     def usage(self) -> str:
@@ -149,9 +152,10 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(name: str, scope: str = "anyone", long: bool = False,
-            argument: Argument | None = None, whole: bool = False) -> Callable[[Handler], Handler]:
+            argument: Argument | None = None, whole: bool = False,
+            acts: bool = False) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        COMMANDS[name] = Command(name, fn, scope, long, argument, whole)
+        COMMANDS[name] = Command(name, fn, scope, long, argument, whole, acts)
         return fn
 
     return register

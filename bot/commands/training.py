@@ -13,7 +13,7 @@ from bot.store import Adapter
 UNPIN = "off"
 
 
-@command("retrain", scope="admin", long=True)
+@command("retrain", scope="admin", long=True, acts=True)
 async def retrain(ctx: CommandContext) -> str:
     jobs = ctx.services.jobs
     if jobs is None:
@@ -26,7 +26,7 @@ async def retrain(ctx: CommandContext) -> str:
     return answer
 
 
-@command("rollback", scope="admin")
+@command("rollback", scope="admin", acts=True)
 async def rollback(ctx: CommandContext) -> str:
     retired, active = await ctx.adapters.rollback()
     if not retired:
@@ -58,6 +58,8 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
     status = ctx.t(f"adapter_states.{adapter.status}")
     if adapter.rolled_back_at is not None:
         status = ctx.t("adapter_rolled_back")
+    if adapter.broken:
+        status = ctx.t("adapter_broken", status=status, why=adapter.broken)
     line = ctx.t("adapter_line", adapter=adapter.id, status=status, accuracy=accuracy,
                  reason=adapter.reason)
     live = Tally(tuple(await ctx.adapters.live_approval(adapter)))
@@ -66,7 +68,8 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
     return f"{line.rstrip()} · {live_text}"
 
 
-@command("adapter", scope="admin", argument=Argument("id", hint=f"ID|{BASE}|{UNPIN}"))
+@command("adapter", scope="admin", argument=Argument("id", hint=f"ID|{BASE}|{UNPIN}"),
+         acts=True)
 async def adapter(ctx: CommandContext) -> str:
     """/adapter ID|base pins this chat to an adapter; /adapter off follows the active one."""
     choice = ctx.args.strip()

@@ -37,6 +37,7 @@ from bot.frontends.telegram_address import is_group, text_for_bot
 from bot.frontends.telegram_pace import Pacing
 from bot.frontends.telegram_poll import Poller
 from bot.frontends.telegram_reply import VOTES, TelegramReply, patiently
+from bot.frontends.telegram_sends import ThreadedSends
 from bot.frontends.telegram_sent import SentJournal
 from bot.frontends.typing import ChatTyping
 from bot.i18n import t
@@ -70,6 +71,7 @@ class TelegramFrontend:
         self.options = options
         self.config = config
         self.app = (Application.builder().token(token).base_url(options.base_url)
+                    .request(ThreadedSends())  # a sent message's id recorded at once
                     .updater(None).build())  # our Poller fetches: see the module docstring
         self.poller = Poller(self.app.bot, self._keep, self._hand,
                              timeout=options.poll_timeout, allowed_updates=ALLOWED_UPDATES)
@@ -233,6 +235,7 @@ class TelegramFrontend:
             buttons=self.options.vote_buttons and not is_command,  # votes are for engine replies
             patience=self.config.bot.reply_timeout, sent=self._resumed.get(key, []),
             on_sent=lambda ids: self._sent(key, ids),
+            on_answer=lambda ids: self.journal.write(key, ids),  # on the sends' thread
             pace=self.pacing.for_chat(message.chat.id, incoming.is_group),
         )
         typing = contextlib.nullcontext() if is_command else \

@@ -17,7 +17,8 @@ from typing import Any
 from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter
 
-from bot.frontends.telegram_reply import backoff, retry_seconds
+from bot.calm import Backoff, RepeatedFailure
+from bot.frontends.telegram_reply import BACKOFF_FIRST, BACKOFF_MOST, retry_seconds
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +46,36 @@ class Poller:
             self._task = None
 
     async def _run(self) -> None:
-        failures = 0
+        # One backoff for the whole round: a fetch that works does not undo the failure of
+        # keeping what it fetched (a full disk fails every keep at once).
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_MOST)
+        fetching = RepeatedFailure(log, "telegram: getUpdates failed; trying again")
+        keeping = RepeatedFailure(log, "telegram: could not keep an update; trying again")
         while True:
             try:
                 updates = await self._fetch()
-                failures = 0
+                fetching.succeeded()
             except (InvalidToken, asyncio.CancelledError):
                 raise
             except RetryAfter as exc:
                 await asyncio.sleep(retry_seconds(exc))
                 continue
             except (NetworkError, Conflict) as exc:  # Telegram away, or a second poller
-                failures += 1
-                log.warning("telegram: getUpdates failed (%s); trying again", exc)
-                await asyncio.sleep(backoff(failures))
+                fetching.failed(exc)
+                await asyncio.sleep(backoff.failed())
                 continue
             try:
                 for update in updates:
                     if await self.keep(update):
                         await self.hand(update)
                     self.offset = update.update_id + 1  # confirmed by the next getUpdates
-            except Exception:  # a locked database, say: fetch again from the first not kept
-                failures += 1
-                log.exception("telegram: could not keep an update; trying again")
-                await asyncio.sleep(backoff(failures))
+            except Exception as exc:  # a locked database, say: fetch again from the first not kept
+                keeping.failed(exc)
+                await asyncio.sleep(backoff.failed())
+                continue
+            if updates:
+                keeping.succeeded()
+            backoff.succeeded()
 
     async def _fetch(self) -> tuple[Any, ...]:
         return await self.bot.get_updates(

@@ -27,6 +27,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 from telegram.warnings import PTBDeprecationWarning
 
 from bot import metrics
+from bot.frontends import telegram_sends
 from bot.frontends.stream import StreamingSink
 from bot.frontends.telegram_pace import ChatPace
 
@@ -108,11 +109,13 @@ class TelegramReply:
         patience: float = PATIENCE, sent: Sequence[str] = (),
         on_sent: Callable[[list[str]], Awaitable[None]] | None = None,
         pace: ChatPace | None = None,
+        on_answer: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.bot, self.chat_id, self.reply_to = bot, chat_id, reply_to
         self.buttons = buttons
         self.patience = patience  # per call, from its start: not from when the reply queued
         self._on_sent = on_sent
+        self._on_answer = on_answer  # the ids, on the sends' thread, as soon as Telegram answers
         self._interval, self._pace = interval, pace
         self._stream = StreamingSink(
             self._send, self._edit, limit=MessageLimit.MAX_TEXT_LENGTH,
@@ -174,6 +177,7 @@ class TelegramReply:
         self.reply_to = None
         if self._unsure:
             raise TimeoutError("an earlier send of this reply may have arrived; not sending more")
+        heard = telegram_sends.on_answer.set(self._answered if self._on_answer else None)
         try:
             message = await patiently(lambda: self._paced(lambda: self.bot.send_message(
                 self.chat_id, text, reply_parameters=reply, reply_markup=self._markup,
@@ -182,6 +186,8 @@ class TelegramReply:
         except TimedOut:
             self._unsure = True
             raise
+        finally:
+            telegram_sends.on_answer.reset(heard)
         self.stop_typing()
         if self._on_sent is not None:
             try:
@@ -189,6 +195,11 @@ class TelegramReply:
             except Exception:  # the id is in the journal; the stream must still know it
                 log.exception("telegram: could not keep the id of a sent message")
         return str(message.message_id)
+
+    def _answered(self, message_id: str) -> None:
+        """On the sends' thread (telegram_sends.py): Telegram named the new message."""
+        if self._on_answer is not None:
+            self._on_answer([*self.ids, message_id])
 
     async def _edit(self, message_id: str, text: str) -> None:
         try:

@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import aiosqlite
 
+from bot.calm import RepeatedFailure
 from bot.files import FILE_MODE, private_file
 from bot.store import migrations
 from bot.store.cache import ReplyCache
 from bot.store.trips import Call, SharedTrips, each, each_in_savepoint
 
+log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 10000
 WAL_CHECKPOINT_PAGES = 4000
 T = TypeVar("T")
@@ -51,6 +54,24 @@ class Connection:
         self._reads = SharedTrips(self._read_trip)
         self._writes = SharedTrips(self._write_trip)
         self._cache = ReplyCache()
+        # Writes that fail for the file's sake (a full disk, a lock held past the busy timeout,
+        # an I/O error): logged once a minute with a count, and `cannot_write_since` for /healthz.
+        self._write_failures = RepeatedFailure(log, "the store cannot write")
+
+    def cannot_write_since(self) -> float | None:
+        """When (time.time()) the store's writes began to fail, every one since; None while
+        they succeed. A health check reads it: a store that cannot write for more than a few
+        seconds loses what the bot receives."""
+        return self._write_failures.since
+
+    @contextlib.contextmanager
+    def _watching_writes(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:  # not IntegrityError: that is the write's own
+            self._write_failures.failed(exc)
+            raise
+        self._write_failures.succeeded()
 
     @contextlib.asynccontextmanager
     async def _invalidating(self, chat_id: int | None = None, *,
@@ -133,7 +154,8 @@ class Connection:
         for that statement only, so another process's writer gets its turn. The lock keeps it
         out of another coroutine's open transaction."""
         async with self._lock:
-            return await self.db.execute(sql, args)
+            with self._watching_writes():
+                return await self.db.execute(sql, args)
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[None]:
@@ -141,13 +163,14 @@ class Connection:
         takes the file's write lock first (waiting up to busy_timeout), so no statement inside
         can fail on a snapshot that another process made stale."""
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self.db.execute("COMMIT")
+            with self._watching_writes():
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+                await self.db.execute("COMMIT")
 
     async def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` with the sqlite3 connection on aiosqlite's thread: several statements for
@@ -173,8 +196,19 @@ class Connection:
 
     async def _write_trip(self, calls: list[Call]) -> list[tuple[bool, Any]]:
         async with self._lock:  # not inside another coroutine's open transaction
-            return await self._in_thread(
-                lambda conn: _transaction(conn, lambda c: each_in_savepoint(c, calls)))
+            try:
+                outcomes = await self._in_thread(
+                    lambda conn: _transaction(conn, lambda c: each_in_savepoint(c, calls)))
+            except sqlite3.OperationalError as exc:
+                self._write_failures.failed(exc)
+                raise
+        # A call that failed alone (in its savepoint) for the file's sake counts too.
+        failed = [r for ok, r in outcomes if not ok and isinstance(r, sqlite3.OperationalError)]
+        if failed:
+            self._write_failures.failed(failed[0])
+        else:
+            self._write_failures.succeeded()
+        return outcomes
 
     # Each await on the connection is a hop to its thread and back (~0.1 ms), so every read is
     # one hop (execute_fetchall), never execute/fetch/close. That also matters for locking: a

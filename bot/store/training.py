@@ -30,6 +30,12 @@ class Adapter:
         return value if isinstance(value, int | float) else None
 
     @property
+    def broken(self) -> str:
+        """Why the adapter could not be loaded the last time an engine tried ("" if it could):
+        the engine serves the base model instead, and the guard and jobs leave it alone."""
+        return str(self.metrics.get("broken", ""))
+
+    @property
     def reason(self) -> str:
         """Why it was promoted or rejected, in one line."""
         return self.metrics.get("reason") or self.metrics.get("evaluation", {}).get("reason", "")
@@ -56,12 +62,15 @@ class Training(Connection):
             ("done" if ok else "failed", detail, adapter_id, time.time(), job_id),
         )
 
-    async def fail_unfinished_jobs(self, detail: str) -> int:
-        """Jobs left queued or running by a bot that stopped: they can never report back."""
-        cursor = await self._exec(
-            "UPDATE jobs SET status = 'failed', detail = ?, finished_at = ?"
-            " WHERE status IN ('queued', 'running')", (detail, time.time()))
-        return cursor.rowcount
+    async def fail_unfinished_jobs(self, detail: str) -> list[tuple[int, int | None]]:
+        """Jobs left queued or running by a bot that stopped: they can never report back.
+        Returns (job id, the id of the person who asked for it) of each."""
+        async with self._lock:  # a write: kept out of another coroutine's transaction
+            rows = await self.db.execute_fetchall(
+                "UPDATE jobs SET status = 'failed', detail = ?, finished_at = ?"
+                " WHERE status IN ('queued', 'running') RETURNING id, requested_by",
+                (detail, time.time()))
+        return [(job_id, by) for job_id, by in rows]
 
     async def job(self, job_id: int) -> dict[str, Any] | None:
         row = await self._one("SELECT id, kind, status, pid, detail, adapter_id, created_at"
@@ -90,9 +99,19 @@ class Training(Connection):
         return [Adapter(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), *r[5:]) for r in rows]
 
     async def active_adapter(self) -> str:
-        """The id of the active adapter; "" for the base model."""
-        row = await self._one("SELECT id FROM adapters WHERE status = 'active'")
+        """The id of the active adapter; "" for the base model (also while the active one is
+        broken: nothing can serve it, train on top of it or judge it)."""
+        row = await self._one("SELECT id FROM adapters WHERE status = 'active'"
+                              " AND json_extract(metrics, '$.broken') IS NULL")
         return row[0] if row else ""
+
+    async def mark_adapter_broken(self, adapter_id: str, why: str) -> bool:
+        """An engine could not load it (see Adapter.broken); False for an unknown id. Kept in
+        its metrics, so its status (active, say) stays what the history says."""
+        cursor = await self._exec(
+            "UPDATE adapters SET metrics = json_set(COALESCE(metrics, '{}'), '$.broken', ?)"
+            " WHERE id = ?", (why, adapter_id))
+        return cursor.rowcount == 1
 
     async def promote(self, adapter_id: str) -> None:
         """Make `adapter_id` the active adapter; the one active before is retired. One promoted
@@ -100,7 +119,8 @@ class Training(Connection):
         async with self._write():
             await self.db.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
             cursor = await self.db.execute(
-                "UPDATE adapters SET status = 'active', promoted_at = ?, rolled_back_at = NULL"
+                "UPDATE adapters SET status = 'active', promoted_at = ?, rolled_back_at = NULL,"
+                " metrics = json_remove(COALESCE(metrics, '{}'), '$.broken')"  # tried afresh
                 " WHERE id = ?", (time.time(), adapter_id))
             if cursor.rowcount != 1:
                 raise KeyError(f"no adapter {adapter_id!r}")

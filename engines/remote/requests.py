@@ -12,6 +12,7 @@ from typing import Any
 
 from engines.remote.client import RemoteError, describe
 from engines.remote.options import RemoteOptions
+from engines.remote.retries import retried
 
 ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
@@ -52,32 +53,73 @@ def transcript(chat: list[dict[str, str]]) -> str:
 async def stream_reply(client: Any, options: RemoteOptions, model: str,
                        chat: list[dict[str, str]], stats: Stats) -> AsyncIterator[str]:
     """The reply's text deltas; any failure is a RemoteError. Closing this generator closes the
-    HTTP stream, which tells vLLM to abort the request."""
+    HTTP stream, which tells vLLM to abort the request.
+
+    Deadlines, both `timeout`: the first token within `timeout` of the request, retries of the
+    client included (a hung server is not waited out once per retry); after that, each next
+    token within `timeout` of asking for it. Chunks without text (the role chunk, the usage)
+    and keep-alive comments (which the client's SSE reader drops) do not count as tokens. Time
+    the caller spends between tokens (a platform that keeps the reply waiting) is not counted.
+    """
     fields, extra = sampling(options)
     common = {"model": model, "stream": True, "stream_options": {"include_usage": True},
               "extra_body": extra or None, **fields}
-    try:
+    deadline = Deadline(options.timeout)
+    once = client.with_options(max_retries=0)  # retried here, inside the deadline
+
+    async def request() -> Any:
         if options.api == "chat":
-            stream = await client.chat.completions.create(messages=chat, **common)
-        else:
-            stream = await client.completions.create(prompt=transcript(chat), stop=["\nUser:"],
-                                                     **common)
+            return await once.chat.completions.create(messages=chat, **common)
+        return await once.completions.create(prompt=transcript(chat), stop=["\nUser:"],
+                                             **common)
+
+    try:
+        stream = await retried(request, options.max_retries, deadline.at)
+    except TimeoutError as exc:
+        raise RemoteError(deadline.missed(first=True)) from exc
     except Exception as exc:
         raise RemoteError(describe(exc)) from exc
     try:
-        async for chunk in stream:
-            text = _read_chunk(chunk, stats)
+        chunks = aiter(stream)
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline.at):
+                    text = _read_chunk(await anext(chunks), stats)
+            except StopAsyncIteration:
+                break
             if text:
                 stats.first_token = stats.first_token or time.monotonic()
                 yield text
+                deadline.restart()  # the caller has handed control back: the next token's
             # Chunks that arrived together are parsed without a pause otherwise: with many
             # chats streaming, one reply could hold the event loop for tens of milliseconds.
             await asyncio.sleep(0)
+    except TimeoutError as exc:
+        raise RemoteError(deadline.missed(first=stats.first_token is None)) from exc
     except Exception as exc:  # a cut stream, a malformed chunk, a read timeout, an error event
         raise RemoteError(_mid_stream(exc)) from exc
     finally:
         stats.finished = time.monotonic()
         await stream.close()
+
+
+class Deadline:
+    """When the next token is due: `seconds` from the request, then from each token's
+    delivery to the caller."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        self.at = asyncio.get_running_loop().time() + self.seconds
+
+    def missed(self, first: bool) -> str:
+        if first:
+            return (f"the server did not answer in time (timeout: no token within"
+                    f" {self.seconds:g} s, retries included)")
+        return f"the server stopped sending mid-reply (timeout: no token for {self.seconds:g} s)"
 
 
 def _read_chunk(chunk: Any, stats: Stats) -> str:

@@ -68,8 +68,12 @@ class AdapterSet:
                     self.model.delete_adapter(adapter_id)
                 raise
         else:
-            self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=adapter_id,
-                                                   torch_device=device)
+            try:
+                self.model = PeftModel.from_pretrained(self.model, str(folder),
+                                                       adapter_name=adapter_id, torch_device=device)
+            except Exception:
+                _strip_injected(self.model)
+                raise
         self.model.eval()
 
     def forward(self, adapters: list[str], **inputs: Any) -> Any:
@@ -77,6 +81,22 @@ class AdapterSet:
         if self.folders:
             inputs["adapter_names"] = adapters
         return self.model(**inputs, use_cache=True)
+
+
+def _strip_injected(model: Any) -> None:
+    """Undo what a failed first load left in the base model: PEFT wraps its layers in place
+    before it reads the weights, so weights cut short would leave random LoRA layers in the
+    model that every reply then runs through. Each wrapped layer goes back to the layer it
+    wraps."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer) and name:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, module.get_base_layer())
+    if hasattr(model, "peft_config"):
+        del model.peft_config
 
 
 def _one_line(exc: BaseException) -> str:

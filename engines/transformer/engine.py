@@ -59,19 +59,36 @@ class TransformerEngine(Engine):
         self._system_role = True
         self._prompts: dict[str, str] = {}
         self._system_starts: dict[str, list[int]] = {}  # system text -> its tokens' beginning
+        self.broken: dict[str, str] = {}  # adapter id -> why it cannot be loaded
 
     async def start(self) -> None:
-        # [engines.transformer] adapter overrides the one fine-tuning promoted last.
-        await asyncio.to_thread(self._load, self.options.adapter or await self._promoted())
+        await asyncio.to_thread(self._load)
+        # [engines.transformer] adapter overrides the one fine-tuning promoted last. One that
+        # cannot be loaded (deleted, cut short, garbage) leaves the base model serving.
+        wanted = self.options.adapter or await self.ctx.active_adapter()
+        if wanted:
+            await self._start_with(wanted)
         self.worker.start()
 
-    async def _promoted(self) -> str:
-        """The active adapter, if its folder exists, so a promoted adapter survives a restart."""
-        adapter_id = await self.ctx.active_adapter()
-        folder = self.ctx.adapters_dir / adapter_id if self.ctx.adapters_dir else None
-        return adapter_id if adapter_id and folder and folder.is_dir() else ""
+    async def _start_with(self, wanted: str) -> None:
+        from engines.transformer.adapters import AdapterError
 
-    def _load(self, adapter: str) -> None:
+        try:
+            folder, adapter_id = self._resolve(wanted)
+            await asyncio.to_thread(self.adapters.load, folder, adapter_id)
+        except AdapterError as exc:
+            await self._broken(wanted, str(exc))
+            return
+        self.active = adapter_id
+
+    async def _broken(self, adapter_id: str, why: str) -> None:
+        """One log line, and the bot told (it marks the adapter broken); not tried again."""
+        self.broken[adapter_id] = why
+        log.warning("adapter %s cannot be loaded; the base model serves instead: %s",
+                    adapter_id, why)
+        await self.ctx.adapter_broken(adapter_id, why)
+
+    def _load(self) -> None:
         try:
             import torch
             import transformers  # noqa: F401
@@ -94,10 +111,6 @@ class TransformerEngine(Engine):
             opts.model, self.device, loading.choose_dtype(opts.dtype, self.device)
         )
         self.adapters = AdapterSet(model)
-        if adapter:
-            folder, adapter_id = self._resolve(adapter)
-            self.adapters.load(folder, adapter_id)
-            self.active = adapter_id
         self.context = loading.context_length(model, self.tokenizer)
         self._system_role = prompt.supports_system_role(self.tokenizer)
         self._prompts = self._read_prompts()
@@ -119,8 +132,10 @@ class TransformerEngine(Engine):
     def info(self) -> EngineInfo:
         if self.worker is None or self.worker.dead:
             return EngineInfo(ready=False, detail=getattr(self.worker, "dead", "") or "not loaded")
+        broken = "".join(f"; adapter {adapter_id} cannot be loaded: {why}"
+                         for adapter_id, why in self.broken.items() if adapter_id != self.active)
         return EngineInfo(ready=True, version=self.version,
-                          detail=f"{self.options.model} on {self.device}")
+                          detail=f"{self.options.model} on {self.device}{broken}")
 
     @property
     def version(self) -> str:
@@ -153,15 +168,17 @@ class TransformerEngine(Engine):
     async def _adapter_for(self, conv: Conversation) -> str:
         """The chat's pinned adapter (conv.adapter; "base": none), loaded on first use; the
         active adapter when the chat is not pinned or its adapter cannot be loaded."""
+        from engines.transformer.adapters import AdapterError
+
         pinned = conv.adapter
         if pinned == BASE_VERSION:
             return ""
-        if pinned and pinned not in self.adapters.ids:
+        if pinned and pinned not in self.adapters.ids and pinned not in self.broken:
             try:
                 folder, _ = self._resolve(pinned)
                 await self.worker.call(lambda: self.adapters.load(folder, pinned))
-            except Exception as exc:  # AdapterError: a deleted or broken folder
-                log.warning("chat %s is pinned to adapter %s: %s", conv.chat_key, pinned, exc)
+            except AdapterError as exc:  # a deleted or broken folder
+                await self._broken(pinned, str(exc))
         return pinned if pinned in self.adapters.ids else self.active
 
     def _trace(self, request: Any, adapter: str, kept: int) -> dict[str, Any]:
@@ -195,11 +212,18 @@ class TransformerEngine(Engine):
         adapters/ folder; "" or "base" returns to the base model. New replies use it at once;
         replies in flight finish with the adapter they began with. Returns the new version.
         Raises AdapterError (one line) and keeps the current adapter if it cannot be loaded."""
+        from engines.transformer.adapters import AdapterError
+
         if path_or_id in ("", BASE_VERSION):
             self.active = ""
             return self.version
-        folder, adapter_id = self._resolve(path_or_id)
-        await self.worker.call(lambda: self.adapters.load(folder, adapter_id))
+        try:
+            folder, adapter_id = self._resolve(path_or_id)
+            await self.worker.call(lambda: self.adapters.load(folder, adapter_id))
+        except AdapterError as exc:
+            await self._broken(path_or_id, str(exc))
+            raise
+        self.broken.pop(adapter_id, None)
         self.active = adapter_id
         return self.version
 
