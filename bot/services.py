@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.adapters import Adapters
+from bot.budget import Budgets
 from bot.config import Config
 from bot.store import Chat, Store, User
 from engines.registry import Engines
@@ -23,6 +24,10 @@ class Services:
     adapters: Adapters
     jobs: JobRunner | None = None  # fine-tuning jobs; None where the bot runs none
     guard: Guard | None = None  # the live guard on promoted adapters (bot/guard.py)
+    budgets: Budgets = field(init=False)  # compute per person ([policy] budget_*)
+
+    def __post_init__(self) -> None:
+        self.budgets = Budgets(self.config.policy, self.config.bot)
 
     def lang(self, chat: Chat) -> str:
         """The chat's language, or the configured default."""
