@@ -141,7 +141,8 @@ class TransformerEngine(Engine):
         ids, kept = prompt.build(self.tokenizer, system, history, conv.text, budget,
                                  self._system_role)
         shared = prompt.shared_length(ids, self._system_start(system))
-        request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens, shared)
+        request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens, shared,
+                                     conv.chat_key)
         try:
             async for delta in request.deltas():
                 yield delta
