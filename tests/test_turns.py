@@ -62,3 +62,27 @@ async def test_a_chats_burst_does_not_hold_back_another_chats_reply(engine):
     await asyncio.gather(*burst, ask("b", "my one question"))
     # First come, first served, b would wait for all four: two rows running, two queued.
     assert finished.index("b") <= 1, finished
+
+
+def test_a_long_chat_is_rendered_a_few_times_not_once_per_turn(root, monkeypatch):
+    """The prompt of a long message after long turns is found by bisection (it runs off the
+    event loop too); the turns it keeps are the newest that fit, as before."""
+    from transformers import AutoTokenizer
+
+    from engines.base import Turn
+    from engines.transformer import prompt
+    from tests.tiny_model import tiny_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(root))
+    real, renders = prompt.encode, []
+    monkeypatch.setattr(prompt, "encode", lambda tok, chat: renders.append(1) or real(tok, chat))
+    turns = [Turn("user" if i % 2 == 0 else "bot", f"turn{i} " + "words " * 40) for i in range(32)]
+    ids, kept = prompt.build(tokenizer, "Be kind.", turns, "the question", budget=400)
+    assert 0 < kept < 32 and len(ids) <= 400 and len(renders) <= 1 + 6
+    longer = real(tokenizer, prompt.messages("Be kind.", turns[31 - kept:], "the question"))
+    assert len(longer) > 400  # one turn more would not fit
+    renders.clear()
+    ids, kept = prompt.build(tokenizer, "Be kind.", turns, "start " + "blah " * 2000 + "end",
+                             budget=400)
+    assert kept == 0 and len(ids) <= 400 and "end" in tokenizer.decode(ids)
+    assert len(renders) <= 1 + 6 + 4
