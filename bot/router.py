@@ -341,6 +341,8 @@ class Router:
 
     async def record(self, incoming: Incoming) -> None:
         """Store a message without answering it (found too late, after a restart)."""
+        if not admitted(incoming, self.config.access, self.config.bot):
+            return  # nothing of a refused person is stored
         chat = await self.store.chat(incoming.platform, incoming.chat_id, incoming.chat_title)
         user = await self.store.user(incoming.platform, incoming.user_id, incoming.user_name)
         keep = self.services.keeps_text(user)
