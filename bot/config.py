@@ -58,6 +58,32 @@ class BotOptions:
 class PolicyOptions:
     rate_per_minute: int = field(default=20, metadata=at_least(0))
     max_reply_chars: int = field(default=12000, metadata=at_least(100))
+    # Compute budgets, per person, in tokens scored or generated (README: Limits and access).
+    budget_tokens: int = field(default=60000, metadata=at_least(0))
+    budget_per_minute: int = field(default=20000, metadata=at_least(0))
+    max_input_chars: int = field(default=4096, metadata=at_least(1))
+    max_probe_alternatives: int = field(default=10, metadata=at_least(2))
+
+
+ACCESS_KINDS = ("user", "chat", "server", "role")
+
+
+@dataclass(frozen=True)
+class AccessOptions:
+    """Who may use the bot: "platform:kind:id" entries (bot/access.py decides)."""
+
+    allow: list[str] = field(default_factory=list)  # empty: everyone not blocked
+    block: list[str] = field(default_factory=list)  # wins over allow
+    private_chats: bool = True  # false: answer in groups only (bot admins everywhere)
+
+    def __post_init__(self) -> None:
+        for key in ("allow", "block"):
+            for entry in getattr(self, key):
+                platform, kind, ident = [*entry.split(":", 2), "", ""][:3]
+                if not platform or kind not in ACCESS_KINDS or not ident:
+                    raise ConfigError(
+                        f'[access] {key}: expected "platform:kind:id" with kind '
+                        f'{", ".join(ACCESS_KINDS)} (e.g. "telegram:user:42"), got {_show(entry)}')
 
 
 @dataclass(frozen=True)
@@ -135,6 +161,7 @@ class ServerOptions:
 CORE_TABLES: dict[str, type] = {
     "bot": BotOptions,
     "policy": PolicyOptions,
+    "access": AccessOptions,
     "feedback": FeedbackOptions,
     "privacy": PrivacyOptions,
     "finetune": FinetuneOptions,
@@ -152,6 +179,7 @@ class Config:
     finetune: FinetuneOptions
     plugins: PluginOptions
     server: ServerOptions = field(default_factory=ServerOptions)
+    access: AccessOptions = field(default_factory=AccessOptions)
     # "engines.NAME" and frontend tables as written; their owners parse them with `options`.
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "built-in defaults"

@@ -29,6 +29,8 @@ class Incoming:
     is_group: bool = False
     chat_title: str = ""
     redelivered: bool = False  # kept before a restart: it may have been stored already
+    server_id: str = ""  # the Discord server (guild) it was written in; "" elsewhere
+    roles: tuple[str, ...] = ()  # the author's Discord role ids there ([access] reads them)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Reaction:
     emoji: str
     added: bool = True
     user_name: str = ""
+    is_group: bool = True  # False in a private chat ([access] private_chats)
+    server_id: str = ""  # as in Incoming
+    roles: tuple[str, ...] = ()  # as in Incoming (Discord sends none when one is taken off)
 
 
 class Sink(Protocol):

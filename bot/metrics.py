@@ -21,7 +21,8 @@ LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 MESSAGES = Counter("eliza2llm_messages_received", "Messages and commands handed to the router",
                    ["platform"])
-RATE_LIMITED = Counter("eliza2llm_rate_limited", "Messages refused by [policy] rate_per_minute")
+RATE_LIMITED = Counter("eliza2llm_rate_limited",
+                       "Messages and votes refused by [policy] rate_per_minute")
 REPLIES = Counter("eliza2llm_replies", "Engine replies by outcome (ok, failed, cut_off at "
                   "shutdown, unavailable engine)", ["engine", "outcome"])
 REPLY_SECONDS = Histogram("eliza2llm_reply_seconds", "From asking the engine to its whole reply",

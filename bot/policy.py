@@ -8,7 +8,7 @@ import unicodedata
 from collections import deque
 
 from bot.config import BotOptions
-from bot.events import Incoming
+from bot.events import Incoming, Reaction
 from bot.i18n import t
 
 ZERO_WIDTH_SPACE = "\u200b"
@@ -24,7 +24,7 @@ _MENTION = re.compile(r"(?<![\w<])@(?=\w)")
 _HIDDEN = ("Cc", "Cf", "Cs")
 
 
-def is_bot_admin(incoming: Incoming, bot: BotOptions) -> bool:
+def is_bot_admin(incoming: Incoming | Reaction, bot: BotOptions) -> bool:
     """Admins of the whole bot: listed in [bot] admins, or the local console's operator."""
     return incoming.platform == "console" or f"{incoming.platform}:{incoming.user_id}" in bot.admins
 
@@ -35,7 +35,7 @@ def detail_for(incoming: Incoming, bot: BotOptions, lang: str, detail: object) -
     return str(detail) if is_bot_admin(incoming, bot) else t(lang, "details_for_admins")
 
 
-def rate_limited(incoming: Incoming, bot: BotOptions, limiter: RateLimiter) -> bool:
+def rate_limited(incoming: Incoming | Reaction, bot: BotOptions, limiter: RateLimiter) -> bool:
     """Whether this message is over its author's limit. Bot admins (the console's operator
     among them) are never limited: the limit keeps strangers from flooding a shared chat, and
     an admin's scripted session or piped console run must get every answer."""

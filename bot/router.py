@@ -17,9 +17,19 @@ from dataclasses import dataclass
 from typing import cast
 
 from bot import commands, logs, metrics
+from bot.access import admitted
+from bot.budget import reply_cost
 from bot.events import Incoming, Reaction, Sink, deliver
 from bot.i18n import t
-from bot.policy import OutputCleaner, RateLimiter, clean_output, detail_for, may_use, rate_limited
+from bot.policy import (
+    OutputCleaner,
+    RateLimiter,
+    clean_output,
+    detail_for,
+    is_bot_admin,
+    may_use,
+    rate_limited,
+)
 from bot.services import Services
 from bot.store import Chat, Context, Exchange, User
 from bot.turns import Turns
@@ -47,6 +57,7 @@ class Router:
         self.engines = services.engines
         self.limiter = RateLimiter(config.policy.rate_per_minute)
         self.turns = Turns(config.bot.max_backlog)  # each chat's turns, its backlog bounded
+        self._refused = RateLimiter(0)  # when a refused person was last told so
         self._in_flight: set[asyncio.Task] = set()
         self.accepting = True
         self._votes = {_bare(e): 1 for e in config.feedback.up} | {
@@ -58,6 +69,9 @@ class Router:
         if not self.accepting:  # shutting down: what is in flight finishes, nothing new starts
             return
         metrics.child(metrics.MESSAGES, incoming.platform).inc()
+        if not admitted(incoming, self.config.access, self.config.bot):
+            await self._refuse(incoming, sink)
+            return
         with self._tracked():
             if _is_long_command(incoming.text):  # e.g. /retrain: the chat goes on meanwhile
                 await self._handle(incoming, sink)
@@ -89,6 +103,14 @@ class Router:
         lang = await self.chat_lang(incoming.platform, incoming.chat_id)
         await deliver(another(), t(lang, "backlog_let_go", count=count))
 
+    async def _refuse(self, incoming: Incoming, sink: Sink) -> None:
+        """[access] refused: one line in a private chat (once a minute), nothing in a group,
+        and nothing stored."""
+        key = f"{incoming.platform}:{incoming.user_id}"
+        if not incoming.is_group and self._refused.tell(key):
+            lang = await self.chat_lang(incoming.platform, incoming.chat_id)
+            await deliver(sink, t(lang, "access_refused"))
+
     @contextlib.contextmanager
     def _tracked(self) -> Iterator[None]:
         """Count the current task as work in flight, for `drain`."""
@@ -109,6 +131,8 @@ class Router:
             metrics.RATE_LIMITED.inc()
             if self.limiter.tell(f"{incoming.platform}:{incoming.user_id}"):
                 await sink.finish(t(lang, "rate_limited", limit=self.limiter.per_minute))
+        elif (refused := self._over_limits(incoming, parsed is None, lang)) is not None:
+            await sink.finish(refused)  # before any engine work; nothing of it is stored
         elif parsed is not None:
             answer = await self._command(parsed, incoming, chat, user, sink)
             cmd = commands.COMMANDS.get(parsed[0])
@@ -116,6 +140,15 @@ class Router:
             await sink.finish(clean_output(answer, limit))
         else:
             await self._answer(incoming, chat, user, sink)
+
+    def _over_limits(self, incoming: Incoming, is_message: bool, lang: str) -> str | None:
+        """The line that refuses a message or command longer than [policy] max_input_chars,
+        or a message whose author's compute budget is spent (commands that ask an engine
+        check their own cost); None when it may go on."""
+        limit = self.config.policy.max_input_chars
+        if len(incoming.text) > limit and not is_bot_admin(incoming, self.config.bot):
+            return t(lang, "too_long", limit=limit)
+        return self.services.budgets.refusal(incoming, lang) if is_message else None
 
     async def _command(
         self, parsed: tuple[str, str], incoming: Incoming, chat: Chat, user: User, sink: Sink
@@ -175,6 +208,8 @@ class Router:
             outcome = await self._generate(engine, conv, sink)
         metrics.replied(engine_name, outcome.failed, "cut_off" in conv.trace,
                         time.monotonic() - started)
+        self.services.budgets.charge(incoming, reply_cost(conv.trace, incoming.text,
+                                                          outcome.text))
         platform_ids = await deliver(sink, outcome.text)
         # Delivered: the person's message and the reply are stored now, in one transaction.
         await self.store.record(Exchange(
@@ -282,7 +317,10 @@ class Router:
 
         It waits for the chat's turn: a reply that is still streaming (its buttons already
         shown) is stored when it finishes, and votes keep the order they were cast in."""
-        if not self.accepting:
+        if not self.accepting or not admitted(reaction, self.config.access, self.config.bot):
+            return False
+        if rate_limited(reaction, self.config.bot, self.limiter):  # a vote storm is dropped
+            metrics.RATE_LIMITED.inc()
             return False
         with self._tracked():
             async with self.turns.turn(f"{reaction.platform}:{reaction.chat_id}"):
@@ -334,6 +372,8 @@ class Router:
 
     async def record(self, incoming: Incoming) -> None:
         """Store a message without answering it (found too late, after a restart)."""
+        if not admitted(incoming, self.config.access, self.config.bot):
+            return  # nothing of a refused person is stored
         chat = await self.store.chat(incoming.platform, incoming.chat_id, incoming.chat_title)
         user = await self.store.user(incoming.platform, incoming.user_id, incoming.user_name)
         keep = self.services.keeps_text(user)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.adapters import Adapters
+from bot.budget import Budgets
 from bot.config import Config
 from bot.notices import AdminNotices
 from bot.store import Chat, Store, User
@@ -25,6 +26,10 @@ class Services:
     jobs: JobRunner | None = None  # fine-tuning jobs; None where the bot runs none
     guard: Guard | None = None  # the live guard on promoted adapters (bot/guard.py)
     notices: AdminNotices = field(default_factory=AdminNotices)  # for the bot's admins
+    budgets: Budgets = field(init=False)  # compute per person ([policy] budget_*)
+
+    def __post_init__(self) -> None:
+        self.budgets = Budgets(self.config.policy, self.config.bot)
 
     def lang(self, chat: Chat) -> str:
         """The chat's language, or the configured default."""

@@ -171,13 +171,14 @@ class FakeDiscord:
         theirs = [p for p in self._posted.values() if p["channel_id"] == channel_id]
         return sorted(mine + theirs, key=lambda p: int(p["id"]))
 
-    async def react(self, message_id: str, emoji: str, *, user_id: str, added: bool = True) -> None:
+    async def react(self, message_id: str, emoji: str, *, user_id: str, added: bool = True,
+                    admin: bool = False) -> None:
         sent = self.messages[message_id]
         payload = {"user_id": user_id, "channel_id": sent.channel_id, "message_id": message_id,
                    "guild_id": GUILD_ID, "emoji": {"id": None, "name": emoji}, "burst": False,
                    "type": 0}
         if added:
-            payload |= {"member": _member(False) | {"user": user(user_id, "someone")},
+            payload |= {"member": _member(admin) | {"user": user(user_id, "someone")},
                         "message_author_id": BOT_ID}
         await self.dispatch("MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE",
                             payload)

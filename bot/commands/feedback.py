@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from bot.budget import estimate
 from bot.commands import Argument, CommandContext, command
 from engines.base import Capability
 
@@ -44,6 +45,9 @@ async def why(ctx: CommandContext) -> str:
 async def next_(ctx: CommandContext) -> str:
     if not ctx.args:
         return ctx.t("next_usage")
+    if (refused := ctx.services.budgets.spend(ctx.incoming, ctx.lang,
+                                              estimate(ctx.args))) is not None:
+        return refused  # its text is scored: charged before the engine is asked
     asked = await ctx.ask_engine(Capability.NEXT_WORDS, "next_unsupported",
                                  lambda engine: engine.next_words(ctx.args, ctx.lang, 5))
     if isinstance(asked, str):

@@ -9,9 +9,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.budget import estimate, reply_cost
 from bot.commands import Argument, CommandContext, command
 from bot.events import deliver
-from bot.policy import clean_output
+from bot.policy import clean_output, is_bot_admin
 from engines.base import Capability, Conversation
 
 
@@ -21,6 +22,8 @@ async def probe(ctx: CommandContext) -> str:
     continuations = [part.strip() for part in rest.split("|") if part.strip()]
     if not rest or len(continuations) < 2:
         return ctx.t("probe_usage")
+    if (refused := _probe_limits(ctx, context, continuations)) is not None:
+        return refused  # before any engine work
     asked = await ctx.ask_engine(Capability.PROBE, "probe_unsupported",
                                  lambda engine: engine.probe(context.strip(), continuations,
                                                              ctx.lang))
@@ -30,6 +33,16 @@ async def probe(ctx: CommandContext) -> str:
     header = ctx.t("probe_header", text=context.strip(), engine=ctx.engine_name,
                    version=engine.info().version)
     return "\n".join([header, *probe_lines(continuations, logprobs)])
+
+
+def _probe_limits(ctx: CommandContext, context: str, continuations: list[str]) -> str | None:
+    """At most [policy] max_probe_alternatives (bot admins: any number), each scored with its
+    context and charged to the person's compute budget before it is asked."""
+    limit = ctx.services.config.policy.max_probe_alternatives
+    if len(continuations) > limit and not is_bot_admin(ctx.incoming, ctx.services.config.bot):
+        return ctx.t("probe_too_many", count=len(continuations), limit=limit)
+    cost = sum(estimate(context) + estimate(text) for text in continuations)
+    return ctx.services.budgets.spend(ctx.incoming, ctx.lang, cost)
 
 
 def probe_lines(continuations: list[str], logprobs: list[float]) -> list[str]:
@@ -62,6 +75,10 @@ async def compare(ctx: CommandContext) -> str:
     /good and /why apply to), and a reaction on each is a vote for its engine."""
     if not ctx.args.strip():
         return ctx.t("compare_usage")
+    # Every engine answers: the person needs budget for the question asked of each of them.
+    cost = len(ctx.engines.names) * estimate(ctx.args)
+    if (refused := ctx.services.budgets.refusal(ctx.incoming, ctx.lang, cost)) is not None:
+        return refused
     tasks = [asyncio.create_task(_answer(ctx, name)) for name in ctx.engines.names]
     failed, inline, count = [], [], 0
     for task in tasks:  # in order, each as soon as it and those before it are done
@@ -70,6 +87,8 @@ async def compare(ctx: CommandContext) -> str:
             failed.append(ctx.t("compare_failed", engine=answer.engine, reason=answer.reason))
             continue
         count += 1
+        ctx.services.budgets.charge(ctx.incoming, reply_cost(answer.trace, ctx.args,
+                                                             answer.text))
         text = _label(ctx, answer)
         another = getattr(ctx.sink, "another", None)
         if another is None:  # a sink that sends one message only: the answers go in it

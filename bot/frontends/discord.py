@@ -326,6 +326,8 @@ class DiscordFrontend:
             message_id=str(message.id), reply_to=str(reply_to or ""),
             is_admin=_manages_server(message.author), is_group=message.guild is not None,
             chat_title=getattr(message.channel, "name", None) or "",
+            server_id=str(message.guild.id) if message.guild else "",
+            roles=_role_ids(message.author),
         )
 
     def _message_sink(self, channel: Any, message_id: str, kept: Kept) -> DiscordSink:
@@ -377,6 +379,8 @@ class DiscordFrontend:
             user_id=str(payload.user_id), message_id=str(payload.message_id),
             emoji=str(payload.emoji), added=added,
             user_name=payload.member.display_name if payload.member else "",
+            is_group=payload.guild_id is not None,
+            server_id=str(payload.guild_id or ""), roles=_role_ids(payload.member),
         ))
 
     # slash commands
@@ -394,6 +398,7 @@ class DiscordFrontend:
             user_name=interaction.user.display_name, message_id=str(interaction.id),
             is_admin=in_server and interaction.permissions.manage_guild, is_group=in_server,
             chat_title=getattr(interaction.channel, "name", None) or "",
+            server_id=str(interaction.guild_id or ""), roles=_role_ids(interaction.user),
         )
         key = key_of(incoming.chat_id, incoming.message_id)
         self._interactions[key] = interaction  # for the answer: _command_sink takes it
@@ -426,6 +431,12 @@ def _check_ids(options: DiscordOptions) -> None:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def _role_ids(user: Any) -> tuple[str, ...]:
+    """A server member's role ids, for [access] (none for a user in a DM)."""
+    return tuple(str(role.id) for role in user.roles) if isinstance(user, discord.Member) \
+        else ()
 
 
 def _manages_server(user: discord.abc.User) -> bool:

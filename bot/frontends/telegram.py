@@ -277,7 +277,7 @@ class TelegramFrontend:
             await self.router.react(Reaction(
                 platform="telegram", chat_id=str(change.chat.id), user_id=str(change.user.id),
                 message_id=str(change.message_id), emoji=emoji, added=added,
-                user_name=change.user.full_name,
+                user_name=change.user.full_name, is_group=change.chat.type != ChatType.PRIVATE,
             ))
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -298,6 +298,7 @@ class TelegramFrontend:
                 platform="telegram", chat_id=str(message.chat.id),
                 user_id=str(query.from_user.id), message_id=str(message.message_id),
                 emoji=emoji, user_name=query.from_user.full_name,
+                is_group=message.chat.type != ChatType.PRIVATE,
             ), value)
         lang = await self._chat_lang(str(message.chat.id)) if message else self.config.bot.language
         answer = t(lang, "vote_button_saved", vote=emoji) if voted \

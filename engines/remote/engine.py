@@ -34,13 +34,16 @@ class RemoteEngine(Engine):
         self.adapters: Any = None
         self.active = ""  # the adapter id new replies use; "" for the base model
         self._prompts: dict[str, str] = {}
+        self.queue: Any = None  # requests at the server at once; chats in turn (turns.py)
 
     async def start(self) -> None:
         from engines.remote.adapters import RemoteAdapters
         from engines.remote.client import api_key, make_client
         from engines.remote.health import HealthMonitor
+        from engines.remote.turns import FairQueue
 
         opts = self.options
+        self.queue = FairQueue(opts.max_concurrent)
         self.client = make_client(opts, api_key(opts))
         self.adapters = RemoteAdapters(self.client, self.ctx.adapters_dir, opts.adapter_root,
                                        opts.max_adapters)
@@ -106,8 +109,9 @@ class RemoteEngine(Engine):
         conv.version = adapter or BASE_VERSION
         self.adapters.hold(adapter)
         try:
-            async for delta in stream_reply(self.client, self.options, model, chat, stats):
-                yield delta
+            async with self.queue.turn(conv.chat_key):
+                async for delta in stream_reply(self.client, self.options, model, chat, stats):
+                    yield delta
         finally:
             self.adapters.release(adapter)
             conv.trace.update(self._trace(model, adapter, stats, len(history)))
@@ -187,7 +191,8 @@ class RemoteEngine(Engine):
         """The server's k most likely next words after `text`, read raw (no chat template)."""
         from engines.remote.requests import next_tokens
 
-        return await next_tokens(self.client, self._served_model(), text, k)
+        async with self.queue.turn(""):  # commands' scoring: one turn among the chats
+            return await next_tokens(self.client, self._served_model(), text, k)
 
     async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
         """ln p of each whole continuation after `context`, from the server's log-probabilities
@@ -195,7 +200,7 @@ class RemoteEngine(Engine):
         from engines.remote.probe import continuation_logprobs
 
         return await continuation_logprobs(self.client, self._served_model(), context,
-                                           continuations)
+                                           continuations, lambda: self.queue.turn(""))
 
     def _served_model(self) -> str:
         """The model name that asks the server for what it serves now: the adapter if loaded."""

@@ -29,3 +29,4 @@ class RemoteOptions:
     max_adapters: int = field(default=8, metadata={"min": 1})
     health_interval: float = field(default=15.0, metadata={"above": 0})
     prompts_dir: str = ""
+    max_concurrent: int = field(default=16, metadata={"min": 1})  # requests at the server

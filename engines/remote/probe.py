@@ -12,6 +12,8 @@ continuation, as the nearest the server's tokens allow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from engines.remote.client import RemoteError, describe
@@ -21,18 +23,27 @@ NO_ECHO = ("the server sent no log-probabilities for the prompt (echo on /v1/com
 
 
 async def continuation_logprobs(client: Any, model: str, context: str,
-                                continuations: list[str]) -> list[float]:
+                                continuations: list[str],
+                                turn: Callable[[], Any] = contextlib.nullcontext
+                                ) -> list[float]:
     """ln p of each continuation after `context`, in the order given; one request each, all
-    at once. RemoteError says why there are none (the server gives no prompt logprobs)."""
+    asked at once, each sent when `turn()` (an async context: the engine's queue) lets it.
+    RemoteError says why there are none (the server gives no prompt logprobs)."""
     start = context.rstrip()
     if not start:
         raise RemoteError("a served model scores a continuation only after some context")
     prompts = [f"{start} {text.strip()}" for text in continuations]
-    return list(await asyncio.gather(*(_score(client, model, prompt, len(start))
+    return list(await asyncio.gather(*(_score(client, model, prompt, len(start), turn)
                                        for prompt in prompts)))
 
 
-async def _score(client: Any, model: str, prompt: str, boundary: int) -> float:
+async def _score(client: Any, model: str, prompt: str, boundary: int,
+                 turn: Callable[[], Any]) -> float:
+    async with turn():
+        return await _score_now(client, model, prompt, boundary)
+
+
+async def _score_now(client: Any, model: str, prompt: str, boundary: int) -> float:
     try:
         done = await client.completions.create(model=model, prompt=prompt, max_tokens=1,
                                                echo=True, logprobs=1, temperature=0)

@@ -153,10 +153,12 @@ class TransformerEngine(Engine):
         history = conv.turns[-self.options.history_turns:] if self.options.history_turns else []
         budget = self.context - self.options.max_new_tokens
         system = self.system_prompt(conv.lang)
-        ids, kept = prompt.build(self.tokenizer, system, history, conv.text, budget,
-                                 self._system_role)
+        # Off the event loop: a long chat's rendering takes a while, and other chats wait on it.
+        ids, kept = await asyncio.to_thread(prompt.build, self.tokenizer, system, history,
+                                            conv.text, budget, self._system_role)
         shared = prompt.shared_length(ids, self._system_start(system))
-        request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens, shared)
+        request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens, shared,
+                                     conv.chat_key)
         try:
             async for delta in request.deltas():
                 yield delta

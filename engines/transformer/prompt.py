@@ -74,15 +74,34 @@ def build(
     budget: int,
     system_role: bool = True,
 ) -> tuple[list[int], int]:
-    """(prompt token ids, how many of `turns` it kept), at most `budget` tokens long."""
-    for kept in range(len(turns), -1, -1):
-        newest = turns[len(turns) - kept:]
-        ids = encode(tokenizer, messages(system, newest, text, system_role))
-        if len(ids) <= budget:
-            return ids, kept
+    """(prompt token ids, how many of `turns` it kept), at most `budget` tokens long.
+
+    Few renderings, however long the chat: one when everything fits (the common case), else
+    a bisection over the number of turns (fewer turns never make a longer prompt), and a
+    message too long on its own is cut in proportion to how far it is over. (Trying one turn
+    less, then one eighth of the text less, at a time took half a second for a 4 KB message
+    after 4 KB turns on a small model's context: time every chat waited.)"""
+
+    def render(kept: int, new: str) -> list[int]:
+        return encode(tokenizer, messages(system, turns[len(turns) - kept:], new, system_role))
+
+    ids = render(len(turns), text)
+    if len(ids) <= budget:
+        return ids, len(turns)
+    best, low, high = None, 0, len(turns) - 1  # the largest count that fits is in low..high
+    while low <= high:
+        middle = (low + high) // 2
+        found = render(middle, text)
+        if len(found) <= budget:
+            best, low = (found, middle), middle + 1
+        else:
+            ids, high = found, middle - 1
+    if best is not None:
+        return best
     while len(text) > 1:  # the new message alone is too long: keep its end
-        text = text[max(1, len(text) // 8):]
-        ids = encode(tokenizer, messages(system, [], text, system_role))
+        share = budget / len(ids) * 0.95  # of the text: the template's own tokens stay
+        text = text[len(text) - max(1, min(int(len(text) * share), len(text) * 7 // 8)):]
+        ids = render(0, text)
         if len(ids) <= budget:
             return ids, 0
     raise ValueError(f"the system prompt alone is longer than {budget} tokens")

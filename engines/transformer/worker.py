@@ -2,9 +2,9 @@
 
 Replies arrive from the event loop as Requests. Between two forward passes the worker
   1. runs queued calls (loading an adapter, scoring next words),
-  2. prefills waiting requests in one pass and adds them to the running batch: those that share
-     the first one's prompt beginning (the system prompt), over the rest of their prompts once
-     it is kept (prefix.py: a whole prefill keeps it), up to `prefill_tokens`; the others wait,
+  2. prefills waiting requests, chats in turn (turns.py), in one pass and adds them to the batch:
+     those that share the first one's prompt beginning (the system prompt), over the rest of
+     their prompts once it is kept (prefix.py), up to `prefill_tokens`; the others wait,
   3. advances every row by one token in one decode pass (KV cache), lets finished or cancelled
      rows leave, and hands the step's text of all rows to the event loop in one wake-up.
 So replies for many chats share forward passes, a new chat joins at the next step instead of
@@ -33,6 +33,7 @@ from engines.transformer.batch import Batch, Row, left_pad, positions, prefill_m
 from engines.transformer.detok import TextDeltas
 from engines.transformer.prefix import Prefixes, key_of, seeded_cache
 from engines.transformer.sampling import Sampling, next_tokens, seen_mask
+from engines.transformer.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,8 @@ class Request:
     """One reply: created on the event loop, advanced by the worker, read with `deltas()`."""
 
     def __init__(self, prompt_ids: list[int], adapter: str, max_new_tokens: int,
-                 shared: int = 0) -> None:
-        self.prompt_ids = prompt_ids
-        self.adapter = adapter
+                 shared: int = 0, chat: str = "") -> None:
+        self.prompt_ids, self.adapter, self.chat = prompt_ids, adapter, chat  # chat: for turns
         # The beginning that other prompts share (the system prompt), at most all but one token.
         self.prefix_key = key_of(adapter, prompt_ids, min(shared, len(prompt_ids) - 1))
         self.max_new_tokens = max_new_tokens
@@ -120,6 +120,7 @@ class GenerationWorker:
         self._generator = torch.Generator(device).manual_seed(seed) if seed else None
         self._inbox: queue.SimpleQueue[Request | _Call | None] = queue.SimpleQueue()
         self._waiting: list[Request] = []
+        self._turns = Turns()
         self._batch = Batch()
         self._prefixes = Prefixes()
         self._outbox: list[tuple[Request, str, str]] = []  # this step's events, sent at its end
@@ -135,13 +136,13 @@ class GenerationWorker:
         self._inbox.put(None)
         self._thread.join(timeout)
 
-    def submit(self, prompt_ids: list[int], adapter: str = BASE,
-               max_new_tokens: int = 64, shared: int = 0) -> Request:
+    def submit(self, prompt_ids: list[int], adapter: str = BASE, max_new_tokens: int = 64,
+               shared: int = 0, chat: str = "") -> Request:
         """Queue a reply (call on the event loop); read it with `request.deltas()`. `shared`:
-        how many of the first prompt tokens other prompts begin with too (the system prompt)."""
+        how many first prompt tokens other prompts share (the system prompt); `chat`: its turn."""
         if self.dead:
             raise GenerationError(self.dead)
-        request = Request(prompt_ids, adapter, max_new_tokens, shared)
+        request = Request(prompt_ids, adapter, max_new_tokens, shared, chat)
         self._inbox.put(request)
         if self.dead:  # it stopped while we queued: nobody will take this one
             request._send("error", self.dead)
@@ -207,12 +208,13 @@ class GenerationWorker:
     def _admit(self) -> None:
         """Prefill one group of waiting requests (as many as fit) in one pass and add them to
         the batch."""
-        room = self.max_batch - len(self._batch)
         waiting = [r for r in self._waiting if not r.cancelled]
-        fresh = self._group(waiting[:room]) if room > 0 and waiting else []
+        turn = self._turns.pick(waiting, self.max_batch, [r.request for r in self._batch.rows])
+        fresh = self._group(turn) if turn else []
         self._waiting = [r for r in waiting if r not in fresh]
         if not fresh:
             return
+        self._turns.served(fresh)
         rows = [Row(r, r.adapter, new_tokens=r.new_tokens, text=TextDeltas(self.tokenizer))
                 for r in fresh]
         try:
@@ -350,7 +352,8 @@ class GenerationWorker:
 
     def _fail(self, rows: list[Row], exc: Exception) -> None:
         log.error("generation failed for %d replies", len(rows), exc_info=exc)
-        reason = f"generation failed: {type(exc).__name__}: {_first_line(exc)}"
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"generation failed: {type(exc).__name__}: {first_line}"
         if isinstance(exc, torch.OutOfMemoryError):
             reason = (f"generation failed: out of memory with {len(self._batch) + len(rows)} "
                       "replies at once; a smaller [engines.transformer] max_batch or "
@@ -379,11 +382,6 @@ class GenerationWorker:
                 item._send("error", reason)
             elif isinstance(item, _Call):
                 _settle_soon(item, None, GenerationError(reason))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else ""
 
 
 def _new_cache() -> Any:

@@ -1,0 +1,88 @@
+"""Chats take turns in the transformer's batch (engines/transformer/turns.py): one chat's burst
+waits behind its own requests, not in front of another chat's reply."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import pytest
+
+from engines.base import Conversation
+from engines.transformer.turns import Turns
+from tests.tiny_model import greedy_engine
+
+
+@dataclass(eq=False)
+class Req:
+    chat: str
+    name: str
+
+
+def names(requests) -> list[str]:
+    return [r.name for r in requests]
+
+
+def test_chats_take_turns_and_the_last_row_waits_for_a_chat_with_none_running():
+    turns = Turns()
+    burst = [Req("a", f"a{i}") for i in range(4)]
+    b, c = Req("b", "b0"), Req("c", "c0")
+    assert names(turns.pick([*burst, b, c], 8, [])) == ["a0", "b0", "c0", "a1", "a2", "a3"]
+    first = turns.pick(burst, 3, [])
+    assert names(first) == ["a0", "a1"]  # the third row is kept for another chat
+    turns.served(first)
+    assert names(turns.pick([*burst[2:], b], 3, first)) == ["b0"]  # b starts at once
+    turns.served([b])
+    # a was served before b, so a goes first now; c, never served, before both
+    assert names(turns.pick([burst[2], Req("b", "b1"), c], 8, [])) == ["c0", "a2", "b1"]
+    assert turns.pick([burst[2]], 1, []) == [burst[2]]  # an empty batch takes anyone
+
+
+@pytest.fixture
+async def engine(root, tmp_path):
+    async with greedy_engine(root, tmp_path, max_new_tokens=24) as engine:
+        engine.worker.max_batch = 2
+        yield engine
+
+
+async def test_a_chats_burst_does_not_hold_back_another_chats_reply(engine):
+    finished: list[str] = []
+    started = asyncio.Event()
+
+    async def ask(chat: str, text: str) -> None:
+        conv = Conversation(f"test:{chat}", text)
+        async with contextlib.aclosing(engine.reply(conv)) as stream:
+            async for _ in stream:
+                started.set()
+        finished.append(chat)
+
+    burst = [asyncio.create_task(ask("a", f"question {i}")) for i in range(4)]
+    await started.wait()  # the burst is queued and its first reply is generating
+    await asyncio.gather(*burst, ask("b", "my one question"))
+    # First come, first served, b would wait for all four: two rows running, two queued.
+    assert finished.index("b") <= 1, finished
+
+
+def test_a_long_chat_is_rendered_a_few_times_not_once_per_turn(root, monkeypatch):
+    """The prompt of a long message after long turns is found by bisection (it runs off the
+    event loop too); the turns it keeps are the newest that fit, as before."""
+    from transformers import AutoTokenizer
+
+    from engines.base import Turn
+    from engines.transformer import prompt
+    from tests.tiny_model import tiny_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(root))
+    real, renders = prompt.encode, []
+    monkeypatch.setattr(prompt, "encode", lambda tok, chat: renders.append(1) or real(tok, chat))
+    turns = [Turn("user" if i % 2 == 0 else "bot", f"turn{i} " + "words " * 40) for i in range(32)]
+    ids, kept = prompt.build(tokenizer, "Be kind.", turns, "the question", budget=400)
+    assert 0 < kept < 32 and len(ids) <= 400 and len(renders) <= 1 + 6
+    longer = real(tokenizer, prompt.messages("Be kind.", turns[31 - kept:], "the question"))
+    assert len(longer) > 400  # one turn more would not fit
+    renders.clear()
+    ids, kept = prompt.build(tokenizer, "Be kind.", turns, "start " + "blah " * 2000 + "end",
+                             budget=400)
+    assert kept == 0 and len(ids) <= 400 and "end" in tokenizer.decode(ids)
+    assert len(renders) <= 1 + 6 + 4
