@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.transformer.trim import SentenceStream
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,13 @@ class TransformerEngine(Engine):
                                  self._system_role)
         shared = prompt.shared_length(ids, self._system_start(system))
         request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens, shared)
+        sentences = SentenceStream()  # a reply cut by its token cap ends at a sentence's end
         try:
             async for delta in request.deltas():
-                yield delta
+                if out := sentences.add(delta):
+                    yield out
+            if rest := sentences.finish(cut=request.cut):
+                yield rest
         finally:
             request.cancel()  # a no-op once finished; leaves the batch if we were cut off
             conv.version = adapter or BASE_VERSION
