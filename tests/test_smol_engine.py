@@ -1,4 +1,4 @@
-"""The real-model tier: what only a real model shows, on SmolLM2-135M-Instruct (tests/smol_model.py).
+"""The real-model tier: what only a real model shows, on SmolLM2-135M-Instruct (smol_model.py).
 
 The tiny model's tests show that batching, streaming and swaps work; these show that they give
 a real model's answers: batched greedy replies equal `generate()`'s, the model knows Paris, a
