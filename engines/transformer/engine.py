@@ -60,6 +60,7 @@ class TransformerEngine(Engine):
         self._system_role = True
         self._prompts: dict[str, str] = {}
         self._system_starts: dict[str, list[int]] = {}  # system text -> its tokens' beginning
+        self._loading = ""  # how far loading got (a hub download's bytes), for /engines
 
     async def start(self) -> None:
         # [engines.transformer] adapter overrides the one fine-tuning promoted last.
@@ -92,7 +93,8 @@ class TransformerEngine(Engine):
         torch.set_num_threads(threads)  # per thread in practice: the worker sets it again
         self.device = loading.choose_device(opts.device)
         model, self.tokenizer = loading.load(
-            opts.model, self.device, loading.choose_dtype(opts.dtype, self.device)
+            opts.model, self.device, loading.choose_dtype(opts.dtype, self.device),
+            progress=self._downloaded,
         )
         self.adapters = AdapterSet(model)
         if adapter:
@@ -109,6 +111,11 @@ class TransformerEngine(Engine):
             max_batch=opts.max_batch, device=self.device, seed=opts.seed, threads=threads,
         )
 
+    def _downloaded(self, done: int, total: int) -> None:
+        """A hub download's progress (the loading thread): what /engines shows meanwhile."""
+        self._loading = (f"downloading {self.options.model}: {done / 1e6:.0f} of "
+                         f"{max(total, done) / 1e6:.0f} MB")
+
     def _read_prompts(self) -> dict[str, str]:
         folder = Path(self.options.prompts_dir) if self.options.prompts_dir else PROMPTS
         return {p.stem: p.read_text(encoding="utf-8").strip() for p in folder.glob("*.txt")}
@@ -122,6 +129,9 @@ class TransformerEngine(Engine):
             return EngineInfo(ready=False, detail=getattr(self.worker, "dead", "") or "not loaded")
         return EngineInfo(ready=True, version=self.version,
                           detail=f"{self.options.model} on {self.device}")
+
+    def progress(self) -> str:
+        return self._loading
 
     @property
     def version(self) -> str:
