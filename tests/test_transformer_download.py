@@ -46,9 +46,9 @@ def point_at(monkeypatch, url: str) -> None:
                         url + "/{repo_id}/resolve/{revision}/{filename}")
 
 
-async def say(router, text: str) -> str:
+async def say(router, text: str, chat: str = "c1") -> str:
     sink = RecordingSink()
-    await router.handle(Incoming("console", "c1", "me", text, user_name="me"), sink)
+    await router.handle(Incoming("console", chat, "me", text, user_name="me"), sink)
     return sink.final or ""
 
 
@@ -64,7 +64,8 @@ async def test_engines_shows_the_downloads_megabytes_then_the_model_serves(hub, 
         await asyncio.wait_for(hub.halfway.wait(), 60)
         lines = []
         for _ in range(1000):  # the client reports the first half as it writes it
-            lines.append(engines_line(await say(router, "/engines")))
+            # from another chat: this one waits for its /engine until the model is loaded
+            lines.append(engines_line(await say(router, "/engines", chat="c2")))
             if (shown := DOWNLOADING.fullmatch(lines[-1])) and int(shown[1]) > 0:
                 break
             await asyncio.sleep(0.01)

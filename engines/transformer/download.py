@@ -43,7 +43,7 @@ def fetch(model: str, progress: Progress | None = None) -> str:
         log.warning("downloading %s from the Hugging Face hub (once, into its cache)", model)
     try:
         return snapshot_download(model, allow_patterns=MODEL_FILES,
-                                 tqdm_class=meter(progress or _ignore))  # type: ignore[arg-type]
+                                 tqdm_class=meter(progress or _ignore))
     except Exception as exc:  # every cause is one line to a user
         raise DownloadFailed(explain(model, exc)) from exc
 
