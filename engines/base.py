@@ -130,6 +130,11 @@ class Engine(ABC):
     def info(self) -> EngineInfo:
         return EngineInfo(ready=True)
 
+    def progress(self) -> str:
+        """While `start` runs: how far it got, in one line ("downloading ...: 12 of 270 MB"),
+        or "" when there is nothing to tell; /engines shows it beside "loading"."""
+        return ""
+
     @abstractmethod
     def reply(self, conv: Conversation) -> AsyncIterator[str]:
         """The reply as text deltas; nothing at all when the engine has nothing to say (the

@@ -37,6 +37,7 @@ class _Slot:
     cls: type | None
     options: Any = None
     engine: Engine | None = None
+    starting: Engine | None = None  # while it loads: its progress() says how far it got
     task: asyncio.Task | None = None
     error: str = ""
 
@@ -88,7 +89,7 @@ class Engines:
         engine_ctx = replace(self._ctx, data_dir=self._ctx.data_dir / "engines" / name)
         try:
             engine_ctx.data_dir.mkdir(parents=True, exist_ok=True)
-            engine = slot.cls(slot.options, engine_ctx)
+            engine = slot.starting = slot.cls(slot.options, engine_ctx)
             await engine.start()
         except Exception as exc:
             slot.error = _one_line(exc)
@@ -96,6 +97,8 @@ class Engines:
             log.warning("engine %s cannot start: %s", name, slot.error)
             log.debug("engine %s failed to start", name, exc_info=True)
             return
+        finally:
+            slot.starting = None
         slot.engine = engine
 
     async def get(self, name: str) -> Engine:
@@ -126,7 +129,7 @@ class Engines:
         if slot.error or slot.cls is None:
             return ("unavailable", "", slot.error)
         if slot.task is not None and not slot.task.done():
-            return ("loading", "", "")
+            return ("loading", "", slot.starting.progress() if slot.starting else "")
         return ("idle", "", "")
 
     async def close(self) -> None:

@@ -22,7 +22,9 @@ async def engines(ctx: CommandContext) -> str:
     for name in ctx.engines.names:
         state, version, detail = ctx.engines.status(name)
         text = ctx.t(f"engine_states.{state}")
-        if state != "ready" and detail:  # why not: paths and exceptions, for admins
+        # why one is not ready (paths, exceptions) is for admins; a loading one's progress
+        # (a download's MB) is for everyone
+        if state not in ("ready", "loading") and detail:
             detail = ctx.detail(detail)
         shown = "; ".join(part for part in (version, detail) if part)
         lines.append(f"• {name}: {text}" + (f" ({shown})" if shown else ""))

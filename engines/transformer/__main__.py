@@ -1,4 +1,6 @@
-"""`python -m engines.transformer make-tiny DIR [--pretrain-steps N]`: a tiny local model."""
+"""`python -m engines.transformer make-tiny DIR [--pretrain-steps N]`: a tiny local model;
+`python -m engines.transformer import-gguf FILE_OR_FOLDER OUT [--gguf-file NAME]`: a GGUF
+file as a normal model folder (dequantized to float32)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     tiny.add_argument("--pretrain-steps", type=int, default=0,
                       help="pre-train on the local text for this many steps (CPU: ~0.1 s each)")
     tiny.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's choice")
+    gguf = commands.add_parser(
+        "import-gguf", help="turn a GGUF file into a normal model folder (float32)")
+    gguf.add_argument("source", type=Path, help="a .gguf file, or a folder holding one")
+    gguf.add_argument("out", type=Path, help="where to save the Hugging Face folder")
+    gguf.add_argument("--gguf-file", default="", help="which .gguf in the folder")
     args = parser.parse_args(argv)
+    if args.command == "import-gguf":
+        return _import_gguf(args.source, args.out, args.gguf_file)
 
     import torch
 
@@ -27,6 +36,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     make_tiny(args.folder, args.pretrain_steps, progress=lambda line: print(line, flush=True))
     print(f"use it with:\n[engines.transformer]\nmodel = \"{args.folder.resolve()}\"")
+    return 0
+
+
+def _import_gguf(source: Path, out: Path, name: str) -> int:
+    from engines.transformer.gguf_import import ImportFailed, find_gguf, import_gguf
+
+    try:
+        import_gguf(find_gguf(source, name), out, progress=lambda line: print(line, flush=True))
+    except ImportFailed as exc:
+        print(f"import-gguf: {exc}", file=sys.stderr)
+        return 1
+    print(f"use it with:\n[engines.transformer]\nmodel = \"{out.resolve()}\"")
     return 0
 
 

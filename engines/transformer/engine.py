@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.transformer.trim import SentenceStream
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class TransformerEngine(Engine):
         self._prompts: dict[str, str] = {}
         self._system_starts: dict[str, list[int]] = {}  # system text -> its tokens' beginning
         self.broken: dict[str, str] = {}  # adapter id -> why it cannot be loaded
+        self._loading = ""  # how far loading got (a hub download's bytes), for /engines
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
@@ -108,7 +110,8 @@ class TransformerEngine(Engine):
         torch.set_num_threads(threads)  # per thread in practice: the worker sets it again
         self.device = loading.choose_device(opts.device)
         model, self.tokenizer = loading.load(
-            opts.model, self.device, loading.choose_dtype(opts.dtype, self.device)
+            opts.model, self.device, loading.choose_dtype(opts.dtype, self.device),
+            progress=self._downloaded,
         )
         self.adapters = AdapterSet(model)
         self.context = loading.context_length(model, self.tokenizer)
@@ -120,6 +123,11 @@ class TransformerEngine(Engine):
             eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
             max_batch=opts.max_batch, device=self.device, seed=opts.seed, threads=threads,
         )
+
+    def _downloaded(self, done: int, total: int) -> None:
+        """A hub download's progress (the loading thread): what /engines shows meanwhile."""
+        self._loading = (f"downloading {self.options.model}: {done / 1e6:.0f} of "
+                         f"{max(total, done) / 1e6:.0f} MB")
 
     def _read_prompts(self) -> dict[str, str]:
         folder = Path(self.options.prompts_dir) if self.options.prompts_dir else PROMPTS
@@ -136,6 +144,9 @@ class TransformerEngine(Engine):
                          for adapter_id, why in self.broken.items() if adapter_id != self.active)
         return EngineInfo(ready=True, version=self.version,
                           detail=f"{self.options.model} on {self.device}{broken}")
+
+    def progress(self) -> str:
+        return self._loading
 
     @property
     def version(self) -> str:
@@ -159,9 +170,13 @@ class TransformerEngine(Engine):
         shared = prompt.shared_length(ids, self._system_start(system))
         request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens, shared,
                                      conv.chat_key)
+        sentences = SentenceStream()  # a reply cut by its token cap ends at a sentence's end
         try:
             async for delta in request.deltas():
-                yield delta
+                if out := sentences.add(delta):
+                    yield out
+            if rest := sentences.finish(cut=request.cut):
+                yield rest
         finally:
             request.cancel()  # a no-op once finished; leaves the batch if we were cut off
             conv.version = adapter or BASE_VERSION

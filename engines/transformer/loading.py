@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from engines.transformer.download import DownloadFailed, Progress, fetch
+
 log = logging.getLogger(__name__)
 
 
@@ -81,8 +83,10 @@ def looks_local(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().is_dir()
 
 
-def load(model: str, device: str, dtype: Any) -> tuple[Any, Any]:
-    """(model, tokenizer) in eval mode on `device`, or ModelUnavailable with the fix."""
+def load(model: str, device: str, dtype: Any,
+         progress: Progress | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) in eval mode on `device`, or ModelUnavailable with the fix; a hub
+    model not in the cache is downloaded first, its bytes reported to `progress`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -93,7 +97,10 @@ def load(model: str, device: str, dtype: Any) -> tuple[Any, Any]:
             "a folder (python -m engines.transformer make-tiny DIR builds a tiny one)"
         )
     try:
-        where = str(Path(model).expanduser()) if looks_local(model) else fetch(model)
+        where = str(Path(model).expanduser()) if looks_local(model) else fetch(model, progress)
+    except DownloadFailed as exc:
+        raise ModelUnavailable(str(exc)) from exc
+    try:
         tokenizer = AutoTokenizer.from_pretrained(where)
         lm = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
     except (OSError, ValueError) as exc:
@@ -114,31 +121,6 @@ def check_vocabulary(name: str, lm: Any, tokenizer: Any) -> None:
         raise ModelUnavailable(
             f"model {name}: its tokenizer has {len(tokenizer)} tokens but its embedding only "
             f"{rows} rows: the tokenizer does not belong to these weights")
-
-
-# What a causal LM folder needs; the hub's copies in other formats (onnx, gguf) stay there.
-MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
-
-
-def fetch(model: str) -> str:
-    """The local folder of a hub model: the cache's copy, or one download into the cache.
-
-    One attempt, not one per file the loaders ask for: without network the hub client retries
-    each request for about 20 s, and its warnings would flood the console.
-    """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-    from huggingface_hub.utils import logging as hub_logging
-
-    hub_logging.set_verbosity_error()
-    try:
-        return snapshot_download(model, allow_patterns=MODEL_FILES, local_files_only=True)
-    except LocalEntryNotFoundError:
-        log.warning("downloading %s from the Hugging Face hub (once, into its cache)", model)
-    try:
-        return snapshot_download(model, allow_patterns=MODEL_FILES)
-    except Exception as exc:  # no network, no such repo, gated: all say the same to a user
-        raise OSError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
 
 
 def _advice(model: str, exc: BaseException) -> str:
