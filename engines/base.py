@@ -53,6 +53,15 @@ class Conversation:
     version: str = ""
 
 
+# Trace keys that say what a stored reply is, read by the fine-tuning export:
+# CUT: the reply did not end where the engine would have ended it (its token cap, the bot
+# stopping, the chat's length limit); the value says which. Its last token is no end of turn.
+# BOT_WORDS: the text is (or holds) the bot's own words, not the engine's (a fallback, an
+# apology, a "cut off" mark); the value names them. Such a reply is never training data.
+CUT = "cut"
+BOT_WORDS = "bot_words"
+
+
 @dataclass(frozen=True)
 class EngineInfo:
     ready: bool

@@ -28,11 +28,13 @@ class Encoder:
         self.max_tokens = max_tokens
         self.system_role = chat_prompt.supports_system_role(tokenizer)
 
-    def __call__(self, prompt: str, completion: str, lang: str) -> Encoded:
+    def __call__(self, prompt: str, completion: str, lang: str, cut: bool = False) -> Encoded:
+        """A reply that was cut short gets no end-of-turn token: it did not end there."""
         chat = chat_prompt.messages(self.system_prompt(lang), [], prompt, self.system_role)
         prompt_ids = chat_prompt.encode(self.tokenizer, chat)
         reply = self.tokenizer(completion, add_special_tokens=False)["input_ids"]
-        reply = [*reply, self.tokenizer.eos_token_id][: self.max_tokens // 2]
+        ending = [] if cut else [self.tokenizer.eos_token_id]
+        reply = [*reply, *ending][: self.max_tokens // 2]
         keep = max(1, self.max_tokens - len(reply))
         return Encoded(prompt_ids[-keep:], reply)  # a long prompt loses its start
 

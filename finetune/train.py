@@ -182,7 +182,8 @@ class Trainer:
     # SFT ------------------------------------------------------------------------------------
 
     def _sft(self, rows: list[dict[str, Any]]) -> Objective:
-        encoded = [self.encode(r["prompt"], r["completion"], r["lang"]) for r in rows]
+        encoded = [self.encode(r["prompt"], r["completion"], r["lang"], r.get("cut", False))
+                   for r in rows]
 
         def reply_tokens(batch: list[int], _: list[list[int]]) -> int:  # a mean per token
             return sum(len(encoded[i].completion) for i in batch)
@@ -196,7 +197,8 @@ class Trainer:
     # KTO ------------------------------------------------------------------------------------
 
     def _kto(self, rows: list[dict[str, Any]]) -> Objective:
-        encoded = [self.encode(r["prompt"], r["completion"], r["lang"]) for r in rows]
+        encoded = [self.encode(r["prompt"], r["completion"], r["lang"], r.get("cut", False))
+                   for r in rows]
         # KL estimate: each prompt with the next row's reply (a mismatched pair).
         mismatched = [Encoded(e.prompt, encoded[(i + 1) % len(encoded)].completion)
                       for i, e in enumerate(encoded)]
@@ -229,8 +231,10 @@ class Trainer:
     # DPO ------------------------------------------------------------------------------------
 
     def _dpo(self, pairs: list[dict[str, Any]]) -> Objective:
-        chosen = [self.encode(p["prompt"], p["chosen"], p["lang"]) for p in pairs]
-        rejected = [self.encode(p["prompt"], p["rejected"], p["lang"]) for p in pairs]
+        chosen = [self.encode(p["prompt"], p["chosen"], p["lang"], p.get("chosen_cut", False))
+                  for p in pairs]
+        rejected = [self.encode(p["prompt"], p["rejected"], p["lang"],
+                                p.get("rejected_cut", False)) for p in pairs]
         ref_chosen, ref_rejected = self._reference(chosen), self._reference(rejected)
 
         def part(pick: list[int], _: Any) -> torch.Tensor:

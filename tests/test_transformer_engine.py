@@ -165,6 +165,7 @@ async def test_why_trace_and_next_words(engine):
     assert trace["model"].endswith("tiny") and trace["tokens_in"] > 0
     assert trace["sampling"]["temperature"] == 0.0 and trace["turns_in_prompt"] == 2
     assert trace["seconds"] >= trace["first_token_seconds"] > 0
+    assert trace["cut"] == "max_new_tokens"  # 12 tokens, the cap: no end of turn
     words = await engine.next_words("AI for everyone is very", "en", 5)
     probabilities = [p for _, p in words]
     assert len(words) == 5 and probabilities == sorted(probabilities, reverse=True)

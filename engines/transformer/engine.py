@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class TransformerEngine(Engine):
             "turns_in_prompt": kept,
             "seconds": round(done - request.submitted, 3),
             "first_token_seconds": round(first - request.submitted, 3) if first else None,
-        }
+        } | ({CUT: "max_new_tokens"} if request.cut else {})
 
     def system_prompt(self, lang: str) -> str:
         return self._prompts.get(lang) or self._prompts.get("en", "")

@@ -56,6 +56,7 @@ class Request:
         self.submitted = time.monotonic()
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
+        self.cut = False  # ended by max_new_tokens or the context, not by an end-of-turn token
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
 
@@ -326,6 +327,7 @@ class GenerationWorker:
             self._post(request, "delta", delta)
         length = len(request.prompt_ids) + len(row.new_tokens)
         if len(row.new_tokens) >= request.max_new_tokens or length >= self.context:
+            request.cut = True
             return self._finish(row)
         return True
 

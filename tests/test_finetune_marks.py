@@ -1,0 +1,69 @@
+"""Replies the votes must not teach: the bot's own words are never exported, and a reply cut
+short by the token cap is exported without an end of turn (issue 29.5, issue 32.0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.app import App
+from bot.config import load_config
+from bot.frontends import FRONTENDS
+from engines.registry import BUILTIN
+from finetune import export as exporting
+from tests.conftest import RecordingSink
+from tests.test_router import msg
+
+PLUGIN = '[plugins]\nengines = { scripted = "tests.engines:ScriptedEngine" }\n'
+CUT_TEXT = "And then the story went on and on and"
+
+
+async def reply_and_vote(tmp_path: Path, prompt: str, engine_toml: str, value: int) -> None:
+    """One message answered by the scripted engine (as configured), voted on by two people."""
+    path = tmp_path / "config.toml"
+    path.write_text(PLUGIN + '[bot]\ndefault_engine = "scripted"\n' + engine_toml)
+    config = load_config(path, FRONTENDS, BUILTIN, data_dir=str(tmp_path / "data"))
+    async with App(config, [], env={}).serving() as router:
+        await router.handle(msg(prompt), RecordingSink())
+        store = router.store
+        reply = await store.last_reply(await store.chat("test", "c1"))
+        assert reply is not None
+        for voter in ("bob", "carol"):
+            await store.vote(reply.id, await store.user("test", voter, voter), value, "👍")
+
+
+async def test_fallback_is_never_exported_and_a_cut_reply_has_no_end_of_turn(tmp_path, root):
+    await reply_and_vote(tmp_path, "say nothing", '[engines.scripted]\nsays = ""\n', 1)
+    await reply_and_vote(tmp_path, "tell a story",
+                         f'[engines.scripted]\nsays = "{CUT_TEXT}"\ncut = true\n', 1)
+    await reply_and_vote(tmp_path, "ask back", '[engines.scripted]\nsays = "Why?"\n', -1)
+
+    from bot.config import DB_FILE
+    from bot.store import Store
+
+    store = await Store.open(tmp_path / "data" / DB_FILE)
+    try:
+        replies = await store.voted_replies("scripted")
+    finally:
+        await store.close()
+    assert len(replies) == 3  # all three were stored and voted on
+    data = exporting.build(replies, heldout_percent=0)
+    exporting.write(data, tmp_path / "export")
+
+    written = "".join(p.read_text() for p in (tmp_path / "export").iterdir())
+    assert "I do not know enough words" not in written and "say nothing" not in written
+    assert data.counts() | {"dpo": 0} == {"sft": 1, "kto": 2, "dpo": 0, "heldout": 0,
+                                          "cut": 1, "bot_words": 1}
+    cut = next(r for r in data.kto if r["completion"] == CUT_TEXT)
+    assert cut["cut"] is True and data.sft[0]["cut"] is True
+    assert exporting.read(tmp_path / "export").marked == {"cut": 1, "bot_words": 1}
+
+    from transformers import AutoTokenizer
+
+    from finetune.batches import Encoder
+    from tests.tiny_model import tiny_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(root))
+    encode = Encoder(tokenizer, lambda lang: "", max_tokens=96)
+    assert encode("tell a story", CUT_TEXT, "en", cut=True).completion[-1] != \
+        tokenizer.eos_token_id
+    assert encode("ask back", "Why?", "en").completion[-1] == tokenizer.eos_token_id
