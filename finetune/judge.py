@@ -184,6 +184,10 @@ def measure(model: Any, encoder: Encoder, prompts: list[tuple[str, str]], how: S
 def refusal(sampled: dict[str, Any], reward_check: dict[str, Any], opts: Any) -> str:
     """Why the sampled replies refuse the candidate ("" if they do not), in one line for the
     chat: its language first (fluency, KL), then what the reward model says."""
+    return language_refusal(sampled, opts) or reward_refusal(sampled, reward_check, opts)
+
+
+def language_refusal(sampled: dict[str, Any], opts: Any) -> str:
     if sampled["fluency"] > opts.max_fluency_ratio:
         return (f"its replies read {sampled['fluency']:.2f}x less fluently than the base "
                 f"model's (their perplexity under the base model; at most "
@@ -191,6 +195,10 @@ def refusal(sampled: dict[str, Any], reward_check: dict[str, Any], opts: Any) ->
     if sampled["kl"] > opts.max_kl:
         return (f"its replies moved {sampled['kl']:.2f} nats per token from the base model "
                 f"(KL; at most {opts.max_kl:.2f} allowed)")
+    return ""
+
+
+def reward_refusal(sampled: dict[str, Any], reward_check: dict[str, Any], opts: Any) -> str:
     if not reward_check["trusted"]:
         return (f"the reward model trained on the votes is not surely better than chance on "
                 f"{reward_check['heldout']} held-out votes (pair accuracy "

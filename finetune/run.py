@@ -189,8 +189,8 @@ def _judge(settings: Settings, data: exporting.Dataset, folder: Path,
     if opts.gate_prompts:
         sampled = _sampled(settings, data, model, encoder, device, folder)
         verdict |= sampled
-        refused = judge_refusal(sampled, opts)
-        if refused:  # the language first: a fluency or KL refusal is said even if votes failed
+        refused = judge_refusal(sampled, opts, votes_passed=decision.promote)
+        if refused:
             verdict |= {"promote": False, "reason": refused}
     return verdict
 
@@ -217,10 +217,13 @@ def _sampled(settings: Settings, data: exporting.Dataset, model: Any, encoder: A
     return {"sampled": sampled, "reward_model": check}
 
 
-def judge_refusal(verdict: dict[str, Any], opts: Any) -> str:
-    """The sampled replies' refusal, fluency and KL first; "" when they let it through."""
+def judge_refusal(verdict: dict[str, Any], opts: Any, votes_passed: bool) -> str:
+    """Why the sampled replies refuse the candidate; "" when they let it through. Its language
+    (fluency, KL) is said even when the held-out votes refused it too: that is the news."""
     from finetune import judge
 
+    if not votes_passed:
+        return judge.language_refusal(verdict["sampled"], opts)
     return judge.refusal(verdict["sampled"], verdict["reward_model"], opts)
 
 
