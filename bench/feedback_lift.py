@@ -197,9 +197,9 @@ def share(rater: Rater, replies: list[tuple[str, str, bool]]) -> tuple[int, int,
 
 
 # What a run on a real model (--model) uses unless told otherwise: ~20 minutes on 2 cores.
-REAL = dict(train_prompts=60, heldout_prompts=40, replies=2, sft_steps=10, preference_steps=20,
-            batch_size=8, max_tokens=96, max_new_tokens=24, learning_rate=0.001, gate_prompts=16,
-            heldout_percent=30)
+REAL = dict(train_prompts=40, heldout_prompts=24, replies=2, sft_steps=6, preference_steps=12,
+            batch_size=8, max_tokens=96, max_new_tokens=40, learning_rate=0.001, gate_prompts=8,
+            heldout_percent=40)
 TINY = dict(train_prompts=150, heldout_prompts=100, replies=4, sft_steps=60, preference_steps=60,
             batch_size=16, max_tokens=128, max_new_tokens=20, learning_rate=0.002,
             gate_prompts=24, heldout_percent=20)

@@ -76,6 +76,7 @@ class Capability(enum.StrEnum):
     LEARNS = "learns"  # learn() / relearn(): learns from the chat while it runs
     ADAPTERS = "adapters"  # use_adapter(): serves LoRA adapters, swapped in at run time
     PROBE = "probe"  # probe(): the probability of whole continuations after a context
+    REWARD = "reward"  # reward(): a reply's reward under the reward model trained on the votes
 
 
 async def _nothing() -> list[tuple[str, str]]:
@@ -155,6 +156,12 @@ class Engine(ABC):
         """PROBE: the natural log-probability of each whole continuation after `context` (the
         sum over its tokens, in the engine's own tokenisation), in the order given."""
         return []
+
+    async def reward(self, prompt: str, reply: str, lang: str,
+                     cut: bool) -> tuple[float, str] | None:
+        """REWARD: (the reward of `reply` to `prompt`, the adapter whose reward model gave it)
+        under the reward model of the active adapter; None when it has none."""
+        return None
 
     async def use_adapter(self, adapter_id: str) -> str:
         """ADAPTERS: serve `adapter_id` ("" for the base model) from now on; returns the new

@@ -12,37 +12,17 @@ noise, so an unchecked one would wave that adapter through. Saved beside the ada
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from engines.transformer.reward import FILE, RewardHead, reply_features
 from finetune.batches import Encoded, Encoder, collate
 from finetune.evaluate import accuracy_lower_bound, pairwise_accuracy
 
-FILE = "reward.pt"
+__all__ = ["FILE", "RewardModel", "check", "features", "fit", "train"]
+RewardModel = RewardHead  # the job's name for it
 L2 = 0.01  # ridge penalty on the standardised features: 500 votes, 1000+ features
-
-
-@dataclass
-class RewardModel:
-    weight: torch.Tensor  # [features]
-    bias: float
-    mean: torch.Tensor  # the training features' mean and spread, for standardising
-    std: torch.Tensor
-
-    def score(self, features: torch.Tensor) -> torch.Tensor:
-        """The reward of each row: the log-odds that the rater likes it."""
-        return ((features - self.mean) / self.std) @ self.weight + self.bias
-
-    def save(self, path: Path) -> None:
-        torch.save({"weight": self.weight, "bias": self.bias, "mean": self.mean,
-                    "std": self.std}, path)
-
-    @classmethod
-    def load(cls, path: Path) -> RewardModel:
-        return cls(**torch.load(path, weights_only=True))
 
 
 def encode_rows(encoder: Encoder, rows: list[dict[str, Any]]) -> list[Encoded]:
@@ -61,10 +41,7 @@ def features(base: Any, encoded: list[Encoded], pad_id: int, device: str,
         batch = collate(encoded[i : i + batch_size], pad_id, device)
         hidden = decoder(input_ids=batch["input_ids"],
                          attention_mask=batch["attention_mask"]).last_hidden_state.float()
-        mask = batch["target"]
-        mean = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        last = mask.shape[1] - 1 - mask.flip(1).argmax(1)  # the last reply token of each row
-        out.append(torch.cat([mean, hidden[torch.arange(len(last)), last]], -1).cpu())
+        out.append(reply_features(hidden, batch["target"]))
     return torch.cat(out)
 
 
