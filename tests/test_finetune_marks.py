@@ -67,3 +67,25 @@ async def test_fallback_is_never_exported_and_a_cut_reply_has_no_end_of_turn(tmp
     assert encode("tell a story", CUT_TEXT, "en", cut=True).completion[-1] != \
         tokenizer.eos_token_id
     assert encode("ask back", "Why?", "en").completion[-1] == tokenizer.eos_token_id
+
+
+async def test_adapters_id_shows_kl_fluency_and_reward_of_the_sampled_replies(serve):
+    from bot.store import Adapter
+
+    sampled = {"prompts": 16, "replies": 32, "kl": 0.0812, "fluency": 1.13,
+               "reward": {"gain": 0.91, "gain_low": 0.4, "gain_high": 1.5}}
+    evaluation = {"reason": "held-out preference accuracy 0.90", "new": {"accuracy": 0.9},
+                  "sampled": sampled, "reward_model": {"accuracy": 0.77}}
+    async with serve('admins = ["test:boss"]\n') as router:
+        await router.store.add_adapter(Adapter("ft1", "tiny", "/nowhere", "rejected",
+                                               {"evaluation": evaluation}))
+        await router.store.add_adapter(Adapter("ft0", "tiny", "/nowhere", "rejected", {}))
+        sink = RecordingSink()
+        await router.handle(msg("/adapters ft1", user="boss"), sink)
+        assert sink.final.splitlines()[-1] == (
+            "ft1, its replies to 16 held-out prompts: KL from the base model 0.081 nats per "
+            "token, fluency 1.13x the base model's perplexity, reward against the base "
+            "model's replies +0.91 [+0.40, +1.50] (reward model's held-out pair accuracy 0.77)")
+        sink = RecordingSink()
+        await router.handle(msg("/adapters ft0", user="boss"), sink)
+        assert sink.final.splitlines()[-1].startswith("ft0 was not judged on sampled replies")
