@@ -192,7 +192,16 @@ def _judge(settings: Settings, data: exporting.Dataset, folder: Path,
         refused = judge_refusal(sampled, opts, votes_passed=decision.promote)
         if refused:
             verdict |= {"promote": False, "reason": refused}
+        elif decision.promote:
+            verdict["reason"] += "; " + judge_summary(sampled["sampled"])
     return verdict
+
+
+def judge_summary(sampled: dict[str, Any]) -> str:
+    gain = sampled["reward"]
+    return (f"its replies: reward {gain['gain']:+.2f} [{gain['gain_low']:+.2f}, "
+            f"{gain['gain_high']:+.2f}] over the base model's, fluency {sampled['fluency']:.2f}x, "
+            f"KL {sampled['kl']:.2f}")
 
 
 def _sampled(settings: Settings, data: exporting.Dataset, model: Any, encoder: Any,
