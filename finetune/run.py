@@ -193,7 +193,7 @@ def _judge(settings: Settings, data: exporting.Dataset, folder: Path,
         if refused:
             verdict |= {"promote": False, "reason": refused}
         elif decision.promote:
-            verdict["reason"] += "; " + judge_summary(sampled["sampled"])
+            verdict["reason"] = f"{decision.reason}; {judge_summary(sampled['sampled'])}"
     return verdict
 
 

@@ -55,7 +55,8 @@ async def _reward(ctx: CommandContext, reply: Reply) -> str:
         return ""
     try:
         engine = await ctx.services.engines.get(reply.engine)
-        found = await engine.reward(*texts, ctx.lang, CUT in reply.trace) \
+        prompt, text = texts
+        found = await engine.reward(prompt, text, ctx.lang, CUT in reply.trace) \
             if engine.can(Capability.REWARD) else None
     except Exception:  # an unloadable engine or reward file: /why still explains the rest
         log.warning("no reward for reply %s", reply.id, exc_info=True)

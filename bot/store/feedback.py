@@ -116,4 +116,6 @@ class Feedback(Connection):
             " GROUP BY r.id ORDER BY r.id",
             engines,
         )
-        return [VotedReply(*row[:-1], trace=json.loads(row[-1] or "{}")) for row in rows]
+        return [VotedReply(r, q, lang, prompt, text, version, score, votes,
+                           json.loads(trace or "{}"))
+                for r, q, lang, prompt, text, version, score, votes, trace in rows]
