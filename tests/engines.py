@@ -83,10 +83,15 @@ class ScriptedOptions:
 
 
 class ScriptedEngine(Engine):
-    """Says one fixed text, and marks it cut short when told to."""
+    """Says one fixed text, and marks it cut short when told to; rewards what it said."""
 
     name: ClassVar[str] = "scripted"
     Options: ClassVar[type] = ScriptedOptions
+    capabilities = frozenset({Capability.REWARD})
+
+    async def reward(self, prompt: str, reply: str, lang: str,
+                     cut: bool) -> tuple[float, str] | None:
+        return (-1.5 if cut else 1.25, "ft1") if reply == self.options.says else None
 
     async def reply(self, conv: Conversation) -> AsyncIterator[str]:
         if self.options.cut:

@@ -17,8 +17,9 @@ PLUGIN = '[plugins]\nengines = { scripted = "tests.engines:ScriptedEngine" }\n'
 CUT_TEXT = "And then the story went on and on and"
 
 
-async def reply_and_vote(tmp_path: Path, prompt: str, engine_toml: str, value: int) -> None:
-    """One message answered by the scripted engine (as configured), voted on by two people."""
+async def reply_and_vote(tmp_path: Path, prompt: str, engine_toml: str, value: int) -> str:
+    """One message answered by the scripted engine (as configured), voted on by two people;
+    returns what /why says of it."""
     path = tmp_path / "config.toml"
     path.write_text(PLUGIN + '[bot]\ndefault_engine = "scripted"\n' + engine_toml)
     config = load_config(path, FRONTENDS, BUILTIN, data_dir=str(tmp_path / "data"))
@@ -29,13 +30,19 @@ async def reply_and_vote(tmp_path: Path, prompt: str, engine_toml: str, value: i
         assert reply is not None
         for voter in ("bob", "carol"):
             await store.vote(reply.id, await store.user("test", voter, voter), value, "👍")
+        why = RecordingSink()
+        await router.handle(msg("/why"), why)
+        return why.final
 
 
 async def test_fallback_is_never_exported_and_a_cut_reply_has_no_end_of_turn(tmp_path, root):
-    await reply_and_vote(tmp_path, "say nothing", '[engines.scripted]\nsays = ""\n', 1)
-    await reply_and_vote(tmp_path, "tell a story",
-                         f'[engines.scripted]\nsays = "{CUT_TEXT}"\ncut = true\n', 1)
-    await reply_and_vote(tmp_path, "ask back", '[engines.scripted]\nsays = "Why?"\n', -1)
+    why = await reply_and_vote(tmp_path, "say nothing", '[engines.scripted]\nsays = ""\n', 1)
+    assert "bot_words: no_reply" in why and "reward" not in why  # the bot's words: no reward
+    why = await reply_and_vote(tmp_path, "tell a story",
+                               f'[engines.scripted]\nsays = "{CUT_TEXT}"\ncut = true\n', 1)
+    assert "cut: max_new_tokens" in why and "reward: -1.50 (the reward model of adapter ft1" in why
+    why = await reply_and_vote(tmp_path, "ask back", '[engines.scripted]\nsays = "Why?"\n', -1)
+    assert why.splitlines()[-1].startswith("reward: +1.25 (the reward model of adapter ft1")
 
     from bot.config import DB_FILE
     from bot.store import Store
