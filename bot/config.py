@@ -118,6 +118,12 @@ class FinetuneOptions:
     max_tokens: int = field(default=256, metadata=at_least(1))
     tolerance: float = field(default=0.02, metadata=at_least(0))
     min_accuracy: float = field(default=0.6, metadata=between(0, 1))
+    kl_weight: float = field(default=0.5, metadata=at_least(0))
+    max_kl: float = field(default=0.5, metadata=more_than(0))
+    max_fluency_ratio: float = field(default=1.5, metadata=more_than(0))
+    gate_prompts: int = field(default=24, metadata=at_least(0))
+    gate_max_new_tokens: int = field(default=32, metadata=at_least(1))
+    reward_min_heldout: int = field(default=30, metadata=at_least(2))
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N": checked when a job starts
     threads: int = field(default=0, metadata=at_least(0))
     cpu_watts: float = field(default=65.0, metadata=at_least(0))

@@ -33,11 +33,12 @@ from bot.policy import (
 from bot.services import Services
 from bot.store import Chat, Context, Exchange, User
 from bot.turns import Turns
-from engines.base import Capability, Conversation, Engine, EngineUnavailable
+from engines.base import BOT_WORDS, CUT, Capability, Conversation, Engine, EngineUnavailable
 
 log = logging.getLogger(__name__)
 CUT_SECONDS = 5.0  # at shutdown, how long a cut-off reply may take to be delivered and stored
 MOVE_DEADLINE_AFTER = 0.001  # seconds a sink kept a reply waiting before its timeout moves
+MARKS = ("error", BOT_WORDS, CUT)  # trace keys kept even for someone whose text is not stored
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class Router:
             chat, user, incoming.text if keep else None, outcome.text if keep else None,
             engine_name, outcome.version, context, asked_id=asked,
             platform_msg_id=incoming.message_id, platform_ids=platform_ids,
-            trace=conv.trace if keep else {k: v for k, v in conv.trace.items() if k == "error"},
+            trace=conv.trace if keep else {k: v for k, v in conv.trace.items() if k in MARKS},
             keep_state=keep))
         if not keep:
             self._unstored_state[chat.id, engine_name] = conv.state
@@ -277,6 +278,7 @@ class Router:
         except Exception as exc:  # TimeoutError included: an engine must not hang a chat
             log.error("engine %s failed in %s", engine.name, conv.chat_key, exc_info=True)
             conv.trace["error"] = f"{type(exc).__name__}: {exc}"
+            conv.trace[BOT_WORDS] = "apology"
             return Outcome(t(conv.lang, "apology"), version, failed=True)
         except asyncio.CancelledError:
             if self.accepting:  # not a shutdown: whoever cancelled wants it gone
@@ -286,11 +288,16 @@ class Router:
             log.warning("shutting down: cut off a reply in %s after %d characters",
                         conv.chat_key, len(text))
             conv.trace["cut_off"] = True
+            conv.trace |= {CUT: "shutdown", BOT_WORDS: "cut_off"}
             cut = f"{text.rstrip()} {t(conv.lang, 'cut_off')}".strip()
             return Outcome(clean_output(cut, limit), conv.version or version, failed=True)
         if not text.strip():  # the engine had nothing to say
+            conv.trace[BOT_WORDS] = "no_reply"
             return Outcome(clean_output(t(conv.lang, "no_reply"), limit), conv.version or version)
-        return Outcome(cleaner.add(""), conv.version or version)  # the text so far, cleaned
+        cleaned = cleaner.add("")  # the text so far, cleaned
+        if limit is not None and len(text) > limit and cleaned.endswith("…"):
+            conv.trace[CUT] = "max_reply_chars"  # shortened here, after the engine ended it
+        return Outcome(cleaned, conv.version or version)
 
     async def _learn(self, text: str, lang: str) -> None:
         for engine in self.engines.loaded():

@@ -53,6 +53,15 @@ class Conversation:
     version: str = ""
 
 
+# Trace keys that say what a stored reply is, read by the fine-tuning export:
+# CUT: the reply did not end where the engine would have ended it (its token cap, the bot
+# stopping, the chat's length limit); the value says which. Its last token is no end of turn.
+# BOT_WORDS: the text is (or holds) the bot's own words, not the engine's (a fallback, an
+# apology, a "cut off" mark); the value names them. Such a reply is never training data.
+CUT = "cut"
+BOT_WORDS = "bot_words"
+
+
 @dataclass(frozen=True)
 class EngineInfo:
     ready: bool
@@ -67,6 +76,7 @@ class Capability(enum.StrEnum):
     LEARNS = "learns"  # learn() / relearn(): learns from the chat while it runs
     ADAPTERS = "adapters"  # use_adapter(): serves LoRA adapters, swapped in at run time
     PROBE = "probe"  # probe(): the probability of whole continuations after a context
+    REWARD = "reward"  # reward(): a reply's reward under the reward model trained on the votes
 
 
 async def _nothing() -> list[tuple[str, str]]:
@@ -158,6 +168,12 @@ class Engine(ABC):
         """PROBE: the natural log-probability of each whole continuation after `context` (the
         sum over its tokens, in the engine's own tokenisation), in the order given."""
         return []
+
+    async def reward(self, prompt: str, reply: str, lang: str,
+                     cut: bool) -> tuple[float, str] | None:
+        """REWARD: (the reward of `reply` to `prompt`, the adapter whose reward model gave it)
+        under the reward model of the active adapter; None when it has none."""
+        return None
 
     async def use_adapter(self, adapter_id: str) -> str:
         """ADAPTERS: serve `adapter_id` ("" for the base model) from now on; returns the new

@@ -37,7 +37,7 @@ class Decision:
 def scores(model: Any, encoder: Encoder, rows: list[dict[str, Any]], device: str,
            batch_size: int) -> torch.Tensor:
     """The mean log-probability per token of each row's completion under `model`."""
-    encoded = [encoder(r["prompt"], r["completion"], r["lang"]) for r in rows]
+    encoded = [encoder(r["prompt"], r["completion"], r["lang"], r.get("cut", False)) for r in rows]
     means = []
     with torch.no_grad():
         for i in range(0, len(encoded), batch_size):

@@ -9,6 +9,10 @@ Rows written (JSON lines, text scrubbed of personal data first):
   heldout.jsonl  KTO-shaped rows kept out of training, to judge the new adapter
   job.json       {"active": the adapter active at export}: what `train` continues from, so
                  that it needs this folder only, not the bot's database
+Every row also has `cut`: the reply was cut short (its token cap, the bot stopping), so
+training appends no end-of-turn token to it. Replies in the bot's own words (a fallback, an
+apology, a "cut off" mark; engines.base.BOT_WORDS) are never exported. `counts()` says how many
+replies were each (`cut`, `bot_words`).
 Replies are held out by a hash of the prompt they answer: the held-out votes then judge the
 adapter on prompts it never trained on (replies to one prompt are alike, and one prompt in both
 parts would let chance agreement look like learning), and they stay held out in later jobs.
@@ -26,6 +30,7 @@ from typing import Any
 
 from bot.files import private_dir, write_private
 from bot.store import Store, VotedReply
+from engines.base import BOT_WORDS, CUT
 from finetune.scrub import scrub
 from finetune.settings import LEARNED_FROM, Settings
 
@@ -40,9 +45,10 @@ class Dataset:
     dpo: list[dict[str, Any]] = field(default_factory=list)
     heldout: list[dict[str, Any]] = field(default_factory=list)
     active: str = ""  # the adapter active when the votes were exported; "": the base model
+    marked: dict[str, int] = field(default_factory=dict)  # {"cut": n, "bot_words": n}
 
     def counts(self) -> dict[str, int]:
-        return {name: len(getattr(self, name)) for name in FILES}
+        return {name: len(getattr(self, name)) for name in FILES} | self.marked
 
     def message_ids(self) -> dict[str, list[int]]:
         """Which stored replies (and the messages they answer) each part was made of."""
@@ -58,14 +64,21 @@ def is_heldout(prompt: str, percent: int) -> bool:
     return int.from_bytes(digest[:4], "big") % 100 < percent
 
 
+def engines_own(replies: list[VotedReply]) -> tuple[list[VotedReply], dict[str, int]]:
+    """The replies that are the engine's own words (the bot's are left out), and how many
+    voted replies were cut short or were the bot's words."""
+    voted = [r for r in replies if r.score != 0]  # votes that cancel out: no signal
+    kept = [r for r in voted if BOT_WORDS not in r.trace]
+    return kept, {"cut": sum(CUT in r.trace for r in voted), "bot_words": len(voted) - len(kept)}
+
+
 def build(replies: list[VotedReply], heldout_percent: int) -> Dataset:
     data = Dataset()
+    replies, data.marked = engines_own(replies)  # votes that cancel out are left out too
     for reply in replies:
-        if reply.score == 0:
-            continue  # the votes cancel out: no signal either way
         row = {"prompt": scrub(reply.prompt), "completion": scrub(reply.text),
                "label": reply.score > 0, "lang": reply.lang, "id": reply.id,
-               "prompt_id": reply.prompt_id}
+               "prompt_id": reply.prompt_id, "cut": CUT in reply.trace}
         held = is_heldout(f"{reply.lang}:{row['prompt']}", heldout_percent)
         (data.heldout if held else data.kto).append(row)
     data.sft = [_sft_row(row) for row in data.kto if row["label"]]
@@ -74,7 +87,7 @@ def build(replies: list[VotedReply], heldout_percent: int) -> Dataset:
 
 
 def _sft_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row[key] for key in ("prompt", "completion", "lang", "id", "prompt_id")}
+    return {key: row[key] for key in ("prompt", "completion", "lang", "id", "prompt_id", "cut")}
 
 
 def pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,7 +102,8 @@ def pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for good, bad in itertools.product(liked, disliked):
             out.append({"prompt": prompt, "chosen": good["completion"],
                         "rejected": bad["completion"], "lang": lang,
-                        "chosen_id": good["id"], "rejected_id": bad["id"]})
+                        "chosen_id": good["id"], "rejected_id": bad["id"],
+                        "chosen_cut": good["cut"], "rejected_cut": bad["cut"]})
     return out
 
 
@@ -114,7 +128,7 @@ def write(data: Dataset, folder: Path) -> None:
     for name in FILES:
         lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in getattr(data, name)]
         write_private(folder / f"{name}.jsonl", "".join(lines))
-    write_private(folder / JOB, json.dumps({"active": data.active}) + "\n")
+    write_private(folder / JOB, json.dumps({"active": data.active, "marked": data.marked}) + "\n")
 
 
 def read(folder: Path) -> Dataset:
@@ -124,5 +138,5 @@ def read(folder: Path) -> Dataset:
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         parts[name] = [json.loads(line) for line in lines if line.strip()]
     job = folder / JOB
-    active = json.loads(job.read_text(encoding="utf-8"))["active"] if job.exists() else ""
-    return Dataset(**parts, active=active)
+    about = json.loads(job.read_text(encoding="utf-8")) if job.exists() else {}
+    return Dataset(**parts, active=about.get("active", ""), marked=about.get("marked", {}))

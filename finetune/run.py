@@ -144,30 +144,17 @@ def whole_folder(settings: Settings, adapter_id: str) -> Path:
 
 
 def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) -> dict[str, Any]:
-    """Compare with the active adapter on the held-out votes; record the verdict in the
+    """Compare with the active adapter on the held-out votes, and with the base model on
+    replies both sample to held-out prompts (finetune/judge.py); record the verdict in the
     manifest and the store (as a candidate; `promote` makes it active)."""
-    from finetune import evaluate
-    from finetune import model as modeling
-    from finetune.batches import Encoder
-
-    opts = settings.options
     folder = whole_folder(settings, adapter_id)
     active_id = with_adapters(settings, lambda a: a.active())
-    why_not = evaluate.can_judge(data.heldout)
+    why_not = _can_judge(data)
     if why_not:
         verdict = {"promote": False, "reason": why_not, "new": {}, "active": {}}
     else:
-        device, dtype = modeling.choose_device(opts.device)
-        modeling.limit_threads(opts.threads)
-        base, tokenizer = modeling.load_base(settings, device, dtype)
         active = settings.folders.folder(active_id) if active_id else None
-        model = evaluate.load_for_eval(base, folder, active)
-        encoder = Encoder(tokenizer, settings.system_prompt, opts.max_tokens)
-        names = {"new": "candidate", "active": "active" if active else ""}
-        scored = evaluate.compare(model, encoder, data.heldout, names, device, opts.batch_size)
-        decision = evaluate.gate(scored["new"], scored["active"], opts.tolerance,
-                                 opts.min_accuracy)
-        verdict = {"promote": decision.promote, "reason": decision.reason} | scored
+        verdict = _judge(settings, data, folder, active)
     verdict["compared_with"] = active_id or "base"
     manifest = update_manifest(folder, evaluation=verdict)
     status = "candidate" if verdict["promote"] else "rejected"
@@ -175,6 +162,78 @@ def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) ->
     with_adapters(settings, lambda a: a.record(adapter))
     emit(event="evaluated", adapter=adapter_id, **verdict)
     return verdict
+
+
+def _can_judge(data: exporting.Dataset) -> str:
+    from finetune import evaluate
+
+    return evaluate.can_judge(data.heldout)
+
+
+def _judge(settings: Settings, data: exporting.Dataset, folder: Path,
+           active: Path | None) -> dict[str, Any]:
+    from finetune import evaluate
+    from finetune import model as modeling
+    from finetune.batches import Encoder
+
+    opts = settings.options
+    device, dtype = modeling.choose_device(opts.device)
+    modeling.limit_threads(opts.threads)
+    base, tokenizer = modeling.load_base(settings, device, dtype)
+    model = evaluate.load_for_eval(base, folder, active)
+    encoder = Encoder(tokenizer, settings.system_prompt, opts.max_tokens)
+    names = {"new": "candidate", "active": "active" if active else ""}
+    scored = evaluate.compare(model, encoder, data.heldout, names, device, opts.batch_size)
+    decision = evaluate.gate(scored["new"], scored["active"], opts.tolerance, opts.min_accuracy)
+    verdict = {"promote": decision.promote, "reason": decision.reason} | scored
+    if opts.gate_prompts:
+        sampled = _sampled(settings, data, model, encoder, device, folder)
+        verdict |= sampled
+        refused = judge_refusal(sampled, opts, votes_passed=decision.promote)
+        if refused:
+            verdict |= {"promote": False, "reason": refused}
+        elif decision.promote:
+            verdict["reason"] = f"{decision.reason}; {judge_summary(sampled['sampled'])}"
+    return verdict
+
+
+def judge_summary(sampled: dict[str, Any]) -> str:
+    gain = sampled["reward"]
+    return (f"its replies: reward {gain['gain']:+.2f} [{gain['gain_low']:+.2f}, "
+            f"{gain['gain_high']:+.2f}] over the base model's, fluency {sampled['fluency']:.2f}x, "
+            f"KL {sampled['kl']:.2f}")
+
+
+def _sampled(settings: Settings, data: exporting.Dataset, model: Any, encoder: Any,
+             device: str, folder: Path) -> dict[str, Any]:
+    """The reward model (trained, checked, saved beside the adapter) and the sampled replies'
+    KL, fluency and rewards."""
+    from finetune import judge
+    from finetune import reward as rewarding
+
+    opts, engine = settings.options, settings.model
+    with model.disable_adapter():
+        reward_model, check = rewarding.train(model, encoder, data, device,
+                                              opts.reward_min_heldout)
+    if reward_model is not None:
+        reward_model.save(folder / rewarding.FILE)
+    how = judge.Sampling(engine.temperature, engine.top_k, engine.top_p,
+                         engine.repetition_penalty, opts.gate_max_new_tokens)
+    prompts = judge.gate_prompts(data.heldout, opts.gate_prompts, opts.seed)
+    sampled = judge.measure(model, encoder, prompts, how, reward_model, device, opts.seed)
+    emit(event="judged", kl=sampled["kl"], fluency=sampled["fluency"],
+         reward_model=check["accuracy"], gain=sampled.get("reward", {}).get("gain"))
+    return {"sampled": sampled, "reward_model": check}
+
+
+def judge_refusal(verdict: dict[str, Any], opts: Any, votes_passed: bool) -> str:
+    """Why the sampled replies refuse the candidate; "" when they let it through. Its language
+    (fluency, KL) is said even when the held-out votes refused it too: that is the news."""
+    from finetune import judge
+
+    if not votes_passed:
+        return judge.language_refusal(verdict["sampled"], opts)
+    return judge.refusal(verdict["sampled"], verdict["reward_model"], opts)
 
 
 def do_promote(settings: Settings, adapter_id: str) -> None:

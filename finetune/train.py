@@ -26,7 +26,15 @@ from typing import Any
 import torch
 
 from finetune import losses
-from finetune.batches import Encoded, Encoder, Policy, collate, completion_logps, token_logps
+from finetune.batches import (
+    Encoded,
+    Encoder,
+    Policy,
+    collate,
+    completion_logps,
+    reference_log_probs,
+    token_logps_kl,
+)
 from finetune.export import Dataset
 from finetune.progress import StepReporter
 
@@ -179,24 +187,40 @@ class Trainer:
     def _collate(self, encoded: list[Encoded]) -> dict[str, torch.Tensor]:
         return collate(encoded, self.pad_id, self.device)
 
+    def _pass(self, encoded: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The policy's (token log-probabilities, completion mask, KL term of these rows): the
+        term is kl_weight x each row's mean per-token KL from the base model, summed. It holds
+        the adapter near the model it started from on the very contexts it trains on (the
+        votes' replies), the penalty RLHF puts beside its reward; without it the preference
+        losses can widen the margin by making every reply unlikely (issue 32)."""
+        batch = self._collate(encoded)
+        reference = None
+        if self.opts.kl_weight:
+            with self.model.disable_adapter():
+                reference = reference_log_probs(self.model, batch)
+        logps, mask, kl = token_logps_kl(self.policy, reference, batch)
+        return logps, mask, self.opts.kl_weight * kl.sum()
+
     # SFT ------------------------------------------------------------------------------------
 
     def _sft(self, rows: list[dict[str, Any]]) -> Objective:
-        encoded = [self.encode(r["prompt"], r["completion"], r["lang"]) for r in rows]
+        encoded = [self.encode(r["prompt"], r["completion"], r["lang"], r.get("cut", False))
+                   for r in rows]
 
         def reply_tokens(batch: list[int], _: list[list[int]]) -> int:  # a mean per token
             return sum(len(encoded[i].completion) for i in batch)
 
         def part(pick: list[int], batch_tokens: int) -> torch.Tensor:
-            logps, mask = token_logps(self.policy, self._collate([encoded[i] for i in pick]))
-            return losses.sft_loss(logps, mask, batch_tokens)
+            logps, mask, kl = self._pass([encoded[i] for i in pick])
+            return losses.sft_loss(logps, mask, batch_tokens) + kl / self._batch_rows(len(rows))
 
         return Objective(len(rows), reply_tokens, part, lambda pick: length(encoded, pick))
 
     # KTO ------------------------------------------------------------------------------------
 
     def _kto(self, rows: list[dict[str, Any]]) -> Objective:
-        encoded = [self.encode(r["prompt"], r["completion"], r["lang"]) for r in rows]
+        encoded = [self.encode(r["prompt"], r["completion"], r["lang"], r.get("cut", False))
+                   for r in rows]
         # KL estimate: each prompt with the next row's reply (a mismatched pair).
         mismatched = [Encoded(e.prompt, encoded[(i + 1) % len(encoded)].completion)
                       for i, e in enumerate(encoded)]
@@ -219,27 +243,28 @@ class Trainer:
             return (total / len(batch)).clamp(min=0)
 
         def part(pick: list[int], z: torch.Tensor) -> torch.Tensor:
-            policy = completion_logps(self.policy, self._collate([encoded[i] for i in pick]))
-            each = losses.kto_rows(policy, ref[pick], labels[pick], z, self.opts.beta,
-                                   liked_weight, disliked_weight)
-            return each.sum() / self._batch_rows(len(rows))
+            logps, mask, kl = self._pass([encoded[i] for i in pick])
+            each = losses.kto_rows((logps * mask).sum(-1), ref[pick], labels[pick], z,
+                                   self.opts.beta, liked_weight, disliked_weight)
+            return (each.sum() + kl) / self._batch_rows(len(rows))
 
         return Objective(len(rows), kl_estimate, part, lambda pick: length(encoded, pick))
 
     # DPO ------------------------------------------------------------------------------------
 
     def _dpo(self, pairs: list[dict[str, Any]]) -> Objective:
-        chosen = [self.encode(p["prompt"], p["chosen"], p["lang"]) for p in pairs]
-        rejected = [self.encode(p["prompt"], p["rejected"], p["lang"]) for p in pairs]
+        chosen = [self.encode(p["prompt"], p["chosen"], p["lang"], p.get("chosen_cut", False))
+                  for p in pairs]
+        rejected = [self.encode(p["prompt"], p["rejected"], p["lang"],
+                                p.get("rejected_cut", False)) for p in pairs]
         ref_chosen, ref_rejected = self._reference(chosen), self._reference(rejected)
 
         def part(pick: list[int], _: Any) -> torch.Tensor:
-            both = self._collate([chosen[i] for i in pick] + [rejected[i] for i in pick])
-            policy = completion_logps(self.policy, both)
-            n = len(pick)
+            logps, mask, kl = self._pass([chosen[i] for i in pick] + [rejected[i] for i in pick])
+            policy, n = (logps * mask).sum(-1), len(pick)
             each = losses.dpo_rows(policy[:n], policy[n:], ref_chosen[pick], ref_rejected[pick],
                                    self.opts.beta)
-            return each.sum() / self._batch_rows(len(pairs))
+            return (each.sum() + kl / 2) / self._batch_rows(len(pairs))  # kl: two rows a pair
 
         return Objective(len(pairs), lambda batch, mine: None, part,
                          lambda pick: length(chosen, pick) + length(rejected, pick))

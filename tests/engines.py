@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from engines.base import Capability, Conversation, Engine, EngineInfo
+from engines.base import CUT, Capability, Conversation, Engine, EngineInfo
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,27 @@ class UnloadableEngine(Engine):
     async def reply(self, conv: Conversation) -> AsyncIterator[str]:
         raise AssertionError("never started, never asked")
         yield ""
+
+
+@dataclass(frozen=True)
+class ScriptedOptions:
+    says: str = ""  # the whole reply ("": nothing, so the bot answers with its fallback)
+    cut: bool = False  # marks the reply as ended by the token cap, as the transformer does
+
+
+class ScriptedEngine(Engine):
+    """Says one fixed text, and marks it cut short when told to; rewards what it said."""
+
+    name: ClassVar[str] = "scripted"
+    Options: ClassVar[type] = ScriptedOptions
+    capabilities = frozenset({Capability.REWARD})
+
+    async def reward(self, prompt: str, reply: str, lang: str,
+                     cut: bool) -> tuple[float, str] | None:
+        return (-1.5 if cut else 1.25, "ft1") if reply == self.options.says else None
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        if self.options.cut:
+            conv.trace[CUT] = "max_new_tokens"
+        if self.options.says:
+            yield self.options.says

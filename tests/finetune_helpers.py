@@ -18,10 +18,11 @@ DISLIKED = ["No.", "I do not know.", "Fine."]
 
 
 def finetune_toml(model: Path, **overrides) -> str:
-    """A few steps on the tiny model, and a gate that promotes whatever comes out."""
+    """A few steps on the tiny model, and a gate that promotes whatever comes out (the votes'
+    gate wide open, the sampled replies' gate off: tests/test_finetune_gate.py tests it)."""
     values = dict(min_votes=6, heldout_percent=25, sft_steps=2, preference_steps=2,
                   batch_size=4, max_tokens=96, device='"cpu"', threads=1, min_accuracy=0.0,
-                  tolerance=1.0) | overrides
+                  tolerance=1.0, gate_prompts=0) | overrides
     lines = "\n".join(f"{key} = {value}" for key, value in values.items())
     return (f'[engines.transformer]\nmodel = "{model}"\nthreads = 1\nmax_new_tokens = 8\n'
             f"[finetune]\n{lines}\n")

@@ -20,7 +20,8 @@ def test_rows_for_sft_kto_and_dpo_from_summed_votes():
     assert [(r["id"], r["label"]) for r in data.kto] == [(2, True), (4, False), (8, True)]
     assert [r["id"] for r in data.sft] == [2, 8]
     assert data.dpo == [{"prompt": "hi", "chosen": "How are you?", "rejected": "Go away.",
-                         "lang": "en", "chosen_id": 2, "rejected_id": 4}]
+                         "lang": "en", "chosen_id": 2, "rejected_id": 4,
+                         "chosen_cut": False, "rejected_cut": False}]
     assert data.heldout == []
 
 

@@ -66,7 +66,9 @@ def test_dpo_starts_at_log_2_because_the_reference_is_the_policy_and_then_learns
 def test_kto_starts_at_its_balanced_half_after_sft_and_dpo_falls_back_to_kto(root):
     data = dataset()
     data.dpo = []
-    result = trainer(root, preference="dpo", sft_steps=2, preference_steps=2).run(data)
+    # no KL term: after SFT it would add the adapter's distance from the base to the loss
+    result = trainer(root, preference="dpo", sft_steps=2, preference_steps=2,
+                     kl_weight=0.0).run(data)
     assert [(p.name, p.steps) for p in result.phases] == [("sft", 2), ("kto", 2)]
     first_kto = next(p["loss"] for p in result.curve if p["phase"] == "kto")
     assert first_kto == pytest.approx(0.5, abs=1e-5)  # 3 liked, 3 disliked: weights 1; r = 0
@@ -82,7 +84,7 @@ def test_a_nan_loss_stops_training_with_the_step_and_no_nan_weights(root):
 
     from finetune.train import TrainingDiverged
 
-    job = trainer(root, sft_steps=3, preference_steps=0)
+    job = trainer(root, sft_steps=3, preference_steps=0, kl_weight=0.0)  # one pass a step
     calls = []
 
     def nan_on_second_pass(module, inputs, output):  # as a bad CUDA kernel would
@@ -123,3 +125,27 @@ def test_accumulation_over_micro_batches_takes_the_same_steps_as_one_whole_batch
                                                             abs=1e-5)
     for a, b in zip(lora_weights(whole.model), lora_weights(parts.model), strict=True):
         assert torch.allclose(a, b, atol=1e-4, rtol=0)
+
+
+def test_the_kl_term_keeps_the_adapter_nearer_the_base_model(root):
+    """SFT alone, the same steps with and without the KL term: the term holds the adapter's
+    next-token distributions at the trained replies nearer the base model's."""
+    import torch
+
+    from finetune.batches import collate, mean_kl, reference_log_probs
+
+    data = dataset()
+    kl = {}
+    for weight in (0.0, 20.0):
+        trained = trainer(root, sft_steps=6, preference_steps=0, kl_weight=weight)
+        trained.run(data)
+        model = trained.model
+        batch = collate([trained.encode(r["prompt"], r["completion"], r["lang"]) for r in data.sft],
+                        trained.pad_id, "cpu")
+        with torch.no_grad(), model.disable_adapter():
+            reference = reference_log_probs(model, batch)
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            log_p = logits.logits[:, :-1].float().log_softmax(-1)
+        kl[weight] = float(mean_kl(log_p, reference, batch["target"][:, 1:]).mean())
+    assert kl[0.0] > 0.05 and kl[20.0] < kl[0.0] / 2

@@ -165,7 +165,38 @@ async def test_why_trace_and_next_words(engine):
     assert trace["model"].endswith("tiny") and trace["tokens_in"] > 0
     assert trace["sampling"]["temperature"] == 0.0 and trace["turns_in_prompt"] == 2
     assert trace["seconds"] >= trace["first_token_seconds"] > 0
+    assert trace["cut"] == "max_new_tokens"  # 12 tokens, the cap: no end of turn
     words = await engine.next_words("AI for everyone is very", "en", 5)
     probabilities = [p for _, p in words]
     assert len(words) == 5 and probabilities == sorted(probabilities, reverse=True)
     assert 0 < sum(probabilities) <= 1 + 1e-6 and all(w.strip() == w and w for w, _ in words)
+
+
+async def test_a_replys_reward_is_what_the_job_scores_under_the_active_reward_model(
+        engine, root, tmp_path):
+    """/why's reward (the engine) and the gate's (the job) read a reply the same way."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engines.transformer.reward import FILE, RewardHead
+    from finetune.batches import Encoder
+    from finetune.reward import features
+
+    assert await engine.reward("hello", "Why do you ask?", "en", False) is None  # no adapter
+    folder = tmp_path / "a1"
+    shutil.copytree(adapter_dir(root, "lora-a", 1), folder)
+    torch.manual_seed(0)
+    width = 2 * engine.worker.adapters.model.config.hidden_size
+    head = RewardHead(torch.randn(width), 0.3, torch.randn(width), torch.rand(width) + 0.5)
+    head.save(folder / FILE)
+    await engine.use_adapter(str(folder))
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir(root)).eval()
+    encode = Encoder(engine.tokenizer, engine.system_prompt, 512)
+    for cut in (False, True):
+        row = encode("hello", "Why do you ask?", "en", cut)
+        expected = float(head.score(features(base, [row], engine.tokenizer.pad_token_id, "cpu")))
+        value, adapter = await engine.reward("hello", "Why do you ask?", "en", cut)
+        assert adapter == "a1" and value == pytest.approx(expected, abs=1e-3)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from bot.budget import estimate
 from bot.commands import Argument, CommandContext, command
-from engines.base import Capability
+from bot.store import Reply
+from engines.base import BOT_WORDS, CUT, Capability
+
+log = logging.getLogger(__name__)
 
 
 async def _rate(ctx: CommandContext, value: int, source: str) -> str:
@@ -38,7 +42,29 @@ async def why(ctx: CommandContext) -> str:
             value = ctx.detail(value)
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         lines.append(f"{key}: {shown}")
-    return "\n".join(lines)
+    rewarded = await _reward(ctx, reply)
+    return "\n".join(lines + ([rewarded] if rewarded else []))
+
+
+async def _reward(ctx: CommandContext, reply: Reply) -> str:
+    """The reply's reward under the reward model of the active adapter: what the gate's reward
+    model, trained on the votes, thinks of it (RLHF's "reward", made visible)."""
+    if BOT_WORDS in reply.trace or reply.engine != ctx.engine_name:
+        return ""
+    texts = await ctx.store.exchange_texts(reply.id)
+    if texts is None:
+        return ""
+    try:
+        engine = await ctx.services.engines.get(reply.engine)
+        prompt, text = texts
+        found = await engine.reward(prompt, text, ctx.lang, CUT in reply.trace) \
+            if engine.can(Capability.REWARD) else None
+    except Exception:  # an unloadable engine or reward file: /why still explains the rest
+        log.warning("no reward for reply %s", reply.id, exc_info=True)
+        return ""
+    if found is None:
+        return ""
+    return ctx.t("why_reward", reward=f"{found[0]:+.2f}", adapter=found[1])
 
 
 @command("next", argument=Argument("text"))

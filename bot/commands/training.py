@@ -44,6 +44,8 @@ async def adapters(ctx: CommandContext) -> str:
         return ctx.t("adapters_none")
     chosen = [a for a in found if a.id == ctx.args.strip()] or found[:1]
     lines = [ctx.t("adapters_header")] + [await _line(ctx, a) for a in found[:20]]
+    if ctx.args.strip() == chosen[0].id:
+        lines += _sampled(ctx, chosen[0])
     curve = Path(chosen[0].path) / LOSS_CURVE
     send_file = getattr(ctx.sink, "send_file", None)
     if send_file is not None and curve.is_file():
@@ -66,6 +68,23 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
     live_text = (ctx.t("adapter_live", share=str(live)) if live.people
                  else ctx.t("adapter_live_none"))
     return f"{line.rstrip()} · {live_text}"
+
+
+def _sampled(ctx: CommandContext, adapter: Adapter) -> list[str]:
+    """What the gate saw of the adapter's own replies to held-out prompts: its distance from
+    the base model (KL), its fluency, and the reward model's verdict (finetune/judge.py)."""
+    evaluation = adapter.metrics.get("evaluation", {})
+    sampled, check = evaluation.get("sampled"), evaluation.get("reward_model") or {}
+    if not sampled:
+        return [ctx.t("adapter_sampled_none", adapter=adapter.id)]
+    reward = sampled.get("reward") or {}
+    gain = (ctx.t("adapter_reward_gain", gain=f"{reward['gain']:+.2f}",
+                  low=f"{reward['gain_low']:+.2f}", high=f"{reward['gain_high']:+.2f}")
+            if reward else "–")
+    accuracy = check.get("accuracy")
+    return [ctx.t("adapter_sampled", adapter=adapter.id, kl=f"{sampled['kl']:.3f}",
+                  fluency=f"{sampled['fluency']:.2f}", prompts=sampled.get("prompts", 0),
+                  gain=gain, reward_model="–" if accuracy is None else f"{accuracy:.2f}")]
 
 
 @command("adapter", scope="admin", argument=Argument("id", hint=f"ID|{BASE}|{UNPIN}"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from bot.store.connection import Connection
 from bot.store.people import Chat, User
@@ -22,6 +24,7 @@ class VotedReply:
     engine_version: str | None
     score: int  # the sum of the votes (+1 / -1, one per person)
     votes: int
+    trace: dict[str, Any] = field(default_factory=dict)  # the reply's marks (engines.base)
 
 
 class Feedback(Connection):
@@ -103,7 +106,7 @@ class Feedback(Connection):
         people who opted out: their questions, and their votes, are left out."""
         rows = await self._all(
             "SELECT r.id, q.id, COALESCE(c.lang, ''), q.text, r.text, r.engine_version,"
-            " SUM(f.value), COUNT(*) FROM messages r"
+            " SUM(f.value), COUNT(*), r.trace FROM messages r"
             " JOIN messages q ON q.id = r.reply_to JOIN users qu ON qu.id = q.user_id"
             " JOIN chats c ON c.id = r.chat_id"
             " JOIN feedback f ON f.message_id = r.id JOIN users fu ON fu.id = f.user_id"
@@ -113,4 +116,6 @@ class Feedback(Connection):
             " GROUP BY r.id ORDER BY r.id",
             engines,
         )
-        return [VotedReply(*row) for row in rows]
+        return [VotedReply(r, q, lang, prompt, text, version, score, votes,
+                           json.loads(trace or "{}"))
+                for r, q, lang, prompt, text, version, score, votes, trace in rows]

@@ -101,6 +101,15 @@ class Messages(Connection):
             return None
         return Reply(row[0], row[1] or "", row[2] or "", json.loads(row[3] or "{}"))
 
+    async def exchange_texts(self, reply_id: int) -> tuple[str, str] | None:
+        """(the message a reply answers, the reply) while both texts are stored, else None."""
+        row = await self._one(
+            "SELECT q.text, r.text FROM messages r JOIN messages q ON q.id = r.reply_to"
+            " WHERE r.id = ? AND q.text IS NOT NULL AND r.text IS NOT NULL",
+            (reply_id,),
+        )
+        return (row[0], row[1]) if row else None
+
     async def reply_for(self, chat: Chat, platform_msg_id: str) -> int | None:
         """The id of the bot's reply that was sent as this platform message, if any."""
         row = await self._one(

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
 from engines.remote.options import RemoteOptions
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class RemoteEngine(Engine):
             "finish_reason": stats.finish_reason or None,
             "first_token_seconds": round(first - stats.started, 3) if first else None,
             "seconds": round(done - stats.started, 3),
-        }
+        } | ({CUT: "max_tokens"} if stats.finish_reason == "length" else {})
 
     def system_prompt(self, lang: str) -> str:
         return self._prompts.get(lang) or self._prompts.get("en", "")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
 from engines.transformer.trim import SentenceStream
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ class TransformerOptions:
 class TransformerEngine(Engine):
     name: ClassVar[str] = "transformer"
     Options: ClassVar[type] = TransformerOptions
-    capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS, Capability.PROBE})
+    capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS, Capability.PROBE,
+                              Capability.REWARD})
 
     def __init__(self, options: TransformerOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
@@ -211,7 +212,7 @@ class TransformerEngine(Engine):
             "turns_in_prompt": kept,
             "seconds": round(done - request.submitted, 3),
             "first_token_seconds": round(first - request.submitted, 3) if first else None,
-        }
+        } | ({CUT: "max_new_tokens"} if request.cut else {})
 
     def system_prompt(self, lang: str) -> str:
         return self._prompts.get(lang) or self._prompts.get("en", "")
@@ -265,6 +266,40 @@ class TransformerEngine(Engine):
         adapter = self.active or _base()
         probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter))
         return top_words(self.tokenizer, probs, k)
+
+    async def reward(self, prompt: str, reply: str, lang: str,
+                     cut: bool) -> tuple[float, str] | None:
+        """The reply's reward under the active adapter's reward model (`reward.pt` in its
+        folder, fitted by the job that made it), read by the base model as the job read it."""
+        from engines.transformer import prompt as chat_prompt
+        from engines.transformer.reward import FILE, RewardHead, reply_ids
+
+        adapter = self.active
+        folder = self.adapters.folders.get(adapter) if adapter else None
+        if folder is None or not (folder / FILE).is_file():
+            return None
+        path = folder / FILE
+        head = await asyncio.to_thread(RewardHead.load, path)
+        chat = chat_prompt.messages(self.system_prompt(lang), [], prompt, self._system_role)
+        asked = chat_prompt.encode(self.tokenizer, chat)
+        whole = reply_ids(self.tokenizer, asked, reply, cut)
+        ids = whole[-self.context:]  # a long prompt loses its start
+        replied = max(1, min(len(ids), len(whole) - len(asked)))
+        value = await self.worker.call(lambda: self._reward(head, ids, replied))
+        return value, adapter
+
+    def _reward(self, head: Any, ids: list[int], replied: int) -> float:
+        """Worker thread: one forward pass of the base model; the head on the reply's states."""
+        import torch
+
+        from engines.transformer.reward import reply_features
+
+        inputs = torch.tensor([ids], device=self.worker.device)
+        out = self.worker.forward([_base()], input_ids=inputs,
+                                  attention_mask=torch.ones_like(inputs), output_hidden_states=True)
+        mask = torch.zeros(1, len(ids), device=inputs.device)
+        mask[0, len(ids) - replied:] = 1
+        return float(head.score(reply_features(out.hidden_states[-1], mask))[0])
 
     async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
         """ln p of each continuation after `context`, read raw (no chat template): one forward
