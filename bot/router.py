@@ -17,13 +17,13 @@ from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from bot import commands, logs, metrics
+from bot import commands, learning, logs, metrics
 from bot.events import Incoming, Reaction, Sink, deliver
 from bot.i18n import t
 from bot.policy import OutputCleaner, RateLimiter, clean_output, detail_for, may_use, rate_limited
 from bot.services import Services
 from bot.store import Chat, Context, Exchange, User
-from engines.base import Capability, Conversation, Engine, EngineUnavailable
+from engines.base import Conversation, Engine, EngineUnavailable, Written
 
 log = logging.getLogger(__name__)
 CUT_SECONDS = 5.0  # at shutdown, how long a cut-off reply may take to be delivered and stored
@@ -158,7 +158,8 @@ class Router:
         if not keep:
             self._unstored_state[chat.id, engine_name] = conv.state
         if keep and not outcome.failed:
-            await self._learn(incoming.text, lang)
+            await learning.learn(self.engines, Written(
+                incoming.text, lang, f"{incoming.platform}:{incoming.user_id}", conv.chat_key))
 
     async def _stored_already(self, incoming: Incoming, chat: Chat) -> int | None:
         """A message delivered again after a restart may have been stored before it."""
@@ -228,15 +229,6 @@ class Router:
         if not text.strip():  # the engine had nothing to say
             return Outcome(clean_output(t(conv.lang, "no_reply"), limit), conv.version or version)
         return Outcome(cleaner.add(""), conv.version or version)  # the text so far, cleaned
-
-    async def _learn(self, text: str, lang: str) -> None:
-        for engine in self.engines.loaded():
-            if not engine.can(Capability.LEARNS):
-                continue
-            try:
-                await engine.learn(text, lang)
-            except Exception:
-                log.warning("engine %s failed to learn", engine.name, exc_info=True)
 
     async def react(self, reaction: Reaction) -> bool:
         """A reaction on one of the bot's replies becomes (or stops being) a vote."""

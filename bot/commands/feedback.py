@@ -45,7 +45,8 @@ async def next_(ctx: CommandContext) -> str:
     if not ctx.args:
         return ctx.t("next_usage")
     asked = await ctx.ask_engine(Capability.NEXT_WORDS, "next_unsupported",
-                                 lambda engine: engine.next_words(ctx.args, ctx.lang, 5))
+                                 lambda engine: engine.next_words(ctx.args, ctx.lang, 5,
+                                                                   chat=ctx.chat_key))
     if isinstance(asked, str):
         return asked
     _, words = asked

@@ -23,7 +23,7 @@ async def probe(ctx: CommandContext) -> str:
         return ctx.t("probe_usage")
     asked = await ctx.ask_engine(Capability.PROBE, "probe_unsupported",
                                  lambda engine: engine.probe(context.strip(), continuations,
-                                                             ctx.lang))
+                                                             ctx.lang, chat=ctx.chat_key))
     if isinstance(asked, str):
         return asked
     engine, logprobs = asked

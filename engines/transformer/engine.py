@@ -216,7 +216,8 @@ class TransformerEngine(Engine):
             return root / path_or_id, path_or_id
         raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in {root}")
 
-    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+    async def next_words(self, text: str, lang: str, k: int = 5,
+                         chat: str = "") -> list[tuple[str, float]]:
         """The model's k most likely next words (tokens, as text) after `text`, read raw."""
         from engines.transformer.scoring import next_token_probs, top_words
 
@@ -225,7 +226,8 @@ class TransformerEngine(Engine):
         probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter))
         return top_words(self.tokenizer, probs, k)
 
-    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+    async def probe(self, context: str, continuations: list[str], lang: str,
+                    chat: str = "") -> list[float]:
         """ln p of each continuation after `context`, read raw (no chat template): one forward
         pass each on the worker thread. A continuation is tokenised after a space, as it
         follows the context's last word; an empty context starts at the BOS token if any."""

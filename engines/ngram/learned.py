@@ -1,0 +1,85 @@
+"""What one language learned from people, in two scopes and within a bound.
+
+Each message adds to the k-anonymous counts (people.py: what may answer every chat) and to its
+chat's layer (layer.py: what answers that chat alone); withdrawing a message subtracts the same.
+The cost of either is that of the message, whatever was learned before. The sequences held in
+both together are bounded (`max_entries`): past it, the rarest go first (written once, then at
+most twice, ...), the oldest among equals, down to PRUNE_TO of the bound, so pruning happens
+once per many messages. The packaged corpora are not held here and never pruned.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from engines.ngram.layer import ChatLayer
+from engines.ngram.people import Key, PeopleCounts, sequences
+
+PRUNE_TO = 0.9  # of the bound, after pruning
+
+
+class Learned:
+    def __init__(self, order: int, copy_span: int, k_people: int, max_entries: int) -> None:
+        self.order = order
+        self.copy_span = copy_span
+        self.people = PeopleCounts(order, k_people)
+        self.layers: dict[str, ChatLayer] = {}
+        self.max_entries = max_entries
+        self._person_ids: dict[str, int] = {}
+        self.messages: Counter[str] = Counter()  # messages learned and not withdrawn, per person
+        self.pruned = 0  # sequences dropped for the bound, since the start
+
+    @property
+    def entries(self) -> int:
+        return len(self.people) + sum(layer.entries for layer in self.layers.values())
+
+    def add(self, person: str, chat: str, sentences: Sequence[Sequence[int]]) -> None:
+        who = self._person_ids.setdefault(person, len(self._person_ids))
+        self.people.add(who, self._sequences(sentences))
+        layer = self.layers.get(chat)
+        if layer is None:
+            layer = self.layers[chat] = ChatLayer(self.order, self.copy_span)
+        for sentence in sentences:
+            layer.add(sentence)
+        self.messages[person] += 1
+        if self.entries > self.max_entries:
+            self.prune()
+
+    def subtract(self, person: str, chat: str, sentences: Sequence[Sequence[int]]) -> bool:
+        """Take one message back; False (and nothing done) if none of `person`'s is held."""
+        if self.messages[person] <= 0:
+            self.messages.pop(person, None)
+            return False
+        self.people.subtract(self._person_ids[person], self._sequences(sentences))
+        layer = self.layers.get(chat)
+        if layer is not None:
+            for sentence in sentences:
+                layer.add(sentence, -1)
+            if not layer.entries:
+                del self.layers[chat]
+        self.messages[person] -= 1
+        if not self.messages[person]:
+            del self.messages[person]
+        return True
+
+    def _sequences(self, sentences: Sequence[Sequence[int]]) -> Counter[Key]:
+        found: Counter[Key] = Counter()
+        for sentence in sentences:
+            found.update(sequences(sentence, self.order))
+        return found
+
+    def prune(self) -> None:
+        excess = self.entries - int(self.max_entries * PRUNE_TO)
+        at_most = 1
+        while excess > 0:
+            parts: list[PeopleCounts | ChatLayer] = [self.people, *self.layers.values()]
+            for part in parts:
+                gone = part.prune(excess, at_most)
+                excess -= gone
+                self.pruned += gone
+                if excess <= 0:
+                    break
+            at_most *= 2
+        for chat in [c for c, layer in self.layers.items() if not layer.entries]:
+            del self.layers[chat]
