@@ -155,10 +155,8 @@ class App:
         days, store = self.config.privacy.retention_days, self._store()
         while True:
             if days > 0:
-                cutoff = time.time() - days * 86400
-                expiring = await store.texts_older_than(cutoff)
-                removed = await store.prune(cutoff)
-                await learning.withdraw(self.engines, expiring)  # out of every scope, too
+                # out of the engines' every scope, too
+                removed = await learning.expire(store, self.engines, time.time() - days * 86400)
                 if removed:
                     log.info("retention: deleted %d messages older than %d days", removed, days)
             await store.forget_handled(time.time() - 86400)

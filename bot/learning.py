@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+from bot.store import Store
 from engines.base import Capability, Written
 from engines.registry import Engines
 
@@ -25,6 +26,15 @@ async def learn(engines: Engines, message: Written) -> None:
             await engine.learn(message)
         except Exception:
             log.warning("engine %s failed to learn", engine.name, exc_info=True)
+
+
+async def expire(store: Store, engines: Engines, older_than: float) -> int:
+    """Retention: delete the messages older than a unix time, and take them back from the
+    engines that learned them; returns how many messages went."""
+    expiring = await store.texts_older_than(older_than)
+    removed = await store.prune(older_than)
+    await withdraw(engines, expiring)
+    return removed
 
 
 async def withdraw(engines: Engines, rows: Iterable[Sequence[str]]) -> None:

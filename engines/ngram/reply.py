@@ -83,6 +83,9 @@ def most_likely_next(language: Language, text: str, k: int,
     vocab = language.corpus.vocab
     p = model.distribution([BOS, *vocab.encode(tokenize(text, language.lang))])
     p[: len(SPECIALS)] = 0.0
-    ranked = (i for i in np.argsort(-p, kind="stable") if is_word(vocab.words[i]))
+    # only words the models hold: one merely in the vocabulary (written elsewhere, by fewer
+    # than k people) has the same probability as a word never seen, and is not listed either
+    ranked = (i for i in np.argsort(-p, kind="stable")
+              if model.knows(int(i)) and is_word(vocab.words[i]))
     best = list(itertools.islice(ranked, k))
     return [(language.spelling(vocab.words[i]), float(p[i])) for i in best if p[i] > 0]
