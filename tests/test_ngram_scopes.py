@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from bot import learning
 from bot.events import Incoming
 from engines.ngram.languages import Language
+from engines.ngram.vocab import BOS
 from tests.conftest import RecordingSink
 
 NGRAM = "[engines.ngram]\ncorpora = false\ntime_budget = 0.05\nestimate_every = 0.0\n"
@@ -114,3 +117,22 @@ def test_the_bound_prunes_learned_sequences_never_the_corpus():
     for word in ("corpus", "forever", "hello"):
         assert model.knows(vocab.ids[word])
     assert not model.knows(vocab.ids["word3"])  # pruned long ago, rarest and oldest first
+
+
+def test_common_sequences_whose_context_is_not_common_leave_the_model_whole():
+    """Two people share "zork blips late" but not what came before it: the shared model holds
+    no n-gram without its context (KN estimation looks every context up), and stays a
+    distribution."""
+    language = Language("en", 3, 7, k_people=2)
+    language.learn(["the code is here", "it is late"])
+    language.learn_message("alice says zork blips late", "a", "c1")
+    language.learn_message("bob thinks zork blips late", "b", "c2")
+    language.learn_message("we said hello . we said hello", "a", "c1")
+    language.learn_message("we said hello", "b", "c2")
+    models = language.estimate()
+    ids = language.corpus.vocab.ids
+    for model in (models.forward, models.backward):
+        for context in ([BOS], [ids["zork"], ids["blips"]], [ids["blips"], ids["late"]]):
+            assert model.distribution(context).sum() == pytest.approx(1.0)
+    assert models.forward.knows(ids["hello"])  # whole common sentences are learned
+    assert models.forward.prob_of([BOS, ids["we"], ids["said"]], ids["hello"]) > 0.5

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.corpora import Found, split_sentences
+from engines.ngram.contexts import ContextCheck
 from engines.ngram.counts import NgramCounts
 from engines.ngram.kneser_ney import estimate
 from engines.ngram.layer import ChatGuard, ChatModel, with_layer
@@ -56,6 +57,7 @@ class Language:
         self.corpus = Corpus(order)
         self.guard = CopyGuard(copy_span)
         self.learned = Learned(order, copy_span, k_people, max_learned)
+        self._checks: tuple[ContextCheck, ...] | None = None
         self.tokens = 0
         self.models: Models | None = None
         self.estimations = 0  # how often models were estimated from the counts
@@ -116,11 +118,14 @@ class Language:
         admitted = dict(self.learned.people.admitted)  # one C-level copy, atomic
         size = len(self.corpus.vocab)  # after the copy: every admitted id is below it
         order = self.corpus.order
+        if self._checks is None:  # the corpus counts are complete by the first estimation
+            self._checks = tuple(ContextCheck({k: c.table(k) for k in c.tables}, order)
+                                 for c in (self.corpus.forward, self.corpus.backward))
         forward, backward = NgramCounts(order), NgramCounts(order)
-        for mine, corpus, theirs in zip((forward, backward),
-                                        (self.corpus.forward, self.corpus.backward),
-                                        tables(admitted, order), strict=True):
-            mine.tables = {k: merge(corpus.table(k), theirs[k]) for k in corpus.tables}
+        for mine, check, theirs in zip((forward, backward), self._checks,
+                                       tables(admitted, order), strict=True):
+            held = check.keep(theirs)
+            mine.tables = {k: merge(check.corpus[k], held[k]) for k in check.corpus}
         self.estimations += 1
         self.models = Models(estimate(forward, size), estimate(backward, size),
                              CopyGuard(self.guard.span, self.guard.hashes), self.tokens)
