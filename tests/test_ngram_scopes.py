@@ -108,6 +108,8 @@ def test_the_bound_prunes_learned_sequences_never_the_corpus():
     for i in range(400):
         language.learn_message(f"message {i} has word{i} and word{i + 1} too", f"p{i % 7}",
                                f"chat{i % 3}")
+        while language.learned.over:  # as the engine does, a step at a time
+            language.prune()
         assert language.learned.entries <= 1000
     language.learn_message("everyone says hello to everyone", "p0", "chat0")
     assert language.learned.pruned > 0
@@ -136,3 +138,18 @@ def test_common_sequences_whose_context_is_not_common_leave_the_model_whole():
             assert model.distribution(context).sum() == pytest.approx(1.0)
     assert models.forward.knows(ids["hello"])  # whole common sentences are learned
     assert models.forward.prob_of([BOS, ids["we"], ids["said"]], ids["hello"]) > 0.5
+
+
+async def test_the_engine_keeps_to_its_bound_by_itself(tmp_path):
+    from engines.base import EngineContext, Written
+    from engines.ngram.engine import NgramEngine, NgramOptions
+
+    options = NgramOptions(corpora=False, max_learned_ngrams=1000, estimate_every=0.0)
+    engine = NgramEngine(options, EngineContext(data_dir=tmp_path, k_people=1))
+    await engine.start()
+    for i in range(300):
+        await engine.learn(Written(f"note {i} says word{i} twice", "en", f"p{i % 5}", "c"))
+    await engine.settle()
+    learned = engine.languages["en"].learned
+    assert learned.pruned > 0 and learned.entries <= 1000
+    assert [w for w, _ in await engine.next_words("note 299 says", "en", 1, "c")] == ["word299"]

@@ -63,6 +63,7 @@ class NgramEngine(Engine):
         self._estimators: dict[str, asyncio.Task | None] = dict.fromkeys(LANGUAGES)
         self._estimated_at = dict.fromkeys(LANGUAGES, -float("inf"))
         self._hurry = {lang: asyncio.Event() for lang in LANGUAGES}  # no more waiting
+        self._pruners: dict[str, asyncio.Task | None] = dict.fromkeys(LANGUAGES)
         self.withdrawn = 0  # messages taken back since the start (a redundant /forget adds none)
 
     async def start(self) -> None:
@@ -135,6 +136,20 @@ class NgramEngine(Engine):
                                               message.person, message.chat)
         if changed:
             self._mark_stale(lang)
+        if language.learned.over and self._pruners[lang] is None:
+            self._pruners[lang] = asyncio.create_task(self._prune(lang), name=f"ngram-prune-{lang}")
+
+    async def _prune(self, lang: str) -> None:
+        """Back within the bound, a step at a time: messages are learned between steps."""
+        try:
+            done = False
+            while not done:
+                async with self._locks[lang]:
+                    done, changed = await asyncio.to_thread(self.languages[lang].prune)
+                if changed:
+                    self._mark_stale(lang)
+        finally:
+            self._pruners[lang] = None
 
     async def withdraw(self, messages: list[Written]) -> None:
         """Subtract what these messages taught, from their chats' layers and the k-anonymous
@@ -178,7 +193,8 @@ class NgramEngine(Engine):
 
     async def settle(self) -> None:
         """Wait until everything learned so far is in the shared models (estimating now)."""
-        while pending := [t for t in self._estimators.values() if t is not None]:
+        while pending := [t for t in [*self._pruners.values(), *self._estimators.values()]
+                          if t is not None]:
             for event in self._hurry.values():
                 event.set()
             await asyncio.gather(*pending)
@@ -193,6 +209,8 @@ class NgramEngine(Engine):
 def _learn_all(language: Any, messages: list[Written]) -> None:
     for m in messages:
         language.learn_message(m.text, m.person, m.chat)
+        while language.learned.over and not language.prune()[0]:
+            pass
 
 
 def _withdraw_all(language: Any, messages: list[Written]) -> tuple[int, bool]:

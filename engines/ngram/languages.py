@@ -95,6 +95,11 @@ class Language:
         self.learned.subtract(person, chat, sentences)
         return self._shared_changed()
 
+    def prune(self) -> tuple[bool, bool]:
+        """One step towards the bound: (done, whether the shared models must be estimated
+        again)."""
+        return self.learned.prune(), self._shared_changed()
+
     def _shared_changed(self) -> bool:
         changed, self.learned.people.changed = self.learned.people.changed, False
         return changed

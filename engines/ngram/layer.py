@@ -89,16 +89,14 @@ class Followers:
                 del self.next[context], self.total[context]
 
     def prune(self, wanted: int, at_most: int) -> int:
-        """Drop up to `wanted` entries seen `at_most` times or fewer, oldest contexts first."""
-        gone = 0
-        for context, words in list(self.next.items()):
-            for word, times in list(words.items()):
-                if gone < wanted and times <= at_most:
-                    self._change(context, word, -times)
-                    gone += 1
-            if gone >= wanted:
-                break
-        return gone
+        """Drop up to `wanted` entries seen `at_most` times or fewer, oldest contexts first;
+        stops scanning once it has them."""
+        rare = ((context, word, times) for context, words in self.next.items()
+                for word, times in words.items() if times <= at_most)
+        gone = list(itertools.islice(rare, wanted))
+        for context, word, times in gone:
+            self._change(context, word, -times)
+        return len(gone)
 
 
 class ChatLayer:
@@ -124,14 +122,22 @@ class ChatLayer:
         _change(self.words, sentence, sign)
 
     def prune(self, wanted: int, at_most: int) -> int:
-        gone = self.forward.prune(wanted, at_most)
-        gone += self.backward.prune(wanted - gone, at_most)
+        """Up to `wanted` entries seen `at_most` times or fewer, from each part in proportion
+        to its size (so that each keeps its newest), the oldest of each first."""
+        gone, entries = 0, max(self.entries, 1)
+        for part in (self.forward, self.backward):
+            gone += part.prune(share(wanted, part.entries, entries), at_most)
         for counter in (self.windows, self.words):
-            rare = [key for key, n in counter.items() if n <= at_most][:max(wanted - gone, 0)]
-            for key in rare:
+            rare = (key for key, n in counter.items() if n <= at_most)
+            for key in list(itertools.islice(rare, share(wanted, len(counter), entries))):
                 del counter[key]
-            gone += len(rare)
+                gone += 1
         return gone
+
+
+def share(wanted: int, size: int, total: int) -> int:
+    """A part's share of `wanted`, in proportion to its size (rounded up)."""
+    return -(-wanted * size // total)
 
 
 def _change(counter: Counter[int], keys: Sequence[int], sign: int) -> None:

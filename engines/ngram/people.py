@@ -14,6 +14,7 @@ read by the estimation thread as a copy, taken in one C-level call.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -91,14 +92,14 @@ class PeopleCounts:
 
     def prune(self, wanted: int, at_most: int) -> int:
         """Drop up to `wanted` sequences written `at_most` times or fewer in all, the oldest
-        first; returns how many went."""
-        gone = [key for key, who in self.writers.items() if sum(who.values()) <= at_most]
-        for key in gone[:wanted]:
-            who = self.writers.pop(key)
+        first; returns how many went. Stops scanning once it has them."""
+        rare = (key for key, who in self.writers.items() if sum(who.values()) <= at_most)
+        gone = list(itertools.islice(rare, wanted))
+        for key in gone:
+            del self.writers[key]
             if self.admitted.pop(key, None) is not None:
                 self.changed = True
-            who.clear()
-        return min(len(gone), wanted)
+        return len(gone)
 
 
 def tables(admitted: dict[Key, int], order: int) -> tuple[dict[int, Table], dict[int, Table]]:
