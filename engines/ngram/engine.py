@@ -153,22 +153,24 @@ class NgramEngine(Engine):
 
     async def withdraw(self, messages: list[Written]) -> None:
         """Subtract what these messages taught, from their chats' layers and the k-anonymous
-        counts (a message of someone the engine holds nothing of is skipped: no work); returns
-        once the shared models no longer hold it."""
-        changed = set()
+        counts (a message of someone the engine holds nothing of is skipped: no work). Where a
+        sequence fell below k people, returns once the shared models are estimated without it;
+        one that still has k writers counts one fewer at the next estimation."""
+        urgent = set()
         for lang in LANGUAGES:
             mine = [m for m in messages if self._lang(m.lang) == lang]
             if not mine or lang not in self.languages:
                 continue
             async with self._locks[lang]:
-                done, moved = await asyncio.to_thread(_withdraw_all, self.languages[lang], mine)
+                done, changed, left = await asyncio.to_thread(_withdraw_all,
+                                                              self.languages[lang], mine)
             self.withdrawn += done
-            if moved:
-                changed.add(lang)
-        for lang in changed:
-            self._mark_stale(lang)
-            self._hurry[lang].set()
-        await asyncio.gather(*(asyncio.shield(t) for lang in changed
+            if changed:
+                self._mark_stale(lang)
+            if left:
+                urgent.add(lang)
+                self._hurry[lang].set()
+        await asyncio.gather(*(asyncio.shield(t) for lang in urgent
                                if (t := self._estimators[lang]) is not None))
 
     def _mark_stale(self, lang: str) -> None:
@@ -213,15 +215,19 @@ def _learn_all(language: Any, messages: list[Written]) -> None:
             pass
 
 
-def _withdraw_all(language: Any, messages: list[Written]) -> tuple[int, bool]:
-    """(messages taken back, whether the shared models must be estimated again)."""
+def _withdraw_all(language: Any, messages: list[Written]) -> tuple[int, bool, bool]:
+    """(messages taken back, whether the shared models must be estimated again, whether a
+    sequence left them)."""
     done, changed = 0, False
+    people = language.learned.people
+    people.left = False
     for m in messages:
         if not language.learned.messages.get(m.person):
             continue  # nothing of theirs is held
         changed |= language.withdraw_message(m.text, m.person, m.chat)
         done += 1
-    return done, changed
+    left, people.left = people.left, False
+    return done, changed, left
 
 
 def _size(lang: str, language: Any) -> str:

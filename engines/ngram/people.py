@@ -46,6 +46,7 @@ class PeopleCounts:
         self.writers: dict[Key, dict[int, int]] = {}
         self.admitted: dict[Key, int] = {}  # sequences with >= k_people writers -> writers
         self.changed = False  # `admitted` changed since the models were last estimated
+        self.left = False  # ... and a sequence left it (fell below k writers)
 
     def __len__(self) -> int:
         return len(self.writers)
@@ -88,6 +89,7 @@ class PeopleCounts:
                 self.admitted[key] = len(who)
             else:
                 del self.admitted[key]
+                self.left = True
             self.changed = True
 
     def prune(self, wanted: int, at_most: int) -> int:
