@@ -153,3 +153,15 @@ async def test_the_engine_keeps_to_its_bound_by_itself(tmp_path):
     learned = engine.languages["en"].learned
     assert learned.pruned > 0 and learned.entries <= 1000
     assert [w for w, _ in await engine.next_words("note 299 says", "en", 1, "c")] == ["word299"]
+
+
+def test_the_vocabulary_people_bring_is_bounded_too():
+    language = Language("en", 2, 7, k_people=1, max_learned=1000)
+    language.learn(["a corpus line"])
+    corpus_words = len(language.corpus.vocab)
+    for i in range(1500):
+        language.learn_message(f"zz{i}", "p", "c")
+        while language.learned.over:
+            language.prune()
+    assert len(language.corpus.vocab) == corpus_words + 1000  # then new words are <unk>
+    assert len(language.spellings) <= 3 * len(language.corpus.vocab)

@@ -28,7 +28,7 @@ from engines.ngram.rows import merge
 from engines.ngram.tokens import tokenize_cased
 from engines.ngram.training import Corpus
 from engines.ngram.verbatim import CopyGuard
-from engines.ngram.vocab import Vocab
+from engines.ngram.vocab import UNK, Vocab
 
 MAX_LEARNED = 200_000  # sequences learned from people (without [engines.ngram] options)
 
@@ -58,6 +58,7 @@ class Language:
         self.guard = CopyGuard(copy_span)
         self.learned = Learned(order, copy_span, k_people, max_learned)
         self._checks: tuple[ContextCheck, ...] | None = None
+        self._word_cap: int | None = None  # the most words people's text may bring
         self.tokens = 0
         self.models: Models | None = None
         self.estimations = 0  # how often models were estimated from the counts
@@ -74,24 +75,42 @@ class Language:
         self.tokens += added
         return added
 
-    def _sentences(self, texts: Iterable[str]) -> list[list[str]]:
-        cased = [tokenize_cased(s, self.lang)
-                 for text in texts for s in split_sentences(text, self.lang)]
-        for sentence in cased:
-            self.spellings.update(sentence[1:])  # the first word is capitalised anyway
-        return [[token.lower() for token in s] for s in cased if s]
+    def _sentences(self, texts: Iterable[str], spell: bool = True) -> list[list[str]]:
+        cased = self._cased(texts)
+        if spell:
+            for sentence in cased:
+                self.spellings.update(sentence[1:])  # the first word is capitalised anyway
+        return [[token.lower() for token in s] for s in cased]
+
+    def _cased(self, texts: Iterable[str]) -> list[list[str]]:
+        return [words for text in texts for s in split_sentences(text, self.lang)
+                if (words := tokenize_cased(s, self.lang))]
 
     def learn_message(self, text: str, person: str, chat: str) -> bool:
         """Learn one person's message in both scopes; True if the shared models must be
-        estimated again (a sequence reached k people, or left the bound)."""
+        estimated again (a sequence reached k people, or left the bound). New words join the
+        vocabulary (ids are never taken back) up to as many as the bound on what is learned:
+        past that a new word counts as <unk>, so the vocabulary is bounded too."""
         vocab = self.corpus.vocab
-        sentences = [vocab.encode(s, grow=True) for s in self._sentences([text])]
+        if self._word_cap is None:
+            self._word_cap = len(vocab) + self.learned.max_entries
+        sentences = []
+        for cased in self._cased([text]):
+            ids = [vocab.ids.get(w.lower()) or self._new_word(w.lower()) for w in cased]
+            # how a word is spelled, for the words held (a bounded vocabulary, bounded forms)
+            self.spellings.update(w for w, i in zip(cased[1:], ids[1:], strict=True) if i)
+            sentences.append(ids)
         self.learned.add(person, chat, sentences)
         return self._shared_changed()
 
+    def _new_word(self, word: str) -> int:
+        if len(self.corpus.vocab) >= (self._word_cap or 0):
+            return UNK
+        return self.corpus.vocab.add(word)
+
     def withdraw_message(self, text: str, person: str, chat: str) -> bool:
         """Take one learned message back from both scopes; True as for learn_message."""
-        sentences = [self.corpus.vocab.encode(s) for s in self._sentences([text])]
+        sentences = [self.corpus.vocab.encode(s) for s in self._sentences([text], spell=False)]
         self.learned.subtract(person, chat, sentences)
         return self._shared_changed()
 

@@ -56,12 +56,12 @@ class Guard(Protocol):
 
 
 class Followers:
-    """context -> {word: times it followed}, with each context's total."""
+    """context -> {word: times it followed} (a context's total is summed when asked: one C
+    call over a few words, and nothing to keep consistent)."""
 
     def __init__(self, order: int) -> None:
         self.order = order
         self.next: dict[Context, dict[int, int]] = {}
-        self.total: dict[Context, int] = {}
         self.entries = 0
 
     def add(self, padded: Sequence[int], sign: int) -> None:
@@ -81,12 +81,11 @@ class Followers:
         if times > 0:
             self.entries += word not in words
             words[word] = times
-            self.total[context] = self.total.get(context, 0) + sign
         elif word in words:
-            self.total[context] -= words.pop(word)
+            del words[word]
             self.entries -= 1
             if not words:
-                del self.next[context], self.total[context]
+                del self.next[context]
 
     def prune(self, wanted: int, at_most: int) -> int:
         """Drop up to `wanted` entries seen `at_most` times or fewer, oldest contexts first;
@@ -188,6 +187,8 @@ class ChatModel:
         if not follow:
             return p
         items = tuple(follow.items())
+        if not items:  # emptied by the learning thread meanwhile
+            return p
         total = sum(n for _, n in items)
         out = np.zeros(max(len(p), max(w for w, _ in items) + 1))
         out[:len(p)] = p * (PRIOR / (total + PRIOR))
