@@ -20,14 +20,17 @@ more likely (`/probe`) for a fifth person who never wrote it, against before the
 
 Everything goes through the real Router, Store and commands (the console frontend's path).
 Rows come from the functions in MEASURES, each handed the same Scenario (a bot after all the
-writing): the n-gram rows are here; another module adds its own (bench/canary_adapter.py: the
-transformer after a retrain) by appending to MEASURES or passing `extra` to `run`.
+writing): the n-gram rows are here. Another engine's rows come from bench/canary_adapter.py
+when it exists (the transformer after a retrain): its `async def measure(scenario) ->
+list[Row]` is one more measure, and its optional `CONFIG` (TOML text) is added to the bot's
+configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import math
 import random
 import re
@@ -184,6 +187,17 @@ async def ngram_rows(s: Scenario) -> list[Row]:
 MEASURES: list[Measure] = [ngram_rows]
 
 
+def adapter_measure() -> tuple[list[Measure], str]:
+    """bench/canary_adapter.py's measure and configuration, if that module exists."""
+    try:
+        canary_adapter = importlib.import_module("bench.canary_adapter")
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench.canary_adapter":
+            raise
+        return [], ""
+    return [canary_adapter.measure], getattr(canary_adapter, "CONFIG", "")
+
+
 async def phrase_probability(router: Router) -> float:
     reply = await say(router, Place("", "eve", "dm-eve", False),
                       f"/probe {PHRASE_CONTEXT} | {PHRASE} | {PHRASE_OTHER}")
@@ -203,10 +217,10 @@ async def write_everything(router: Router) -> None:
     await say(router, Place("", "bob", "g-other", True), "hello everyone")  # the group exists
 
 
-def config_text(corpora: bool) -> str:
+def config_text(corpora: bool, extra: str = "") -> str:
     return (f'[bot]\ndefault_engine = "ngram"\n[policy]\nrate_per_minute = 0\n'
             f"[engines.ngram]\ncorpora = {str(corpora).lower()}\ntime_budget = 0.05\n"
-            "estimate_every = 0.0\n")
+            f"estimate_every = 0.0\n{extra}")
 
 
 async def settle(router: Router) -> None:
@@ -215,9 +229,10 @@ async def settle(router: Router) -> None:
 
 
 async def run(args: argparse.Namespace, extra: list[Measure] | None = None) -> list[Row]:
+    more, more_config = adapter_measure()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.toml"
-        path.write_text(config_text(not args.no_corpora), encoding="utf-8")
+        path.write_text(config_text(not args.no_corpora, more_config), encoding="utf-8")
         config = load_config(path, FRONTENDS, BUILTIN, data_dir=str(Path(tmp) / "data"))
         async with App(config, [], env={}).serving() as router:
             await settle(router)
@@ -226,7 +241,7 @@ async def run(args: argparse.Namespace, extra: list[Measure] | None = None) -> l
             await settle(router)
             after = await phrase_probability(router)
             scenario = Scenario(router, codes(args.candidates))
-            rows = [row for measure in [*MEASURES, *(extra or [])]
+            rows = [row for measure in [*MEASURES, *more, *(extra or [])]
                     for row in await measure(scenario)]
     rows.append(Row("ngram", "a fifth person (utility)", "/probe",
                     note=f"p(phrase) {before:.1e} -> {after:.1e}: {after / before:.1f}x "
