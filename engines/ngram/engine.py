@@ -221,11 +221,13 @@ def _withdraw_all(language: Any, messages: list[Written]) -> tuple[int, bool, bo
     done, changed = 0, False
     people = language.learned.people
     people.left = False
+    # Decided once: every message handed of someone held is taken back (some may never have
+    # been learned, a reply that failed, say: what they hold in common with the rest goes too).
+    held = {m.person for m in messages if language.learned.messages.get(m.person)}
     for m in messages:
-        if not language.learned.messages.get(m.person):
-            continue  # nothing of theirs is held
-        changed |= language.withdraw_message(m.text, m.person, m.chat)
-        done += 1
+        if m.person in held:  # else nothing of theirs is held: no work
+            changed |= language.withdraw_message(m.text, m.person, m.chat)
+            done += 1
     left, people.left = people.left, False
     return done, changed, left
 

@@ -59,9 +59,9 @@ class Learned:
         self.messages[person] += 1
 
     def subtract(self, person: str, chat: str, sentences: Sequence[Sequence[int]]) -> bool:
-        """Take one message back; False (and nothing done) if none of `person`'s is held."""
-        if self.messages[person] <= 0:
-            self.messages.pop(person, None)
+        """Take one message back (counts never go below zero); False (and nothing done) if
+        `person` never taught anything."""
+        if person not in self._person_ids:
             return False
         self.people.subtract(self._person_ids[person], self._sequences(sentences))
         layer = self.layers.get(chat)
@@ -73,7 +73,7 @@ class Learned:
             if not layer.entries:
                 del self.layers[chat]
         self.messages[person] -= 1
-        if not self.messages[person]:
+        if self.messages[person] <= 0:
             del self.messages[person]
         return True
 
