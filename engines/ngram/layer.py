@@ -25,7 +25,8 @@ from typing import Protocol
 import numpy as np
 
 from engines.ngram.model import LanguageModel
-from engines.ngram.verbatim import CopyGuard, window_hashes
+from engines.ngram.people import rarest
+from engines.ngram.verbatim import CopyGuard
 from engines.ngram.vocab import BOS, EOS
 
 # The shared model's weight, in counts: after a context the chat used once, what the chat wrote
@@ -88,11 +89,13 @@ class Followers:
                 del self.next[context]
 
     def prune(self, wanted: int, at_most: int) -> int:
-        """Drop up to `wanted` entries seen `at_most` times or fewer, oldest contexts first;
-        stops scanning once it has them."""
-        rare = ((context, word, times) for context, words in self.next.items()
-                for word, times in words.items() if times <= at_most)
-        gone = list(itertools.islice(rare, wanted))
+        """Drop up to `wanted` entries seen `at_most` times or fewer, oldest contexts first
+        (a context passed over goes to the back, as in people.rarest)."""
+        gone: list[tuple[Context, int, int]] = []
+        contexts = rarest(self.next, lambda words: min(words.values()) <= at_most, wanted)
+        for context in contexts:
+            rare = [(context, w, n) for w, n in self.next[context].items() if n <= at_most]
+            gone += rare[:wanted - len(gone)]
         for context, word, times in gone:
             self._change(context, word, -times)
         return len(gone)
@@ -117,7 +120,7 @@ class ChatLayer:
     def add(self, sentence: Sequence[int], sign: int = 1) -> None:
         self.forward.add((BOS, *sentence, EOS), sign)
         self.backward.add((BOS, *reversed(sentence), EOS), sign)
-        _change(self.windows, window_hashes(sentence, self.copy_span).tolist(), sign)
+        _change(self.windows, windows(sentence, self.copy_span), sign)
         _change(self.words, sentence, sign)
 
     def prune(self, wanted: int, at_most: int) -> int:
@@ -127,16 +130,24 @@ class ChatLayer:
         for part in (self.forward, self.backward):
             gone += part.prune(share(wanted, part.entries, entries), at_most)
         for counter in (self.windows, self.words):
-            rare = (key for key, n in counter.items() if n <= at_most)
-            for key in list(itertools.islice(rare, share(wanted, len(counter), entries))):
+            for key in rarest(counter, lambda n: n <= at_most,
+                              share(wanted, len(counter), entries)):
                 del counter[key]
                 gone += 1
         return gone
 
 
+def windows(sentence: Sequence[int], span: int) -> list[int]:
+    """Each run of `span` tokens of `<s> sentence </s>` as one hash (Python's, of a tuple of
+    ints: the same in every thread of the process, and cheaper than numpy for one sentence)."""
+    padded = (BOS, *sentence, EOS)
+    return [hash(padded[i:i + span]) for i in range(len(padded) - span + 1)]
+
+
 def share(wanted: int, size: int, total: int) -> int:
-    """A part's share of `wanted`, in proportion to its size (rounded up)."""
-    return -(-wanted * size // total)
+    """A part's share of `wanted`, in proportion to its size (rounded down: a part too small
+    for a share is not visited)."""
+    return wanted * size // max(total, 1)
 
 
 def _change(counter: Counter[int], keys: Sequence[int], sign: int) -> None:
@@ -210,7 +221,7 @@ class ChatGuard:
     def copies(self, sentence: Sequence[int]) -> bool:
         if self.shared.copies(sentence):
             return True
-        return any(h in self.windows for h in window_hashes(sentence, self.shared.span).tolist())
+        return any(h in self.windows for h in windows(sentence, self.shared.span))
 
 
 def with_layer(shared: tuple[LanguageModel, LanguageModel], guard: CopyGuard,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from engines.ngram.layer import ChatLayer, share
 from engines.ngram.people import Key, PeopleCounts, sequences
 
-PRUNE_TO = 0.9  # of the bound, after pruning
+PRUNE_TO = 0.8  # of the bound, after pruning
 PRUNE_STEP = 5_000  # entries dropped per step: a few milliseconds
 
 
@@ -83,6 +83,12 @@ class Learned:
             found.update(sequences(sentence, self.order))
         return found
 
+    def _prune_layer(self, layer: ChatLayer, wanted: int) -> int:
+        before = layer.entries
+        gone = layer.prune(wanted, self._at_most)
+        self._layer_entries += layer.entries - before
+        return gone
+
     def prune(self, budget: int = PRUNE_STEP) -> bool:
         """Drop up to `budget` of the rarest entries towards PRUNE_TO of the bound; True once
         there."""
@@ -93,9 +99,11 @@ class Learned:
             # from each part in proportion to its size: each keeps its newest
             gone = self.people.prune(share(wanted, len(self.people), entries), self._at_most)
             for layer in self.layers.values():
-                before = layer.entries
-                gone += layer.prune(share(wanted, before, entries), self._at_most)
-                self._layer_entries += layer.entries - before
+                if share(wanted, layer.entries, entries):
+                    gone += self._prune_layer(layer, share(wanted, layer.entries, entries))
+            if not gone:  # every part too small for a share: the biggest layer gives them
+                biggest = max(self.layers.values(), key=lambda x: x.entries, default=None)
+                gone = self._prune_layer(biggest, wanted) if biggest else 0
             self.pruned += gone
             budget -= max(gone, 1)
             if not gone:  # nothing this rare is left: the next rarest

@@ -14,9 +14,9 @@ read by the estimation thread as a copy, taken in one C-level call.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -94,14 +94,33 @@ class PeopleCounts:
 
     def prune(self, wanted: int, at_most: int) -> int:
         """Drop up to `wanted` sequences written `at_most` times or fewer in all, the oldest
-        first; returns how many went. Stops scanning once it has them."""
-        rare = (key for key, who in self.writers.items() if sum(who.values()) <= at_most)
-        gone = list(itertools.islice(rare, wanted))
+        first; returns how many went."""
+        gone = rarest(self.writers, lambda who: sum(who.values()) <= at_most, wanted)
         for key in gone:
             del self.writers[key]
             if self.admitted.pop(key, None) is not None:
                 self.changed = True
         return len(gone)
+
+
+def rarest(found: dict, rare: Callable[[Any], bool], wanted: int) -> list:
+    """The first `wanted` keys whose value is `rare`, oldest first. The keys passed over on
+    the way go to the back (a dict keeps insertion order), so the next scan does not pass
+    over them again: among equals, what was passed over last goes last."""
+    gone: list = []
+    passed: list = []
+    if wanted <= 0:
+        return gone
+    for key, value in found.items():
+        if rare(value):
+            gone.append(key)
+            if len(gone) >= wanted:
+                break
+        else:
+            passed.append(key)
+    for key in passed:
+        found[key] = found.pop(key)
+    return gone
 
 
 def tables(admitted: dict[Key, int], order: int) -> tuple[dict[int, Table], dict[int, Table]]:

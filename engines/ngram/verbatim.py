@@ -22,21 +22,21 @@ class CopyGuard:
         self.hashes = np.zeros(0, np.uint64) if hashes is None else hashes
 
     def add(self, sentences: Iterable[Sequence[int]]) -> None:
-        fresh = [window_hashes(s, self.span) for s in sentences]
+        fresh = [_window_hashes(s, self.span) for s in sentences]
         fresh = [h for h in fresh if len(h)]
         if fresh:
             self.hashes = np.unique(np.concatenate([self.hashes, *fresh]))
 
     def copies(self, sentence: Sequence[int]) -> bool:
         """True if some `span` tokens of `sentence` (ends marked) occur in the training text."""
-        wanted = window_hashes(sentence, self.span)
+        wanted = _window_hashes(sentence, self.span)
         if not len(wanted) or not len(self.hashes):
             return False
         at = np.minimum(np.searchsorted(self.hashes, wanted), len(self.hashes) - 1)
         return bool(np.any(self.hashes[at] == wanted))
 
 
-def window_hashes(sentence: Sequence[int], span: int) -> np.ndarray:
+def _window_hashes(sentence: Sequence[int], span: int) -> np.ndarray:
     ids = np.array([BOS, *sentence, EOS], np.uint64)
     if len(ids) < span:
         return np.zeros(0, np.uint64)
