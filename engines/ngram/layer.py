@@ -128,10 +128,10 @@ class ChatLayer:
         to its size (so that each keeps its newest), the oldest of each first."""
         gone, entries = 0, max(self.entries, 1)
         for part in (self.forward, self.backward):
-            gone += part.prune(share(wanted, part.entries, entries), at_most)
+            gone += part.prune(share(wanted, part.entries, entries, up=True), at_most)
         for counter in (self.windows, self.words):
             for key in rarest(counter, lambda n: n <= at_most,
-                              share(wanted, len(counter), entries)):
+                              share(wanted, len(counter), entries, up=True)):
                 del counter[key]
                 gone += 1
         return gone
@@ -144,10 +144,10 @@ def windows(sentence: Sequence[int], span: int) -> list[int]:
     return [hash(padded[i:i + span]) for i in range(len(padded) - span + 1)]
 
 
-def share(wanted: int, size: int, total: int) -> int:
-    """A part's share of `wanted`, in proportion to its size (rounded down: a part too small
-    for a share is not visited)."""
-    return wanted * size // max(total, 1)
+def share(wanted: int, size: int, total: int, up: bool = False) -> int:
+    """A part's share of `wanted`, in proportion to its size, rounded down (a part too small
+    for a share is not visited) or up (every part gives something)."""
+    return -(-wanted * size // max(total, 1)) if up else wanted * size // max(total, 1)
 
 
 def _change(counter: Counter[int], keys: Sequence[int], sign: int) -> None:
