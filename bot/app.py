@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+from bot import learning
 from bot.adapters import Adapters
 from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS, Frontend, token_env
@@ -21,7 +22,7 @@ from bot.router import Router
 from bot.server import Server, Watched
 from bot.services import Services
 from bot.store import Store
-from engines.base import EngineContext
+from engines.base import EngineContext, Written
 from engines.registry import BUILTIN, Engines, load_class
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class App:
         self.engines = Engines.from_specs(
             BUILTIN | config.plugins.engines,
             EngineContext(config.data_dir, config.bot.language, self._stored_texts,
-                          config.adapters_dir, self._active_adapter, self._adapter_broken),
+                          config.adapters_dir, self._active_adapter, self._adapter_broken,
+                          k_people=config.privacy.k_people),
             lambda name, cls: config.options(f"engines.{name}", cls),
         )
         for table in config.components:  # check the tables of frontends not started, too
@@ -78,8 +80,8 @@ class App:
     def _store(self) -> Store:
         return _started(self.store, "the store")
 
-    async def _stored_texts(self) -> list[tuple[str, str]]:
-        return await self.store.stored_texts() if self.store else []
+    async def _stored_texts(self) -> list[Written]:
+        return learning.written(await self.store.stored_texts()) if self.store else []
 
     async def _active_adapter(self) -> str:
         return await self.store.active_adapter() if self.store else ""
@@ -163,7 +165,8 @@ class App:
         days, store = self.config.privacy.retention_days, self._store()
         while True:
             if days > 0:
-                removed = await store.prune(time.time() - days * 86400)
+                # out of the engines' every scope, too
+                removed = await learning.expire(store, self.engines, time.time() - days * 86400)
                 if removed:
                     log.info("retention: deleted %d messages older than %d days", removed, days)
             await store.forget_handled(time.time() - 86400)

@@ -96,6 +96,9 @@ class FeedbackOptions:
 class PrivacyOptions:
     store_text: bool = True
     retention_days: int = field(default=0, metadata=at_least(0))
+    # what answers other chats (the n-gram's shared counts, fine-tuning data) learns a word
+    # sequence only once this many distinct people wrote it
+    k_people: int = field(default=3, metadata=at_least(1))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from bot import commands, logs, metrics
+from bot import commands, learning, logs, metrics
 from bot.access import admitted
 from bot.budget import reply_cost
 from bot.events import Incoming, Reaction, Sink, deliver
@@ -33,7 +33,14 @@ from bot.policy import (
 from bot.services import Services
 from bot.store import Chat, Context, Exchange, User
 from bot.turns import Turns
-from engines.base import BOT_WORDS, CUT, Capability, Conversation, Engine, EngineUnavailable
+from engines.base import (
+    BOT_WORDS,
+    CUT,
+    Conversation,
+    Engine,
+    EngineUnavailable,
+    Written,
+)
 
 log = logging.getLogger(__name__)
 CUT_SECONDS = 5.0  # at shutdown, how long a cut-off reply may take to be delivered and stored
@@ -222,7 +229,8 @@ class Router:
         if not keep:
             self._unstored_state[chat.id, engine_name] = conv.state
         if keep and not outcome.failed:
-            await self._learn(incoming.text, lang)
+            await learning.learn(self.engines, Written(
+                incoming.text, lang, f"{incoming.platform}:{incoming.user_id}", conv.chat_key))
 
     async def _stored_already(self, incoming: Incoming, chat: Chat) -> int | None:
         """A message delivered again after a restart may have been stored before it."""
@@ -298,15 +306,6 @@ class Router:
         if limit is not None and len(text) > limit and cleaned.endswith("…"):
             conv.trace[CUT] = "max_reply_chars"  # shortened here, after the engine ended it
         return Outcome(cleaned, conv.version or version)
-
-    async def _learn(self, text: str, lang: str) -> None:
-        for engine in self.engines.loaded():
-            if not engine.can(Capability.LEARNS):
-                continue
-            try:
-                await engine.learn(text, lang)
-            except Exception:
-                log.warning("engine %s failed to learn", engine.name, exc_info=True)
 
     async def react(self, reaction: Reaction) -> bool:
         """A reaction on one of the bot's replies becomes (or stops being) a vote."""

@@ -73,13 +73,25 @@ class Capability(enum.StrEnum):
     """What an engine can do beyond replying; the bot asks `engine.can(...)`, never tries."""
 
     NEXT_WORDS = "next_words"  # next_words(): the most likely next words, with probabilities
-    LEARNS = "learns"  # learn() / relearn(): learns from the chat while it runs
+    LEARNS = "learns"  # learn() / withdraw(): learns from the chat while it runs
     ADAPTERS = "adapters"  # use_adapter(): serves LoRA adapters, swapped in at run time
     PROBE = "probe"  # probe(): the probability of whole continuations after a context
     REWARD = "reward"  # reward(): a reply's reward under the reward model trained on the votes
 
 
-async def _nothing() -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Written:
+    """A message a person wrote, as engines that learn are handed it. `person` and `chat` are
+    opaque keys ("platform:id"); `chat` is the Conversation's `chat_key`, so what a chat
+    taught an engine can be used to answer that chat alone."""
+
+    text: str
+    lang: str
+    person: str
+    chat: str
+
+
+async def _nothing() -> list[Written]:
     return []
 
 
@@ -95,20 +107,23 @@ async def _unheard(adapter_id: str, why: str) -> None:
 class EngineContext:
     """What the bot lends an engine: a folder of its own, the stored chat text and adapters.
 
-    `stored_texts` returns (lang, text) of the stored user messages of people who have not
-    opted out, oldest first: training text for engines that learn from the chat.
-    `adapters_dir` holds one folder per adapter id; `active_adapter` returns the id that
-    serves when an engine starts ("" for the base model). `adapter_broken(id, why)` tells the
-    bot that an adapter cannot be loaded (the engine serves without it): the bot marks it
-    broken and tells its admins.
+    `stored_texts` returns the stored user messages of people who have not opted out, oldest
+    first: what engines that learn from the chat learn again at every start (the store is the
+    truth; lang "" is the default language). `adapters_dir` holds one folder per adapter id;
+    `active_adapter` returns the id that serves when an engine starts ("" for the base model).
+    `k_people` ([privacy] k_people): what answers other chats learns a word sequence only once
+    this many distinct people wrote it. `adapter_broken(id, why)` tells the bot that an
+    adapter cannot be loaded (the engine serves without it): the bot marks it broken and tells
+    its admins.
     """
 
     data_dir: Path
     default_lang: str = "en"
-    stored_texts: Callable[[], Awaitable[list[tuple[str, str]]]] = _nothing
+    stored_texts: Callable[[], Awaitable[list[Written]]] = _nothing
     adapters_dir: Path | None = None
     active_adapter: Callable[[], Awaitable[str]] = _no_adapter
     adapter_broken: Callable[[str, str], Awaitable[None]] = _unheard
+    k_people: int = 3
 
 
 @dataclass(frozen=True)
@@ -153,20 +168,26 @@ class Engine(ABC):
     def greeting(self, lang: str) -> str | None:
         return None
 
-    async def learn(self, text: str, lang: str) -> None:
-        """LEARNS: a new chat message from someone who has not opted out."""
+    async def learn(self, message: Written) -> None:
+        """LEARNS: a new chat message, stored, from someone who has not opted out. What it
+        teaches may answer its own chat at once; other chats only what `k_people` people
+        wrote."""
 
-    async def relearn(self) -> None:
-        """LEARNS: someone withdrew their text (/forget, /optout): learn again from
-        `stored_texts`."""
+    async def withdraw(self, messages: list[Written]) -> None:
+        """LEARNS: these messages were learned and are withdrawn (/forget, /optout, retention):
+        take back what they taught, from every scope. Empty: nothing to do."""
 
-    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
-        """NEXT_WORDS: the k most likely next words after `text`, with their probabilities."""
+    async def next_words(self, text: str, lang: str, k: int = 5,
+                         chat: str = "") -> list[tuple[str, float]]:
+        """NEXT_WORDS: the k most likely next words after `text`, with their probabilities,
+        as the engine answers `chat` (a chat_key; "" for no chat in particular)."""
         return []
 
-    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+    async def probe(self, context: str, continuations: list[str], lang: str,
+                    chat: str = "") -> list[float]:
         """PROBE: the natural log-probability of each whole continuation after `context` (the
-        sum over its tokens, in the engine's own tokenisation), in the order given."""
+        sum over its tokens, in the engine's own tokenisation), in the order given, as the
+        engine answers `chat`."""
         return []
 
     async def reward(self, prompt: str, reply: str, lang: str,

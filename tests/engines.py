@@ -38,7 +38,8 @@ class EchoEngine(Engine):
     def greeting(self, lang: str) -> str | None:
         return "Hallo, ich wiederhole." if lang == "de" else "Hello, I repeat."
 
-    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+    async def next_words(self, text: str, lang: str, k: int = 5,
+                         chat: str = "") -> list[tuple[str, float]]:
         words = text.split()
         return [(w, 1 / len(words)) for w in words[:k]]
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineContext, Written
 from engines.ngram.corpus_cache import snapshot_path
 from engines.ngram.engine import NgramEngine, NgramOptions
 
@@ -19,12 +19,19 @@ TWENTY_WORDS = [  # 20 words in all
 ]
 
 
-async def started(tmp_path, texts, **options) -> NgramEngine:
+def said(text: str, lang: str = "en", person: str = "p", chat: str = "test:1") -> Written:
+    return Written(text, lang, person, chat)
+
+
+async def started(tmp_path, texts, k_people: int = 1, **options) -> NgramEngine:
+    """An engine that learned `texts` (Written, or text of one person in chat test:1; with
+    k_people 1 they reach the shared models too)."""
     async def stored():
-        return [("en", text) for text in texts]
+        return [said(text) if isinstance(text, str) else text for text in texts]
 
     opts = NgramOptions(**({"corpora": False, "time_budget": 0.05} | options))
-    engine = NgramEngine(opts, EngineContext(data_dir=tmp_path, stored_texts=stored))
+    engine = NgramEngine(opts, EngineContext(data_dir=tmp_path, stored_texts=stored,
+                                             k_people=k_people))
     await engine.start()
     return engine
 
@@ -73,7 +80,7 @@ async def test_learning_online_changes_what_comes_next(tmp_path):
     before = dict(await engine.next_words("ki für alle ist sehr", "de", 5))
     assert "interessant" not in before
     for _ in range(3):
-        await engine.learn("KI für alle ist sehr interessant.", "de")
+        await engine.learn(said("KI für alle ist sehr interessant.", "de"))
     await engine.settle()
     after = await engine.next_words("KI für alle ist sehr", "de", 5)
     assert after[0][0] == "interessant" and after[0][1] > 0.5
@@ -112,13 +119,13 @@ async def test_a_model_from_the_snapshot_equals_the_one_built_from_the_corpora(t
 async def test_learning_many_messages_estimates_the_models_a_few_times_not_once_each(tmp_path):
     engine = await started(tmp_path, TWENTY_WORDS, estimate_every=60.0)
     german = engine.languages["de"]
-    before, tokens = german.estimations, german.tokens
+    before = german.estimations
     for i in range(30):
-        await engine.learn(f"Der Zauberer Nummer {i} kocht heute Suppe.", "de")
+        await engine.learn(said(f"Der Zauberer Nummer {i} kocht heute Suppe.", "de"))
     await engine.settle()
     # the first message right away, the other 29 in one estimation that settle() asked for
     assert german.estimations - before <= 2
-    assert german.tokens - tokens == 30 * 8  # every message counted: 7 words and the period
+    assert german.learned.messages["p"] == 30  # every message counted
     after = dict(await engine.next_words("Der Zauberer Nummer 7 kocht heute", "de", 3))
     assert max(after, key=after.get) == "Suppe"
     language = engine.languages["de"]
@@ -133,8 +140,8 @@ async def test_learned_text_reaches_the_models_by_itself_within_the_interval(tmp
     async def likeliest() -> list[str]:
         return [w for w, _ in await engine.next_words("KI für alle ist sehr", "de", 1)]
 
-    await engine.learn("KI für alle ist sehr interessant.", "de")
-    await engine.learn("KI für alle ist sehr interessant.", "de")
+    await engine.learn(said("KI für alle ist sehr interessant.", "de"))
+    await engine.learn(said("KI für alle ist sehr interessant.", "de"))
     for _ in range(200):  # no settle(): the background estimation does it (bounded wait)
         if await likeliest() == ["interessant"]:
             break
@@ -142,24 +149,3 @@ async def test_learned_text_reaches_the_models_by_itself_within_the_interval(tmp
     assert await likeliest() == ["interessant"]
     assert engine.languages["de"].estimations <= 3  # start, then at most two for two messages
     await engine.close()
-
-
-async def test_relearn_requests_coalesce_into_at_most_two_rebuilds(tmp_path):
-    engine = await started(tmp_path, ["the cat sat on the mat", "a dog sat on a log"])
-    rebuilds, running = 0, asyncio.Event()
-    build = engine._build
-
-    async def counted():
-        nonlocal rebuilds
-        rebuilds += 1
-        running.set()
-        await asyncio.sleep(0.05)  # long enough for other requests to arrive meanwhile
-        return await build()
-
-    engine._build = counted
-    first = asyncio.create_task(engine.relearn())
-    await running.wait()
-    await asyncio.gather(first, *(engine.relearn() for _ in range(19)))
-    assert rebuilds == 2  # the one running, and one more for all who asked meanwhile
-    await engine.relearn()
-    assert rebuilds == 3  # a later request is never served by an earlier rebuild

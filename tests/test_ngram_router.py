@@ -17,7 +17,15 @@ async def say(router, text: str, user: str, admin: bool = False) -> str:
 
 
 def known_words(engine) -> set[str]:
-    return {w for language in engine.languages.values() for w in language.corpus.vocab.words}
+    """The words the engine's models hold: the shared ones, or any chat's layer (the
+    vocabulary itself only grows: ids never change)."""
+    found = set()
+    for language in engine.languages.values():
+        layers = language.learned.layers.values()
+        for i, word in enumerate(language.corpus.vocab.words):
+            if language.models.forward.knows(i) or any(i in layer.words for layer in layers):
+                found.add(word)
+    return found
 
 
 async def test_opted_out_text_never_reaches_the_counts_now_or_after_a_restart(serve):

@@ -13,7 +13,7 @@ from engines.base import EngineContext
 from engines.ngram.tokens import tokenize
 from engines.ngram.vocab import BOS
 from engines.transformer.engine import TransformerEngine, TransformerOptions
-from tests.test_ngram_engine import TWENTY_WORDS, started
+from tests.test_ngram_engine import TWENTY_WORDS, said, started
 from tests.test_router import say
 from tests.tiny_model import tiny_model_dir
 
@@ -42,10 +42,11 @@ async def test_ngram_probe_is_the_product_over_the_words(tmp_path, order):
 
 
 async def test_ngram_probe_prefers_what_the_corpus_says(tmp_path):
-    engine = await started(tmp_path, ["the doctor said that he was late"] * 3
+    engine = await started(tmp_path, [said("the doctor said that he was late", person=p)
+                                      for p in ("a", "b", "c")]
                            + ["the nurse said that she was late"])
     he, she = await engine.probe("the doctor said that", ["he", "she"], "en")
-    # order 3: "said that" was followed by "he" 3 times, by "she" once
+    # order 3: "said that" was followed by "he" by 3 people, by "she" by one
     assert he > she
     assert math.exp(he) + math.exp(she) <= 1 + 1e-9
 

@@ -151,7 +151,7 @@ async def test_opted_out_text_is_answered_but_not_stored(serve):
         assert await router.store.stored_texts() == []
         await say(router, "/optin")
         await say(router, "public words")
-        assert await router.store.stored_texts() == [("", "public words")]
+        assert await router.store.stored_texts() == [("", "public words", "test:u1", "test:c1")]
 
 
 async def test_forget_removes_the_users_text_and_votes_but_not_others(serve):

@@ -77,6 +77,11 @@ class CommandContext:
                           reason=self.detail(exc))
 
     @property
+    def chat_key(self) -> str:
+        """The chat as engines know it (Conversation.chat_key)."""
+        return f"{self.incoming.platform}:{self.incoming.chat_id}"
+
+    @property
     def uploads(self) -> bool:
         """Whether the platform takes a file into the chat (Telegram, Discord: not the console,
         which could only show a path)."""

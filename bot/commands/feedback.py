@@ -75,7 +75,8 @@ async def next_(ctx: CommandContext) -> str:
                                               estimate(ctx.args))) is not None:
         return refused  # its text is scored: charged before the engine is asked
     asked = await ctx.ask_engine(Capability.NEXT_WORDS, "next_unsupported",
-                                 lambda engine: engine.next_words(ctx.args, ctx.lang, 5))
+                                 lambda engine: engine.next_words(ctx.args, ctx.lang, 5,
+                                                                   chat=ctx.chat_key))
     if isinstance(asked, str):
         return asked
     _, words = asked

@@ -26,7 +26,7 @@ async def probe(ctx: CommandContext) -> str:
         return refused  # before any engine work
     asked = await ctx.ask_engine(Capability.PROBE, "probe_unsupported",
                                  lambda engine: engine.probe(context.strip(), continuations,
-                                                             ctx.lang))
+                                                             ctx.lang, chat=ctx.chat_key))
     if isinstance(asked, str):
         return asked
     engine, logprobs = asked

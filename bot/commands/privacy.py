@@ -5,37 +5,36 @@ from __future__ import annotations
 import json
 import shutil
 
+from bot import learning
 from bot.commands import CommandContext, command
 from bot.files import write_private
-from engines.base import Capability
-
-
-async def _unlearn(ctx: CommandContext) -> None:
-    """What engines learned from the chat is rebuilt without the withdrawn text."""
-    for engine in ctx.engines.loaded():
-        if engine.can(Capability.LEARNS):
-            await engine.relearn()
 
 
 @command("optout")
 async def optout(ctx: CommandContext) -> str:
-    await ctx.store.set_opted_out(ctx.user, True)
-    await _unlearn(ctx)
+    if not ctx.user.opted_out:  # again: engines hold nothing of theirs, nothing to do
+        texts = await ctx.store.texts_of(ctx.user)
+        await ctx.store.set_opted_out(ctx.user, True)
+        await learning.withdraw(ctx.engines, texts)
     return ctx.t("opted_out")
 
 
 @command("optin")
 async def optin(ctx: CommandContext) -> str:
-    await ctx.store.set_opted_out(ctx.user, False)
+    if ctx.user.opted_out:  # their stored text is learned again, as at the next start
+        await ctx.store.set_opted_out(ctx.user, False)
+        for message in learning.written(await ctx.store.texts_of(ctx.user)):
+            await learning.learn(ctx.engines, message)
     return ctx.t("opted_in")
 
 
 @command("forget")
 async def forget(ctx: CommandContext) -> str:
+    texts = await ctx.store.texts_of(ctx.user)  # none if opted out: engines hold none
     forgotten = await ctx.store.forget_user(ctx.user)
     # An export left by a job run step by step may hold their words; the next one rebuilds it.
     shutil.rmtree(ctx.services.config.dataset_dir, ignore_errors=True)
-    await _unlearn(ctx)
+    await learning.withdraw(ctx.engines, texts)
     lines = [ctx.t("forgotten", count=forgotten.messages)]
     adapters = ctx.adapters.trained_on(forgotten.message_ids)
     if adapters:

@@ -107,13 +107,23 @@ class Privacy(Connection):
             self._wiping.cancel()
         await super().close()
 
-    async def stored_texts(self) -> list[tuple[str, str]]:
-        """(lang, text) of user messages from people who have not opted out, oldest first."""
+    async def stored_texts(self, where: str = "", args: tuple = ()) -> list[tuple[str, ...]]:
+        """(lang, text, person, chat) of the user messages of people who have not opted out,
+        oldest first: what engines learn from. `where` narrows it (an SQL condition on m, u)."""
         return await self._all(
-            "SELECT COALESCE(c.lang, ''), m.text FROM messages m"
+            "SELECT COALESCE(c.lang, ''), m.text, u.platform || ':' || u.platform_user_id,"
+            " c.platform || ':' || c.platform_chat_id FROM messages m"
             " JOIN chats c ON c.id = m.chat_id JOIN users u ON u.id = m.user_id"
-            " WHERE m.role = 'user' AND m.text IS NOT NULL AND u.opted_out = 0 ORDER BY m.id"
-        )
+            " WHERE m.role = 'user' AND m.text IS NOT NULL AND u.opted_out = 0"
+            f"{' AND ' + where if where else ''} ORDER BY m.id", args)
+
+    async def texts_of(self, user: User) -> list[tuple[str, ...]]:
+        """stored_texts of one person: what /forget and /optout take back from engines."""
+        return await self.stored_texts("m.user_id = ?", (user.id,))
+
+    async def texts_older_than(self, older_than: float) -> list[tuple[str, ...]]:
+        """stored_texts that retention (`prune`) is about to delete."""
+        return await self.stored_texts("m.created_at < ?", (older_than,))
 
     async def prune(self, older_than: float) -> int:
         """Delete messages older than a unix time (the retention limit), and the engine state

@@ -19,14 +19,16 @@ def snapshot_path(data_dir: Path, lang: str) -> Path:
     return data_dir / f"ngram-{lang}.npz"
 
 
-def base_language(lang: str, options: Any, data_dir: Path) -> Language:
+def base_language(lang: str, options: Any, data_dir: Path, k_people: int = 3) -> Language:
     """The language with its corpus counts, from the snapshot when it fits the options and the
-    corpora found now; it knows which corpora those were and which are missing."""
+    corpora found now; it knows which corpora those were and which are missing. What it
+    learns from people follows `k_people` and the options' bound."""
     path = snapshot_path(data_dir, lang)
     wanted = _identity(lang, options)
-    language = _from_snapshot(path, wanted, lang, options)
+    learning = {"k_people": k_people, "max_learned": options.max_learned_ngrams}
+    language = _from_snapshot(path, wanted, lang, options, learning)
     if language is None:
-        language = Language(lang, options.order, options.max_copy)
+        language = Language(lang, options.order, options.max_copy, **learning)
         if options.corpora:
             language.learn(corpora.sentences(lang, _folders(lang, options)))
         try:
@@ -38,12 +40,14 @@ def base_language(lang: str, options: Any, data_dir: Path) -> Language:
     return language
 
 
-def _from_snapshot(path: Path, wanted: dict[str, Any], lang: str, options: Any) -> Language | None:
+def _from_snapshot(path: Path, wanted: dict[str, Any], lang: str, options: Any,
+                   learning: dict[str, int]) -> Language | None:
     try:
         header, arrays = snapshot.load(path)
         if {k: header.get(k) for k in wanted} != wanted:
             raise snapshot.SnapshotError(f"{path}: made for other settings or corpora")
-        return Language.restore(lang, options.order, options.max_copy, header, arrays)
+        return Language.restore(lang, options.order, options.max_copy, header, arrays,
+                                **learning)
     except snapshot.SnapshotError as exc:
         log.info("%s; rebuilding the %s model from the corpora", exc, lang)
     except (KeyError, ValueError, TypeError) as exc:

@@ -1,5 +1,6 @@
 """The n-gram engine: one modified Kneser-Ney model per language, trained on the packaged
-corpora and the chat, replying with MegaHAL-style keyword-seeded search.
+corpora and on what k people wrote (the shared model), with each chat's own text as a layer
+over it for that chat alone; replying with MegaHAL-style keyword-seeded search.
 
 Heavy imports (numpy and the modules that use it) happen in `start`, so importing this module
 to read its Options stays cheap.
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo, Written
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,13 @@ class NgramOptions:
     max_tokens: int = field(default=30, metadata={"min": 1})
     # a reply never repeats this many training tokens in a row
     max_copy: int = field(default=7, metadata={"min": 2})
-    # seconds between re-estimations while messages come in: each message is counted at once,
-    # the models (about 0.3 s to estimate with the corpora) follow at most this much later
+    # seconds between re-estimations of the shared models while what they learned from people
+    # changes: a message counts at once in its chat, and in the shared models (about 0.3 s to
+    # estimate with the corpora) at most this much later, once k people wrote a sequence
     estimate_every: float = field(default=2.0, metadata={"min": 0})
+    # word sequences learned from people, held per language (k-anonymous counts and the chats'
+    # layers together): past it the rarest go first; the corpora are never pruned
+    max_learned_ngrams: int = field(default=200_000, metadata={"min": 1000})
     corpora: bool = True  # train on the packaged corpora too, not only on the chat
     # per language, folders of text files to train on as well: { de = ["/srv/texte"] }
     corpus_dirs: dict[str, list[str]] = field(default_factory=dict)
@@ -50,62 +55,39 @@ class NgramEngine(Engine):
     def __init__(self, options: NgramOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
         self.languages: dict[str, Any] = {}
-        self._inbox: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
+        # One learning thread at a time per language (learn, withdraw); estimation runs beside
+        # it from a copy, at most every `estimate_every` seconds, only when the shared models
+        # would change.
         self._locks = {lang: asyncio.Lock() for lang in LANGUAGES}
-        self._updates: set[asyncio.Task] = set()
-        # Learning: counted at once, estimated at most every `estimate_every` seconds.
-        self._stale = dict.fromkeys(LANGUAGES, False)  # counts newer than the models
+        self._stale = dict.fromkeys(LANGUAGES, False)  # shared counts newer than the models
         self._estimators: dict[str, asyncio.Task | None] = dict.fromkeys(LANGUAGES)
         self._estimated_at = dict.fromkeys(LANGUAGES, -float("inf"))
-        self._hurry = {lang: asyncio.Event() for lang in LANGUAGES}  # settle(): no more waiting
-        self._relearning: asyncio.Task | None = None
-        self._relearn_wanted = False
+        self._hurry = {lang: asyncio.Event() for lang in LANGUAGES}  # no more waiting
+        self._pruners: dict[str, asyncio.Task | None] = dict.fromkeys(LANGUAGES)
+        self.withdrawn = 0  # messages taken back since the start (a redundant /forget adds none)
 
     async def start(self) -> None:
         self.languages = await self._build()
 
     async def _build(self) -> dict[str, Any]:
-        """The corpus counts (from their snapshot) plus the stored chat text, estimated."""
+        """The corpus counts (from their snapshot) plus the stored chat text, learned message
+        by message (the store is the truth: nothing learned from people is saved here)."""
         from engines.ngram import corpus_cache  # numpy lives behind this import
 
         languages = {}
         for lang in LANGUAGES:
             languages[lang] = await asyncio.to_thread(
-                corpus_cache.base_language, lang, self.options, Path(self.ctx.data_dir)
-            )
-        chat: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
-        for lang, text in await self.ctx.stored_texts():
-            chat.get(lang, chat[self.ctx.default_lang]).append(text)
+                corpus_cache.base_language, lang, self.options, Path(self.ctx.data_dir),
+                self.ctx.k_people)
+        stored = await self.ctx.stored_texts()
         for lang, language in languages.items():
-            await asyncio.to_thread(language.learn, chat[lang])
+            mine = [m for m in stored if self._lang(m.lang) == lang]
+            await asyncio.to_thread(_learn_all, language, mine)
             await asyncio.to_thread(language.estimate)
         return languages
 
-    async def relearn(self) -> None:
-        """Someone withdrew their text (/forget, /optout): counts cannot be taken back one
-        message at a time, so the chat's part is rebuilt from what is still stored. Replies
-        go on from the old models meanwhile; messages learned meanwhile wait in the inbox.
-        Requests coalesce: while one rebuild runs, any number of new requests make one more,
-        and each caller returns once a rebuild that started after its request is done."""
-        self._relearn_wanted = True
-        if self._relearning is None or self._relearning.done():
-            self._relearning = asyncio.create_task(self._relearn_until_current(),
-                                                   name="ngram-relearn")
-        await asyncio.shield(self._relearning)
-
-    async def _relearn_until_current(self) -> None:
-        while self._relearn_wanted:
-            self._relearn_wanted = False
-            await self._rebuild()
-
-    async def _rebuild(self) -> None:
-        async with contextlib.AsyncExitStack() as held:
-            for lock in self._locks.values():
-                await held.enter_async_context(lock)
-            for inbox in self._inbox.values():
-                inbox.clear()  # stored before they were queued: the rebuild reads them
-            self._stale = dict.fromkeys(LANGUAGES, False)  # the rebuild estimates them all
-            self.languages = await self._build()
+    def _lang(self, lang: str) -> str:
+        return lang if lang in LANGUAGES else self.ctx.default_lang
 
     def info(self) -> EngineInfo:
         if not self.languages or any(x.models is None for x in self.languages.values()):
@@ -121,40 +103,78 @@ class NgramEngine(Engine):
 
         language = self._language(conv.lang)
         trace, words = await asyncio.to_thread(
-            answer, language, conv.text, self.options, random.Random()
+            answer, language, conv.text, self.options, random.Random(), conv.chat_key
         )
         conv.trace.update(trace)
         if words is not None:  # too few words known: nothing to say, the bot words that
             yield words
 
-    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+    async def next_words(self, text: str, lang: str, k: int = 5,
+                         chat: str = "") -> list[tuple[str, float]]:
         from engines.ngram.reply import most_likely_next
 
-        return await asyncio.to_thread(most_likely_next, self._language(lang), text, k)
+        return await asyncio.to_thread(most_likely_next, self._language(lang), text, k, chat)
 
-    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+    async def probe(self, context: str, continuations: list[str], lang: str,
+                    chat: str = "") -> list[float]:
         from engines.ngram.probe import continuation_logprobs
 
         return await asyncio.to_thread(continuation_logprobs, self._language(lang), context,
-                                       continuations)
+                                       continuations, chat)
 
-    async def learn(self, text: str, lang: str) -> None:
-        """Queue the message: it is counted in a thread at once, and the models are estimated
-        again from the counts at most every `estimate_every` seconds (one estimation for any
-        number of messages meanwhile), so learning never queues behind whole re-estimations."""
-        lang = lang if lang in self._inbox else self.ctx.default_lang
-        self._inbox[lang].append(text)
-        task = asyncio.create_task(self._count(lang), name=f"ngram-learn-{lang}")
-        self._updates.add(task)
-        task.add_done_callback(self._updates.discard)
-
-    async def _count(self, lang: str) -> None:
+    async def learn(self, message: Written) -> None:
+        """Count the message in its chat's layer and in the k-anonymous counts, in the
+        learning thread: its chat has it at once; the shared models are estimated again
+        (coalesced, at most every `estimate_every` seconds) only if a sequence reached k
+        people. The cost is the message's, whatever was learned before."""
+        lang = self._lang(message.lang)
+        if lang not in self.languages:
+            return
+        language = self.languages[lang]
         async with self._locks[lang]:
-            texts, self._inbox[lang] = self._inbox[lang], []
-            if not texts or lang not in self.languages:
-                return
-            await asyncio.to_thread(self.languages[lang].learn, texts)
-            self._stale[lang] = True
+            changed = await asyncio.to_thread(language.learn_message, message.text,
+                                              message.person, message.chat)
+        if changed:
+            self._mark_stale(lang)
+        if language.learned.over and self._pruners[lang] is None:
+            self._pruners[lang] = asyncio.create_task(self._prune(lang), name=f"ngram-prune-{lang}")
+
+    async def _prune(self, lang: str) -> None:
+        """Back within the bound, a step at a time: messages are learned between steps."""
+        try:
+            done = False
+            while not done:
+                async with self._locks[lang]:
+                    done, changed = await asyncio.to_thread(self.languages[lang].prune)
+                if changed:
+                    self._mark_stale(lang)
+        finally:
+            self._pruners[lang] = None
+
+    async def withdraw(self, messages: list[Written]) -> None:
+        """Subtract what these messages taught, from their chats' layers and the k-anonymous
+        counts (a message of someone the engine holds nothing of is skipped: no work). Where a
+        sequence fell below k people, returns once the shared models are estimated without it;
+        one that still has k writers counts one fewer at the next estimation."""
+        urgent = set()
+        for lang in LANGUAGES:
+            mine = [m for m in messages if self._lang(m.lang) == lang]
+            if not mine or lang not in self.languages:
+                continue
+            async with self._locks[lang]:
+                done, changed, left = await asyncio.to_thread(_withdraw_all,
+                                                              self.languages[lang], mine)
+            self.withdrawn += done
+            if changed:
+                self._mark_stale(lang)
+            if left:
+                urgent.add(lang)
+                self._hurry[lang].set()
+        await asyncio.gather(*(asyncio.shield(t) for lang in urgent
+                               if (t := self._estimators[lang]) is not None))
+
+    def _mark_stale(self, lang: str) -> None:
+        self._stale[lang] = True
         if self._estimators[lang] is None:
             self._estimators[lang] = asyncio.create_task(self._estimate_while_stale(lang),
                                                          name=f"ngram-estimate-{lang}")
@@ -163,31 +183,53 @@ class NgramEngine(Engine):
         try:
             while self._stale[lang]:
                 wait = self._estimated_at[lang] + self.options.estimate_every - time.monotonic()
-                if wait > 0:
+                if wait > 0 and not self._hurry[lang].is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._hurry[lang].wait(), wait)
-                async with self._locks[lang]:
-                    if not self._stale[lang]:  # a rebuild came first
-                        break
-                    self._stale[lang] = False
-                    await asyncio.to_thread(self.languages[lang].estimate)
-                    self._estimated_at[lang] = time.monotonic()
+                self._stale[lang] = False
+                self._hurry[lang].clear()
+                await asyncio.to_thread(self.languages[lang].estimate)
+                self._estimated_at[lang] = time.monotonic()
         finally:
             self._estimators[lang] = None
 
     async def settle(self) -> None:
-        """Wait until everything learned so far is in the models (estimating them now)."""
-        for event in self._hurry.values():
-            event.set()
-        try:
-            while pending := [*self._updates, *filter(None, self._estimators.values())]:
-                await asyncio.gather(*pending)
-        finally:
+        """Wait until everything learned so far is in the shared models (estimating now)."""
+        while pending := [t for t in [*self._pruners.values(), *self._estimators.values()]
+                          if t is not None]:
             for event in self._hurry.values():
-                event.clear()
+                event.set()
+            await asyncio.gather(*pending)
+        for lock in self._locks.values():  # a learn still counting
+            async with lock:
+                pass
 
     async def close(self) -> None:
         await self.settle()
+
+
+def _learn_all(language: Any, messages: list[Written]) -> None:
+    for m in messages:
+        language.learn_message(m.text, m.person, m.chat)
+        while language.learned.over and not language.prune()[0]:
+            pass
+
+
+def _withdraw_all(language: Any, messages: list[Written]) -> tuple[int, bool, bool]:
+    """(messages taken back, whether the shared models must be estimated again, whether a
+    sequence left them)."""
+    done, changed = 0, False
+    people = language.learned.people
+    people.left = False
+    # Decided once: every message handed of someone held is taken back (some may never have
+    # been learned, a reply that failed, say: what they hold in common with the rest goes too).
+    held = {m.person for m in messages if language.learned.messages.get(m.person)}
+    for m in messages:
+        if m.person in held:  # else nothing of theirs is held: no work
+            changed |= language.withdraw_message(m.text, m.person, m.chat)
+            done += 1
+    left, people.left = people.left, False
+    return done, changed, left
 
 
 def _size(lang: str, language: Any) -> str:

@@ -1,8 +1,11 @@
-"""One language's model: its counts, the models estimated from them, and its copy guard.
+"""One language's model: its corpus counts, what it learned from people (learned.py), the
+shared models estimated from both, and its copy guard.
 
-Counts only grow (packaged corpora, then the chat); the models are re-estimated from them
-after learning, off the event loop, and swapped in whole, so a reply running in another thread
-always sees one consistent model.
+The corpus counts are made once (packaged corpora) and never change; people's text is learned
+message by message into the k-anonymous counts and the chats' layers. The shared models are
+estimated again from the corpus counts and the sequences k people wrote, off the event loop,
+only when those changed, and swapped in whole, so a reply running in another thread always
+sees one consistent model. A chat's models are the shared ones with the chat's layer over them.
 """
 
 from __future__ import annotations
@@ -14,12 +17,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.corpora import Found, split_sentences
+from engines.ngram.contexts import ContextCheck
 from engines.ngram.counts import NgramCounts
+from engines.ngram.kneser_ney import estimate
+from engines.ngram.layer import ChatGuard, ChatModel, with_layer
+from engines.ngram.learned import Learned
 from engines.ngram.model import LanguageModel
+from engines.ngram.people import tables
+from engines.ngram.rows import merge
 from engines.ngram.tokens import tokenize_cased
 from engines.ngram.training import Corpus
 from engines.ngram.verbatim import CopyGuard
-from engines.ngram.vocab import Vocab
+from engines.ngram.vocab import UNK, Vocab
+
+MAX_LEARNED = 200_000  # sequences learned from people (without [engines.ngram] options)
 
 
 @dataclass
@@ -30,11 +41,24 @@ class Models:
     tokens: int  # training tokens behind them
 
 
+@dataclass
+class ChatModels:
+    """The shared models with one chat's layer over them: what answers that chat."""
+
+    forward: LanguageModel | ChatModel
+    backward: LanguageModel | ChatModel
+    guard: CopyGuard | ChatGuard
+
+
 class Language:
-    def __init__(self, lang: str, order: int, copy_span: int) -> None:
+    def __init__(self, lang: str, order: int, copy_span: int, k_people: int = 3,
+                 max_learned: int = MAX_LEARNED) -> None:
         self.lang = lang
         self.corpus = Corpus(order)
         self.guard = CopyGuard(copy_span)
+        self.learned = Learned(order, copy_span, k_people, max_learned)
+        self._checks: tuple[ContextCheck, ...] | None = None
+        self._word_cap: int | None = None  # the most words people's text may bring
         self.tokens = 0
         self.models: Models | None = None
         self.estimations = 0  # how often models were estimated from the counts
@@ -44,16 +68,60 @@ class Language:
         self.spellings: Counter[str] = Counter()
 
     def learn(self, texts: Iterable[str]) -> int:
-        """Count the sentences of `texts`; returns how many tokens that added."""
-        cased = [tokenize_cased(s, self.lang)
-                 for text in texts for s in split_sentences(text, self.lang)]
-        for sentence in cased:
-            self.spellings.update(sentence[1:])  # the first word is capitalised anyway
-        sentences = [[token.lower() for token in s] for s in cased if s]
+        """Count the sentences of corpus `texts` in full; returns how many tokens that added."""
+        sentences = self._sentences(texts)
         added = self.corpus.add(sentences)
         self.guard.add(self.corpus.vocab.encode(s) for s in sentences)
         self.tokens += added
         return added
+
+    def _sentences(self, texts: Iterable[str], spell: bool = True) -> list[list[str]]:
+        cased = self._cased(texts)
+        if spell:
+            for sentence in cased:
+                self.spellings.update(sentence[1:])  # the first word is capitalised anyway
+        return [[token.lower() for token in s] for s in cased]
+
+    def _cased(self, texts: Iterable[str]) -> list[list[str]]:
+        return [words for text in texts for s in split_sentences(text, self.lang)
+                if (words := tokenize_cased(s, self.lang))]
+
+    def learn_message(self, text: str, person: str, chat: str) -> bool:
+        """Learn one person's message in both scopes; True if the shared models must be
+        estimated again (a sequence reached k people, or left the bound). New words join the
+        vocabulary (ids are never taken back) up to as many as the bound on what is learned:
+        past that a new word counts as <unk>, so the vocabulary is bounded too."""
+        vocab = self.corpus.vocab
+        if self._word_cap is None:
+            self._word_cap = len(vocab) + self.learned.max_entries
+        sentences = []
+        for cased in self._cased([text]):
+            ids = [vocab.ids.get(w.lower()) or self._new_word(w.lower()) for w in cased]
+            # how a word is spelled, for the words held (a bounded vocabulary, bounded forms)
+            self.spellings.update(w for w, i in zip(cased[1:], ids[1:], strict=True) if i)
+            sentences.append(ids)
+        self.learned.add(person, chat, sentences)
+        return self._shared_changed()
+
+    def _new_word(self, word: str) -> int:
+        if len(self.corpus.vocab) >= (self._word_cap or 0):
+            return UNK
+        return self.corpus.vocab.add(word)
+
+    def withdraw_message(self, text: str, person: str, chat: str) -> bool:
+        """Take one learned message back from both scopes; True as for learn_message."""
+        sentences = [self.corpus.vocab.encode(s) for s in self._sentences([text], spell=False)]
+        self.learned.subtract(person, chat, sentences)
+        return self._shared_changed()
+
+    def prune(self) -> tuple[bool, bool]:
+        """One step towards the bound: (done, whether the shared models must be estimated
+        again)."""
+        return self.learned.prune(), self._shared_changed()
+
+    def _shared_changed(self) -> bool:
+        changed, self.learned.people.changed = self.learned.people.changed, False
+        return changed
 
     def spelling(self, word: str) -> str:
         """The commonest of `word`, `Word` and `WORD` mid-sentence (lower-case on a tie)."""
@@ -68,11 +136,33 @@ class Language:
         return self.models
 
     def estimate(self) -> Models:
-        forward, backward = self.corpus.models()
+        """The shared models: the corpus counts in full plus the sequences k people wrote,
+        each counted once per writer. Runs beside learning: it reads a copy of what is
+        admitted, and the corpus counts, which do not change."""
+        admitted = dict(self.learned.people.admitted)  # one C-level copy, atomic
+        size = len(self.corpus.vocab)  # after the copy: every admitted id is below it
+        order = self.corpus.order
+        if self._checks is None:  # the corpus counts are complete by the first estimation
+            self._checks = tuple(ContextCheck({k: c.table(k) for k in c.tables}, order)
+                                 for c in (self.corpus.forward, self.corpus.backward))
+        forward, backward = NgramCounts(order), NgramCounts(order)
+        for mine, check, theirs in zip((forward, backward), self._checks,
+                                       tables(admitted, order), strict=True):
+            held = check.keep(theirs)
+            mine.tables = {k: merge(check.corpus[k], held[k]) for k in check.corpus}
         self.estimations += 1
-        self.models = Models(forward, backward, CopyGuard(self.guard.span, self.guard.hashes),
-                             self.tokens)
+        self.models = Models(estimate(forward, size), estimate(backward, size),
+                             CopyGuard(self.guard.span, self.guard.hashes), self.tokens)
         return self.models
+
+    def for_chat(self, chat: str) -> ChatModels:
+        """The models that answer `chat`: the shared ones, with the chat's layer if it has
+        one."""
+        shared = self.estimated
+        layer = self.learned.layers.get(chat) if chat else None
+        if layer is None:
+            return ChatModels(shared.forward, shared.backward, shared.guard)
+        return ChatModels(*with_layer((shared.forward, shared.backward), shared.guard, layer))
 
     # -- snapshot contents ------------------------------------------------------------------
 
@@ -90,9 +180,9 @@ class Language:
 
     @classmethod
     def restore(cls, lang: str, order: int, copy_span: int, header: dict,
-                arrays: dict[str, np.ndarray]) -> Language:
+                arrays: dict[str, np.ndarray], **learning: int) -> Language:
         """Rebuild from a snapshot's parts (KeyError or ValueError if they do not fit)."""
-        language = cls(lang, order, copy_span)
+        language = cls(lang, order, copy_span, **learning)
         language.corpus.vocab = Vocab(header["words"])
         language.tokens = int(header["tokens"])
         language.spellings = Counter(header["spellings"])

@@ -157,6 +157,10 @@ class LanguageModel:
         p[BOS] = 0.0
         return p
 
+    def knows(self, word: int) -> bool:
+        """Whether the model holds `word` (counted, not merely in the vocabulary)."""
+        return word < self.vocab_size and self.uninterp[0][word] > 0
+
     def prob_of(self, context: Sequence[int], word: int) -> float:
         """p(word | context): the longest n-gram the model holds, times the backoff weights of
         the longer contexts that did not continue with `word`."""

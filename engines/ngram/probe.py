@@ -10,11 +10,12 @@ from engines.ngram.vocab import BOS
 
 
 def continuation_logprobs(
-    language: Language, context: str, continuations: list[str]
+    language: Language, context: str, continuations: list[str], chat: str = ""
 ) -> list[float]:
-    """ln p(continuation | <s> context) for each continuation: the sum of ln p(word | words
-    before it) over its words, in the model's own tokenisation (an unknown word is <unk>)."""
-    model = language.estimated.forward
+    """ln p(continuation | <s> context) for each continuation under `chat`'s models: the sum
+    of ln p(word | words before it) over its words, in the model's own tokenisation (an
+    unknown word is <unk>)."""
+    model = language.for_chat(chat).forward
     vocab = language.corpus.vocab
     start = [BOS, *vocab.encode(tokenize(context, language.lang))]
     results = []

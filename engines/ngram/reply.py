@@ -19,15 +19,17 @@ from engines.ngram.vocab import BOS, SPECIALS
 
 
 def answer(
-    language: Language, text: str, options: Any, rng: random.Random
+    language: Language, text: str, options: Any, rng: random.Random, chat: str = ""
 ) -> tuple[dict[str, Any], str | None]:
-    """(trace for /why, reply text or None when no candidate survived the checks)."""
-    models = language.estimated
+    """(trace for /why, reply text or None when no candidate survived the checks), as the
+    models of `chat` answer it. A keyword is a word those models hold: a word that is merely
+    in the vocabulary (someone elsewhere wrote it) behaves as one never seen."""
+    models = language.for_chat(chat)
     vocab = language.corpus.vocab
     tokens = tokenize(text, language.lang)
     message = vocab.encode(tokens)
     chosen = [w for w in keywords(tokens, language.lang)
-              if vocab.ids.get(w, models.forward.vocab_size) < models.forward.vocab_size]
+              if models.forward.knows(vocab.ids.get(w, 0))]
     if language.lang == "de":
         chosen = nouns_first(chosen, language.spelling)
     check = _fragment_check(language)
@@ -53,7 +55,8 @@ def answer(
 
 def _fragment_check(language: Language) -> Callable[[list[int]], tuple[int, str]] | None:
     """Tier 0: a whole phrase by the language's rules, built from n-grams of the corpus (bar
-    a few); 1: whole by the rules, pieced together where the model backed off; 2: a fragment."""
+    a few); 1: whole by the rules, pieced together where the model backed off; 2: a fragment.
+    Judged by the shared models (a chat's layer adds no verbs and no rules)."""
     found = rules(language.lang)
     if found is None:
         return None
@@ -72,13 +75,17 @@ def _fragment_check(language: Language) -> Callable[[list[int]], tuple[int, str]
     return check
 
 
-def most_likely_next(language: Language, text: str, k: int) -> list[tuple[str, float]]:
-    """The k likeliest words after `text` (a sentence start): specials and punctuation left
-    out, so "KI für alle ist sehr" lists words, not the comma."""
-    model = language.estimated.forward
+def most_likely_next(language: Language, text: str, k: int,
+                     chat: str = "") -> list[tuple[str, float]]:
+    """The k likeliest words after `text` (a sentence start) in `chat`'s models: specials and
+    punctuation left out, so "KI für alle ist sehr" lists words, not the comma."""
+    model = language.for_chat(chat).forward
     vocab = language.corpus.vocab
     p = model.distribution([BOS, *vocab.encode(tokenize(text, language.lang))])
     p[: len(SPECIALS)] = 0.0
-    ranked = (i for i in np.argsort(-p, kind="stable") if is_word(vocab.words[i]))
+    # only words the models hold: one merely in the vocabulary (written elsewhere, by fewer
+    # than k people) has the same probability as a word never seen, and is not listed either
+    ranked = (i for i in np.argsort(-p, kind="stable")
+              if model.knows(int(i)) and is_word(vocab.words[i]))
     best = list(itertools.islice(ranked, k))
     return [(language.spelling(vocab.words[i]), float(p[i])) for i in best if p[i] > 0]

@@ -24,8 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from engines.ngram.model import LanguageModel
-from engines.ngram.verbatim import CopyGuard
+from engines.ngram.layer import Guard, Predictor
 from engines.ngram.vocab import BOS, EOS
 
 MAX_CANDIDATES = 20_000  # a bound for tiny models, where one try takes microseconds
@@ -38,9 +37,9 @@ MIN_WORDS = 3  # "Die Kinder." is a phrase, but no answer
 
 @dataclass
 class Search:
-    forward: LanguageModel
-    backward: LanguageModel
-    guard: CopyGuard
+    forward: Predictor
+    backward: Predictor
+    guard: Guard
     budget_s: float
     max_tokens: int
     rng: random.Random = field(default_factory=random.Random)
@@ -140,7 +139,7 @@ def _grow(s: Search, keywords: Sequence[int], seen: bool = False) -> list[int]:
     return _extend(s.backward, sentence[::-1], s, seen)[::-1]
 
 
-def _extend(model: LanguageModel, tokens: list[int], s: Search, seen: bool) -> list[int]:
+def _extend(model: Predictor, tokens: list[int], s: Search, seen: bool) -> list[int]:
     while len(tokens) < s.max_tokens:
         word = model.sample(tokens, s.rng, seen)
         if word == EOS:
@@ -150,7 +149,7 @@ def _extend(model: LanguageModel, tokens: list[int], s: Search, seen: bool) -> l
 
 
 def surprisal(
-    forward: LanguageModel, backward: LanguageModel, tokens: list[int], keywords: set[int]
+    forward: Predictor, backward: Predictor, tokens: list[int], keywords: set[int]
 ) -> float:
     """Bits of information the candidate's keywords carry, damped for length (MegaHAL)."""
     bits = _bits(forward, tokens, keywords) + _bits(backward, tokens[::-1], keywords)
@@ -162,7 +161,7 @@ def surprisal(
     return bits
 
 
-def _bits(model: LanguageModel, tokens: list[int], only: set[int] | None) -> float:
+def _bits(model: Predictor, tokens: list[int], only: set[int] | None) -> float:
     """-log2 p of the tokens in `only` (all tokens and </s> when None), <s> first."""
     context = [BOS]
     bits = 0.0

@@ -187,14 +187,16 @@ class RemoteEngine(Engine):
         self.active = adapter_id
         return self._shown_version()
 
-    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+    async def next_words(self, text: str, lang: str, k: int = 5,
+                         chat: str = "") -> list[tuple[str, float]]:
         """The server's k most likely next words after `text`, read raw (no chat template)."""
         from engines.remote.requests import next_tokens
 
         async with self.queue.turn(""):  # commands' scoring: one turn among the chats
             return await next_tokens(self.client, self._served_model(), text, k)
 
-    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+    async def probe(self, context: str, continuations: list[str], lang: str,
+                    chat: str = "") -> list[float]:
         """ln p of each whole continuation after `context`, from the server's log-probabilities
         of the prompt (echo), read raw (no chat template), as next_words is."""
         from engines.remote.probe import continuation_logprobs

@@ -258,7 +258,8 @@ class TransformerEngine(Engine):
             return root / path_or_id, path_or_id
         raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in {root}")
 
-    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+    async def next_words(self, text: str, lang: str, k: int = 5,
+                         chat: str = "") -> list[tuple[str, float]]:
         """The model's k most likely next words (tokens, as text) after `text`, read raw."""
         from engines.transformer.scoring import next_token_probs, top_words
 
@@ -301,7 +302,8 @@ class TransformerEngine(Engine):
         mask[0, len(ids) - replied:] = 1
         return float(head.score(reply_features(out.hidden_states[-1], mask))[0])
 
-    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+    async def probe(self, context: str, continuations: list[str], lang: str,
+                    chat: str = "") -> list[float]:
         """ln p of each continuation after `context`, read raw (no chat template): one forward
         pass each on the worker thread. A continuation is tokenised after a space, as it
         follows the context's last word; an empty context starts at the BOS token if any."""
