@@ -39,11 +39,13 @@ class CountingEngine(Engine):
         self.calls.append("reply")
         yield "counted"
 
-    async def probe(self, context: str, continuations: list[str], lang: str) -> list[float]:
+    async def probe(self, context: str, continuations: list[str], lang: str,
+                    chat: str = "") -> list[float]:
         self.calls.append("probe")
         return [-1.0] * len(continuations)
 
-    async def next_words(self, text: str, lang: str, k: int = 5) -> list[tuple[str, float]]:
+    async def next_words(self, text: str, lang: str, k: int = 5,
+                         chat: str = "") -> list[tuple[str, float]]:
         self.calls.append("next")
         return [("word", 1.0)]
 
