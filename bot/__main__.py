@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 import traceback
@@ -20,14 +21,30 @@ from engines.registry import BUILTIN
 DEFAULT_CONFIG = Path("config.toml")
 
 
+def program_name(argv0: str) -> str:
+    """How the user started us: `eliza2llm` (the console script) or `python -m bot`."""
+    name = Path(argv0).name
+    return "python -m bot" if name in ("__main__.py", "") else name
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml's, editable installs included)."""
+    try:
+        return importlib.metadata.version("eliza2llm")
+    except importlib.metadata.PackageNotFoundError:  # run from a tree that is not installed
+        return "unknown (not installed)"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one clear line and exit 2, no usage dump
-        print(f"eliza2llm: {message} (see python -m bot --help)", file=sys.stderr)
+        print(f"eliza2llm: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(prog="python -m bot", description="Run the eliza2llm chat bot.")
+    parser = _Parser(prog=program_name(sys.argv[0]), description="Run the eliza2llm chat bot.")
+    parser.add_argument("--version", action="version",
+                        version=f"eliza2llm {package_version()}")
     parser.add_argument(
         "frontends", nargs="*", metavar="FRONTEND",
         help=f"any of {', '.join(FRONTENDS)}; default: every platform with a token in the "
