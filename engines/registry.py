@@ -103,6 +103,9 @@ class Engines:
         slot = self._slots.get(name)
         if slot is None:
             raise EngineUnavailable(f"unknown engine {name!r}")
+        missing = self._missing(slot) if slot.engine is None else ""
+        if missing:  # not installed: say how to install it, not the ImportError
+            raise EngineUnavailable(missing)
         self.begin_start(name)
         if slot.task is not None:
             await asyncio.shield(slot.task)
@@ -117,8 +120,9 @@ class Engines:
         return [s.engine for s in self._slots.values() if s.engine is not None]
 
     def status(self, name: str) -> tuple[str, str, str]:
-        """("ready" | "loading" | "idle" | "unavailable", version, detail) for /engines: the
-        detail says what a ready engine is made of (its corpora, its model), or why not."""
+        """("ready" | "loading" | "idle" | "unavailable" | "not_installed", version, detail) for
+        /engines: the detail says what a ready engine is made of (its corpora, its model), or
+        why not ("idle": installed, loads on first use; "not_installed": how to install it)."""
         slot = self._slots[name]
         if slot.engine is not None:
             info = slot.engine.info()
@@ -127,7 +131,27 @@ class Engines:
             return ("unavailable", "", slot.error)
         if slot.task is not None and not slot.task.done():
             return ("loading", "", "")
-        return ("idle", "", "")
+        missing = self._missing(slot)
+        return ("not_installed", "", missing) if missing else ("idle", "", "")
+
+    def _missing(self, slot: _Slot) -> str:
+        try:
+            return slot.cls.missing(slot.options) if slot.cls is not None else ""
+        except Exception as exc:  # a plugin's check must not break /engines
+            return _one_line(exc)
+
+    async def start_when_asked(self, wait: float) -> None:
+        """Start the engines that are cheap to start and say more once started (the remote
+        engine's health check), waiting up to `wait` seconds for them: /engines and /readyz
+        then tell "server down" from "loads on first use"."""
+        for name, slot in self._slots.items():
+            if slot.cls is not None and slot.cls.start_when_asked and not self._missing(slot):
+                self.begin_start(name)
+        tasks = [s.task for s in self._slots.values()
+                 if s.task is not None and not s.task.done() and s.cls is not None
+                 and s.cls.start_when_asked]
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait)
 
     async def close(self) -> None:
         for slot in self._slots.values():

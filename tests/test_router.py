@@ -107,6 +107,30 @@ async def test_an_engine_that_cannot_start_is_reported_not_fatal(serve):
         assert (await say(router, "fine")).final == "echo: fine"  # the chat kept its engine
 
 
+async def test_engines_tells_not_installed_from_available_and_asks_a_remote_server(
+    serve, monkeypatch, unused_tcp_port
+):
+    """Without the ml extra the transformer is "not installed", with the command that installs
+    it (for admins); the remote engine, its server down, is unavailable with why, not
+    "loads on first use"."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    body = ('admins = ["test:boss"]\n[engines.remote]\n'
+            f'base_url = "http://127.0.0.1:{unused_tcp_port}/v1"\n')
+    async with serve(body) as router:
+        listing = (await say(router, "/engines", user="boss")).final
+        [transformer] = [line for line in listing.splitlines() if "transformer:" in line]
+        assert transformer.startswith("• transformer: not installed (needs the ml extra (torch")
+        assert "pip install" in transformer
+        [remote] = [line for line in listing.splitlines() if "remote:" in line]
+        assert remote.startswith("• remote: unavailable (") and "loads on first use" not in remote
+        sink = await say(router, "/engine transformer", user="boss")
+        assert "needs the ml extra" in sink.final
+
+
 async def test_reactions_become_votes_and_removing_one_removes_the_vote(serve):
     async with serve() as router:
         sink = await say(router, "rate me")
