@@ -17,7 +17,8 @@ from bot.frontends import FRONTENDS, Frontend, token_env
 from bot.guard import Guard
 from bot.jobs import JobRunner
 from bot.router import Router
-from bot.server import Server, Watched
+from bot.health import Watched, WriteWatch
+from bot.server import Server
 from bot.services import Services
 from bot.store import Store
 from engines.base import EngineContext
@@ -52,7 +53,8 @@ class App:
         self.store: Store | None = None
         self.jobs: JobRunner | None = None
         self.guard: Guard | None = None
-        self.server: Server | None = None  # [server] listen: /healthz and /metrics
+        self.server: Server | None = None  # [server] listen: /healthz, /readyz and /metrics
+        self.writes: WriteWatch | None = None  # whether the store can write, for /healthz
         self.started: list[Any] = []  # the frontends started so far, for /healthz
         self.engines = Engines.from_specs(
             BUILTIN | config.plugins.engines,
@@ -95,23 +97,30 @@ class App:
         services.jobs = self.jobs = JobRunner(services)
         services.guard = self.guard = Guard(services)
         router = Router(services)
+        probing: asyncio.Task | None = None  # the store's write probe, for /healthz
         try:
             self.engines.begin_start(self.config.bot.default_engine)
-            await self._start_server(router)
+            probing = await self._start_server(router)
             yield router
         finally:
             await router.drain(self.config.bot.drain_seconds)
+            if probing is not None:
+                probing.cancel()
+                await asyncio.gather(probing, return_exceptions=True)
             if self.server is not None:
                 await self.server.stop()
             await self.engines.close()
             await self.store.close()
 
-    async def _start_server(self, router: Router) -> None:
+    async def _start_server(self, router: Router) -> asyncio.Task | None:
+        """The HTTP listener, and the store's write probe it reports on (a task to cancel)."""
         if not self.config.server.listen:
-            return
-        watched = Watched(router, self.frontends, self.started)
+            return None
+        self.writes = WriteWatch(self._store().probe_write)
+        watched = Watched(router, self.frontends, self.started, self.writes)
         self.server = Server(*self.config.server.address, watched)
         await self.server.start()
+        return asyncio.create_task(_supervised(self.writes.run, pause=1.0))
 
     async def run(self) -> int:
         async with self.serving() as router:
