@@ -15,9 +15,9 @@ from bot.adapters import Adapters
 from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS, Frontend, token_env
 from bot.guard import Guard
+from bot.health import Watched, WriteWatch
 from bot.jobs import JobRunner
 from bot.router import Router
-from bot.health import Watched, WriteWatch
 from bot.server import Server
 from bot.services import Services
 from bot.store import Store

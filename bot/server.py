@@ -5,6 +5,7 @@ Prometheus. What they check is bot/health.py. aiohttp comes with discord.py."""
 from __future__ import annotations
 
 import logging
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 

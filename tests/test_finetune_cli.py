@@ -100,7 +100,7 @@ def test_a_model_that_is_not_there_is_one_line_and_exit_2(workdir, capsys):
     seed_sync(workdir / "data" / DB, taste_rows(12))
     steps = readme_steps()
     assert step(capsys, steps["export"])[0] == 0
-    code, out, err = step(capsys, steps["train"])
+    code, _, err = step(capsys, steps["train"])
     assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
     assert err.startswith("python -m finetune train: model folder ") and "make-tiny" in err
 

@@ -6,7 +6,6 @@ from bot.commands import COMMANDS, Argument, CommandContext, command, describe
 from bot.i18n import LANGUAGES, t
 from engines.base import EngineUnavailable
 
-
 ASK_WAIT = 3.0  # seconds /engines waits for a remote server's first health check
 
 
