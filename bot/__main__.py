@@ -1,4 +1,4 @@
-"""python -m bot [console|discord|telegram ...] [--config PATH] [--data-dir DIR] [-v]
+"""python -m bot [console|discord|telegram|platforms ...] [--config PATH] [--data-dir DIR] [-v]
 [--log-format text|json]"""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot import logs
-from bot.app import App, choose_frontends
+from bot.app import PLATFORMS, App, choose_frontends
 from bot.config import ConfigError, load_config
 from bot.frontends import FRONTENDS
 from engines.registry import BUILTIN
@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         version=f"eliza2llm {package_version()}")
     parser.add_argument(
         "frontends", nargs="*", metavar="FRONTEND",
-        help=f"any of {', '.join(FRONTENDS)}; default: every platform with a token in the "
-        "environment, and the console when there is none or stdin is a terminal",
+        help=f"any of {', '.join(FRONTENDS)}, or {PLATFORMS} (every platform with a token in "
+        "the environment, never the console: none is an error); default: every platform with "
+        "a token, and the console when there is none or stdin is a terminal",
     )
     parser.add_argument("--config", type=Path, help="a config.toml (default: ./config.toml)")
     parser.add_argument("--data-dir", help="where the database, models and adapters live")

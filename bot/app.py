@@ -29,15 +29,26 @@ T = TypeVar("T")
 
 
 
+PLATFORMS = "platforms"  # the word a container names: every platform with a token, no console
+
+
 def choose_frontends(named: list[str], env: dict[str, str], stdin_is_tty: bool) -> list[str]:
     """The frontends to start: those named, else every platform with a token in `env`, plus
-    the console when nothing else is configured or stdin is a terminal."""
+    the console when nothing else is configured or stdin is a terminal. The name "platforms"
+    stands for every platform with a token and never the console (a container's entry point:
+    with no token it must stop with one line, not read an empty stdin and exit 0)."""
+    with_token = [name for name in FRONTENDS if name != "console" and token_env(name) in env]
     if named:
-        unknown = [n for n in named if n not in FRONTENDS]
+        unknown = [n for n in named if n not in FRONTENDS and n != PLATFORMS]
         if unknown:
-            raise ConfigError(f"unknown frontend {unknown[0]!r} (known: {', '.join(FRONTENDS)})")
-        return list(dict.fromkeys(named))
-    chosen = [name for name in FRONTENDS if name != "console" and token_env(name) in env]
+            known = ", ".join([*FRONTENDS, PLATFORMS])
+            raise ConfigError(f"unknown frontend {unknown[0]!r} (known: {known})")
+        if PLATFORMS in named and not with_token:
+            tokens = " or ".join(token_env(n) for n in FRONTENDS if n != "console")
+            raise ConfigError(f"no platform to start: set {tokens} in the environment")
+        chosen = [x for n in named for x in (with_token if n == PLATFORMS else [n])]
+        return list(dict.fromkeys(chosen))
+    chosen = list(with_token)
     if not chosen or stdin_is_tty:
         chosen.insert(0, "console")
     return chosen
@@ -129,12 +140,23 @@ class App:
                 for frontend in self.frontends:
                     await frontend.start(router)
                     started.append(frontend)
+                log.info("%s", self.started_line())
                 await self._until_stopped()
             finally:
                 await self._stop_intake(started)  # nothing confirmed that will not be stored
                 await router.drain(self.config.bot.drain_seconds)  # frontends still deliver
                 await self._stop_frontends(started)
         return 0
+
+    def started_line(self) -> str:
+        """What runs, in one line: frontends, engines (the default first), data, listener."""
+        default = self.config.bot.default_engine
+        engines = [f"{default} (default)"] + [n for n in self.engines.names if n != default]
+        listener = (f"/healthz, /readyz and /metrics on {self.server.host}:"
+                    f"{self.server.bound_port}" if self.server else "no HTTP listener")
+        frontends = ", ".join(f.platform for f in self.started) or "none"
+        return (f"eliza2llm started: frontends {frontends}; engines {', '.join(engines)}; "
+                f"data {self.config.data_dir}; {listener}")
 
     async def _until_stopped(self) -> None:
         loop = asyncio.get_running_loop()

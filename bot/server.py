@@ -31,7 +31,7 @@ class Server:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.bound_port = self._runner.addresses[0][1]  # the real one when port is 0
-        log.info("serving /healthz, /readyz and /metrics on %s:%d", self.host, self.bound_port)
+        log.debug("serving /healthz, /readyz and /metrics on %s:%d", self.host, self.bound_port)
 
     async def stop(self) -> None:
         await self._runner.cleanup()
