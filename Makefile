@@ -49,6 +49,8 @@ lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy  # [tool.mypy] in pyproject.toml: what is checked, what is not yet typed
+	$(VENV)/bin/hadolint deploy/Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 
 # The first CUDA run (bench/gpu_first_run.sh): what it prints goes to bench/RESULTS.md.
 .PHONY: gpu-first-run

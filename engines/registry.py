@@ -11,7 +11,7 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from engines.base import Engine, EngineContext, EngineUnavailable, NoOptions
 
@@ -34,7 +34,7 @@ def load_class(spec: str) -> type:
 
 @dataclass
 class _Slot:
-    cls: type | None
+    cls: type[Engine] | None
     options: Any = None
     engine: Engine | None = None
     task: asyncio.Task | None = None
@@ -69,7 +69,7 @@ class Engines:
                 slots[name] = _Slot(None, error=f"cannot be imported: {_one_line(exc)}")
                 continue
             options = parse_options(name, getattr(engine_cls, "Options", NoOptions))
-            slots[name] = _Slot(engine_cls, options)
+            slots[name] = _Slot(cast("type[Engine]", engine_cls), options)
         return cls(slots, ctx)
 
     @property
@@ -135,8 +135,9 @@ class Engines:
         return ("not_installed", "", missing) if missing else ("idle", "", "")
 
     def _missing(self, slot: _Slot) -> str:
+        check = getattr(slot.cls, "missing", None)  # a plugin may not subclass Engine
         try:
-            return slot.cls.missing(slot.options) if slot.cls is not None else ""
+            return check(slot.options) if check is not None else ""
         except Exception as exc:  # a plugin's check must not break /engines
             return _one_line(exc)
 
@@ -144,12 +145,12 @@ class Engines:
         """Start the engines that are cheap to start and say more once started (the remote
         engine's health check), waiting up to `wait` seconds for them: /engines and /readyz
         then tell "server down" from "loads on first use"."""
-        for name, slot in self._slots.items():
-            if slot.cls is not None and slot.cls.start_when_asked and not self._missing(slot):
+        asked = {name: slot for name, slot in self._slots.items()
+                 if getattr(slot.cls, "start_when_asked", False)}
+        for name, slot in asked.items():
+            if not self._missing(slot):
                 self.begin_start(name)
-        tasks = [s.task for s in self._slots.values()
-                 if s.task is not None and not s.task.done() and s.cls is not None
-                 and s.cls.start_when_asked]
+        tasks = [s.task for s in asked.values() if s.task is not None and not s.task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=wait)
 
