@@ -10,8 +10,8 @@ PIP := $(PY) -m pip
 TORCH_INDEX ?=
 TORCH := torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-# The offline quickstart's tiny model (README), pre-trained for STEPS steps (~0.3 s each on
-# idle cores). data/models/tiny.steps holds the STEPS it was built with: another STEPS rebuilds.
+# The offline quickstart's tiny model (README), pre-trained for STEPS steps (~0.4 s of CPU each;
+# one thread). data/models/tiny.steps holds the STEPS it was built with: another STEPS rebuilds.
 TINY := data/models/tiny
 STEPS ?= 300
 
