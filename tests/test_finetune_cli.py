@@ -82,6 +82,10 @@ def test_the_readme_steps_one_by_one_export_train_promote_status_rollback(workdi
     assert json.loads(out[-1]) == {"event": "rolled_back", "retired": adapter, "active": "base"}
     assert statuses(workdir) == {adapter: "retired"}
 
+    code, out, _ = step(capsys, steps["rollback"])  # the base model serves: nothing to undo
+    assert code == 0 and json.loads(out[-1])["event"] == "nothing_to_roll_back"
+    assert statuses(workdir) == {adapter: "retired"}
+
 
 def test_an_unknown_id_is_one_line_and_exit_2_for_promote_and_evaluate(workdir, capsys):
     steps = readme_steps()
