@@ -19,6 +19,7 @@ from bot.frontends import FRONTENDS
 from engines.registry import BUILTIN
 
 DEFAULT_CONFIG = Path("config.toml")
+PRIVATE_UMASK = 0o077
 
 
 def program_name(argv0: str) -> str:
@@ -61,6 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Everything the bot and its jobs write holds people's words or is made from them: private
+    # to this user (folders 0700, files 0600), whichever library writes it (an engine's
+    # snapshot, a log), whatever umask the bot was started with.
+    os.umask(PRIVATE_UMASK)
     try:
         return run(args)
     except ConfigError as exc:  # a bad config, or found on connecting: a token refused

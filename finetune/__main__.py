@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.umask(0o077)  # exports, adapters and their manifests are private, as the bot's files
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr is the bot's log
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.step in ("evaluate", "promote") and not args.adapter:

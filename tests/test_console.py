@@ -191,3 +191,15 @@ def test_a_rewritten_status_prints_only_the_lines_that_changed():
         asyncio.run(sink.update(f"Job 1: training\nstep {step}/2"))
     asyncio.run(sink.finish("Job 1: training\ndone"))
     assert out.getvalue() == "Job 1: training\nstep 1/2\nstep 2/2\ndone\n"
+
+
+def test_everything_under_the_data_folder_is_private_whoever_writes_it(tmp_path):
+    """Folders 0700 and files 0600 under data/, including what an engine writes with its own
+    library (the n-gram model's numpy snapshots) and folders the registry makes."""
+    done = session(tmp_path, ["/engine ngram", "hello there friend"])
+    assert done.returncode == 0, done.stderr
+    modes = {path.relative_to(tmp_path): path.stat().st_mode & 0o777
+             for path in (tmp_path / "d").rglob("*")}
+    assert any(path.suffix == ".npz" for path in modes), modes
+    assert {mode for path, mode in modes.items() if (tmp_path / path).is_dir()} == {0o700}
+    assert {mode for path, mode in modes.items() if (tmp_path / path).is_file()} == {0o600}
