@@ -135,6 +135,7 @@ def test_running_it_activates_the_venv_and_pipes_a_console_session(tree):
     out = bash(tree, "\n".join(session)).stdout
     assert "This chat now talks to eliza." in out and "IN WHAT WAY" in out
     assert "keyword" in out.lower()  # /why explains ELIZA's rule
+    assert out.splitlines()[-1] == "IN WHAT WAY"  # and once more through `make run`
 
 
 def test_the_fine_tuning_steps_one_by_one(tree):
