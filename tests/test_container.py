@@ -114,3 +114,14 @@ async def test_healthz_is_200_and_readyz_names_the_remote_engine_while_its_serve
     [started] = [line for line in lines if line["message"].startswith("eliza2llm started")]
     assert started["level"] == "INFO" and "frontends telegram;" in started["message"]
     assert f"on 127.0.0.1:{port}" in started["message"]
+
+
+def test_platforms_is_every_platform_with_a_token_and_never_the_console():
+    from bot.app import choose_frontends
+
+    tokens = {"TELEGRAM_TOKEN": "x", "DISCORD_TOKEN": "y"}
+    assert choose_frontends(["platforms"], {"TELEGRAM_TOKEN": "x"}, True) == ["telegram"]
+    assert sorted(choose_frontends(["platforms"], tokens, True)) == ["discord", "telegram"]
+    assert choose_frontends(["console", "platforms"], {"DISCORD_TOKEN": "y"}, False) == [
+        "console", "discord"]
+    assert choose_frontends([], {}, False) == ["console"]  # the piped console, as before
