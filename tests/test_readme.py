@@ -96,8 +96,9 @@ def tree(tmp_path_factory) -> Path:
 def bash(tree: Path, script: str, stdin: str = "", timeout: float = SECTION_SECONDS):
     """`script` in bash with `set -e`, in the venv as "Running it" says; the result. Whatever
     it started and left running (a server, when a line failed) ends with it."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISCORD_TOKEN", "TELEGRAM_TOKEN", "VIRTUAL_ENV", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items()  # a shell as a user has it: under `make test`
+           if k not in ("DISCORD_TOKEN", "TELEGRAM_TOKEN", "VIRTUAL_ENV", "PYTHONPATH",
+                        "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}  # no outer make
     env |= {"STEPS": "3", "HF_HUB_OFFLINE": "1", "NO_PROXY": "127.0.0.1,localhost"}
     activate = commands(RUNNING)[0]
     process = subprocess.Popen(["bash", "-c", f"set -e\n{activate}\n{script}"],
