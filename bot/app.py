@@ -16,10 +16,11 @@ from bot.adapters import Adapters
 from bot.config import Config, ConfigError
 from bot.frontends import FRONTENDS, Frontend, token_env
 from bot.guard import Guard
+from bot.health import Watched, WriteWatch
 from bot.jobs import JobRunner
 from bot.notices import AdminNotices
 from bot.router import Router
-from bot.server import Server, Watched
+from bot.server import Server
 from bot.services import Services
 from bot.store import Store
 from engines.base import EngineContext, Written
@@ -30,15 +31,26 @@ T = TypeVar("T")
 
 
 
+PLATFORMS = "platforms"  # the word a container names: every platform with a token, no console
+
+
 def choose_frontends(named: list[str], env: dict[str, str], stdin_is_tty: bool) -> list[str]:
     """The frontends to start: those named, else every platform with a token in `env`, plus
-    the console when nothing else is configured or stdin is a terminal."""
+    the console when nothing else is configured or stdin is a terminal. The name "platforms"
+    stands for every platform with a token and never the console (a container's entry point:
+    with no token it must stop with one line, not read an empty stdin and exit 0)."""
+    with_token = [name for name in FRONTENDS if name != "console" and token_env(name) in env]
     if named:
-        unknown = [n for n in named if n not in FRONTENDS]
+        unknown = [n for n in named if n not in FRONTENDS and n != PLATFORMS]
         if unknown:
-            raise ConfigError(f"unknown frontend {unknown[0]!r} (known: {', '.join(FRONTENDS)})")
-        return list(dict.fromkeys(named))
-    chosen = [name for name in FRONTENDS if name != "console" and token_env(name) in env]
+            known = ", ".join([*FRONTENDS, PLATFORMS])
+            raise ConfigError(f"unknown frontend {unknown[0]!r} (known: {known})")
+        if PLATFORMS in named and not with_token:
+            tokens = " or ".join(token_env(n) for n in FRONTENDS if n != "console")
+            raise ConfigError(f"no platform to start: set {tokens} in the environment")
+        chosen = [x for n in named for x in (with_token if n == PLATFORMS else [n])]
+        return list(dict.fromkeys(chosen))
+    chosen = list(with_token)
     if not chosen or stdin_is_tty:
         chosen.insert(0, "console")
     return chosen
@@ -54,7 +66,8 @@ class App:
         self.store: Store | None = None
         self.jobs: JobRunner | None = None
         self.guard: Guard | None = None
-        self.server: Server | None = None  # [server] listen: /healthz and /metrics
+        self.server: Server | None = None  # [server] listen: /healthz, /readyz and /metrics
+        self.writes: WriteWatch | None = None  # whether the store can write, for /healthz
         self.started: list[Any] = []  # the frontends started so far, for /healthz
         self.notices = AdminNotices()  # what the bot's admins are told when they next write
         self.engines = Engines.from_specs(
@@ -107,23 +120,30 @@ class App:
         services.jobs = self.jobs = JobRunner(services, interrupted=stale)
         services.guard = self.guard = Guard(services)
         router = Router(services)
+        probing: asyncio.Task | None = None  # the store's write probe, for /healthz
         try:
             self.engines.begin_start(self.config.bot.default_engine)
-            await self._start_server(router)
+            probing = await self._start_server(router)
             yield router
         finally:
             await router.drain(self.config.bot.drain_seconds)
+            if probing is not None:
+                probing.cancel()
+                await asyncio.gather(probing, return_exceptions=True)
             if self.server is not None:
                 await self.server.stop()
             await self.engines.close()
             await self.store.close()
 
-    async def _start_server(self, router: Router) -> None:
+    async def _start_server(self, router: Router) -> asyncio.Task | None:
+        """The HTTP listener, and the store's write probe it reports on (a task to cancel)."""
         if not self.config.server.listen:
-            return
-        watched = Watched(router, self.frontends, self.started)
+            return None
+        self.writes = WriteWatch(self._store().probe_write)
+        watched = Watched(router, self.frontends, self.started, self.writes)
         self.server = Server(*self.config.server.address, watched)
         await self.server.start()
+        return asyncio.create_task(_supervised(self.writes.run, pause=1.0))
 
     async def run(self) -> int:
         async with self.serving() as router:
@@ -132,12 +152,23 @@ class App:
                 for frontend in self.frontends:
                     await frontend.start(router)
                     started.append(frontend)
+                log.info("%s", self.started_line())
                 await self._until_stopped()
             finally:
                 await self._stop_intake(started)  # nothing confirmed that will not be stored
                 await router.drain(self.config.bot.drain_seconds)  # frontends still deliver
                 await self._stop_frontends(started)
         return 0
+
+    def started_line(self) -> str:
+        """What runs, in one line: frontends, engines (the default first), data, listener."""
+        default = self.config.bot.default_engine
+        engines = [f"{default} (default)"] + [n for n in self.engines.names if n != default]
+        listener = (f"/healthz, /readyz and /metrics on {self.server.host}:"
+                    f"{self.server.bound_port}" if self.server else "no HTTP listener")
+        frontends = ", ".join(f.platform for f in self.started) or "none"
+        return (f"eliza2llm started: frontends {frontends}; engines {', '.join(engines)}; "
+                f"data {self.config.data_dir}; {listener}")
 
     async def _until_stopped(self) -> None:
         loop = asyncio.get_running_loop()

@@ -29,6 +29,7 @@ from typing import Literal
 from bot.files import private_file
 
 FIELDS = ("chat", "engine", "version", "job")
+OUR_LOGGERS = ("bot", "engines", "finetune")
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SECRET_NAME = re.compile(r"(TOKEN|KEY|SECRET|PASSWORD)$", re.IGNORECASE)
@@ -142,6 +143,10 @@ def setup(data_dir: Path, *, verbose: bool, chat_on_terminal: bool,
         target = logging.FileHandler(private_file(data_dir / "bot.log"), encoding="utf-8")
     logging.basicConfig(level=logging.WARNING,
                         handlers=[prepared(target, log_format, os.environ if env is None else env)])
-    if verbose:  # our own code only: the HTTP libraries would log message payloads
-        for name in ("bot", "engines", "finetune"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
+    # Python's warnings (a library's FutureWarning) are log lines too: with the chat on this
+    # terminal they go to the log file instead of into the conversation.
+    logging.captureWarnings(True)
+    # Our own lines from INFO (what started, where it listens), debug with -v; the libraries'
+    # from WARNING only: the HTTP libraries would log message payloads.
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -138,6 +138,15 @@ class Engine(ABC):
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # Cheap to start and worth knowing at once: /engines and /readyz start it to tell whether it
+    # can answer (the remote engine: one health check) rather than say "loads on first use".
+    start_when_asked: ClassVar[bool] = False
+
+    @classmethod
+    def missing(cls, options: Any) -> str:
+        """What this engine needs that is not installed, and how to install it, in one line;
+        found without starting it (no import of the heavy parts). "" when nothing is missing."""
+        return ""
 
     def __init__(self, options: Any, ctx: EngineContext) -> None:
         self.options = options

@@ -11,7 +11,7 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from engines.base import Engine, EngineContext, EngineUnavailable, NoOptions
 
@@ -34,7 +34,7 @@ def load_class(spec: str) -> type:
 
 @dataclass
 class _Slot:
-    cls: type | None
+    cls: type[Engine] | None
     options: Any = None
     engine: Engine | None = None
     starting: Engine | None = None  # while it loads: its progress() says how far it got
@@ -70,7 +70,7 @@ class Engines:
                 slots[name] = _Slot(None, error=f"cannot be imported: {_one_line(exc)}")
                 continue
             options = parse_options(name, getattr(engine_cls, "Options", NoOptions))
-            slots[name] = _Slot(engine_cls, options)
+            slots[name] = _Slot(cast("type[Engine]", engine_cls), options)
         return cls(slots, ctx)
 
     @property
@@ -106,6 +106,9 @@ class Engines:
         slot = self._slots.get(name)
         if slot is None:
             raise EngineUnavailable(f"unknown engine {name!r}")
+        missing = self._missing(slot) if slot.engine is None else ""
+        if missing:  # not installed: say how to install it, not the ImportError
+            raise EngineUnavailable(missing)
         self.begin_start(name)
         if slot.task is not None:
             await asyncio.shield(slot.task)
@@ -120,8 +123,9 @@ class Engines:
         return [s.engine for s in self._slots.values() if s.engine is not None]
 
     def status(self, name: str) -> tuple[str, str, str]:
-        """("ready" | "loading" | "idle" | "unavailable", version, detail) for /engines: the
-        detail says what a ready engine is made of (its corpora, its model), or why not."""
+        """("ready" | "loading" | "idle" | "unavailable" | "not_installed", version, detail) for
+        /engines: the detail says what a ready engine is made of (its corpora, its model), or
+        why not ("idle": installed, loads on first use; "not_installed": how to install it)."""
         slot = self._slots[name]
         if slot.engine is not None:
             info = slot.engine.info()
@@ -130,7 +134,28 @@ class Engines:
             return ("unavailable", "", slot.error)
         if slot.task is not None and not slot.task.done():
             return ("loading", "", slot.starting.progress() if slot.starting else "")
-        return ("idle", "", "")
+        missing = self._missing(slot)
+        return ("not_installed", "", missing) if missing else ("idle", "", "")
+
+    def _missing(self, slot: _Slot) -> str:
+        check = getattr(slot.cls, "missing", None)  # a plugin may not subclass Engine
+        try:
+            return check(slot.options) if check is not None else ""
+        except Exception as exc:  # a plugin's check must not break /engines
+            return _one_line(exc)
+
+    async def start_when_asked(self, wait: float) -> None:
+        """Start the engines that are cheap to start and say more once started (the remote
+        engine's health check), waiting up to `wait` seconds for them: /engines and /readyz
+        then tell "server down" from "loads on first use"."""
+        asked = {name: slot for name, slot in self._slots.items()
+                 if getattr(slot.cls, "start_when_asked", False)}
+        for name, slot in asked.items():
+            if not self._missing(slot):
+                self.begin_start(name)
+        tasks = [s.task for s in asked.values() if s.task is not None and not s.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait)
 
     async def close(self) -> None:
         for slot in self._slots.values():

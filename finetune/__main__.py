@@ -23,14 +23,25 @@ import warnings
 from pathlib import Path
 
 from bot.config import ConfigError
+from engines.transformer.loading import ModelUnavailable
 from finetune import processes
 from finetune import run as steps
 from finetune.progress import emit_from_any
 from finetune.settings import Settings, load_settings
 
 
+def program_name(argv0: str) -> str:
+    """How the user started us: `eliza2llm-finetune` (the console script) or `python -m
+    finetune` (also how the bot starts jobs)."""
+    name = Path(argv0).name
+    return "python -m finetune" if name in ("__main__.py", "") else name
+
+
+PROG = program_name(sys.argv[0])
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["export", "train", "evaluate", "promote", "rollback",
                                          "status", "run"])
@@ -45,10 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.umask(0o077)  # exports, adapters and their manifests are private, as the bot's files
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr is the bot's log
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.step in ("evaluate", "promote") and not args.adapter:
-        print(f"python -m finetune {args.step} ID: which adapter?", file=sys.stderr)
+        print(f"{PROG} {args.step} ID: which adapter?", file=sys.stderr)
         return 2
     try:
         settings = load_settings(args.config, args.data_dir)
@@ -57,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         if processes.is_main():  # under a launcher, one process tidies up
             steps.remove_partial(settings)
         return run_step(args, settings)
-    except (ConfigError, steps.StepError) as exc:  # one line, as the bot says it
-        print(f"python -m finetune {args.step}: {exc}", file=sys.stderr)
+    except (ConfigError, steps.StepError, ModelUnavailable) as exc:  # the user's to fix:
+        # one line, as the bot says it (no model, a bad config, an unknown adapter id)
+        reason = " ".join(str(exc).split())
+        if args.step == "run":  # the bot's job: it shows the reason in the chat
+            emit_from_any(event="failed", reason=reason, rank=processes.rank())
+        print(f"{PROG} {args.step}: {reason}", file=sys.stderr)
         return 2
     except Exception as exc:
         # The bot shows the cause in the chat: under a launcher, stderr ends with the

@@ -252,7 +252,11 @@ def do_promote(settings: Settings, adapter_id: str) -> None:
 
 def do_rollback(settings: Settings) -> tuple[str, str]:
     retired, active = with_adapters(settings, lambda a: a.rollback())
-    emit(event="rolled_back", retired=retired, active=active or "base")
+    if not retired:  # as the bot's /rollback says it: nothing happened
+        emit(event="nothing_to_roll_back", active="base",
+             message="there is no adapter to roll back: the base model is active")
+    else:
+        emit(event="rolled_back", retired=retired, active=active or "base")
     return retired, active
 
 

@@ -110,8 +110,10 @@ def test_without_the_ml_extra_the_transformer_is_one_line_and_the_trace_needs_v(
         warnings = [line for line in done.stderr.splitlines() if " WARNING " in line]
         assert len(warnings) == 1 and "ml extra" in warnings[0], done.stderr
         assert ("Traceback" in done.stderr) == bool(verbose), done.stderr
-        if not verbose:
-            assert done.stderr.strip() == warnings[0]
+        if not verbose:  # the start line (INFO), then the one warning
+            started, warned = done.stderr.strip().splitlines()
+            assert " INFO bot.app: eliza2llm started: frontends console; " in started
+            assert warned == warnings[0]
 
 
 def test_any_other_failure_at_start_is_one_line_and_exit_1_the_trace_with_v(tmp_path):
@@ -189,3 +191,15 @@ def test_a_rewritten_status_prints_only_the_lines_that_changed():
         asyncio.run(sink.update(f"Job 1: training\nstep {step}/2"))
     asyncio.run(sink.finish("Job 1: training\ndone"))
     assert out.getvalue() == "Job 1: training\nstep 1/2\nstep 2/2\ndone\n"
+
+
+def test_everything_under_the_data_folder_is_private_whoever_writes_it(tmp_path):
+    """Folders 0700 and files 0600 under data/, including what an engine writes with its own
+    library (the n-gram model's numpy snapshots) and folders the registry makes."""
+    done = session(tmp_path, ["/engine ngram", "hello there friend"])
+    assert done.returncode == 0, done.stderr
+    modes = {path.relative_to(tmp_path): path.stat().st_mode & 0o777
+             for path in (tmp_path / "d").rglob("*")}
+    assert any(path.suffix == ".npz" for path in modes), modes
+    assert {mode for path, mode in modes.items() if (tmp_path / path).is_dir()} == {0o700}
+    assert {mode for path, mode in modes.items() if (tmp_path / path).is_file()} == {0o600}

@@ -23,7 +23,8 @@ def test_the_containers_config_loads_and_listens_where_the_health_check_asks(tmp
     [checked] = re.findall(r"HEALTHCHECK[^\n]*\n[^\n]*http://127\.0\.0\.1:(\d+)/healthz",
                            dockerfile)
     assert host == "0.0.0.0" and int(checked) == port  # inside the container, and for Prometheus
-    assert f"EXPOSE {port}" in dockerfile and "USER bot" in dockerfile
+    assert f"EXPOSE {port}" in dockerfile and "USER 10001:10001" in dockerfile
+    assert "useradd --create-home --uid 10001" in dockerfile
 
 
 def test_compose_passes_tokens_from_the_environment_and_keeps_state_in_volumes():
@@ -31,7 +32,17 @@ def test_compose_passes_tokens_from_the_environment_and_keeps_state_in_volumes()
     bot = compose["services"]["bot"]
     assert bot["environment"]["TELEGRAM_TOKEN"] is None  # unset unless the shell has it
     assert bot["environment"]["DISCORD_TOKEN"] is None
-    assert bot["environment"]["VLLM_API_KEY"].startswith("${VLLM_API_KEY")
+    assert bot["environment"]["VLLM_API_KEY"] is None  # the bot alone needs no vLLM key
     mounts = dict(volume.split(":")[:2] for volume in bot["volumes"])
     assert mounts == {"data": "/app/data", "models": "/models"}
-    assert {"data", "models"} <= set(compose["volumes"])
+    assert {"data", "models"} == set(compose["volumes"])
+
+
+def test_the_vllm_image_is_pinned_and_shares_the_bots_model_volume():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    vllm = compose["services"]["vllm"]
+    image, _, tag = vllm["image"].partition(":")
+    assert image == "vllm/vllm-openai" and re.fullmatch(r"v\d+\.\d+\.\d+", tag)
+    mounts = dict(volume.split(":")[:2] for volume in vllm["volumes"])
+    assert mounts["models"] == vllm["environment"]["HF_HOME"] == "/models"  # one download
+    assert vllm["environment"]["VLLM_API_KEY"] is None

@@ -22,8 +22,11 @@ from tests.tiny_model import adapter_dir, tiny_model_dir
 
 @pytest.fixture
 def workdir(root, tmp_path, monkeypatch):
-    """A folder as a user has it: config.toml (found without --config) and data/."""
-    (tmp_path / "config.toml").write_text(finetune_toml(tiny_model_dir(root)), encoding="utf-8")
+    """A folder as a user has it after the quickstart: data/tiny.toml (the README's lines name
+    it with --config), here with a few steps on the tests' tiny model."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tiny.toml").write_text(finetune_toml(tiny_model_dir(root)),
+                                                 encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -79,6 +82,10 @@ def test_the_readme_steps_one_by_one_export_train_promote_status_rollback(workdi
     assert json.loads(out[-1]) == {"event": "rolled_back", "retired": adapter, "active": "base"}
     assert statuses(workdir) == {adapter: "retired"}
 
+    code, out, _ = step(capsys, steps["rollback"])  # the base model serves: nothing to undo
+    assert code == 0 and json.loads(out[-1])["event"] == "nothing_to_roll_back"
+    assert statuses(workdir) == {adapter: "retired"}
+
 
 def test_an_unknown_id_is_one_line_and_exit_2_for_promote_and_evaluate(workdir, capsys):
     steps = readme_steps()
@@ -89,6 +96,17 @@ def test_an_unknown_id_is_one_line_and_exit_2_for_promote_and_evaluate(workdir, 
         assert "known: none yet" in err and "Traceback" not in err
     code, _, err = step(capsys, steps["promote"], "")
     assert code == 2 and err.strip() == "python -m finetune promote ID: which adapter?"
+
+
+def test_a_model_that_is_not_there_is_one_line_and_exit_2(workdir, capsys):
+    config = workdir / "data" / "tiny.toml"
+    config.write_text(finetune_toml(workdir / "no-such-model"), encoding="utf-8")
+    seed_sync(workdir / "data" / DB, taste_rows(12))
+    steps = readme_steps()
+    assert step(capsys, steps["export"])[0] == 0
+    code, _, err = step(capsys, steps["train"])
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("python -m finetune train: model folder ") and "make-tiny" in err
 
 
 def test_status_lists_folders_the_store_does_not_know_and_promote_registers_them(

@@ -9,7 +9,7 @@ import pytest
 from bot.commands import COMMANDS, describe, parse
 from bot.config import BotOptions
 from bot.events import Incoming
-from bot.i18n import catalog
+from bot.i18n import catalog, t
 from bot.policy import ZERO_WIDTH_SPACE, RateLimiter, clean_output, is_bot_admin, may_use
 
 
@@ -27,6 +27,18 @@ def test_english_and_german_have_the_same_keys_and_placeholders():
     for key in en:
         assert {f for _, f, _, _ in fields.parse(en[key]) if f} == {
             f for _, f, _, _ in fields.parse(de[key]) if f}, key
+
+
+def test_a_key_missing_in_german_falls_back_to_english(monkeypatch, caplog):
+    german = {key: value for key, value in catalog("de").items() if key != "reset_done"}
+    monkeypatch.setattr("bot.i18n.catalog", lambda lang: german if lang == "de" else
+                        catalog.__wrapped__("en"))
+    assert t("de", "reset_done") == catalog("en")["reset_done"]
+    assert t("de", "engine_set", engine="eliza") == catalog("de")["engine_set"].format(
+        engine="eliza")
+    assert "reset_done" in caplog.text
+    with pytest.raises(KeyError):
+        t("en", "no_such_text")
 
 
 def test_every_command_has_a_description_in_both_languages():

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 
 from bot import logs
@@ -92,3 +93,16 @@ def test_secrets_from_the_environment_are_replaced_in_messages_and_tracebacks():
         out = formatted(log_format, env, emit)
         assert token not in out and "k" * 32 not in out
         assert out.count(logs.REDACTED) == 2 and "/usr/bin" in out  # only secrets go
+
+
+def test_library_warnings_are_log_lines_not_text_in_the_chat(tmp_path):
+    """A library's FutureWarning goes through the log's handler (the log file while someone
+    chats on the terminal), formatted like every other line."""
+    script = ("import warnings; from pathlib import Path; from bot import logs; "
+              f"logs.setup(Path({str(tmp_path)!r}), verbose=False, chat_on_terminal=False, "
+              "log_format='json'); warnings.warn('going away', FutureWarning)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    [line] = [json.loads(text) for text in done.stderr.splitlines()]
+    assert line["logger"] == "py.warnings" and line["level"] == "WARNING"
+    assert "FutureWarning: going away" in line["message"]

@@ -107,6 +107,58 @@ async def test_an_engine_that_cannot_start_is_reported_not_fatal(serve):
         assert (await say(router, "fine")).final == "echo: fine"  # the chat kept its engine
 
 
+async def test_engines_tells_not_installed_from_available_and_asks_a_remote_server(
+    serve, monkeypatch, unused_tcp_port
+):
+    """Without the ml extra the transformer is "not installed", with the command that installs
+    it (for admins); the remote engine, its server down, is unavailable with why, not
+    "loads on first use"."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    body = ('admins = ["test:boss"]\n[engines.remote]\n'
+            f'base_url = "http://127.0.0.1:{unused_tcp_port}/v1"\n')
+    async with serve(body) as router:
+        listing = (await say(router, "/engines", user="boss")).final
+        [transformer] = [line for line in listing.splitlines() if "transformer:" in line]
+        assert transformer.startswith("• transformer: not installed (needs the ml extra (torch")
+        assert "pip install" in transformer
+        [remote] = [line for line in listing.splitlines() if "remote:" in line]
+        assert remote.startswith("• remote: unavailable (") and "loads on first use" not in remote
+        sink = await say(router, "/engine transformer", user="boss")
+        assert "needs the ml extra" in sink.final
+
+
+async def test_adapters_names_the_accuracy_once_and_a_rejected_adapter_promoted_by_hand(serve):
+    from bot.store import Adapter
+
+    judged = "held-out preference accuracy {:.2f} {}"
+    async with serve('admins = ["test:boss"]\n') as router:
+        adapters = router.services.adapters
+        for name, accuracy, promote, why in (
+            ("ft1", 0.8, True, "(active: 0.50)"),
+            ("ft2", 0.4, False, "is not surely above 0.60 (95% lower bound 0.31)"),
+        ):
+            await adapters.record(Adapter(name, "tiny", f"/nowhere/{name}", "candidate" if promote
+                                          else "rejected", {"evaluation": {
+                                              "promote": promote, "new": {"accuracy": accuracy},
+                                              "reason": judged.format(accuracy, why)}}))
+        await adapters.promote("ft1")
+        await adapters.promote("ft2")  # by hand, as `python -m finetune promote ft2` does
+        listing = (await say(router, "/adapters", user="boss")).final.splitlines()
+        assert listing[1:] == [
+            "• ft2: active (promoted by hand: the job's gate rejected it), held-out accuracy "
+            "0.40 is not surely above 0.60 (95% lower bound 0.31) · no live votes yet",
+            "• ft1: retired, held-out accuracy 0.80 (active: 0.50) · no live votes yet",
+        ], listing
+        await say(router, "/rollback", user="boss")
+        [ft2] = [x for x in (await say(router, "/adapters", user="boss")).final.splitlines()
+                 if x.startswith("• ft2")]
+        assert ft2.startswith("• ft2: retired (rolled back), held-out accuracy 0.40 is not ")
+
+
 async def test_reactions_become_votes_and_removing_one_removes_the_vote(serve):
     async with serve() as router:
         sink = await say(router, "rate me")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
+
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -40,7 +44,10 @@ async def test_healthz_and_metrics_follow_messages_votes_and_shutdown(tmp_path):
         await router.engines.get("echo")  # the default engine loaded: nothing is starting
         status, body = await get(app, "/healthz")
         assert status == 200, body
-        assert '"store": "ok"' in body and '"engine": "echo: ready"' in body
+        assert '"store": "ok"' in body and '"frontends": "0/0 started"' in body
+        status, body = await get(app, "/readyz")
+        assert status == 200 and json.loads(body)["engines"]["echo"] == {
+            "state": "ready", "version": "echo-1"}
 
         before = {
             "messages": await metric(app, "eliza2llm_messages_received_total", platform="test"),
@@ -67,7 +74,7 @@ async def test_healthz_and_metrics_follow_messages_votes_and_shutdown(tmp_path):
         assert '"accepting": false' in body
 
 
-async def test_healthz_is_503_when_the_default_engine_cannot_start(tmp_path):
+async def test_an_engine_that_cannot_start_is_not_ready_but_the_bot_is_alive(tmp_path):
     path = write_config(tmp_path / "config.toml", '[bot]\ndefault_engine = "unloadable"\n' + LISTEN)
     config = load_config(path, FRONTENDS, BUILTIN, data_dir=str(tmp_path / "data"))
     app = App(config, [], env={})
@@ -75,8 +82,36 @@ async def test_healthz_is_503_when_the_default_engine_cannot_start(tmp_path):
         with pytest.raises(EngineUnavailable):
             await router.engines.get("unloadable")
         status, body = await get(app, "/healthz")
-        assert status == 503
-        assert '"engine": "unloadable: unavailable"' in body
+        assert status == 200, body  # the other engines answer: no restart would help
+        status, body = await get(app, "/readyz")
+        ready = json.loads(body)
+        assert status == 503 and ready["why"] == "the default engine unloadable is unavailable"
+        assert ready["engines"]["unloadable"] == {"state": "unavailable",
+                                                  "detail": "weights not found: set "
+                                                  "[engines.unloadable] model"}
+        assert ready["engines"]["eliza"] == {"state": "idle"}
+
+
+async def test_healthz_reports_a_store_that_cannot_write_and_recovers(tmp_path, caplog):
+    app = App(make_config(tmp_path, LISTEN), [], env={})
+    async with app.serving():
+        assert app.writes is not None
+        app.writes.every, app.writes.grace = 0.05, 0.3
+        assert (await get(app, "/healthz"))[0] == 200
+        other = sqlite3.connect(app.config.db_file, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            await asyncio.sleep(0.8)
+            status, body = await get(app, "/healthz")
+            assert status == 503 and json.loads(body)["store"].startswith("cannot write for ")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if (await get(app, "/healthz"))[0] == 200:
+                break
+        assert (await get(app, "/healthz"))[0] == 200
 
 
 async def test_no_listener_by_default(tmp_path):

@@ -176,3 +176,19 @@ def test_a_chart_of_one_day_keeps_to_a_few_days_of_axis(tmp_path, caplog):
     stats_module.plot_approval(series, [(TODAY, "ft1", "promoted")], tmp_path / "a.png", "t")
     assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
     assert not [r for r in caplog.records if "MAXTICKS" in r.getMessage()]
+
+
+def test_the_first_days_markers_and_versions_do_not_print_over_each_other(tmp_path):
+    """ft1 promoted, rolled back and ft2 promoted on one day: one label with a line each; three
+    versions voted on one day: three x positions around that day."""
+    marked = [(TODAY, "ft1", "promoted"), (TODAY, "ft1", "rolled_back"),
+              (TODAY, "ft2", "promoted")]
+    assert stats_module.day_labels(marked) == [
+        (TODAY, "ft1\nft1 rolled back\nft2", ["promoted", "rolled_back"])]
+    offsets = [stats_module.dodge(i, 3) for i in range(3)]
+    assert offsets == sorted(set(offsets)) and max(map(abs, offsets)) < 0.5
+    assert stats_module.dodge(0, 1) == 0.0
+    pytest.importorskip("matplotlib")
+    rows = [("transformer", v, TODAY, 1, 1) for v in ("base", "ft1", "ft2")]
+    stats_module.plot_approval(stats_module.collect(rows), marked, tmp_path / "a.png", "t")
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")

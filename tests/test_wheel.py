@@ -10,6 +10,7 @@ import sys
 import sysconfig
 import venv
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -80,3 +81,13 @@ def test_the_installed_console_script_answers_outside_the_checkout(tmp_path):
     finetune = subprocess.run([tmp_path / "venv" / "bin" / "eliza2llm-finetune", "--help"],
                               cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
     assert finetune.returncode == 0, finetune.stderr
+    version = subprocess.run([tmp_path / "venv" / "bin" / "eliza2llm", "--version"],
+                             cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == f"eliza2llm {metadata.version('eliza2llm')}"
+    usage = subprocess.run([tmp_path / "venv" / "bin" / "eliza2llm", "--no-such-option"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "(see eliza2llm --help)" in usage.stderr
+    advice = subprocess.run([python, "-c", "from engines.extras import install_advice; "
+                             "print(install_advice('ml'))"], cwd=elsewhere, env=env,
+                            capture_output=True, text=True, check=True)
+    assert advice.stdout.strip() == "pip install 'eliza2llm[ml]'"  # not the checkout's -e .

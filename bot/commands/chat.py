@@ -6,6 +6,8 @@ from bot.commands import COMMANDS, Argument, CommandContext, command, describe
 from bot.i18n import LANGUAGES, t
 from engines.base import EngineUnavailable
 
+ASK_WAIT = 3.0  # seconds /engines waits for a remote server's first health check
+
 
 @command("help")
 async def help_(ctx: CommandContext) -> str:
@@ -19,6 +21,7 @@ async def help_(ctx: CommandContext) -> str:
 @command("engines")
 async def engines(ctx: CommandContext) -> str:
     lines = [ctx.t("engines_header", current=ctx.engine_name)]
+    await ctx.engines.start_when_asked(wait=ASK_WAIT)  # the remote server: up or not
     for name in ctx.engines.names:
         state, version, detail = ctx.engines.status(name)
         text = ctx.t(f"engine_states.{state}")

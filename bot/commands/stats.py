@@ -108,25 +108,26 @@ def plot_approval(series: list[Series], marked: list[tuple[str, str, str]], path
 
     matplotlib.use("Agg")  # no display: the bot runs headless
     from matplotlib import pyplot as plt
-    from matplotlib.dates import DateFormatter, DayLocator
+    from matplotlib.dates import DateFormatter, DayLocator, date2num
 
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 5), dpi=100,
                                       gridspec_kw={"height_ratios": [3, 1]})
-    for one in series:
-        x = [date.fromisoformat(day) for day in one.days]
+    for index, one in enumerate(series):
+        # Versions voted on the same day side by side, not on top of each other.
+        x = [date2num(date.fromisoformat(day)) + dodge(index, len(series)) for day in one.days]
         shares = one.approval()
         below = [s - low for s, low, _ in shares]
         above = [high - s for s, _, high in shares]
         top.errorbar(x, [s for s, _, _ in shares], yerr=[below, above], marker="o",
                      capsize=3, label=one.label)
         bottom.plot(x, [u + d for u, d in zip(one.up, one.down, strict=True)], marker=".")
-    for day, adapter, kind in marked:
-        colour, style = ("grey", "--") if kind == PROMOTED else ("red", ":")
-        for ax in (top, bottom):
-            ax.axvline(date.fromisoformat(day), color=colour, linestyle=style)
-        label = adapter if kind == PROMOTED else f"{adapter} rolled back"
+    for day, label, kinds in day_labels(marked):
+        for kind in kinds:
+            colour, style = ("grey", "--") if kind == PROMOTED else ("red", ":")
+            for ax in (top, bottom):
+                ax.axvline(date.fromisoformat(day), color=colour, linestyle=style)
         top.annotate(label, (date.fromisoformat(day), 1.0), rotation=90, fontsize=7,
-                     va="top", ha="right", color=colour)
+                     va="top", ha="right", color="red" if ROLLED_BACK in kinds else "grey")
     top.set_ylim(0, 1.05)
     top.set_ylabel("share of up votes, 95% interval")  # the default font has no emoji
     top.set_title(title)
@@ -142,6 +143,22 @@ def plot_approval(series: list[Series], marked: list[tuple[str, str, str]], path
     fig.tight_layout()
     fig.savefig(private_file(path), format="png")
     plt.close(fig)
+
+
+def dodge(index: int, count: int, width: float = 0.5) -> float:
+    """The x offset, in days, of the `index`th of `count` series drawn on one day."""
+    return 0.0 if count < 2 else (index / (count - 1) - 0.5) * width
+
+
+def day_labels(marked: list[tuple[str, str, str]]) -> list[tuple[str, str, list[str]]]:
+    """One label per day for the promotions and rollbacks of that day, one line each (rotated:
+    side by side), so that a day with several does not print them over each other:
+    (day, label, kinds)."""
+    days: dict[str, list[tuple[str, str]]] = {}
+    for day, adapter, kind in marked:
+        days.setdefault(day, []).append((adapter, kind))
+    return [(day, "\n".join(a if k == PROMOTED else f"{a} rolled back" for a, k in events),
+             list(dict.fromkeys(k for _, k in events))) for day, events in days.items()]
 
 
 def _span(series: list[Series], marked: list[tuple[str, str, str]]) -> tuple[date, date]:

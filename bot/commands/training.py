@@ -3,6 +3,7 @@ the adapters, and pin a chat to one of them (to compare two adapters on real peo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bot.adapters import BASE, LOSS_CURVE
@@ -11,6 +12,8 @@ from bot.guard import Tally
 from bot.store import Adapter
 
 UNPIN = "off"
+# How the job's verdict begins (finetune/evaluate.py); /adapters shows the accuracy itself.
+JUDGED = re.compile(r"^held-out preference accuracy \d+\.\d+\s*")
 
 
 @command("retrain", scope="admin", long=True, acts=True)
@@ -57,17 +60,28 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
     """Its status, held-out accuracy (what the job judged it by) and why, beside its live
     approval (what the chats think of its replies)."""
     accuracy = f"{adapter.accuracy:.2f}" if adapter.accuracy is not None else "–"
-    status = ctx.t(f"adapter_states.{adapter.status}")
-    if adapter.rolled_back_at is not None:
-        status = ctx.t("adapter_rolled_back")
+    reason = JUDGED.sub("", adapter.reason)  # the line names the accuracy once
+    status = _status(ctx, adapter)
     if adapter.broken:
         status = ctx.t("adapter_broken", status=status, why=adapter.broken)
     line = ctx.t("adapter_line", adapter=adapter.id, status=status, accuracy=accuracy,
-                 reason=adapter.reason)
+                 reason=reason)
     live = Tally(tuple(await ctx.adapters.live_approval(adapter)))
     live_text = (ctx.t("adapter_live", share=str(live)) if live.people
                  else ctx.t("adapter_live_none"))
     return f"{line.rstrip()} · {live_text}"
+
+
+def _status(ctx: CommandContext, adapter: Adapter) -> str:
+    """Its state as the CLI names it ("retired"), with how it got there where that matters: a
+    rollback, or a promotion by hand of an adapter the job's gate had rejected."""
+    if adapter.rolled_back_at is not None:
+        return ctx.t("adapter_rolled_back")
+    status = ctx.t(f"adapter_states.{adapter.status}")
+    judged = adapter.metrics.get("evaluation", {}).get("promote")
+    if judged is False and adapter.status in ("active", "retired"):
+        return ctx.t("adapter_forced", status=status)
+    return status
 
 
 def _sampled(ctx: CommandContext, adapter: Adapter) -> list[str]:

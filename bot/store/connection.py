@@ -131,6 +131,15 @@ class Connection:
                 await self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return busy == 0
 
+    async def probe_write(self) -> None:
+        """One small committed write that changes nothing (the last migration's row rewritten
+        as it is): it fails while the disk is full or another process holds the write lock
+        past busy_timeout. /healthz asks it every few seconds (bot/health.py)."""
+        async with self._write():
+            await self.db.execute(
+                "UPDATE schema_version SET applied_at = applied_at"
+                " WHERE version = (SELECT MAX(version) FROM schema_version)")
+
     async def schema_version(self) -> int:
         return (await self._one("SELECT COALESCE(MAX(version), 0) FROM schema_version"))[0]
 

@@ -26,6 +26,7 @@ class RemoteEngine(Engine):
     name: ClassVar[str] = "remote"
     Options: ClassVar[type] = RemoteOptions
     capabilities = frozenset({Capability.NEXT_WORDS, Capability.PROBE, Capability.ADAPTERS})
+    start_when_asked = True  # a client and one health check: /engines can say if the server is up
 
     def __init__(self, options: RemoteOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)

@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     tiny.add_argument("folder", type=Path, help="where to save the Hugging Face folder")
     tiny.add_argument("--pretrain-steps", type=int, default=0,
                       help="pre-train on the local text for this many steps (CPU: ~0.1 s each)")
-    tiny.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's choice")
+    # One thread by default: a 2M-parameter model gains little from a second, and on busy cores
+    # torch's threads wait for each other (here: 1.2 s a step with one, 10 s with two).
+    tiny.add_argument("--threads", type=int, default=1, help="torch threads; 0: torch's choice")
     gguf = commands.add_parser(
         "import-gguf", help="turn a GGUF file into a normal model folder (float32)")
     gguf.add_argument("source", type=Path, help="a .gguf file, or a folder holding one")
@@ -27,10 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "import-gguf":
         return _import_gguf(args.source, args.out, args.gguf_file)
+    print("make-tiny: loading torch and transformers (seconds on a busy machine)", flush=True)
 
     import torch
+    from transformers.utils import logging as hf_logging
 
     from engines.transformer.tiny import make_tiny
+
+    hf_logging.disable_progress_bar()  # our own lines say how far it is
 
     if args.threads:
         torch.set_num_threads(args.threads)

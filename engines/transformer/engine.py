@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.extras import install_advice, needs_extra
 from engines.transformer.trim import SentenceStream
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class TransformerEngine(Engine):
     Options: ClassVar[type] = TransformerOptions
     capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS, Capability.PROBE,
                               Capability.REWARD})
+
+    @classmethod
+    def missing(cls, options: Any) -> str:
+        return needs_extra("ml", "torch", "transformers", "peft")
 
     def __init__(self, options: TransformerOptions, ctx: EngineContext) -> None:
         super().__init__(options, ctx)
@@ -98,7 +103,7 @@ class TransformerEngine(Engine):
         except ModuleNotFoundError as exc:
             raise ModuleNotFoundError(
                 f"{exc.name} is not installed: the transformer needs the ml extra "
-                "(.venv/bin/pip install -e '.[ml]')") from exc
+                f"({install_advice('ml')})") from exc
 
         from engines.transformer import loading, prompt
         from engines.transformer.adapters import AdapterSet

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+REPORT_EVERY = 15.0  # seconds: the longest a slow machine waits for the next line
+
 
 def token_stream(tokenizer, conversations: list[list[dict[str, str]]]) -> list[int]:
     stream: list[int] = []
@@ -29,7 +31,11 @@ def pretrain(
     seed: int = 0,
     progress: Callable[[str], None] = print,
 ) -> float:
-    """Train `model` in place for `steps` steps; returns the last loss."""
+    """Train `model` in place for `steps` steps; returns the mean loss of the last steps.
+
+    Progress every tenth of the steps, and at least every `REPORT_EVERY` seconds on a slow
+    machine: the loss is the mean over the steps since the last line (one batch's loss jumps
+    about; the mean falls), with the time so far and an estimate of the time left."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -38,7 +44,9 @@ def pretrain(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / max(steps, 1))
     model.train()
-    started, loss = time.monotonic(), float("nan")
+    started = reported = time.monotonic()
+    losses: list[float] = []
+    mean = float("nan")
     for step in range(1, steps + 1):
         starts = torch.randint(0, len(stream) - window, (batch_size,), generator=generator)
         batch = torch.stack([stream[s : s + window] for s in starts.tolist()])
@@ -48,8 +56,23 @@ def pretrain(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        if step % max(steps // 10, 1) == 0 or step == steps:
-            progress(f"step {step}/{steps}  loss {loss.item():.3f}  "
-                     f"{time.monotonic() - started:.0f}s")
+        losses.append(loss.item())
+        now = time.monotonic()
+        if step % max(steps // 10, 1) == 0 or step == steps or now - reported >= REPORT_EVERY:
+            mean, reported = sum(losses) / len(losses), now
+            progress(progress_line(step, steps, mean, len(losses), now - started))
+            losses.clear()
     model.eval()
-    return float(loss.detach())
+    return mean
+
+
+def progress_line(step: int, steps: int, mean: float, over: int, elapsed: float) -> str:
+    """`step 30/300  loss 4.812 (mean of 30 steps)  elapsed 0:09  left ~1:21`."""
+    left = elapsed / step * (steps - step)
+    return (f"step {step}/{steps}  loss {mean:.3f} (mean of {over} step{'s' * (over != 1)})  "
+            f"elapsed {_clock(elapsed)}  left ~{_clock(left)}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}"

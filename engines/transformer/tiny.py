@@ -104,8 +104,12 @@ def build_model(tokenizer, seed: int = 0):
 def make_tiny(folder: Path, pretrain_steps: int = 0, progress=log.info) -> Path:
     """Build (and optionally pre-train) the tiny model and save it under `folder`."""
     conversations = [d for lang in LANGS for d in dialogues(lang)]
+    progress(f"training a tokenizer on {len(conversations)} bundled conversations")
     tokenizer = train_tokenizer([m["content"] for d in conversations for m in d])
     model = build_model(tokenizer)
+    params = sum(p.numel() for p in model.parameters())
+    progress(f"built a {params / 1e6:.1f}M-parameter model; pre-training it for "
+             f"{pretrain_steps} steps")
     if pretrain_steps > 0:
         from engines.transformer.pretrain import pretrain
 
@@ -113,6 +117,5 @@ def make_tiny(folder: Path, pretrain_steps: int = 0, progress=log.info) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    params = sum(p.numel() for p in model.parameters())
     progress(f"saved a {params / 1e6:.1f}M-parameter model to {folder}")
     return folder
