@@ -139,7 +139,8 @@ class App:
         """The HTTP listener, and the store's write probe it reports on (a task to cancel)."""
         if not self.config.server.listen:
             return None
-        self.writes = WriteWatch(self._store().probe_write)
+        store = self._store()
+        self.writes = WriteWatch(store.probe_write, store.cannot_write_since)
         watched = Watched(router, self.frontends, self.started, self.writes)
         self.server = Server(*self.config.server.address, watched)
         await self.server.start()

@@ -27,13 +27,17 @@ ASK_WAIT = 1.0  # seconds /readyz waits for a remote engine's first health check
 
 
 class WriteWatch:
-    """Whether `write` (one small committed write) has worked lately. `problem()` is "" while
-    writes work, or one line once they have failed (or hung) for `grace` seconds."""
+    """Whether the store has written lately. The store owns the record of its failing writes
+    (`failing_since`: Store.cannot_write_since, whose failures it logs once a minute); the
+    watch writes every `every` seconds so that an idle bot's store is tried too, and sees a
+    write that hangs on a lock. `problem()` is "" while writes work, or one line once they
+    have failed (or hung) for `grace` seconds."""
 
-    def __init__(self, write: Callable[[], Awaitable[object]], every: float = PROBE_EVERY,
-                 grace: float = WRITE_GRACE, clock: Callable[[], float] = time.monotonic):
-        self.write, self.every, self.grace, self.clock = write, every, grace, clock
-        self.failing_since: float | None = None  # the first failure of the current run
+    def __init__(self, write: Callable[[], Awaitable[object]],
+                 failing_since: Callable[[], float | None], every: float = PROBE_EVERY,
+                 grace: float = WRITE_GRACE, clock: Callable[[], float] = time.time):
+        self.write, self.failing_since = write, failing_since
+        self.every, self.grace, self.clock = every, grace, clock
         self.error = ""
         self._probing_since: float | None = None  # a write in progress (waiting for a lock)
 
@@ -46,24 +50,20 @@ class WriteWatch:
         self._probing_since = self.clock()
         try:
             await self.write()
-        except Exception as exc:
-            if self.failing_since is None:
-                self.failing_since = self._probing_since
-                log.warning("the database cannot write: %s: %s", type(exc).__name__, exc)
+        except Exception as exc:  # the store logged it (once a minute): kept for /healthz
             self.error = f"{type(exc).__name__}: {exc}"
         else:
-            if self.failing_since is not None:
-                log.warning("the database writes again after %.0f s",
-                            self.clock() - self.failing_since)
-            self.failing_since, self.error = None, ""
+            self.error = ""
         finally:
             self._probing_since = None
 
     def problem(self) -> str:
-        since = self.failing_since if self.failing_since is not None else self._probing_since
+        failing = self.failing_since()
+        since = failing if failing is not None else self._probing_since
         if since is None or self.clock() - since < self.grace:
             return ""
-        why = self.error or "a write has been waiting (the database is locked?)"
+        why = (self.error or "a write failed") if failing is not None else (
+            "a write has been waiting (the database is locked?)")
         return f"cannot write for {self.clock() - since:.0f} s: {why}"
 
 
