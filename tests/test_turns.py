@@ -48,17 +48,27 @@ async def engine(root, tmp_path):
 
 async def test_a_chats_burst_does_not_hold_back_another_chats_reply(engine):
     finished: list[str] = []
-    started = asyncio.Event()
+    submitted = []
+    submit = engine.worker.submit
+
+    def recording(*args, **kwargs):
+        submitted.append(request := submit(*args, **kwargs))
+        return request
+
+    engine.worker.submit = recording
 
     async def ask(chat: str, text: str) -> None:
         conv = Conversation(f"test:{chat}", text)
         async with contextlib.aclosing(engine.reply(conv)) as stream:
             async for _ in stream:
-                started.set()
+                pass
         finished.append(chat)
 
     burst = [asyncio.create_task(ask("a", f"question {i}")) for i in range(4)]
-    await started.wait()  # the burst is queued and its first reply is generating
+    # The burst is queued and its first reply is generating (a reply streams whole sentences,
+    # so its first text may come only at its end: ask the worker's requests instead).
+    while len(submitted) < 4 or not any(r.first_token_at for r in submitted):
+        await asyncio.sleep(0.005)
     await asyncio.gather(*burst, ask("b", "my one question"))
     # First come, first served, b would wait for all four: two rows running, two queued.
     assert finished.index("b") <= 1, finished
