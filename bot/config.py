@@ -69,6 +69,7 @@ class FeedbackOptions:
 class PrivacyOptions:
     store_text: bool = True
     retention_days: int = field(default=0, metadata=at_least(0))
+    k_people: int = field(default=3, metadata=at_least(1))
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,8 @@ class JobRunner:
             if "step" in event:
                 shown = f"{head}\n" + t(lang, "retrain_progress", **_step_fields(event))
             elif event.get("event") == "exported":
-                head = shown = t(lang, "retrain_exported", job=job_id, **event)
+                counted = {"scrubbed": 0, "dropped": 0} | event  # an older job's lacks them
+                head = shown = t(lang, "retrain_exported", job=job_id, **counted)
             else:
                 if event.get("event") in ("done", "too_few"):
                     result |= event

@@ -7,8 +7,9 @@ Rows written (JSON lines, text scrubbed of personal data first):
   dpo.jsonl      {prompt, chosen, rejected, lang, chosen_id, rejected_id}
                  a liked and a disliked reply to the same prompt
   heldout.jsonl  KTO-shaped rows kept out of training, to judge the new adapter
-  job.json       {"active": the adapter active at export}: what `train` continues from, so
-                 that it needs this folder only, not the bot's database
+  job.json       {"active": the adapter active at export, "privacy": what the k-people rule
+                 did}: what `train` continues from, so that it needs this folder only
+Text that fewer than [privacy] k_people people wrote never gets in: finetune/common.py.
 Replies are held out by a hash of the prompt they answer: the held-out votes then judge the
 adapter on prompts it never trained on (replies to one prompt are alike, and one prompt in both
 parts would let chance agreement look like learning), and they stay held out in later jobs.
@@ -26,6 +27,7 @@ from typing import Any
 
 from bot.files import private_dir, write_private
 from bot.store import Store, VotedReply
+from finetune.common import PRIVATE, People, Rule, corpus_grams
 from finetune.scrub import scrub
 from finetune.settings import LEARNED_FROM, Settings
 
@@ -40,6 +42,7 @@ class Dataset:
     dpo: list[dict[str, Any]] = field(default_factory=list)
     heldout: list[dict[str, Any]] = field(default_factory=list)
     active: str = ""  # the adapter active when the votes were exported; "": the base model
+    privacy: dict[str, Any] = field(default_factory=dict)  # common.Summary: dropped, scrubbed
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in FILES}
@@ -58,16 +61,23 @@ def is_heldout(prompt: str, percent: int) -> bool:
     return int.from_bytes(digest[:4], "big") % 100 < percent
 
 
-def build(replies: list[VotedReply], heldout_percent: int) -> Dataset:
+def build(replies: list[VotedReply], heldout_percent: int, rule: Rule | None = None) -> Dataset:
+    """The dataset; with `rule`, only what is common (the split is decided before, so that a
+    prompt stays on its side however the rule changes it)."""
     data = Dataset()
     for reply in replies:
         if reply.score == 0:
             continue  # the votes cancel out: no signal either way
-        row = {"prompt": scrub(reply.prompt), "completion": scrub(reply.text),
-               "label": reply.score > 0, "lang": reply.lang, "id": reply.id,
-               "prompt_id": reply.prompt_id}
+        row: dict[str, Any] | None = {
+            "prompt": scrub(reply.prompt), "completion": scrub(reply.text),
+            "label": reply.score > 0, "lang": reply.lang, "id": reply.id,
+            "prompt_id": reply.prompt_id}
         held = is_heldout(f"{reply.lang}:{row['prompt']}", heldout_percent)
+        if rule is not None and (row := rule.apply(row)) is None:
+            continue
         (data.heldout if held else data.kto).append(row)
+    if rule is not None:
+        data.privacy = rule.summary.as_dict()
     data.sft = [_sft_row(row) for row in data.kto if row["label"]]
     data.dpo = pairs(data.kto)
     return data
@@ -79,11 +89,13 @@ def _sft_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every (liked, disliked) pair of replies to the same prompt text in the same language."""
-    by_prompt: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_prompt: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_prompt[(row["lang"], row["prompt"])].append(row)
+        # Prompts left alike by the k-people rule are alike only in what was hidden.
+        own = row.get("prompt_id", 0) if PRIVATE in row["prompt"] else 0
+        by_prompt[(row["lang"], row["prompt"], own)].append(row)
     out = []
-    for (lang, prompt), group in by_prompt.items():
+    for (lang, prompt, _), group in by_prompt.items():
         liked = [r for r in group if r["label"]]
         disliked = [r for r in group if not r["label"]]
         for good, bad in itertools.product(liked, disliked):
@@ -99,9 +111,10 @@ async def export(settings: Settings) -> Dataset:
     try:
         replies = await store.voted_replies(*LEARNED_FROM)
         active = await store.active_adapter()
+        people = People(await store.people_texts(), settings.k_people, corpus_grams())
     finally:
         await store.close()
-    data = build(replies, settings.options.heldout_percent)
+    data = build(replies, settings.options.heldout_percent, Rule(people))
     data.active = active
     write(data, settings.dataset_dir)
     return data
@@ -114,7 +127,8 @@ def write(data: Dataset, folder: Path) -> None:
     for name in FILES:
         lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in getattr(data, name)]
         write_private(folder / f"{name}.jsonl", "".join(lines))
-    write_private(folder / JOB, json.dumps({"active": data.active}) + "\n")
+    about = {"active": data.active, "privacy": data.privacy}
+    write_private(folder / JOB, json.dumps(about) + "\n")
 
 
 def read(folder: Path) -> Dataset:
@@ -124,5 +138,5 @@ def read(folder: Path) -> Dataset:
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         parts[name] = [json.loads(line) for line in lines if line.strip()]
     job = folder / JOB
-    active = json.loads(job.read_text(encoding="utf-8"))["active"] if job.exists() else ""
-    return Dataset(**parts, active=active)
+    about = json.loads(job.read_text(encoding="utf-8")) if job.exists() else {}
+    return Dataset(**parts, active=about.get("active", ""), privacy=about.get("privacy", {}))

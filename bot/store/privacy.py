@@ -115,6 +115,13 @@ class Privacy(Connection):
             " WHERE m.role = 'user' AND m.text IS NOT NULL AND u.opted_out = 0 ORDER BY m.id"
         )
 
+    async def people_texts(self) -> list[tuple[int, str]]:
+        """(person, text) of every stored message of people who have not opted out: whom the
+        fine-tuning export counts, to learn only what k distinct people wrote."""
+        return await self._all(
+            "SELECT m.user_id, m.text FROM messages m JOIN users u ON u.id = m.user_id"
+            " WHERE m.role = 'user' AND m.text IS NOT NULL AND u.opted_out = 0")
+
     async def prune(self, older_than: float) -> int:
         """Delete messages older than a unix time (the retention limit), and the engine state
         of chats that have no message left (their memories came from the deleted ones).
