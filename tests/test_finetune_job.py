@@ -244,3 +244,19 @@ def _alive(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     status = stat.read_text().split()[2] if stat.exists() else ""
     return status != "Z"  # a zombie has ended; only its exit status waits for a reader
+
+
+def test_the_job_gets_an_allow_list_of_variables_and_the_hub_token_only_for_a_gated_model():
+    from bot.jobs import job_environment
+
+    env = {"PATH": "/usr/bin", "HOME": "/home/bot", "HF_HOME": "/cache/hf",
+           "CUDA_VISIBLE_DEVICES": "0", "LC_ALL": "C.UTF-8", "NO_PROXY": "localhost",
+           "TELEGRAM_TOKEN": "1:t", "DISCORD_TOKEN": "d", "VLLM_API_KEY": "v",
+           "COURSE_LLM_CREDENTIAL": "c", "AWS_SECRET_ACCESS_KEY": "a", "GITHUB_TOKEN": "g",
+           "HF_TOKEN": "h", "HUGGING_FACE_HUB_TOKEN": "h2", "HF_API_KEY": "k",
+           "DATABASE_URL": "postgres://u:p@h/db"}
+    plain = job_environment(env)
+    assert set(plain) == {"PATH", "HOME", "HF_HOME", "CUDA_VISIBLE_DEVICES", "LC_ALL",
+                          "NO_PROXY", "PYTHONPATH"}
+    gated = job_environment(env, gated=True)
+    assert set(gated) - set(plain) == {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
