@@ -97,7 +97,7 @@ def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, acce
     if not accelerator.is_main_process:
         return ""
     adapter_id = settings.folders.new_id(job_id)
-    tmp = settings.folders.partial(adapter_id)
+    tmp = settings.folders.start(adapter_id)
     model.save_pretrained(tmp)
     batching = trainer.batching
     write_manifest(tmp, {

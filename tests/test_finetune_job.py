@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import stat
 from pathlib import Path
 
 from bot.events import Incoming
@@ -16,6 +17,11 @@ from bot.store import Adapter, Store
 from tests.conftest import RecordingSink, run_console
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
 from tests.tiny_model import adapter_dir, tiny_model_dir
+
+
+def private_modes(folder: Path) -> set[int]:
+    """The modes of `folder` and everything in it."""
+    return {stat.S_IMODE(p.stat().st_mode) for p in [folder, *folder.rglob("*")]}
 
 
 def query(data, sql: str) -> list[tuple]:
@@ -27,6 +33,7 @@ def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root
     config = tmp_path / "config.toml"
     config.write_text('[bot]\ndefault_engine = "transformer"\n'
                       + finetune_toml(tiny_model_dir(root), heldout_percent=50))
+    (tmp_path / "data").mkdir(mode=0o755)  # as a container's volume: there, and not private
     lines = []
     for n in range(1, 13):
         lines += [f"hello number {n}", "/good" if n % 2 == 0 else "/bad"]
@@ -46,6 +53,8 @@ def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root
     assert versions["hello again"] == adapter and versions["and again"] == "base"
     assert query(data, "SELECT status FROM adapters") == [("retired",)]
     manifest = json.loads((data / "adapters" / adapter / "manifest.json").read_text())
+    assert private_modes(data / "adapters") == {0o700, 0o600}  # every folder, every file
+    assert manifest["privacy"]["k_people"] == 3  # what the k-people rule did to the export
     assert manifest["base_model"] == str(tiny_model_dir(root))
     assert manifest["base_revision"].startswith("sha256:")
     assert manifest["counts"]["kto"] + manifest["counts"]["heldout"] == 12
