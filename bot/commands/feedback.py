@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.commands import Argument, CommandContext, command
+from bot.policy import without_url_credentials
 from engines.base import Capability
 
 
@@ -37,7 +38,7 @@ async def why(ctx: CommandContext) -> str:
             value = ctx.detail(value)
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         lines.append(f"{key}: {shown}")
-    return "\n".join(lines)
+    return without_url_credentials("\n".join(lines))
 
 
 @command("next", argument=Argument("text"))
