@@ -22,40 +22,17 @@ text that was forgotten or aged out of the store counts for no one.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
-SEQUENCE_WORDS = 3
+from bot.quotes import SEQUENCE_WORDS, WORD, Gram, grams, public_grams, words
+
 PRIVATE = "<private>"
-LANGS = ("en", "de")  # the corpora whose words and sequences are public
-_WORD = re.compile(r"\w+(?:['’]\w+)*")
-
-Gram = tuple[str, ...]
-
-
-def words(text: str) -> list[str]:
-    return [m[0].lower() for m in _WORD.finditer(text)]
-
-
-def grams(tokens: list[str], n: int = SEQUENCE_WORDS) -> Iterator[Gram]:
-    """Every single word and every run of n words."""
-    yield from ((t,) for t in tokens)
-    yield from (tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
-
-
-@functools.lru_cache(maxsize=1)
-def corpus_grams() -> frozenset[Gram]:
-    """The words and sequences of the packaged corpora (built once per process)."""
-    from engines import corpora
-
-    found: set[Gram] = set()
-    for lang in LANGS:
-        for sentence in corpora.sentences(lang):
-            found.update(grams(words(sentence)))
-    return frozenset(found)
+__all__ = ["PRIVATE", "SEQUENCE_WORDS", "People", "Rule", "Summary", "keep_common",
+           "public_grams"]
 
 
 @dataclass
@@ -92,7 +69,7 @@ class People:
 
 def keep_common(text: str, people: People) -> tuple[str, int]:
     """`text` with its private words and sequences replaced; and how many spans were."""
-    found = list(_WORD.finditer(text))
+    found = list(WORD.finditer(text))
     tokens = [m[0].lower() for m in found]
     hidden = [people.private((t,)) for t in tokens]
     n = SEQUENCE_WORDS
@@ -127,7 +104,7 @@ class Rule:
             "distinct people (and not in the packaged corpora) are replaced by "
             f"{PRIVATE}; a reply left with no words of its own is dropped"))
 
-    def apply(self, row: dict[str, object]) -> dict[str, object] | None:
+    def apply(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """The row with `prompt` and `completion` kept to what is common; None: dropped."""
         self.summary.examples += 1
         prompt, in_prompt = keep_common(str(row["prompt"]), self.people)

@@ -27,7 +27,7 @@ from typing import Any
 
 from bot.files import private_dir, write_private
 from bot.store import Store, VotedReply
-from finetune.common import PRIVATE, People, Rule, corpus_grams
+from finetune.common import PRIVATE, People, Rule, public_grams
 from finetune.scrub import scrub
 from finetune.settings import LEARNED_FROM, Settings
 
@@ -68,14 +68,14 @@ def build(replies: list[VotedReply], heldout_percent: int, rule: Rule | None = N
     for reply in replies:
         if reply.score == 0:
             continue  # the votes cancel out: no signal either way
-        row: dict[str, Any] | None = {
+        row: dict[str, Any] = {
             "prompt": scrub(reply.prompt), "completion": scrub(reply.text),
             "label": reply.score > 0, "lang": reply.lang, "id": reply.id,
             "prompt_id": reply.prompt_id}
         held = is_heldout(f"{reply.lang}:{row['prompt']}", heldout_percent)
-        if rule is not None and (row := rule.apply(row)) is None:
-            continue
-        (data.heldout if held else data.kto).append(row)
+        common = rule.apply(row) if rule is not None else row
+        if common is not None:
+            (data.heldout if held else data.kto).append(common)
     if rule is not None:
         data.privacy = rule.summary.as_dict()
     data.sft = [_sft_row(row) for row in data.kto if row["label"]]
@@ -111,7 +111,7 @@ async def export(settings: Settings) -> Dataset:
     try:
         replies = await store.voted_replies(*LEARNED_FROM)
         active = await store.active_adapter()
-        people = People(await store.people_texts(), settings.k_people, corpus_grams())
+        people = People(await store.people_texts(), settings.k_people, public_grams())
     finally:
         await store.close()
     data = build(replies, settings.options.heldout_percent, Rule(people))
