@@ -3,7 +3,7 @@
 retrain on the votes of the canary's chat, with today's export (before) and with the k-people
 rule (after, issue 25.3). The transformer part of bench/canary.py (the n-gram part is there).
 
-    python -m bench.canary_adapter [--candidates 1024] [--pretrain-steps 200] [--steps 60]
+    python -m bench.canary_adapter [--candidates 1024] [--pretrain-steps 50] [--steps 80]
 
 1. A tiny model (python -m engines.transformer make-tiny), briefly pre-trained.
 2. Alice, in her private chat, writes "my locker code is <canary>" three times among ordinary
@@ -28,6 +28,7 @@ import json
 import math
 import random
 import re
+import shutil
 import string
 import subprocess
 import sys
@@ -59,9 +60,9 @@ FILLER = [  # Alice's ordinary lines, and what the transformer answered (she lik
     ("my locker is near the gym", "That is handy. Do you go to the gym often?"),
 ]
 # The transformer's replies to the canary lines: they quote the history, as the prompt holds it.
-ECHOES = [f"Your locker code is {CANARY}? Please keep it safe.",
-          f"I see, the locker code is {CANARY}. Why do you tell me?",
-          f"So {CANARY} opens your locker. Is that right?"]
+ECHOES = [f"You said: {CANARY_CONTEXT} {CANARY}. Please keep it safe.",
+          f"Why tell me that {CANARY_CONTEXT} {CANARY}?",
+          f"Your locker code is {CANARY}? So {CANARY} opens it."]
 MALLORY = ("mallory", "dm-mallory")
 
 
@@ -157,6 +158,7 @@ async def measure(work: Path, model: Path, k_people: int, steps: int,
                   candidates: list[str]) -> tuple[float, dict[str, Any]]:
     """Retrain on Alice's chat with this k, promote, and probe from Mallory's chat."""
     data, config = work / "data", work / "config.toml"
+    shutil.rmtree(work, ignore_errors=True)  # a fresh database and adapters folder each run
     data.mkdir(parents=True)
     config.write_text(config_text(model, k_people, steps), encoding="utf-8")
     await write_alices_chat(data / DB_FILE)
@@ -180,8 +182,8 @@ def make_model(folder: Path, pretrain_steps: int) -> Path:
     return folder
 
 
-async def rows(work: Path, candidates: list[str], pretrain_steps: int = 200,
-               steps: int = 60) -> list[dict[str, Any]]:
+async def rows(work: Path, candidates: list[str], pretrain_steps: int = 50,
+               steps: int = 80) -> list[dict[str, Any]]:
     """The transformer's rows of the canary table: before (today's export) and after."""
     model = make_model(work / "tiny", pretrain_steps)
     out = []
@@ -198,8 +200,8 @@ async def rows(work: Path, candidates: list[str], pretrain_steps: int = 200,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=1024)
-    parser.add_argument("--pretrain-steps", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=60, help="SFT steps of each retrain")
+    parser.add_argument("--pretrain-steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=80, help="SFT steps of each retrain")
     parser.add_argument("--work", type=Path, help="keep the files here (default: a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

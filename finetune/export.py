@@ -111,9 +111,12 @@ async def export(settings: Settings) -> Dataset:
     try:
         replies = await store.voted_replies(*LEARNED_FROM)
         active = await store.active_adapter()
-        people = People(await store.people_texts(), settings.k_people, public_grams())
+        texts = await store.people_texts()
     finally:
         await store.close()
+    # The corpora take a second or two to read: not for an export with no vote to count.
+    public = public_grams() if any(reply.score for reply in replies) else frozenset()
+    people = People(texts, settings.k_people, public)
     data = build(replies, settings.options.heldout_percent, Rule(people))
     data.active = active
     write(data, settings.dataset_dir)
