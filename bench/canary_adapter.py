@@ -155,16 +155,21 @@ async def probe_rank(router: Any, candidates: list[str]) -> float:
 
 
 async def measure(work: Path, model: Path, k_people: int, steps: int,
-                  candidates: list[str]) -> tuple[float, dict[str, Any]]:
+                  candidates: list[str], reuse: bool = False) -> tuple[float, dict[str, Any]]:
     """Retrain on Alice's chat with this k, promote, and probe from Mallory's chat."""
     data, config = work / "data", work / "config.toml"
-    shutil.rmtree(work, ignore_errors=True)  # a fresh database and adapters folder each run
-    data.mkdir(parents=True)
-    config.write_text(config_text(model, k_people, steps), encoding="utf-8")
-    await write_alices_chat(data / DB_FILE)
-    exported = json.loads(finetune("export", config, data)[-1])
-    adapter = finetune("train", config, data)[-1]
-    finetune("promote", config, data, adapter)
+    if reuse:  # the retrain of an earlier run, promoted: probe it again
+        adapter = next(iter(sorted(p.name for p in (data / "adapters").iterdir())))
+        exported = json.loads((data / "finetune" / "dataset" / "job.json").read_text())["privacy"]
+        exported |= {"kto": exported["examples"] - exported["dropped"]}
+    else:
+        shutil.rmtree(work, ignore_errors=True)  # a fresh database and adapters folder
+        data.mkdir(parents=True)
+        config.write_text(config_text(model, k_people, steps), encoding="utf-8")
+        await write_alices_chat(data / DB_FILE)
+        exported = json.loads(finetune("export", config, data)[-1])
+        adapter = finetune("train", config, data)[-1]
+        finetune("promote", config, data, adapter)
     cfg = load_config(config, FRONTENDS, BUILTIN, data_dir=str(data))
     async with App(cfg, [], env={}).serving() as router:
         header = (await say(router, *MALLORY, f"/probe {CANARY_CONTEXT} | a | b")).splitlines()
@@ -182,18 +187,24 @@ def make_model(folder: Path, pretrain_steps: int) -> Path:
     return folder
 
 
+SIDES = {1: "before: today's export", 3: "after: k-people rule"}  # by [privacy] k_people
+
+
 async def rows(work: Path, candidates: list[str], pretrain_steps: int = 50,
-               steps: int = 80) -> list[dict[str, Any]]:
+               steps: int = 80, ks: tuple[int, ...] = (1, 3), reuse: bool = False
+               ) -> list[dict[str, Any]]:
     """The transformer's rows of the canary table: before (today's export) and after."""
     model = make_model(work / "tiny", pretrain_steps)
     out = []
-    for label, k in (("before: today's export", 1), ("after: k-people rule", 3)):
-        rank, exported = await measure(work / f"k{k}", model, k, steps, candidates)
+    for k in ks:
+        label = SIDES[k]
+        rank, exported = await measure(work / f"k{k}", model, k, steps, candidates, reuse)
         note = (f"{label}; rank {rank:g} of {len(candidates)}; export: {exported['kto']} "
                 f"trained, {exported['scrubbed']} scrubbed, {exported['dropped']} dropped")
         out.append({"engine": "transformer (after a retrain)", "place": "another private chat",
                     "via": "/probe", "exposure": exposure(len(candidates), rank),
                     "in_next": None, "note": note})
+        print(f"measured: {out[-1]}", file=sys.stderr, flush=True)
     return out
 
 
@@ -203,10 +214,16 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=50)
     parser.add_argument("--steps", type=int, default=80, help="SFT steps of each retrain")
     parser.add_argument("--work", type=Path, help="keep the files here (default: a temp dir)")
+    parser.add_argument("--side", choices=["before", "after", "both"], default="both",
+                        help="one side only (two processes can measure the sides at once)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="probe the adapters an earlier run in --work trained and promoted")
     args = parser.parse_args()
+    ks = {"before": (1,), "after": (3,), "both": (1, 3)}[args.side]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        found = asyncio.run(rows(work, codes(args.candidates), args.pretrain_steps, args.steps))
+        found = asyncio.run(rows(work, codes(args.candidates), args.pretrain_steps, args.steps,
+                                 ks, args.reuse))
     print("| engine | asked from | via | exposure (bits) | note |")
     print("|---|---|---|---|---|")
     for r in found:
