@@ -86,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
     config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     config = load_config(config_path, FRONTENDS, BUILTIN, data_dir=args.data_dir)
     names = choose_frontends(args.frontends, dict(os.environ), sys.stdin.isatty())
+    # The remote engine's key may sit in a variable of any name: it is a secret all the same.
+    key_env = str(config.components.get("engines.remote", {}).get("api_key_env", ""))
     logs.setup(config.data_dir, verbose=args.verbose, chat_on_terminal="console" in names,
-               log_format=args.log_format)
+               log_format=args.log_format, secret_names=[key_env] if key_env else [])
     return asyncio.run(App(config, names).run())
 
 

@@ -11,11 +11,13 @@ config, `manifest.json` (where it came from: base model, parent, data, metrics, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from bot.files import DIR_MODE, private_dir, private_tree
 from bot.store import Adapter, Chat, Store
 
 BASE = "base"  # a chat pinned to no adapter at all; also the version the base model replies as
@@ -71,8 +73,18 @@ class AdapterFolders:
         """Where a job writes an adapter before `publish` makes it whole at once."""
         return self.root / f"{PARTIAL}{adapter_id}"
 
+    def start(self, adapter_id: str) -> Path:
+        """The partial folder, created private, in a private adapters folder: adapters learned
+        from people's words, whatever the data folder's mode (a container's volume exists
+        before the bot does, with the volume's mode)."""
+        private_dir(self.root)
+        os.chmod(self.root, DIR_MODE)  # ours alone, even where the data folder is shared
+        return private_dir(self.partial(adapter_id))
+
     def publish(self, adapter_id: str) -> Path:
-        """Rename the finished partial folder to its id: a killed job leaves no half adapter."""
+        """Rename the finished partial folder to its id: a killed job leaves no half adapter.
+        Everything in it private first (PEFT and matplotlib write under the umask)."""
+        private_tree(self.partial(adapter_id))
         return self.partial(adapter_id).replace(self.folder(adapter_id))
 
     def note(self, adapter_id: str, **changes: Any) -> None:

@@ -108,6 +108,7 @@ class FinetuneOptions:
     min_votes: int = field(default=20, metadata=at_least(1))
     heldout_percent: int = field(default=20, metadata=between(1, 99))
     continue_from_active: bool = True
+    base_model_gated: bool = False  # the job gets the hub's token (HF_TOKEN) only when true
     preference: Literal["kto", "dpo"] = "kto"
     sft_steps: int = field(default=30, metadata=at_least(0))
     preference_steps: int = field(default=30, metadata=at_least(0))

@@ -28,6 +28,16 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def private_tree(path: Path) -> Path:
+    """Make a folder of our own private, and all it holds (what a library wrote there under
+    the umask: an adapter that PEFT and matplotlib saved)."""
+    for folder, _, files in os.walk(path):
+        os.chmod(folder, DIR_MODE)
+        for name in files:
+            os.chmod(Path(folder) / name, FILE_MODE)
+    return path
+
+
 def write_private(path: Path, text: str) -> None:
     """Write `text` to a private file (replacing what it held)."""
     private_file(path).write_text(text, encoding="utf-8")

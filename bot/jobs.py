@@ -15,6 +15,7 @@ import re
 import shlex
 import sys
 import time
+import tomllib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from bot import logs, metrics
 from bot.adapters import BASE
 from bot.events import Sink
-from bot.frontends import FRONTENDS, token_env
 from bot.i18n import t
 from bot.store import User
 from engines.base import Capability
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 _EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?([a-z_]\w*\.)*[A-Z]\w*: ")
 
 ROOT = Path(__file__).resolve().parent.parent
+JOB_ENV = Path(__file__).with_name("job_env.toml")  # the variables a job gets
 CHECK_SECONDS = 60.0  # how often the scheduler looks at the vote count and the clock
 
 
@@ -112,7 +113,7 @@ class JobRunner:
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=job_environment(os.environ))
+                env=job_environment(os.environ, self.config.finetune.base_model_gated))
         except OSError as exc:  # no such launcher, not executable
             reason = f"could not start {command[0]}: {exc.strerror or exc}"
             await self.store.job_finished(job_id, False, reason)
@@ -146,7 +147,8 @@ class JobRunner:
             if "step" in event:
                 shown = f"{head}\n" + t(lang, "retrain_progress", **_step_fields(event))
             elif event.get("event") == "exported":
-                head = shown = t(lang, "retrain_exported", job=job_id, **event)
+                counted = {"scrubbed": 0, "dropped": 0} | event  # an older job's lacks them
+                head = shown = t(lang, "retrain_exported", job=job_id, **counted)
             else:
                 if event.get("event") in ("done", "too_few"):
                     result |= event
@@ -234,12 +236,15 @@ def is_local_launcher(words: list[str]) -> bool:
     return program == "torchrun" or (program == "accelerate" and words[1:2] == ["launch"])
 
 
-def job_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The job's environment: the bot's, without the platforms' tokens (a training job has no
-    business with them, and what it runs, from PEFT to a model's own code, never sees them),
-    with this checkout importable."""
-    tokens = {token_env(name) for name in FRONTENDS}
-    kept = {key: value for key, value in env.items() if key not in tokens}
+def job_environment(env: Mapping[str, str], gated: bool = False) -> dict[str, str]:
+    """The job's environment: the variables of the bot's that bot/job_env.toml allows (never
+    the platforms' tokens, the remote server's key or the hub's token, unless `gated`: the
+    base model is gated and must be downloaded with it), with this checkout importable."""
+    allowed = tomllib.loads(JOB_ENV.read_text(encoding="utf-8"))
+    names = set(allowed["names"]) | (set(allowed["hub_token"]) if gated else set())
+    prefixes = tuple(allowed["prefixes"])
+    kept = {key: value for key, value in env.items() if key in names or (
+        key.startswith(prefixes) and not logs.SECRET_NAME.search(key))}
     kept["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return kept
 

@@ -7,8 +7,9 @@ that handles a chat: a contextvar, so every line logged in that task (and the ta
 carries them. Lines from an engine's own modules (`engines.NAME...`) carry that engine.
 
 What never goes in: message text (nothing logs it; tests/test_logs.py holds that) and tokens
-(every value of an environment variable named like a secret is replaced before a line is
-written, whatever library logged it).
+(every value of an environment variable named like a secret, or named by the config as
+holding one, is replaced before a line is written, whatever library logged it, also as JSON
+or Python's repr write it: a secret with a `"` or `\\` in it is escaped there).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
@@ -110,7 +111,10 @@ class Redacting(logging.Formatter):
     def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
         super().__init__()
         self.inner = inner
-        self.secrets = sorted(set(secrets), key=len, reverse=True)  # a longer one first
+        # Twice: a logged repr or JSON body is escaped once more in our JSON lines.
+        written = {twice for secret in secrets for once in _written_forms(secret)
+                   for twice in _written_forms(once)}
+        self.secrets = sorted(written, key=len, reverse=True)  # a longer one first
 
     def format(self, record: logging.LogRecord) -> str:
         line = self.inner.format(record)
@@ -119,30 +123,41 @@ class Redacting(logging.Formatter):
         return line
 
 
-def secrets_in(env: Mapping[str, str]) -> list[str]:
-    """The values of environment variables named like secrets (TELEGRAM_TOKEN, VLLM_API_KEY)."""
+def _written_forms(secret: str) -> set[str]:
+    """The secret as it may appear in a line: as is, escaped inside a JSON string (our JSON
+    lines, a library logging a request body) and inside a Python repr (a logged dict)."""
+    return {secret, json.dumps(secret, ensure_ascii=False)[1:-1], json.dumps(secret)[1:-1],
+            repr(secret)[1:-1], repr(secret).replace('"', "'")[1:-1]}
+
+
+def secrets_in(env: Mapping[str, str], names: Iterable[str] = ()) -> list[str]:
+    """The values of environment variables named like secrets (TELEGRAM_TOKEN, VLLM_API_KEY),
+    and of those in `names` whatever they are called (`[engines.remote] api_key_env`)."""
+    named = set(names)
     return [value for name, value in env.items()
-            if SECRET_NAME.search(name) and len(value) >= SHORTEST_SECRET]
+            if (SECRET_NAME.search(name) or name in named) and len(value) >= SHORTEST_SECRET]
 
 
 def prepared(target: logging.Handler, log_format: LogFormat,
-             env: Mapping[str, str]) -> logging.Handler:
+             env: Mapping[str, str], secret_names: Iterable[str] = ()) -> logging.Handler:
     """`target` set up to write lines in `log_format`, with their fields, without secrets."""
     inner = JsonFormatter() if log_format == "json" else TextFormatter()
-    target.setFormatter(Redacting(inner, secrets_in(env)))
+    target.setFormatter(Redacting(inner, secrets_in(env, secret_names)))
     target.addFilter(WithFields())
     return target
 
 
 def setup(data_dir: Path, *, verbose: bool, chat_on_terminal: bool,
-          log_format: LogFormat = "text", env: Mapping[str, str] | None = None) -> None:
+          log_format: LogFormat = "text", env: Mapping[str, str] | None = None,
+          secret_names: Iterable[str] = ()) -> None:
     """Logs go to stderr, except while someone chats on this terminal: then to data/bot.log,
     so that warnings (a download retrying, say) do not land in the middle of the chat."""
     target: logging.Handler = logging.StreamHandler()
     if chat_on_terminal and sys.stdin.isatty():
         target = logging.FileHandler(private_file(data_dir / "bot.log"), encoding="utf-8")
     logging.basicConfig(level=logging.WARNING,
-                        handlers=[prepared(target, log_format, os.environ if env is None else env)])
+                        handlers=[prepared(target, log_format, os.environ if env is None else env,
+                                           secret_names)])
     # Python's warnings (a library's FutureWarning) are log lines too: with the chat on this
     # terminal they go to the log file instead of into the conversation.
     logging.captureWarnings(True)

@@ -22,6 +22,8 @@ _MENTION = re.compile(r"(?<![\w<])@(?=\w)")
 # follows them), zero-width characters and other invisible formatting ("Cf"), controls ("Cc")
 # and lone surrogates ("Cs"). Line breaks and tabs stay.
 _HIDDEN = ("Cc", "Cf", "Cs")
+# scheme://user:password@host: what /engines and /why show of a URL stops before the "@" part.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@]+@")
 
 
 def is_bot_admin(incoming: Incoming | Reaction, bot: BotOptions) -> bool:
@@ -33,6 +35,12 @@ def detail_for(incoming: Incoming, bot: BotOptions, lang: str, detail: object) -
     """An error's details (file paths, exceptions) for the bot's admins; others are told that
     there are some."""
     return str(detail) if is_bot_admin(incoming, bot) else t(lang, "details_for_admins")
+
+
+def without_url_credentials(text: str) -> str:
+    """`text` with every URL's `user:password@` left out (a server URL in /engines, or in an
+    old reply's trace shown by /why, is for everyone to read; its credentials are not)."""
+    return _URL_USERINFO.sub(r"\1", text)
 
 
 def rate_limited(incoming: Incoming | Reaction, bot: BotOptions, limiter: RateLimiter) -> bool:

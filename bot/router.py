@@ -70,7 +70,7 @@ class Router:
         self.accepting = True
         self._votes = {_bare(e): 1 for e in config.feedback.up} | {
             _bare(e): -1 for e in config.feedback.down}
-        self._unstored_state: dict[tuple[int, str], dict] = {}
+        self._unstored_state = services.unstored_state  # /forget drops from it too
 
     async def handle(self, incoming: Incoming, sink: Sink) -> None:
         """Answer one message or command through `sink`; never raises for a bad message."""

@@ -26,6 +26,10 @@ class Services:
     jobs: JobRunner | None = None  # fine-tuning jobs; None where the bot runs none
     guard: Guard | None = None  # the live guard on promoted adapters (bot/guard.py)
     notices: AdminNotices = field(default_factory=AdminNotices)  # for the bot's admins
+    # Engine state made from words that may not be stored (an opted-out person's, or with
+    # store_text = false), by (chat id, engine): in memory only, the router's to keep and
+    # /forget's to drop.
+    unstored_state: dict[tuple[int, str], dict] = field(default_factory=dict)
     budgets: Budgets = field(init=False)  # compute per person ([policy] budget_*)
 
     def __post_init__(self) -> None:
@@ -38,6 +42,11 @@ class Services:
     def engine_name(self, chat: Chat) -> str:
         """The chat's engine, or the configured default."""
         return chat.engine or self.config.bot.default_engine
+
+    def drop_unstored_state(self, chat_ids: list[int]) -> None:
+        """Forget what engines remember, in memory, of these chats' unstored words."""
+        for key in [key for key in self.unstored_state if key[0] in chat_ids]:
+            del self.unstored_state[key]
 
     def keeps_text(self, user: User) -> bool:
         """Whether this person's words (and the replies to them) may be stored."""

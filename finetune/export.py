@@ -7,8 +7,10 @@ Rows written (JSON lines, text scrubbed of personal data first):
   dpo.jsonl      {prompt, chosen, rejected, lang, chosen_id, rejected_id}
                  a liked and a disliked reply to the same prompt
   heldout.jsonl  KTO-shaped rows kept out of training, to judge the new adapter
-  job.json       {"active": the adapter active at export}: what `train` continues from, so
-                 that it needs this folder only, not the bot's database
+  job.json       {"active": the adapter active at export, "marked": counts(), "privacy": what
+                 the k-people rule did}: what `train` continues from, so that it needs this
+                 folder only
+Text that fewer than [privacy] k_people people wrote never gets in: finetune/common.py.
 Every row also has `cut`: the reply was cut short (its token cap, the bot stopping), so
 training appends no end-of-turn token to it. Replies in the bot's own words (a fallback, an
 apology, a "cut off" mark; engines.base.BOT_WORDS) are never exported. `counts()` says how many
@@ -31,6 +33,7 @@ from typing import Any
 from bot.files import private_dir, write_private
 from bot.store import Store, VotedReply
 from engines.base import BOT_WORDS, CUT
+from finetune.common import PRIVATE, People, Rule, public_grams
 from finetune.scrub import scrub
 from finetune.settings import LEARNED_FROM, Settings
 
@@ -46,6 +49,7 @@ class Dataset:
     heldout: list[dict[str, Any]] = field(default_factory=list)
     active: str = ""  # the adapter active when the votes were exported; "": the base model
     marked: dict[str, int] = field(default_factory=dict)  # {"cut": n, "bot_words": n}
+    privacy: dict[str, Any] = field(default_factory=dict)  # common.Summary: dropped, scrubbed
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in FILES} | self.marked
@@ -72,7 +76,9 @@ def engines_own(replies: list[VotedReply]) -> tuple[list[VotedReply], dict[str, 
     return kept, {"cut": sum(CUT in r.trace for r in voted), "bot_words": len(voted) - len(kept)}
 
 
-def build(replies: list[VotedReply], heldout_percent: int) -> Dataset:
+def build(replies: list[VotedReply], heldout_percent: int, rule: Rule | None = None) -> Dataset:
+    """The dataset; with `rule`, only what is common (the split is decided before, so that a
+    prompt stays on its side however the rule changes it)."""
     data = Dataset()
     replies, data.marked = engines_own(replies)  # votes that cancel out are left out too
     for reply in replies:
@@ -80,7 +86,11 @@ def build(replies: list[VotedReply], heldout_percent: int) -> Dataset:
                "label": reply.score > 0, "lang": reply.lang, "id": reply.id,
                "prompt_id": reply.prompt_id, "cut": CUT in reply.trace}
         held = is_heldout(f"{reply.lang}:{row['prompt']}", heldout_percent)
-        (data.heldout if held else data.kto).append(row)
+        common = rule.apply(row) if rule is not None else row
+        if common is not None:
+            (data.heldout if held else data.kto).append(common)
+    if rule is not None:
+        data.privacy = rule.summary.as_dict()
     data.sft = [_sft_row(row) for row in data.kto if row["label"]]
     data.dpo = pairs(data.kto)
     return data
@@ -92,11 +102,13 @@ def _sft_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every (liked, disliked) pair of replies to the same prompt text in the same language."""
-    by_prompt: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_prompt: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_prompt[(row["lang"], row["prompt"])].append(row)
+        # Prompts left alike by the k-people rule are alike only in what was hidden.
+        own = row.get("prompt_id", 0) if PRIVATE in row["prompt"] else 0
+        by_prompt[(row["lang"], row["prompt"], own)].append(row)
     out = []
-    for (lang, prompt), group in by_prompt.items():
+    for (lang, prompt, _), group in by_prompt.items():
         liked = [r for r in group if r["label"]]
         disliked = [r for r in group if not r["label"]]
         for good, bad in itertools.product(liked, disliked):
@@ -113,9 +125,13 @@ async def export(settings: Settings) -> Dataset:
     try:
         replies = await store.voted_replies(*LEARNED_FROM)
         active = await store.active_adapter()
+        texts = await store.people_texts()
     finally:
         await store.close()
-    data = build(replies, settings.options.heldout_percent)
+    # The corpora take a second or two to read: not for an export with no vote to count.
+    public = public_grams() if any(reply.score for reply in replies) else frozenset()
+    people = People(texts, settings.k_people, public)
+    data = build(replies, settings.options.heldout_percent, Rule(people))
     data.active = active
     write(data, settings.dataset_dir)
     return data
@@ -128,7 +144,8 @@ def write(data: Dataset, folder: Path) -> None:
     for name in FILES:
         lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in getattr(data, name)]
         write_private(folder / f"{name}.jsonl", "".join(lines))
-    write_private(folder / JOB, json.dumps({"active": data.active, "marked": data.marked}) + "\n")
+    about = {"active": data.active, "marked": data.marked, "privacy": data.privacy}
+    write_private(folder / JOB, json.dumps(about) + "\n")
 
 
 def read(folder: Path) -> Dataset:
@@ -139,4 +156,5 @@ def read(folder: Path) -> Dataset:
         parts[name] = [json.loads(line) for line in lines if line.strip()]
     job = folder / JOB
     about = json.loads(job.read_text(encoding="utf-8")) if job.exists() else {}
-    return Dataset(**parts, active=about.get("active", ""), marked=about.get("marked", {}))
+    return Dataset(**parts, active=about.get("active", ""), marked=about.get("marked", {}),
+                   privacy=about.get("privacy", {}))

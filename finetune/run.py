@@ -42,7 +42,8 @@ def with_adapters(settings: Settings, action: Callable[[Adapters], Awaitable[Any
 
 def do_export(settings: Settings) -> exporting.Dataset:
     data = asyncio.run(exporting.export(settings))
-    emit(event="exported", **data.counts())
+    emit(event="exported", **data.counts(), scrubbed=data.privacy.get("scrubbed", 0),
+         dropped=data.privacy.get("dropped", 0), privacy=data.privacy)
     return data
 
 
@@ -96,13 +97,13 @@ def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, acce
     if not accelerator.is_main_process:
         return ""
     adapter_id = settings.folders.new_id(job_id)
-    tmp = settings.folders.partial(adapter_id)
+    tmp = settings.folders.start(adapter_id)
     model.save_pretrained(tmp)
     batching = trainer.batching
     write_manifest(tmp, {
         "id": adapter_id, "base_model": settings.model.model, "base_revision": revision,
         "parent": parent_id if parent else "", "job": job_id,
-        "message_ids": data.message_ids(), "counts": data.counts(),
+        "message_ids": data.message_ids(), "counts": data.counts(), "privacy": data.privacy,
         "phases": [asdict(p) for p in result.phases],
         "hyperparameters": asdict(opts), "device": device, "dtype": str(dtype).split(".")[-1],
         "mixed_precision": accelerator.mixed_precision,

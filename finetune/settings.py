@@ -23,6 +23,7 @@ class Settings:
     data_dir: Path
     options: FinetuneOptions
     model: TransformerOptions
+    k_people: int = 3  # [privacy] k_people: how many people make a sequence common
 
     @property
     def dataset_dir(self) -> Path:
@@ -47,7 +48,8 @@ def load_settings(config: Path | None, data_dir: str | None) -> Settings:
     path = config if config is not None else _default_config()
     cfg = load_config(path, data_dir=data_dir)
     model = cfg.options(f"engines.{ENGINE}", TransformerOptions)
-    return Settings(cfg.db_file, cfg.adapters_dir, cfg.data_dir, cfg.finetune, model)
+    return Settings(cfg.db_file, cfg.adapters_dir, cfg.data_dir, cfg.finetune, model,
+                    cfg.privacy.k_people)
 
 
 def _default_config() -> Path | None:

@@ -5,6 +5,7 @@ No Docker here: building the image is done by hand (README, "Deploying")."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
@@ -34,8 +35,8 @@ def test_compose_passes_tokens_from_the_environment_and_keeps_state_in_volumes()
     assert bot["environment"]["DISCORD_TOKEN"] is None
     assert bot["environment"]["VLLM_API_KEY"] is None  # the bot alone needs no vLLM key
     mounts = dict(volume.split(":")[:2] for volume in bot["volumes"])
-    assert mounts == {"data": "/app/data", "models": "/models"}
-    assert {"data", "models"} == set(compose["volumes"])
+    assert mounts == {"data": "/app/data", "adapters": "/app/data/adapters", "models": "/models"}
+    assert {"data", "adapters", "models"} == set(compose["volumes"])
 
 
 def test_the_vllm_image_is_pinned_and_shares_the_bots_model_volume():
@@ -46,3 +47,13 @@ def test_the_vllm_image_is_pinned_and_shares_the_bots_model_volume():
     mounts = dict(volume.split(":")[:2] for volume in vllm["volumes"])
     assert mounts["models"] == vllm["environment"]["HF_HOME"] == "/models"  # one download
     assert vllm["environment"]["VLLM_API_KEY"] is None
+
+
+def test_vllm_mounts_the_adapters_folder_read_only_and_never_the_database():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    mounts = [volume.split(":") for volume in compose["services"]["vllm"]["volumes"]]
+    assert ["adapters", "/srv/bot-data/adapters", "ro"] in mounts
+    assert not [m for m in mounts if m[0] == "data"]  # the database's volume: not there
+    config = load_config(DEPLOY / "config.toml", FRONTENDS, BUILTIN, data_dir="/app/data")
+    assert config.components["engines.remote"]["adapter_root"] == "/srv/bot-data/adapters"
+    assert config.adapters_dir == Path("/app/data/adapters")  # what the bot mounts there

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import stat
 from pathlib import Path
 
 from bot.events import Incoming
@@ -16,6 +17,11 @@ from bot.store import Adapter, Store
 from tests.conftest import RecordingSink, run_console
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
 from tests.tiny_model import adapter_dir, tiny_model_dir
+
+
+def private_modes(folder: Path) -> set[int]:
+    """The modes of `folder` and everything in it."""
+    return {stat.S_IMODE(p.stat().st_mode) for p in [folder, *folder.rglob("*")]}
 
 
 def query(data, sql: str) -> list[tuple]:
@@ -27,6 +33,7 @@ def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root
     config = tmp_path / "config.toml"
     config.write_text('[bot]\ndefault_engine = "transformer"\n'
                       + finetune_toml(tiny_model_dir(root), heldout_percent=50))
+    (tmp_path / "data").mkdir(mode=0o755)  # as a container's volume: there, and not private
     lines = []
     for n in range(1, 13):
         lines += [f"hello number {n}", "/good" if n % 2 == 0 else "/bad"]
@@ -46,6 +53,8 @@ def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root
     assert versions["hello again"] == adapter and versions["and again"] == "base"
     assert query(data, "SELECT status FROM adapters") == [("retired",)]
     manifest = json.loads((data / "adapters" / adapter / "manifest.json").read_text())
+    assert private_modes(data / "adapters") == {0o700, 0o600}  # every folder, every file
+    assert manifest["privacy"]["k_people"] == 3  # what the k-people rule did to the export
     assert manifest["base_model"] == str(tiny_model_dir(root))
     assert manifest["base_revision"].startswith("sha256:")
     assert manifest["counts"]["kto"] + manifest["counts"]["heldout"] == 12
@@ -244,3 +253,19 @@ def _alive(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     status = stat.read_text().split()[2] if stat.exists() else ""
     return status != "Z"  # a zombie has ended; only its exit status waits for a reader
+
+
+def test_the_job_gets_an_allow_list_of_variables_and_the_hub_token_only_for_a_gated_model():
+    from bot.jobs import job_environment
+
+    env = {"PATH": "/usr/bin", "HOME": "/home/bot", "HF_HOME": "/cache/hf",
+           "CUDA_VISIBLE_DEVICES": "0", "LC_ALL": "C.UTF-8", "NO_PROXY": "localhost",
+           "TELEGRAM_TOKEN": "1:t", "DISCORD_TOKEN": "d", "VLLM_API_KEY": "v",
+           "COURSE_LLM_CREDENTIAL": "c", "AWS_SECRET_ACCESS_KEY": "a", "GITHUB_TOKEN": "g",
+           "HF_TOKEN": "h", "HUGGING_FACE_HUB_TOKEN": "h2", "HF_API_KEY": "k",
+           "DATABASE_URL": "postgres://u:p@h/db"}
+    plain = job_environment(env)
+    assert set(plain) == {"PATH", "HOME", "HF_HOME", "CUDA_VISIBLE_DEVICES", "LC_ALL",
+                          "NO_PROXY", "PYTHONPATH"}
+    gated = job_environment(env, gated=True)
+    assert set(gated) - set(plain) == {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}

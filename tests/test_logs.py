@@ -106,3 +106,44 @@ def test_library_warnings_are_log_lines_not_text_in_the_chat(tmp_path):
     [line] = [json.loads(text) for text in done.stderr.splitlines()]
     assert line["logger"] == "py.warnings" and line["level"] == "WARNING"
     assert "FutureWarning: going away" in line["message"]
+
+
+def test_secrets_with_quotes_or_backslashes_are_redacted_as_json_and_repr_write_them():
+    secret = 'pa"ss\\word-0123456789'  # JSON writes pa\"ss\\\\word, repr pa"ss\\\\word
+    env = {"REMOTE_PASSWORD": secret}
+
+    def emit(logger: logging.Logger) -> None:
+        logger.warning("sent %s", secret)
+        logger.warning("body %r", {"auth": secret})
+        logger.warning("json %s", json.dumps({"auth": secret}))
+
+    for log_format in ("json", "text"):
+        out = formatted(log_format, env, emit)
+        assert "ss\\" not in out.replace("\\\\", "") and 'pa"' not in out, out
+        assert "0123456789" not in out and out.count(logs.REDACTED) == 3, out
+
+
+def test_the_variable_named_by_api_key_env_is_redacted_whatever_its_name(tmp_path,
+                                                                          monkeypatch):
+    from bot import __main__ as main_module
+
+    key = "course-llm-0123456789abcdef"  # COURSE_LLM_CREDENTIAL: not named like a secret
+    assert key not in logs.secrets_in({"COURSE_LLM_CREDENTIAL": key})
+    out = formatted("text", {"COURSE_LLM_CREDENTIAL": key},
+                    lambda logger: logger.warning("request with %s", key))
+    assert key in out  # the name alone does not say so: the config must
+    handler = logs.prepared(logging.StreamHandler(io.StringIO()), "text",
+                            {"COURSE_LLM_CREDENTIAL": key}, ["COURSE_LLM_CREDENTIAL"])
+    assert key in handler.formatter.secrets
+
+    # python -m bot hands the name from [engines.remote] api_key_env to the log's setup
+    config = write_config(tmp_path / "config.toml",
+                          '[engines.remote]\napi_key_env = "COURSE_LLM_CREDENTIAL"\n')
+    seen = {}
+    monkeypatch.setattr(main_module.logs, "setup", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(main_module, "App", lambda *a: type("Idle", (), {
+        "run": staticmethod(lambda: asyncio.sleep(0, 0))})())
+    args = main_module.parse_args(["console", "--config", str(config),
+                                   "--data-dir", str(tmp_path / "data")])
+    assert main_module.run(args) == 0
+    assert seen["secret_names"] == ["COURSE_LLM_CREDENTIAL"]

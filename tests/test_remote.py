@@ -219,3 +219,23 @@ async def test_closing_a_reply_closes_the_stream_so_the_server_can_abort(serve, 
                 break
             await asyncio.sleep(0.05)
         assert fake.aborted == 1
+
+
+async def test_engines_and_why_show_the_server_url_without_its_user_and_password(serve, fake):
+    url = fake.url.replace("://", "://course:hunter2-pass@")
+    async with serve(remote_toml(url)) as router:
+        assert "remote" in (await say(router, "/engine remote")).final
+        await say(router, "one two three")
+        engines = (await say(router, "/engines")).final
+        why = (await say(router, "/why")).final
+        assert f"server: {fake.url}" in why.splitlines()
+        assert fake.url in engines
+        # a reply stored before URLs were shown so: its trace still holds the credentials
+        chat = await router.store.chat("console", "c1")
+        me = await router.store.user("console", "me", "me")
+        await router.store.add_message(chat, me, "bot", "old", engine="remote",
+                                       engine_version="base", trace={"server": url})
+        old_why = (await say(router, "/why")).final
+    for shown in (engines, why, old_why):
+        assert "hunter2" not in shown and "course:" not in shown, shown
+    assert f"server: {fake.url}" in old_why.splitlines()

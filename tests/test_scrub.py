@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from finetune.scrub import scrub
@@ -35,6 +37,8 @@ HITS = [  # (text, the secret that must be gone, the placeholder that takes its 
     ("AT61 1904 3002 3457 3201", "3002 3457", "<iban>"),
     ("ch9300762011623852957", "011623852957", "<iban>"),
     ("FR1420041010050500013M02606 bitte", "0500013M02606", "<iban>"),
+    ("IBAN DE89-3704-0044-0532-0130-00, danke", "3704-0044", "<iban>"),  # dashes (issue 25.5)
+    ("gb82-west-1234-5698-7654-32", "5698-7654", "<iban>"),
     # URLs with credentials or secrets
     ("clone https://bob:hunter2@git.example.com/x.git", "hunter2", "<url>"),
     ("ftp://user:pw@files.example.net/a", "user:pw", "<url>"),
@@ -55,6 +59,15 @@ HITS = [  # (text, the secret that must be gone, the placeholder that takes its 
     ("my password: hunter2!", "hunter2!", "<secret>"),
     ("Passwort: Sommer2024", "Sommer2024", "<secret>"),
     ("token: ghp_16C7e42F292c6912E7710c838347Ae178B4a", "ghp_16C7e42F292c", "<secret>"),
+    # key shapes on their own, without a name that says so (issue 25.5)
+    ("use sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z now", "Ab3dEf6hIj9kLm2n", "<secret>"),
+    ("sk-abcdefghijklmnopqrstuvwxyz0123456789ABCD", "abcdefghijklmnop", "<secret>"),
+    ("mine is ghp_16C7e42F292c6912E7710c838347Ae178B4a ok", "ghp_16C7e42F292c", "<secret>"),
+    ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuv", "11ABCDEFG012", "<secret>"),
+    ("the bot: xoxb-123456789012-1234567890123-AbCdEfGhIjKl", "1234567890123", "<secret>"),
+    ("AKIAIOSFODNN7EXAMPLE is the key id", "IOSFODNN7EXAMPLE", "<secret>"),
+    ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N",
+     "eyJzdWIiOiIxMjM0In0", "<secret>"),
     ("123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw is the bot", "AAHdqTcvCH1vGWJx", "<secret>"),
     ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N",
      "dozjgNryP4J3jVmNHl0w5N", "<secret>"),
@@ -90,6 +103,7 @@ KEPT = [  # must come out exactly as it went in
     "email me at the usual place",
     "The key = the answer, and if key == 'x' then fine.",
     "Use the pass = the one at the gate.",
+    "no risk-taking: sk-8 is a skate shop, AKIA a name, xoxo-hugs a greeting",
 ]
 
 
@@ -103,6 +117,14 @@ def test_scrub_replaces_each_kind(text, secret, placeholder):
 @pytest.mark.parametrize("text", KEPT)
 def test_scrub_leaves_dates_times_versions_and_ordinary_text_alone(text):
     assert scrub(text) == text
+
+
+def test_the_patterns_are_data_in_the_scrub_table():
+    from finetune.scrub import RULES, TABLE
+
+    names = [entry["name"] for entry in tomllib.loads(TABLE.read_text())["rule"]]
+    assert [name for name, _ in RULES] == names
+    assert {"github token", "slack token", "aws access key id", "iban"} <= set(names)
 
 
 def test_the_table_is_large_enough_to_mean_something():

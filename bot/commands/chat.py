@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.commands import COMMANDS, Argument, CommandContext, command, describe
 from bot.i18n import LANGUAGES, t
+from bot.policy import without_url_credentials
 from engines.base import EngineUnavailable
 
 ASK_WAIT = 3.0  # seconds /engines waits for a remote server's first health check
@@ -31,7 +32,7 @@ async def engines(ctx: CommandContext) -> str:
             detail = ctx.detail(detail)
         shown = "; ".join(part for part in (version, detail) if part)
         lines.append(f"• {name}: {text}" + (f" ({shown})" if shown else ""))
-    return "\n".join(lines)
+    return without_url_credentials("\n".join(lines))
 
 
 @command("engine", scope="chat_admin",

@@ -7,6 +7,7 @@ import logging
 
 from bot.budget import estimate
 from bot.commands import Argument, CommandContext, command
+from bot.policy import without_url_credentials
 from bot.store import Reply
 from engines.base import BOT_WORDS, CUT, Capability
 
@@ -43,7 +44,7 @@ async def why(ctx: CommandContext) -> str:
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         lines.append(f"{key}: {shown}")
     rewarded = await _reward(ctx, reply)
-    return "\n".join(lines + ([rewarded] if rewarded else []))
+    return without_url_credentials("\n".join(lines + ([rewarded] if rewarded else [])))
 
 
 async def _reward(ctx: CommandContext, reply: Reply) -> str:

@@ -32,6 +32,8 @@ async def optin(ctx: CommandContext) -> str:
 async def forget(ctx: CommandContext) -> str:
     texts = await ctx.store.texts_of(ctx.user)  # none if opted out: engines hold none
     forgotten = await ctx.store.forget_user(ctx.user)
+    # An opted-out person's words live on in memory only (ELIZA's memory of their chats).
+    ctx.services.drop_unstored_state(forgotten.chat_ids)
     # An export left by a job run step by step may hold their words; the next one rebuilds it.
     shutil.rmtree(ctx.services.config.dataset_dir, ignore_errors=True)
     await learning.withdraw(ctx.engines, texts)

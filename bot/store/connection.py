@@ -102,6 +102,10 @@ class Connection:
             # may now grow to 16 MiB between checkpoints, which then copy each page once
             # however often it changed.
             f"wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}",
+            # A checkpoint leaves the WAL file as long as it was, old frames and all: the text
+            # of a delivery handled since (the inbox's raw update, text that is not kept)
+            # would outlive it there. At 0 the first write after a checkpoint cuts the file.
+            "journal_size_limit = 0",
         ):
             await db.execute(f"PRAGMA {pragma}")
         store = cls(db, path)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.quotes import Gram, own_grams, public_grams, quotes
 from bot.store.connection import Connection
 from bot.store.people import Chat, User
 
@@ -27,6 +28,8 @@ class Forgotten:
 
     messages: int = 0
     message_ids: list[int] = field(default_factory=list)  # theirs and the replies to them
+    chat_ids: list[int] = field(default_factory=list)  # the chats they wrote in
+    quoting: list[int] = field(default_factory=list)  # others' replies that quoted them
     wal_wiped: bool = True  # False: a reader holds old pages; they go as soon as it ends
 
 
@@ -66,10 +69,16 @@ class Privacy(Connection):
                  "chat: not shown; /forget deletes it"} for chat, engine, state, writers in rows]
 
     async def forget_user(self, user: User) -> Forgotten:
-        """Delete the user's messages and votes; the replies about them (see _ABOUT) keep only
-        their metadata, and the engine state of every chat they wrote in is dropped (ELIZA's
-        memory holds their words), then the WAL is wiped of the old pages."""
+        """Delete the user's messages and votes; the replies about them (see _ABOUT) and the
+        replies of any engine that quote them (the transformer and remote engines answer from
+        a history that holds everyone's words) keep only their metadata, and the engine state
+        of every chat they wrote in is dropped (ELIZA's memory holds their words), then the
+        WAL is wiped of the old pages."""
+        public = await asyncio.to_thread(public_grams)  # read once per process, off the loop
         async with self._invalidating(), self._write():
+            chats = [r[0] for r in await self._all(
+                "SELECT chat_id FROM participants WHERE user_id = ?", (user.id,))]
+            quoting = await self._quoting(user, public)
             ids = [r[0] for r in await self._all(
                 f"SELECT m.id FROM messages m WHERE {_ABOUT}", (user.id,))]
             await self.db.execute("DELETE FROM engine_state WHERE chat_id IN"
@@ -78,12 +87,31 @@ class Privacy(Connection):
             await self.db.execute("DELETE FROM feedback WHERE user_id = ?", (user.id,))
             await self.db.execute(f"UPDATE messages AS m SET text = NULL, trace = NULL"
                                   f" WHERE m.role = 'bot' AND {_ABOUT}", (user.id,))
+            await self.db.executemany("UPDATE messages SET text = NULL, trace = NULL"
+                                      " WHERE id = ?", [(i,) for i in quoting])
             cursor = await self.db.execute(
                 "DELETE FROM messages WHERE user_id = ? AND role = 'user'", (user.id,))
             await self.db.execute("DELETE FROM participants WHERE user_id = ?", (user.id,))
             await self.db.execute("UPDATE users SET name = NULL WHERE id = ?", (user.id,))
         user.name = ""
-        return Forgotten(cursor.rowcount, ids, await self._wipe_or_retry())
+        return Forgotten(cursor.rowcount, sorted({*ids, *quoting}), chats, quoting,
+                         await self._wipe_or_retry())
+
+    async def _quoting(self, user: User, public: frozenset[Gram]) -> list[int]:
+        """Replies to others, in the chats the user wrote in and after they first wrote there,
+        that hold a word or run of their words the packaged corpora do not (bot/quotes.py)."""
+        theirs = await self._all("SELECT chat_id, MIN(id), json_group_array(text) FROM messages"
+                                 " WHERE user_id = ? AND role = 'user' AND text IS NOT NULL"
+                                 " GROUP BY chat_id", (user.id,))
+        found = []
+        for chat_id, first, texts in theirs:
+            own = own_grams(json.loads(texts), public)
+            replies = await self._all(
+                "SELECT id, text FROM messages WHERE chat_id = ? AND role = 'bot' AND id > ?"
+                " AND text IS NOT NULL AND (user_id IS NULL OR user_id != ?)",
+                (chat_id, first, user.id))
+            found += [reply_id for reply_id, text in replies if quotes(text, own)]
+        return found
 
     async def _wipe_or_retry(self) -> bool:
         if await self.wipe_wal():
@@ -124,6 +152,13 @@ class Privacy(Connection):
     async def texts_older_than(self, older_than: float) -> list[tuple[str, ...]]:
         """stored_texts that retention (`prune`) is about to delete."""
         return await self.stored_texts("m.created_at < ?", (older_than,))
+
+    async def people_texts(self) -> list[tuple[int, str]]:
+        """(person, text) of every stored message of people who have not opted out: whom the
+        fine-tuning export counts, to learn only what k distinct people wrote."""
+        return await self._all(
+            "SELECT m.user_id, m.text FROM messages m JOIN users u ON u.id = m.user_id"
+            " WHERE m.role = 'user' AND m.text IS NOT NULL AND u.opted_out = 0")
 
     async def prune(self, older_than: float) -> int:
         """Delete messages older than a unix time (the retention limit), and the engine state

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from engines.base import EngineUnavailable
 from engines.remote.options import RemoteOptions
@@ -34,6 +35,14 @@ def make_client(options: RemoteOptions, key: str) -> Any:
         base_url=options.base_url, api_key=key, max_retries=options.max_retries,
         timeout=Timeout(options.timeout, connect=options.connect_timeout),
     )
+
+
+def shown_url(url: str) -> str:
+    """The URL without its `user:password@` part: what /engines, /why and errors show."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def server_root(base_url: str) -> str:

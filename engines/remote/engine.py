@@ -78,9 +78,16 @@ class RemoteEngine(Engine):
         health = self.health.current() if self.health is not None else None
         if health is None or not health.ok:
             why = health.detail if health else "not started"
-            return EngineInfo(ready=False, detail=f"{self.options.base_url}: {why}")
+            return EngineInfo(ready=False, detail=f"{self.server}: {why}")
         return EngineInfo(ready=True, version=self._shown_version(),
-                          detail=f"{self.model or '?'} at {self.options.base_url}")
+                          detail=f"{self.model or '?'} at {self.server}")
+
+    @property
+    def server(self) -> str:
+        """The server's URL as shown to people: without credentials."""
+        from engines.remote.client import shown_url
+
+        return shown_url(self.options.base_url)
 
     def _shown_version(self) -> str:
         """The version, plus why a promoted adapter is not being served, for /engines."""
@@ -121,7 +128,7 @@ class RemoteEngine(Engine):
         from engines.remote.client import RemoteError
 
         if not self.model:
-            raise RemoteError(f"{self.options.base_url} lists no model: set [engines.remote] "
+            raise RemoteError(f"{self.server} lists no model: set [engines.remote] "
                               "model")
         return self.model
 
@@ -151,7 +158,7 @@ class RemoteEngine(Engine):
         fields, extra = sampling(self.options)
         first, done = stats.first_token, stats.finished or time.monotonic()
         return {
-            "server": self.options.base_url,
+            "server": self.server,
             "model": self.model or "?",
             "adapter": adapter or "none",
             "requested_as": model,
