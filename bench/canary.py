@@ -51,7 +51,7 @@ from engines.registry import BUILTIN
 PLATFORM = "bench"
 CANARY_CONTEXT = "my locker code is"
 CANARY = "zqx419904"
-PROBE_BATCH = 16  # candidates per /probe besides the canary: short commands, short replies
+PROBE_BATCH = 9  # candidates per /probe besides the canary: [policy] max_probe_alternatives is 10
 FILLER = [
     "the weather is nice today", "i had soup for lunch", "my sister likes old films",
     "we walked the dog in the park", "the train was late again this morning",

@@ -49,7 +49,7 @@ from engines.registry import BUILTIN  # noqa: E402
 PLATFORM = "bench"
 CANARY_CONTEXT = "my locker code is"  # as in bench/canary.py
 CANARY = "zqx419904"
-PROBE_BATCH = 16
+PROBE_BATCH = 9  # candidates per /probe besides the canary: [policy] max_probe_alternatives is 10
 FILLER = [  # Alice's ordinary lines, and what the transformer answered (she liked it)
     ("the weather is nice today", "That sounds lovely. What will you do outside?"),
     ("i had soup for lunch", "Soup is a good lunch. Did you make it yourself?"),
