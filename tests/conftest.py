@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from bot.config import load_config
+from bot.events import Incoming
 from bot.frontends import FRONTENDS
 from engines.registry import BUILTIN
 
@@ -128,3 +131,53 @@ def serve(tmp_path):
         return App(make_config(tmp_path, body), [], env={}).serving()
 
     return serving
+
+
+def msg(text: str, chat: str = "c1", user: str = "u1", **kw) -> Incoming:
+    return Incoming(platform="test", chat_id=chat, user_id=user, user_name=user, text=text, **kw)
+
+
+async def say(router, text: str, **kw) -> RecordingSink:
+    sink = RecordingSink()
+    await router.handle(msg(text, **kw), sink)
+    return sink
+
+
+async def rows(router, sql: str, args: tuple = ()) -> list[tuple]:
+    async with router.store.db.execute(sql, args) as cursor:
+        return list(await cursor.fetchall())
+
+
+class ChatSink:
+    """A sink whose messages, and those of the sinks it makes with another(), land in one chat."""
+
+    def __init__(self, chat: list[str]) -> None:
+        self.chat = chat
+
+    async def update(self, text: str) -> None:
+        pass
+
+    async def finish(self, text: str) -> list[str]:
+        self.chat.append(text)
+        return [f"m{len(self.chat)}"]
+
+    def another(self) -> ChatSink:
+        return ChatSink(self.chat)
+
+
+SERVER_START_SECONDS = 90  # importing torch and transformers serve on two busy cores
+
+
+def wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"transformers serve exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"transformers serve did not start in {SERVER_START_SECONDS} s: "
+                f"{log.read_text()[-2000:]}")

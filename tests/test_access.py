@@ -14,14 +14,14 @@ from bot.config import AccessOptions, BotOptions, ConfigError
 from bot.events import Incoming, Reaction
 from bot.i18n import t
 from tests.conftest import RecordingSink, frontend_running, make_config
+from tests.discord_bot import ALICE as D_ALICE
+from tests.discord_bot import BOB as D_BOB
+from tests.discord_bot import Bot as DiscordBot
+from tests.discord_bot import eventually_equal as _eventually
+from tests.discord_bot import running_bot as discord_bot
 from tests.fake_discord import BOT_ID, BOT_USER, CHANNEL_ID, GUILD_ID, user
 from tests.fake_telegram import FakeTelegram, Person
-from tests.test_discord import ALICE as D_ALICE
-from tests.test_discord import BOB as D_BOB
-from tests.test_discord import Bot as DiscordBot
-from tests.test_discord import _eventually
-from tests.test_discord import running_bot as discord_bot
-from tests.test_telegram import Bot as TelegramBot
+from tests.telegram_bot import Bot as TelegramBot
 
 REFUSED = t("en", "access_refused")
 

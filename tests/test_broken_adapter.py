@@ -15,7 +15,7 @@ import pytest
 
 from bot.events import Incoming
 from bot.store import Adapter
-from tests.test_guard import ChatSink
+from tests.conftest import ChatSink
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 ADAPTER = "ft1-broken"

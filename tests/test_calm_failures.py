@@ -9,7 +9,7 @@ import sqlite3
 
 from bot.calm import Backoff, RepeatedFailure
 from bot.store import connection
-from tests.test_telegram import ALICE, running_bot
+from tests.telegram_bot import ALICE, running_bot
 
 WORDS = "one two three"
 

@@ -5,15 +5,11 @@ the echo engine."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import discord
 import pytest
@@ -25,77 +21,27 @@ from discord.webhook.async_ import async_context
 from bot.app import App
 from bot.commands import COMMANDS
 from bot.config import ConfigError
-from bot.frontends.discord import DiscordFrontend
 from bot.frontends.discord_routes import RoutedWebhookAdapter, Routes
 from bot.i18n import t
-from tests.conftest import ROOT, frontend_running, make_config, write_config
+from tests.conftest import ROOT, make_config, write_config
+from tests.discord_bot import (
+    ALICE,
+    BOB,
+    DM_CHANNEL_ID,
+    MESSAGE_CONTENT_INTENT,
+    MOD,
+    OTHER_BOT,
+    eventually_equal,
+    make_app,
+    running_bot,
+)
 from tests.fake_discord import (
     BOT_CHANNEL_ID,
     BOT_ID,
     BOT_USER,
     CHANNEL_ID,
     FakeDiscord,
-    SentMessage,
-    user,
 )
-
-ALICE = user("11", "Alice")
-BOB = user("12", "Bob")
-MOD = user("13", "Mo")  # gets the "mods" role, which has Manage Server, in messages
-OTHER_BOT = user("50", "Robo", bot=True)
-DM_CHANNEL_ID = "4000"
-MESSAGE_CONTENT_INTENT = 1 << 15
-
-
-@dataclass
-class Bot:
-    fake: FakeDiscord
-    router: Any
-    frontend: DiscordFrontend
-
-    async def mention(self, text: str, author: dict = ALICE, **kw: Any) -> SentMessage:
-        """Say "@bot text" in #general; the bot's reply once the router is done with it."""
-        message_id = await self.fake.message(
-            f"<@{BOT_ID}> {text}", author=author, mentions=[BOT_USER], **kw
-        )
-        return await self.reply_to(message_id)
-
-    async def reply_to(self, message_id: str) -> SentMessage:
-        reply = await self.fake.until(lambda: self.fake.replies_to(message_id))
-        await self.router.settle(10)
-        return reply[0]
-
-    async def command(self, command: str, /, author: dict = ALICE, **kw: Any) -> SentMessage:
-        token = await self.fake.slash(command, author=author, **kw)
-        await self.fake.until(lambda: self.fake.answer(token))
-        await self.router.settle(10)
-        return self.fake.answer(token)
-
-    async def stored_votes(self, reply: SentMessage) -> list[tuple[str, int]]:
-        store = self.router.store
-        chat = await store.find_chat("discord", reply.channel_id)
-        return await store.votes(await store.reply_for(chat, reply.id))
-
-
-def make_app(tmp_path, fake: FakeDiscord, body: str = "", **discord: Any) -> App:
-    """An App with the Discord frontend pointed at `fake`; `body` goes into [bot]."""
-    options = {"api_base": fake.api_base, "gateway_url": fake.gateway_url,
-               "channels": [BOT_CHANNEL_ID]} | discord
-    body += '\n[policy]\nrate_per_minute = 0\n[discord]\n'
-    body += "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
-    return App(make_config(tmp_path, body), ["discord"], env={"DISCORD_TOKEN": "fake-token"})
-
-
-@contextlib.asynccontextmanager
-async def running_bot(tmp_path, body: str = "", **discord: Any):
-    fake = await FakeDiscord().start()
-    app = make_app(tmp_path, fake, body, **discord)
-    try:
-        async with frontend_running(app) as (router, frontend):
-            await fake.until(lambda: fake.guild_sent)
-            yield Bot(fake, router, frontend)
-    finally:
-        await fake.close()
 
 
 @pytest.fixture
@@ -229,9 +175,9 @@ async def test_reactions_on_replies_become_votes_and_are_taken_back(bot):
     await bot.fake.react(reply.id, "👍", user_id=ALICE["id"])
     await bot.fake.react(reply.id, "👎", user_id=BOB["id"])
     await bot.fake.react(reply.id, "🦄", user_id="14")  # not a vote
-    await _eventually(lambda: bot.stored_votes(reply), [(ALICE["id"], 1), (BOB["id"], -1)])
+    await eventually_equal(lambda: bot.stored_votes(reply), [(ALICE["id"], 1), (BOB["id"], -1)])
     await bot.fake.react(reply.id, "👍", user_id=ALICE["id"], added=False)
-    await _eventually(lambda: bot.stored_votes(reply), [(BOB["id"], -1)])
+    await eventually_equal(lambda: bot.stored_votes(reply), [(BOB["id"], -1)])
     assert reply.reactions == []  # no hints of its own unless vote_hint
 
 
@@ -303,15 +249,6 @@ def test_routes_move_only_this_client_and_leave_the_library_defaults_alone():
     assert Route.BASE == "https://discord.com/api/v10"
     assert str(DiscordWebSocket.DEFAULT_GATEWAY) == "wss://gateway.discord.gg/"
     assert not isinstance(async_context.get(), RoutedWebhookAdapter)
-
-
-async def _eventually(read, expected, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (value := await read()) != expected:
-        if loop.time() > deadline:
-            raise AssertionError(f"{value!r} != {expected!r}")
-        await asyncio.sleep(0.02)
 
 
 async def test_python_m_bot_discord_answers_a_mention(tmp_path):

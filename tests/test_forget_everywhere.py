@@ -14,7 +14,7 @@ from pathlib import Path
 from bot.i18n import t
 from finetune.export import export
 from finetune.settings import load_settings
-from tests.test_telegram import ADA, ALICE, BOB, running_bot
+from tests.telegram_bot import ADA, ALICE, BOB, running_bot
 
 MARKER = "zqxwombat"  # a word nobody else writes; ELIZA shouts it as ZQXWOMBAT
 

@@ -20,6 +20,7 @@ from bot.guard import Tally, drop_p_value, rollback_p_value
 from bot.i18n import t
 from bot.store import MIGRATIONS, Adapter, Store
 from bot.store import migrations as store_module
+from tests.conftest import ChatSink
 from tests.fake_job import ACCURACY, fake_python
 
 MIN_VOTES, ALPHA = 30, 0.05
@@ -28,23 +29,6 @@ BODY = (f'admins = ["test:admin"]\n[finetune]\nguard_min_votes = {MIN_VOTES}\n'
 BASE_LIKED = 0.75  # the share of 👍 the base model's replies get
 BASE_VOTES = 80
 WATCHED = 200  # votes on the adapter's replies before a test gives up waiting
-
-
-class ChatSink:
-    """A sink whose messages, and those of the sinks it makes with another(), land in one chat."""
-
-    def __init__(self, chat: list[str]) -> None:
-        self.chat = chat
-
-    async def update(self, text: str) -> None:
-        pass
-
-    async def finish(self, text: str) -> list[str]:
-        self.chat.append(text)
-        return [f"m{len(self.chat)}"]
-
-    def another(self) -> ChatSink:
-        return ChatSink(self.chat)
 
 
 class SimulatedChat:
@@ -279,7 +263,7 @@ async def test_m007_keeps_old_adapters_and_rollbacks_from_then_on_carry_a_time(
 
 
 async def test_on_telegram_the_admin_who_started_the_job_is_told_in_that_chat(tmp_path):
-    from tests.test_telegram import ADA, running_bot
+    from tests.telegram_bot import ADA, running_bot
 
     async with running_bot(tmp_path) as bot:
         router = bot.router
@@ -303,7 +287,8 @@ async def test_on_telegram_the_admin_who_started_the_job_is_told_in_that_chat(tm
 
 
 async def test_on_discord_the_channel_where_the_job_started_is_told(tmp_path):
-    from tests.test_discord import CHANNEL_ID, MOD, running_bot
+    from tests.discord_bot import MOD, running_bot
+    from tests.fake_discord import CHANNEL_ID
 
     async with running_bot(tmp_path, 'admins = ["discord:13"]') as bot:
         router = bot.router
@@ -326,7 +311,7 @@ async def test_on_discord_the_channel_where_the_job_started_is_told(tmp_path):
 
 async def test_on_telegram_one_persons_30_dislikes_roll_nothing_back_five_peoples_do(tmp_path):
     from tests.fake_telegram import Person
-    from tests.test_telegram import ADA, eventually, running_bot
+    from tests.telegram_bot import ADA, eventually, running_bot
 
     async with running_bot(tmp_path) as bot:
         router, guard = bot.router, bot.router.services.guard

@@ -4,16 +4,13 @@ replies, /next, /why, adapters loaded on promotion, rollback and /adapter, a swa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 
-from bot.events import Incoming
-from bot.store import Adapter
 from engines.base import Conversation
 from engines.transformer.engine import PROMPTS
-from tests.conftest import RecordingSink
 from tests.fake_openai import FakeOpenAI
+from tests.remote_chat import add_adapters, last_version, promote, remote_chat, remote_toml, say
 
 
 @pytest.fixture
@@ -21,48 +18,6 @@ async def fake():
     server = await FakeOpenAI().start()
     yield server
     await server.stop()
-
-
-def remote_toml(url: str, extra: str = "") -> str:
-    """[engines.remote] for the fake at `url`: short timeouts, one retry, then `extra` keys."""
-    defaults = {"timeout": "2.0", "max_retries": "1"}
-    for line in extra.splitlines():
-        defaults.pop(line.split("=")[0].strip(), None)
-    keys = "".join(f"{key} = {value}\n" for key, value in defaults.items())
-    return f'[engines.remote]\nbase_url = "{url}"\n{keys}{extra}'
-
-
-async def say(router, text: str, chat: str = "c1") -> RecordingSink:
-    sink = RecordingSink()
-    await router.handle(Incoming("console", chat, "me", text, user_name="me"), sink)
-    return sink
-
-
-@contextlib.asynccontextmanager
-async def remote_chat(serve, fake: FakeOpenAI, extra: str = "", chats: tuple = ("c1",)):
-    """A router whose `chats` talk to the remote engine."""
-    async with serve(remote_toml(fake.url, extra)) as router:
-        for chat in chats:
-            assert "remote" in (await say(router, "/engine remote", chat)).final
-        yield router
-
-
-async def add_adapters(router, *ids: str) -> None:
-    """Adapter folders under the bot's adapters/ and their rows, as a finished job leaves them."""
-    for adapter_id in ids:
-        folder = router.config.adapters_dir / adapter_id
-        folder.mkdir(parents=True, exist_ok=True)
-        await router.store.add_adapter(Adapter(adapter_id, "tiny", str(folder), "candidate", {}))
-
-
-async def promote(router, adapter_id: str) -> str:
-    """What a job does when its adapter passes: promote it, then swap it into the engines."""
-    await router.services.adapters.promote(adapter_id)
-    return await router.services.jobs.swap_in(adapter_id)
-
-
-async def last_version(router, chat: str = "c1") -> str:
-    return (await router.store.last_reply(await router.store.chat("console", chat))).engine_version
 
 
 async def test_a_reply_streams_with_the_local_engines_prompt_and_is_stored(serve, fake):

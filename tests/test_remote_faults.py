@@ -9,7 +9,7 @@ import pytest
 
 from bot.i18n import t
 from tests.fake_openai import FakeOpenAI
-from tests.test_remote import remote_chat, remote_toml, say
+from tests.remote_chat import remote_chat, remote_toml, say
 
 APOLOGY = t("en", "apology")
 
@@ -99,7 +99,7 @@ async def test_a_server_that_is_down_is_shown_by_engines_and_the_chat_is_told(se
 
 
 async def test_a_server_that_restarts_without_our_adapters_gets_them_loaded_again(serve, fake):
-    from tests.test_remote import add_adapters, promote
+    from tests.remote_chat import add_adapters, promote
 
     async with remote_chat(serve, fake) as router:
         await add_adapters(router, "a1")

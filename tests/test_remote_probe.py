@@ -12,7 +12,7 @@ from bot.commands.lesson import probe_lines
 from bot.i18n import t
 from engines.remote.probe import NO_ECHO
 from tests.fake_openai import FakeOpenAI, echo_logprob
-from tests.test_remote import add_adapters, promote, remote_chat, say
+from tests.remote_chat import add_adapters, promote, remote_chat, say
 
 CONTEXT = "The doctor said that"
 CONTINUATIONS = ["he", "she", "went home"]

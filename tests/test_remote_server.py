@@ -8,21 +8,18 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from bot.i18n import t
-from tests.conftest import run_console, write_config
+from tests.conftest import run_console, wait_healthy, write_config
 from tests.tiny_model import tiny_model_dir
 
 pytest.importorskip("fastapi", reason="transformers serve needs the test extra's fastapi")
 pytest.importorskip("uvicorn", reason="transformers serve needs the test extra's uvicorn")
 pytest.importorskip("torch", reason="the tiny model needs the ml extra")
 
-START_SECONDS = 90  # importing torch and the server on two busy cores
 
 
 
@@ -42,25 +39,11 @@ def served(root):
          "--device", "cpu", "--dtype", "float32"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(root / "serve.log", "wb"))  # noqa: SIM115
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}/health", server, root / "serve.log")
+        wait_healthy(f"http://127.0.0.1:{port}/health", server, root / "serve.log")
         yield f"http://127.0.0.1:{port}/v1", str(model)
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"transformers serve exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"transformers serve did not start in {START_SECONDS} s: {log.read_text()[-2000:]}")
 
 
 def test_the_piped_console_talks_to_transformers_serve(served, tmp_path):

@@ -9,7 +9,7 @@ import contextlib
 from engines.base import Conversation
 from engines.remote.turns import FairQueue
 from tests.fake_openai import FakeOpenAI
-from tests.test_remote import remote_chat
+from tests.remote_chat import remote_chat
 
 
 async def test_waiting_chats_are_let_in_by_turns_and_cancelled_waiters_leave():

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bot.store import Exchange
-from tests.test_router import rows, say
+from tests.conftest import rows, say
 
 LIMIT = 4
 

@@ -5,23 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from bot.events import Incoming, Reaction
-from tests.conftest import RecordingSink
-
-
-def msg(text: str, chat: str = "c1", user: str = "u1", **kw) -> Incoming:
-    return Incoming(platform="test", chat_id=chat, user_id=user, user_name=user, text=text, **kw)
-
-
-async def say(router, text: str, **kw) -> RecordingSink:
-    sink = RecordingSink()
-    await router.handle(msg(text, **kw), sink)
-    return sink
-
-
-async def rows(router, sql: str, args: tuple = ()) -> list[tuple]:
-    async with router.store.db.execute(sql, args) as cursor:
-        return list(await cursor.fetchall())
+from bot.events import Reaction
+from tests.conftest import RecordingSink, msg, rows, say
 
 
 async def test_reply_streams_and_is_stored_with_engine_and_version(serve):

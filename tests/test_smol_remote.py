@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_healthy
+from tests.remote_chat import remote_toml, say
 from tests.smol_model import smol_dir
-from tests.test_remote import remote_toml, say
-from tests.test_remote_server import _wait_healthy
 
 pytestmark = pytest.mark.smol
 
@@ -35,7 +35,7 @@ def served(tmp_path_factory):
          "--device", "cpu", "--dtype", "float32"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(log / "serve.log", "wb"))  # noqa: SIM115
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}/health", server, log / "serve.log")
+        wait_healthy(f"http://127.0.0.1:{port}/health", server, log / "serve.log")
         yield f"http://127.0.0.1:{port}/v1", str(model)
     finally:
         server.terminate()

@@ -13,7 +13,7 @@ from bot.commands import stats as stats_module
 from bot.i18n import t
 from bot.store import Adapter, Store
 from tests import test_discord, test_telegram
-from tests.test_router import say
+from tests.conftest import say
 
 TODAY = time.strftime("%Y-%m-%d", time.gmtime())
 # (engine, version) -> (👍, 👎) cast today; the numbers every test below expects

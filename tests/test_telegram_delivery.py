@@ -10,7 +10,7 @@ import pytest
 
 from bot.frontends import telegram_reply
 from bot.i18n import t
-from tests.test_telegram import ALICE, running_bot
+from tests.telegram_bot import ALICE, running_bot
 
 WORDS = "one two three four five"
 

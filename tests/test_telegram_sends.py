@@ -15,7 +15,7 @@ from typing import Any
 from bot.app import App
 from tests.conftest import frontend_running, make_config
 from tests.fake_telegram import FakeTelegram
-from tests.test_telegram import ALICE
+from tests.telegram_bot import ALICE
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 30) -> None:
