@@ -40,6 +40,7 @@ class TransformerOptions:
     max_new_tokens: int = field(default=128, metadata={"min": 1})
     history_turns: int = field(default=8, metadata={"min": 0})
     max_batch: int = field(default=16, metadata={"min": 1})
+    prefill_chunk: int = field(default=256, metadata={"min": 1})
     threads: int = field(default=0, metadata={"min": 0})
     seed: int = field(default=0, metadata={"min": 0})
     prompts_dir: str = ""
@@ -127,7 +128,8 @@ class TransformerEngine(Engine):
         self.worker = GenerationWorker(
             self.adapters, self.tokenizer, sampling,
             eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
-            max_batch=opts.max_batch, device=self.device, seed=opts.seed, threads=threads,
+            max_batch=opts.max_batch, prefill_chunk=opts.prefill_chunk, device=self.device,
+            seed=opts.seed, threads=threads,
         )
 
     def _downloaded(self, done: int, total: int) -> None:
@@ -309,22 +311,20 @@ class TransformerEngine(Engine):
 
     async def probe(self, context: str, continuations: list[str], lang: str,
                     chat: str = "") -> list[float]:
-        """ln p of each continuation after `context`, read raw (no chat template): one forward
-        pass each on the worker thread. A continuation is tokenised after a space, as it
-        follows the context's last word; an empty context starts at the BOS token if any."""
-        from engines.transformer.scoring import continuation_logprob
+        """ln p of each continuation after `context`, read raw (no chat template), on the
+        worker's thread: the context once, the continuations together (scoring.py). A
+        continuation is tokenised after a space, as it follows the context's last word; an
+        empty context starts at the BOS token if any; a long one loses its start."""
+        from engines.transformer.scoring import continuation_logprobs
 
         start = self._encode(context.rstrip())
         if not start:
             start = [self.tokenizer.bos_token_id or self.tokenizer.eos_token_id]
         adapter = self.active or _base()
-        results = []
-        for text in continuations:
-            ids = self._encode(" " + text.strip())
-            start_ids = start[-max(1, self.context - len(ids)):]
-            results.append(await self.worker.call(
-                lambda s=start_ids, c=ids: continuation_logprob(self.worker, s, c, adapter)))
-        return results
+        ids = [self._encode(" " + text.strip()) for text in continuations]
+        start = start[-max(1, self.context - max(map(len, ids), default=0)):]
+        return await self.worker.call(
+            lambda: continuation_logprobs(self.worker, start, ids, adapter))
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

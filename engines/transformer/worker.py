@@ -2,9 +2,10 @@
 
 Replies arrive from the event loop as Requests. Between two forward passes the worker
   1. runs queued calls (loading an adapter, scoring next words),
-  2. prefills waiting requests, chats in turn (turns.py), in one pass and adds them to the batch:
-     those that share the first one's prompt beginning (the system prompt), over the rest of
-     their prompts once it is kept (prefix.py), up to `prefill_tokens`; the others wait,
+  2. prefills waiting requests, chats in turn (turns.py), and adds them to the batch: those
+     that share the first one's prompt beginning (the system prompt), over the rest of their
+     prompts once it is kept (prefix.py), up to `prefill_tokens`; the others wait. A long
+     prefill runs one chunk of `prefill_chunk` tokens per step (chunks.py),
   3. advances every row by one token in one decode pass (KV cache), lets finished or cancelled
      rows leave, and hands the step's text of all rows to the event loop in one wake-up.
 So replies for many chats share forward passes, a new chat joins at the next step instead of
@@ -22,14 +23,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import torch
 
 from engines.transformer.adapters import BASE, AdapterSet
-from engines.transformer.batch import Batch, Row, left_pad, positions, prefill_mask
+from engines.transformer.batch import Batch, Row, left_pad
+from engines.transformer.calls import Call, Calls
+from engines.transformer.chunks import next_pass, prefill_passes
 from engines.transformer.detok import TextDeltas
 from engines.transformer.prefix import Prefixes, key_of, seeded_cache
 from engines.transformer.sampling import Sampling, next_tokens, seen_mask
@@ -85,13 +87,6 @@ class Request:
         return self, kind, value
 
 
-@dataclass
-class _Call:
-    fn: Callable[[], Any]
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-
-
 class GenerationWorker:
     def __init__(
         self,
@@ -103,6 +98,7 @@ class GenerationWorker:
         context: int,
         max_batch: int = 16,
         prefill_tokens: int = 4096,
+        prefill_chunk: int = 256,
         device: str = "cpu",
         seed: int = 0,
         threads: int = 0,
@@ -114,15 +110,18 @@ class GenerationWorker:
         self.context = context
         self.max_batch = max_batch
         self.prefill_tokens = prefill_tokens  # a prefill's rows x width at most (one row always)
+        self.prefill_chunk = prefill_chunk  # tokens of a prefill in one pass (chunks.py)
         self.device = device
         self.threads = threads  # torch CPU threads for the forward passes; 0: torch's default
         self.passes = 0  # forward passes so far: what batching saves
         self.dead = ""  # why the worker stopped, once it has
         self._generator = torch.Generator(device).manual_seed(seed) if seed else None
-        self._inbox: queue.SimpleQueue[Request | _Call | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Request | Call | None] = queue.SimpleQueue()
         self._waiting: list[Request] = []
         self._turns = Turns()
         self._batch = Batch()
+        self._filling: tuple[list[Row], Generator[None, None, Any]] | None = None  # chunks.py
+        self._calls = Calls()
         self._prefixes = Prefixes()
         self._outbox: list[tuple[Request, str, str]] = []  # this step's events, sent at its end
         self._stopping = False
@@ -150,12 +149,14 @@ class GenerationWorker:
         return request
 
     async def call(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on the worker's thread between two forward passes; its result or error."""
+        """Run `fn` on the worker's thread between two forward passes; its result or error.
+        If `fn` returns a generator (passes, chunks.py), one pass of it runs per step, and
+        its return value is the result."""
         if self.dead:
             raise GenerationError(self.dead)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._inbox.put(_Call(fn, future, loop))
+        self._inbox.put(Call(fn, future, loop))
         return await future
 
     def forward(self, adapters: list[str], **inputs: Any) -> Any:
@@ -170,10 +171,11 @@ class GenerationWorker:
             torch.set_num_threads(self.threads)
         try:
             while not self._stopping:
-                idle = not self._batch and not self._waiting
+                idle = not (self._batch or self._waiting or self._filling or self._calls)
                 if idle:  # hand the cache's memory back: a job may share this GPU
                     self._release_memory()
                 self._take_inbox(block=idle)
+                self._calls.next_pass()
                 self._admit()
                 if self._batch:
                     self._decode()
@@ -194,37 +196,44 @@ class GenerationWorker:
             block = False
             if item is None:
                 return
-            if isinstance(item, _Call):
-                self._run_call(item)
+            if isinstance(item, Call):
+                self._calls.run(item)
             else:
                 self._waiting.append(item)
 
-    def _run_call(self, call: _Call) -> None:
-        try:
-            result, error = call.fn(), None
-        except Exception as exc:
-            result, error = None, exc
-        _settle_soon(call, result, error)
-
     def _admit(self) -> None:
-        """Prefill one group of waiting requests (as many as fit) in one pass and add them to
-        the batch."""
-        waiting = [r for r in self._waiting if not r.cancelled]
-        turn = self._turns.pick(waiting, self.max_batch, [r.request for r in self._batch.rows])
-        fresh = self._group(turn) if turn else []
-        self._waiting = [r for r in waiting if r not in fresh]
-        if not fresh:
-            return
-        self._turns.served(fresh)
-        rows = [Row(r, r.adapter, new_tokens=r.new_tokens, text=TextDeltas(self.tokenizer))
-                for r in fresh]
+        """Run one pass of the prefill under way, or start the next group of waiting requests
+        (as many as fit); a group whose last pass ran joins the batch."""
+        if self._filling is None:
+            self._filling = self._start_group()
+            if self._filling is None:
+                return
+        rows, passes = self._filling
         try:
-            cache, mask, seen, keep = self._prefill(rows)
+            prefilled = next_pass(passes)
+            if prefilled is None:
+                return  # more passes to come: the batch takes a step first
+            self._filling = None
+            cache, mask, seen, keep = prefilled
             self._batch.join(rows, cache, mask, seen)  # all or nothing: the batch goes on
         except Exception as exc:
+            self._filling = None
             self._fail(rows, exc)
             return
         self._keep([True] * (len(self._batch) - len(rows)) + keep)
+
+    def _start_group(self) -> tuple[list[Row], Generator[None, None, Any]] | None:
+        waiting = [r for r in self._waiting if not r.cancelled]
+        running = [r.request for r in self._batch.rows]
+        turn = self._turns.pick(waiting, self.max_batch, running)
+        fresh = self._group(turn) if turn else []
+        self._waiting = [r for r in waiting if r not in fresh]
+        if not fresh:
+            return None
+        self._turns.served(fresh)
+        rows = [Row(r, r.adapter, new_tokens=r.new_tokens, text=TextDeltas(self.tokenizer))
+                for r in fresh]
+        return rows, self._prefill(rows)
 
     def _group(self, requests: list[Request]) -> list[Request]:
         """One prefill's worth: the requests that start from the same kept beginning as the
@@ -248,9 +257,10 @@ class GenerationWorker:
             longest = max(longest, width)
         return group
 
-    def _prefill(self, rows: list[Row]) -> tuple[Any, torch.Tensor, torch.Tensor, list[bool]]:
-        """One pass over the new prompts (after their kept beginning, if they have one): their
-        cache, mask and seen tokens, and which of the rows go on after their first token."""
+    def _prefill(self, rows: list[Row]) -> Generator[None, None, tuple[Any, torch.Tensor,
+                                                                      torch.Tensor, list[bool]]]:
+        """The passes over the new prompts (after their kept beginning, if they have one), one
+        per step: then their cache, mask and seen tokens, and which rows go on."""
         prompts = [row.request.prompt_ids for row in rows]
         key = rows[0].request.prefix_key
         shared = len(key[1]) if key in self._prefixes else 0
@@ -259,14 +269,10 @@ class GenerationWorker:
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = seeded_cache(self._prefixes.get(key), len(rows)) if shared else _new_cache()
         model = self.adapters.model
-        attention = prefill_mask(mask, model.config._attn_implementation, model.dtype)
-        if attention.dim() == 4:  # the queries are the new columns only
-            attention = attention[:, :, shared:]
-        # logits_to_keep=1: only the last position's logits are used (all of them would be
-        # rows x prompt length x vocabulary: gigabytes for long prompts)
-        out = self.forward([row.adapter for row in rows], input_ids=ids, attention_mask=attention,
-                           position_ids=positions(mask)[:, shared:], past_key_values=cache,
-                           logits_to_keep=1)
+        adapters = [row.adapter for row in rows]
+        out = yield from prefill_passes(
+            lambda **inputs: self.forward(adapters, **inputs), ids, mask, cache, shared,
+            model.config._attn_implementation, model.dtype, self.prefill_chunk)
         if shared:
             self._prefixes.hits += 1
         else:
@@ -371,7 +377,10 @@ class GenerationWorker:
             torch.cuda.empty_cache()
 
     def _fail_all(self, reason: str) -> None:
-        for request in [*self._waiting, *(row.request for row in self._batch.clear())]:
+        filling = [row.request for row in self._filling[0]] if self._filling else []
+        self._filling = None
+        self._calls.fail_all(GenerationError(reason))
+        for request in [*self._waiting, *filling, *(row.request for row in self._batch.clear())]:
             self._post(request, "error", reason)
         self._flush()
         self._waiting = []
@@ -382,8 +391,8 @@ class GenerationWorker:
                 return
             if isinstance(item, Request):
                 item._send("error", reason)
-            elif isinstance(item, _Call):
-                _settle_soon(item, None, GenerationError(reason))
+            elif isinstance(item, Call):
+                item.settle(None, GenerationError(reason))
 
 
 def _new_cache() -> Any:
@@ -400,17 +409,3 @@ def _deliver_soon(loop: asyncio.AbstractEventLoop, events: list[tuple[Request, s
 def _deliver(events: list[tuple[Request, str, str]]) -> None:
     for request, kind, value in events:
         request._events.put_nowait((kind, value))
-
-
-def _settle_soon(call: _Call, result: Any, error: BaseException | None) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        call.loop.call_soon_threadsafe(_settle, call.future, result, error)
-
-
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller gave up waiting
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
