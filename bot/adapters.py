@@ -252,12 +252,14 @@ class Adapters(AdapterFolders):
         """Swap in the store's active adapter if it is not what the engines were told to serve
         (a shell's `python -m finetune promote` or `rollback`, say); None when it is."""
         async with self._one_change:
-            active = await self.active()
-            if active == self.serving:
+            active, before = await self.active(), self.serving
+            if active == before:
                 return None
-            log.info("the active adapter changed from %s to %s in the store: swapping it in",
-                     self.serving or BASE, active or BASE)
-            return await self._swap(active, self.serving)
+            done = await self._swap(active, before)
+        failed = f" (not by {', '.join(done.failed)})" if done.failed else ""
+        log.info("the active adapter changed from %s to %s in the store: swapped in%s",
+                 before or BASE, active or BASE, failed)
+        return done
 
     async def pin(self, chat: Chat, choice: str) -> bool:
         """Pin a chat to an adapter id or BASE; "" unpins it (it follows the active one).
