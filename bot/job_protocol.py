@@ -76,6 +76,20 @@ class Judged(TypedDict):
     gain: float | None
 
 
+class Evaluated(TypedDict):
+    """The verdict on the adapter, as its manifest keeps it under "evaluation"."""
+
+    event: Literal["evaluated"]
+    adapter: str
+    promote: bool
+    reason: str
+    compared_with: str  # the adapter active when it was judged, or "base"
+    new: dict[str, Any]  # the candidate's held-out scores: accuracy, accuracy_low, ...
+    active: dict[str, Any]  # the same for the active adapter ({} for the base model)
+    sampled: NotRequired[dict[str, Any]]  # with [finetune] gate_prompts: its replies judged
+    reward_model: NotRequired[dict[str, Any]]
+
+
 class Promoted(TypedDict):
     event: Literal["promoted"]
     adapter: str
