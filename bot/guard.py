@@ -28,10 +28,9 @@ nothing.
 It runs as a chore of the app every `[finetune] watch_seconds` (60), not after each vote: it
 then sees every kind of vote (reactions, buttons, /good and /bad, a vote changed or taken back),
 adds nothing to the path of a vote, and a minute's delay is nothing against the dozens of votes
-a verdict needs.
-Everything it judges by is in the store, so it carries on after a restart. The same loop
-first has the engines follow the store (Adapters.follow): an adapter promoted or rolled back by
-a shell command serves within one round.
+a verdict needs. Everything it judges by is in the store, so it carries on after a restart.
+The same loop first has the engines follow the store (Adapters.follow): an adapter promoted or
+rolled back by a shell command serves within one round.
 """
 
 from __future__ import annotations
