@@ -64,6 +64,7 @@ class App:
         self.config = config
         self.env = os.environ if env is None else env
         self.store: Store | None = None
+        self.adapters: Adapters | None = None  # the one owner of which adapter serves
         self.jobs: JobRunner | None = None
         self.guard: Guard | None = None
         self.server: Server | None = None  # [server] listen: /healthz, /readyz and /metrics
@@ -97,13 +98,13 @@ class App:
         return learning.written(await self.store.stored_texts()) if self.store else []
 
     async def _active_adapter(self) -> str:
-        return await self.store.active_adapter() if self.store else ""
+        return await self.adapters.active() if self.adapters else ""
 
     async def _adapter_broken(self, adapter_id: str, why: str) -> None:
         """An engine could not load an adapter: the store marks it (/adapters shows it; the
         guard and jobs skip it) and the admins hear of it when they next write."""
-        if self.store is not None:
-            await self.store.mark_adapter_broken(adapter_id, why)
+        if self.adapters is not None:
+            await self.adapters.mark_broken(adapter_id, why)
         self.notices.add(f"adapter:{adapter_id}", "adapter_broken_notice", adapter=adapter_id,
                          reason=why)
 
@@ -115,8 +116,10 @@ class App:
         stale = await self.store.fail_unfinished_jobs("the bot stopped while the job ran")
         if stale:
             log.warning("marked %d fine-tuning job(s) of an earlier run as failed", len(stale))
-        services = Services(self.config, self.store, self.engines,
-                            Adapters(self.store, self.config.adapters_dir), notices=self.notices)
+        self.adapters = Adapters(self.store, self.config.adapters_dir, self.engines)
+        await self.adapters.begin()
+        services = Services(self.config, self.store, self.engines, self.adapters,
+                            notices=self.notices)
         services.jobs = self.jobs = JobRunner(services, interrupted=stale)
         services.guard = self.guard = Guard(services)
         router = Router(services)

@@ -136,6 +136,7 @@ class FinetuneOptions:
     guard_min_votes: int = field(default=30, metadata=at_least(1))
     guard_alpha: float = field(default=0.05, metadata=between(0, 0.5))
     guard_min_people: int = field(default=5, metadata=at_least(2))
+    watch_seconds: float = field(default=60.0, metadata=more_than(0))
     micro_batch_size: int = field(default=0, metadata=at_least(0))
     launcher: str = ""  # a command prefix for `python -m finetune run`; "": a local process
 

@@ -3,9 +3,10 @@
 A job promotes an adapter on held-out votes; the guard then watches its approval (share of 👍)
 on the replies it made since its promotion, against the approval that the adapter it replaced
 (or the base model) had earned on its replies until then. When the new one is liked less, by a
-margin a one-sided test says chance would rarely give, the guard rolls it back on its own: the
-store and the adapter's manifest say why, the transformer serves the one it replaced again, and
-the admins hear of it in the chat where /retrain started the job (for a scheduled job: the log).
+margin a one-sided test says chance would rarely give, the guard rolls it back on its own
+(bot/adapters.py: the store and the adapter's manifest say why, the engines serve the one it
+replaced again, and the admins hear of it in the chat where /retrain started the job; for a
+scheduled job: the log).
 
 It counts people, not votes. Each person's approval is their own share of 👍, and the approval
 of an adapter is the mean over the people who voted on it: someone who reacts thirty times
@@ -24,10 +25,12 @@ serves (bench/guard.py measures it, and how many votes a real drop takes to catc
 checkpoint's verdict depends on those first votes only, so how often it is asked changes
 nothing.
 
-It runs as a chore of the app every CHECK_SECONDS, not after each vote: it then sees every kind
-of vote (reactions, buttons, /good and /bad, a vote changed or taken back), adds nothing to the
-path of a vote, and a minute's delay is nothing against the dozens of votes a verdict needs.
-Everything it judges by is in the store, so it carries on after a restart.
+It runs as a chore of the app every `[finetune] watch_seconds` (60), not after each vote: it
+then sees every kind of vote (reactions, buttons, /good and /bad, a vote changed or taken back),
+adds nothing to the path of a vote, and a minute's delay is nothing against the dozens of votes
+a verdict needs. Everything it judges by is in the store, so it carries on after a restart.
+The same loop first has the engines follow the store (Adapters.follow): an adapter promoted or
+rolled back by a shell command serves within one round.
 """
 
 from __future__ import annotations
@@ -35,22 +38,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.adapters import ADAPTER_ENGINES, BASE
-from bot.events import Sink, deliver
+from bot.adapters import Adapters
 from bot.i18n import t
 
 if TYPE_CHECKING:
     from bot.services import Services
-    from bot.store import Store
 
 log = logging.getLogger(__name__)
-
-CHECK_SECONDS = 60.0
 
 
 def drop_p_value(new: Sequence[float], old: Sequence[float]) -> float:
@@ -164,6 +162,11 @@ class Standing:
                 f" {self.old} for {self.replaced} (each person weighed once; one-sided test,"
                 f" p = {self.p_value:.2g} < {self.level:.2g})")
 
+    def announcement(self, lang: str) -> str:
+        """What the chat that started its job is told."""
+        return t(lang, "guard_rolled_back", adapter=self.adapter, active=self.replaced,
+                 new=str(self.new), old=str(self.old), p=f"{self.p_value:.2g}")
+
     def summary(self) -> dict[str, object]:
         """What the store and the manifest keep of it."""
         return {"adapter": self.adapter, "replaced": self.replaced,
@@ -176,30 +179,22 @@ class Standing:
 
 class Guard:
     def __init__(self, services: Services) -> None:
-        self.services = services
-        self.store = services.store
+        self.adapters = services.adapters
         self.options = services.config.finetune
-        self._tell: dict[str, tuple[Sink, str]] = {}  # adapter id -> (its job's chat, language)
-
-    def tell_in(self, adapter_id: str, sink: Sink, lang: str) -> None:
-        """Where to say it if `adapter_id` is rolled back: the chat that started its job (kept
-        in memory; after a restart the log is told)."""
-        self._tell[adapter_id] = (sink, lang)
 
     async def standing(self) -> Standing | None:
         """The active adapter's standing; None while the base model serves."""
-        active = next((a for a in await self.store.adapters()
-                       if a.status == "active" and not a.broken), None)  # broken: base serves
+        active = await self.adapters.current()
         if active is None or active.promoted_at is None:
             return None
-        replaced = await self.store.replaced(active.id) or BASE
+        replaced = await self.adapters.replaced(active.id)
         since, min_votes = active.promoted_at, self.options.guard_min_votes
-        new = await tally(self.store, active.id, replies_since=since)
+        new = await tally(self.adapters, active.id, replies_since=since)
         passed = checkpoint(new.votes, min_votes)
         if passed >= 0 and min_votes << passed != new.votes:  # judged on a checkpoint's votes
-            new = await tally(self.store, active.id, replies_since=since,
+            new = await tally(self.adapters, active.id, replies_since=since,
                               first=min_votes << passed)
-        old = await tally(self.store, replaced, votes_before=since)
+        old = await tally(self.adapters, replaced, votes_before=since)
         return Standing(active.id, replaced, new, old,
                         rollback_p_value(new.approvals(), old.approvals()),
                         spent(passed, self.options.guard_alpha))
@@ -210,38 +205,23 @@ class Guard:
         standing = await self.standing()
         if standing is None or not standing.worse(self.options.guard_min_people):
             return None
-        why = {"reason": standing.reason, "guard": standing.summary()}
-        retired, active = await self.store.rollback(only=standing.adapter, why=why)
-        if not retired:  # an admin promoted or rolled back meanwhile
-            return None
-        log.warning("adapter %s: %s", retired, standing.reason)
-        self.services.adapters.note(retired, rolled_back={
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **why})
-        if self.services.jobs is not None:
-            await self.services.jobs.swap_in(active)
-        await self._announce(standing)
-        return standing
+        done = await self.adapters.rollback(
+            standing.reason, "the live guard", only=standing.adapter,
+            details={"guard": standing.summary()}, announce=standing.announcement)
+        return standing if done.retired else None  # else an admin changed it meanwhile
 
-    async def _announce(self, standing: Standing) -> None:
-        told = self._tell.pop(standing.adapter, None)
-        if told is None:
-            return
-        sink, lang = told
-        another = getattr(sink, "another", None)
-        text = t(lang, "guard_rolled_back", adapter=standing.adapter, active=standing.replaced,
-                 new=str(standing.new), old=str(standing.old), p=f"{standing.p_value:.2g}")
-        await deliver(another() if another is not None else sink, text)
-
-    async def watch(self, every: float = CHECK_SECONDS) -> None:
-        """Check every `every` seconds, for as long as the bot runs (the app supervises it)."""
+    async def watch(self, every: float | None = None) -> None:
+        """Every `[finetune] watch_seconds`, for as long as the bot runs (the app supervises
+        it): the engines follow the store's active adapter, then the guard judges it."""
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(every or self.options.watch_seconds)
+            await self.adapters.follow()
             await self.check()
 
 
-async def tally(store: Store, version: str, replies_since: float = 0.0,
+async def tally(adapters: Adapters, version: str, replies_since: float = 0.0,
                 votes_before: float = math.inf, first: int = -1) -> Tally:
     """The votes on the replies of `version` (an adapter id or BASE), person by person, as
     Store.live_votes narrows them."""
-    people = await store.live_votes(ADAPTER_ENGINES, version, replies_since, votes_before, first)
+    people = await adapters.live_votes(version, replies_since, votes_before, first)
     return Tally(tuple((up, votes) for up, votes in people))

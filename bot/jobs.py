@@ -1,7 +1,8 @@
 """Fine-tuning jobs from inside the bot: `python -m finetune run` as a separate process (the bot
 never trains in its event loop), one at a time, recorded in the store, its JSON progress lines
-relayed to the admin by editing one status message, and a promoted adapter swapped into the
-running transformer engine. The scheduler starts one every N new votes or T hours.
+relayed to the admin by editing one status message (bot/job_protocol.py declares them), and the
+adapter its "done" line names as promoted swapped into the running engines (bot/adapters.py).
+The scheduler starts one every N new votes or T hours.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import job_protocol as said
 from bot import logs, metrics
-from bot.adapters import BASE
+from bot.adapters import Teller
 from bot.events import Sink
 from bot.i18n import t
 from bot.store import User
-from engines.base import Capability
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -56,7 +57,7 @@ class JobRunner:
                  interrupted: Sequence[tuple[int, int | None]] = ()) -> None:
         self.config = services.config
         self.store = services.store
-        self.engines = services.engines
+        self.adapters = services.adapters
         self.python = python
         self.process: asyncio.subprocess.Process | None = None
         self.started_at = time.time()
@@ -93,9 +94,12 @@ class JobRunner:
             return t(lang, "retrain_busy")
         async with self._one_at_a_time:
             job_id = await self.store.add_job("finetune", requested_by)
+            # A rollback of the adapter it promotes is told to the chat that asked for it (a
+            # scheduled job's goes to the log).
+            tell = (sink, lang) if requested_by is not None else None
             with logs.fields(job=job_id):  # log lines of this job say so
                 try:
-                    return await self._run(job_id, sink, lang)
+                    return await self._run(job_id, sink, lang, tell)
                 except asyncio.CancelledError:  # the bot is stopping
                     await self._end_process()
                     await self.store.job_finished(job_id, False, "the bot stopped during the job")
@@ -108,7 +112,7 @@ class JobRunner:
                     metrics.FINETUNE_JOBS.labels("failed").inc()
                     return t(lang, "retrain_failed", reason=type(exc).__name__)
 
-    async def _run(self, job_id: int, sink: Sink, lang: str) -> str:
+    async def _run(self, job_id: int, sink: Sink, lang: str, tell: Teller | None) -> str:
         command = self.command(job_id)
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -131,7 +135,7 @@ class JobRunner:
             log.warning("fine-tuning job %d exited with %d; its stderr ended:\n%s", job_id, code,
                         "\n".join(lines))
         self.process = None
-        return f"{shown}\n" + await self._conclude(job_id, code, result, error, lang)
+        return f"{shown}\n" + await self._conclude(job_id, code, result, error, lang, tell)
 
     async def _relay(self, stdout: asyncio.StreamReader, sink: Sink, lang: str,
                      job_id: int) -> tuple[dict[str, Any], str]:
@@ -146,21 +150,23 @@ class JobRunner:
                 continue
             if "step" in event:
                 shown = f"{head}\n" + t(lang, "retrain_progress", **_step_fields(event))
-            elif event.get("event") == "exported":
+            elif event.get("event") == said.EXPORTED:
                 counted = {"scrubbed": 0, "dropped": 0} | event  # an older job's lacks them
                 head = shown = t(lang, "retrain_exported", job=job_id, **counted)
             else:
-                if event.get("event") in ("done", "too_few"):
+                if event.get("event") in (said.DONE, said.TOO_FEW):
                     result |= event
-                elif event.get("event") == "failed":  # the first process to fail says why
+                elif event.get("event") == said.FAILED:  # the first process to fail says why
                     result.setdefault("cause", str(event.get("reason", "")))
                 continue
             await _quietly(sink.update(shown))
         return result, shown or head
 
     async def _conclude(self, job_id: int, code: int, result: dict[str, Any], error: str,
-                        lang: str) -> str:
-        if code != 0 or result.get("event") != "done":
+                        lang: str, tell: Teller | None) -> str:
+        """The job's end, from its last "done" line (or why there is none): recorded, the
+        adapter it promoted served, and the chat's closing words."""
+        if code != 0 or result.get("event") != said.DONE:
             reason = (f"killed by signal {-code}" if code < 0 else result.get("cause") or error
                       or f"exit code {code}" + (", without a result" if code == 0 else ""))
             await self.store.job_finished(job_id, False, f"exit code {code}: {reason}")
@@ -176,18 +182,10 @@ class JobRunner:
         metrics.FINETUNE_JOBS.labels("promoted" if result.get("promoted") else "rejected").inc()
         if not result.get("promoted"):
             return t(lang, "retrain_rejected", adapter=adapter, reason=result.get("reason", ""))
-        version = await self.swap_in(adapter)
-        return t(lang, "retrain_promoted", adapter=adapter, version=version,
-                 reason=result.get("reason", ""))
-
-    async def swap_in(self, adapter: str) -> str:
-        """Tell the running transformer engine (if it runs) to serve `adapter` ("" or "base":
-        the base model). An engine started later asks for the active adapter itself."""
-        version = adapter or BASE
-        for engine in self.engines.loaded():
-            if engine.can(Capability.ADAPTERS):
-                version = await engine.use_adapter(adapter)
-        return version
+        # The job wrote the store itself; the engines serve the adapter its "done" line names.
+        done = await self.adapters.adopt(adapter, f"job {job_id}", tell)
+        return t(lang, "retrain_promoted", adapter=adapter, version=done.version,
+                 reason=result.get("reason", "")) + done.failures(lang)
 
     async def _end_process(self) -> None:
         if self.process is not None and self.process.returncode is None:

@@ -22,6 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
+from bot import job_protocol as said
 from bot.config import ConfigError
 from engines.transformer.loading import ModelUnavailable
 from finetune import processes
@@ -73,14 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         # one line, as the bot says it (no model, a bad config, an unknown adapter id)
         reason = " ".join(str(exc).split())
         if args.step == "run":  # the bot's job: it shows the reason in the chat
-            emit_from_any(event="failed", reason=reason, rank=processes.rank())
+            emit_from_any(said.Failed(event=said.FAILED, reason=reason, rank=processes.rank()))
         print(f"{PROG} {args.step}: {reason}", file=sys.stderr)
         return 2
     except Exception as exc:
         # The bot shows the cause in the chat: under a launcher, stderr ends with the
         # launcher's report, not with the cause. The traceback still follows.
         cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        emit_from_any(event="failed", reason=cause, rank=processes.rank())
+        emit_from_any(said.Failed(event=said.FAILED, reason=cause, rank=processes.rank()))
         raise
 
 

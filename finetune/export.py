@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.adapters import Adapters
 from bot.files import private_dir, write_private
 from bot.store import Store, VotedReply
 from engines.base import BOT_WORDS, CUT
@@ -124,7 +125,7 @@ async def export(settings: Settings) -> Dataset:
     store = await Store.open(settings.db)
     try:
         replies = await store.voted_replies(*LEARNED_FROM)
-        active = await store.active_adapter()
+        active = await Adapters(store, settings.adapters_dir).active()
         texts = await store.people_texts()
     finally:
         await store.close()

@@ -9,13 +9,12 @@ manifest changes (finetune/model_card.md is its template), in place of PEFT's bl
 
 from __future__ import annotations
 
-import json
 import string
 import time
 from pathlib import Path
 from typing import Any
 
-from bot.adapters import MANIFEST, read_manifest
+from bot import adapters
 
 
 def energy_estimate(seconds: float, device: str, cpu_watts: float, gpu_watts: float,
@@ -35,19 +34,20 @@ CARD = Path(__file__).with_name("model_card.md")
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """A new adapter's manifest, and its model card."""
     manifest = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} | manifest
-    _write(folder, manifest)
+    adapters.save_manifest(folder, manifest)
+    _write_card(folder, manifest)
 
 
 def update_manifest(folder: Path, **changes: Any) -> dict[str, Any]:
-    manifest = read_manifest(folder) | changes
-    _write(folder, manifest)
+    """Merge `changes` into the manifest (as the bot's notes do), and write the card anew."""
+    manifest = adapters.update_manifest(folder, **changes)
+    _write_card(folder, manifest)
     return manifest
 
 
-def _write(folder: Path, manifest: dict[str, Any]) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                   encoding="utf-8")
+def _write_card(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / "README.md").write_text(model_card(manifest), encoding="utf-8")
 
 

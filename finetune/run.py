@@ -10,7 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bot.adapters import LOSS_CURVE, MANIFEST, Adapters, read_manifest
+from bot import job_protocol as said
+from bot.adapters import BASE, LOSS_CURVE, MANIFEST, Adapters, read_manifest
 from bot.store import Adapter, Store
 from finetune import export as exporting
 from finetune import processes
@@ -18,7 +19,7 @@ from finetune.manifest import energy_estimate, plot_loss, update_manifest, write
 from finetune.progress import emit
 from finetune.settings import Settings
 
-TOO_FEW = "too_few"
+TOO_FEW = said.TOO_FEW
 TRAINED = "trained"  # registered by `train`, not yet judged by `evaluate`
 UNREGISTERED = "unregistered"  # a folder under adapters/ that the store does not know
 
@@ -42,8 +43,12 @@ def with_adapters(settings: Settings, action: Callable[[Adapters], Awaitable[Any
 
 def do_export(settings: Settings) -> exporting.Dataset:
     data = asyncio.run(exporting.export(settings))
-    emit(event="exported", **data.counts(), scrubbed=data.privacy.get("scrubbed", 0),
-         dropped=data.privacy.get("dropped", 0), privacy=data.privacy)
+    counts = data.counts()
+    emit(said.Exported(event=said.EXPORTED, sft=counts["sft"], kto=counts["kto"],
+                       dpo=counts["dpo"], heldout=counts["heldout"],
+                       cut=counts.get("cut", 0), bot_words=counts.get("bot_words", 0),
+                       scrubbed=data.privacy.get("scrubbed", 0),
+                       dropped=data.privacy.get("dropped", 0), privacy=data.privacy))
     return data
 
 
@@ -51,8 +56,9 @@ def enough_votes(settings: Settings, data: exporting.Dataset) -> bool:
     voted = len(data.kto) + len(data.heldout)
     if voted >= settings.options.min_votes:
         return True
-    emit(event=TOO_FEW, votes=voted, needed=settings.options.min_votes,
-         message=f"only {voted} voted replies, {settings.options.min_votes} needed: no adapter")
+    needed = settings.options.min_votes
+    emit(said.TooFew(event=said.TOO_FEW, votes=voted, needed=needed,
+                     message=f"only {voted} voted replies, {needed} needed: no adapter"))
     return False
 
 
@@ -124,7 +130,7 @@ def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, acce
     if settings.db.exists():  # registered at once, so `promote ID` and `status` know it
         trained = registered(folder, read_manifest(folder), TRAINED)
         with_adapters(settings, lambda a: a.record(trained))
-    emit(event="trained", adapter=adapter_id, seconds=round(result.seconds, 1))
+    emit(said.Trained(event=said.TRAINED, adapter=adapter_id, seconds=round(result.seconds, 1)))
     return adapter_id
 
 
@@ -161,7 +167,7 @@ def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) ->
     status = "candidate" if verdict["promote"] else "rejected"
     adapter = registered(folder, manifest, status, {"evaluation": verdict})
     with_adapters(settings, lambda a: a.record(adapter))
-    emit(event="evaluated", adapter=adapter_id, **verdict)
+    emit({"event": said.EVALUATED, "adapter": adapter_id} | verdict)
     return verdict
 
 
@@ -222,8 +228,8 @@ def _sampled(settings: Settings, data: exporting.Dataset, model: Any, encoder: A
                          engine.repetition_penalty, opts.gate_max_new_tokens)
     prompts = judge.gate_prompts(data.heldout, opts.gate_prompts, opts.seed)
     sampled = judge.measure(model, encoder, prompts, how, reward_model, device, opts.seed)
-    emit(event="judged", kl=sampled["kl"], fluency=sampled["fluency"],
-         reward_model=check["accuracy"], gain=sampled.get("reward", {}).get("gain"))
+    emit(said.Judged(event=said.JUDGED, kl=sampled["kl"], fluency=sampled["fluency"],
+                     reward_model=check["accuracy"], gain=sampled.get("reward", {}).get("gain")))
     return {"sampled": sampled, "reward_model": check}
 
 
@@ -237,28 +243,35 @@ def judge_refusal(verdict: dict[str, Any], opts: Any, votes_passed: bool) -> str
     return judge.refusal(verdict["sampled"], verdict["reward_model"], opts)
 
 
-def do_promote(settings: Settings, adapter_id: str) -> None:
+SHELL = "python -m finetune"  # who promotes or rolls back, when a shell command does
+
+
+def do_promote(settings: Settings, adapter_id: str, by: str = f"{SHELL} promote") -> None:
     """Make any trained adapter the active one, judged or not; a folder the store does not
-    know yet (copied in, say) is registered first."""
+    know yet (copied in, say) is registered first. As the bot does it (bot/adapters.py), but
+    with no engines here: the running bot notices the change and swaps it in."""
 
     async def promote(adapters: Adapters) -> None:
         if await adapters.find(adapter_id) is None:
             folder = whole_folder(settings, adapter_id)
             await adapters.record(registered(folder, read_manifest(folder), TRAINED))
-        await adapters.promote(adapter_id)
+        await adapters.promote(adapter_id, by)
 
     with_adapters(settings, promote)
-    emit(event="promoted", adapter=adapter_id)
+    emit(said.Promoted(event=said.PROMOTED, adapter=adapter_id))
 
 
 def do_rollback(settings: Settings) -> tuple[str, str]:
-    retired, active = with_adapters(settings, lambda a: a.rollback())
-    if not retired:  # as the bot's /rollback says it: nothing happened
-        emit(event="nothing_to_roll_back", active="base",
-             message="there is no adapter to roll back: the base model is active")
+    """Back to the adapter active before, as the bot's /rollback does it."""
+    done = with_adapters(settings, lambda a: a.rollback("", f"{SHELL} rollback"))
+    if not done.retired:  # as the bot's /rollback says it: nothing happened
+        emit(said.NothingToRollBack(
+            event=said.NOTHING_TO_ROLL_BACK, active=BASE,
+            message="there is no adapter to roll back: the base model is active"))
     else:
-        emit(event="rolled_back", retired=retired, active=active or "base")
-    return retired, active
+        emit(said.RolledBack(event=said.ROLLED_BACK, retired=done.retired,
+                             active=done.active or BASE))
+    return done.retired, done.active
 
 
 def do_run(settings: Settings, job_id: int | None) -> int:
@@ -278,16 +291,18 @@ def _run(settings: Settings, job_id: int | None) -> int:
     processes.wait_for_main(settings.options.device)
     data = data or dataset(settings)
     if not enough_votes(settings, data):
-        emit(event="done", adapter="", promoted=False, reason=TOO_FEW)
+        emit(said.Done(event=said.DONE, adapter="", promoted=False, reason=TOO_FEW,
+                       accuracy=None))
         return 0
     adapter_id = do_train(settings, data, job_id)
     if not processes.is_main():
         return 0
     verdict = do_evaluate(settings, data, adapter_id)
     if verdict["promote"]:
-        do_promote(settings, adapter_id)
-    emit(event="done", adapter=adapter_id, promoted=verdict["promote"], reason=verdict["reason"],
-         accuracy=verdict.get("new", {}).get("accuracy"))
+        do_promote(settings, adapter_id, by=f"job {job_id}" if job_id else f"{SHELL} run")
+    emit(said.Done(event=said.DONE, adapter=adapter_id, promoted=verdict["promote"],
+                   reason=verdict["reason"],
+                   accuracy=said.held_out_accuracy({"evaluation": verdict})))
     return 0
 
 

@@ -99,3 +99,39 @@ class ScriptedEngine(Engine):
             conv.trace[CUT] = "max_new_tokens"
         if self.options.says:
             yield self.options.says
+
+
+class AdaptingEngine(Engine):
+    """Serves adapters as the transformer does, without a model: each reply names the adapter
+    it began with, "[ID] text" ("[base] text" for none)."""
+
+    name: ClassVar[str] = "adapting"
+    capabilities = frozenset({Capability.ADAPTERS})
+
+    def __init__(self, options, ctx) -> None:
+        super().__init__(options, ctx)
+        self.active = ""
+
+    async def start(self) -> None:
+        self.active = await self.ctx.active_adapter()
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(ready=True, version=self.active or "base")
+
+    async def use_adapter(self, adapter_id: str) -> str:
+        self.active = "" if adapter_id == "base" else adapter_id
+        return self.info().version
+
+    async def reply(self, conv: Conversation) -> AsyncIterator[str]:
+        conv.version = conv.adapter or self.info().version
+        yield f"[{conv.version}] {conv.text}"
+
+
+class StuckAdaptingEngine(AdaptingEngine):
+    """Serves the adapter it started with and cannot load another (a server that lost its
+    LoRA support, say)."""
+
+    name: ClassVar[str] = "stuck"
+
+    async def use_adapter(self, adapter_id: str) -> str:
+        raise RuntimeError(f"cannot load adapter {adapter_id or 'base'}: out of memory")

@@ -57,7 +57,7 @@ async def promote(data_dir: Path, job: int) -> str:
         verdict = {"new": {"accuracy": ACCURACY}, "reason": "better on held-out votes"}
         await adapters.record(Adapter(adapter_id, "tiny", str(folder), "candidate",
                                       {"evaluation": verdict}, job))
-        await adapters.promote(adapter_id)
+        await adapters.promote(adapter_id, f"job {job}")
     finally:
         await store.close()
     return adapter_id

@@ -44,9 +44,8 @@ async def add_adapters(router, *ids: str) -> None:
 
 
 async def promote(router, adapter_id: str) -> str:
-    """What a job does when its adapter passes: promote it, then swap it into the engines."""
-    await router.services.adapters.promote(adapter_id)
-    return await router.services.jobs.swap_in(adapter_id)
+    """What a job's promotion comes to: the store, then the engines (bot/adapters.py)."""
+    return (await router.services.adapters.promote(adapter_id, "a test")).version
 
 
 async def last_version(router, chat: str = "c1") -> str:

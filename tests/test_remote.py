@@ -93,7 +93,7 @@ async def test_a_promoted_adapter_is_loaded_on_the_server_and_rollback_goes_back
 async def test_the_active_adapter_is_loaded_when_the_engine_starts(serve, fake):
     async with serve(remote_toml(fake.url)) as router:
         await add_adapters(router, "a1")
-        await router.services.adapters.promote("a1")
+        await router.services.adapters.promote("a1", "a test")
         await say(router, "/engine remote")  # starts the engine: it asks which one is active
         assert fake.loras == {"a1": str(router.config.adapters_dir / "a1")}
         assert (await say(router, "hi")).final == "[a1] hi"

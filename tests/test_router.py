@@ -130,8 +130,8 @@ async def test_adapters_names_the_accuracy_once_and_a_rejected_adapter_promoted_
                                           else "rejected", {"evaluation": {
                                               "promote": promote, "new": {"accuracy": accuracy},
                                               "reason": judged.format(accuracy, why)}}))
-        await adapters.promote("ft1")
-        await adapters.promote("ft2")  # by hand, as `python -m finetune promote ft2` does
+        await adapters.promote("ft1", "a job")
+        await adapters.promote("ft2", "a shell")  # by hand: `python -m finetune promote ft2`
         listing = (await say(router, "/adapters", user="boss")).final.splitlines()
         assert listing[1:] == [
             "• ft2: active (promoted by hand: the job's gate rejected it), held-out accuracy "

@@ -21,22 +21,16 @@ async def retrain(ctx: CommandContext) -> str:
     jobs = ctx.services.jobs
     if jobs is None:
         return ctx.t("jobs_unavailable")
-    before = await ctx.adapters.active()
-    answer = await jobs.retrain(ctx.user, ctx.sink, ctx.lang)
-    promoted = await ctx.adapters.active()
-    if promoted and promoted != before and ctx.services.guard is not None:
-        ctx.services.guard.tell_in(promoted, ctx.sink, ctx.lang)  # should it be rolled back
-    return answer
+    return await jobs.retrain(ctx.user, ctx.sink, ctx.lang)
 
 
 @command("rollback", scope="admin", acts=True)
 async def rollback(ctx: CommandContext) -> str:
-    retired, active = await ctx.adapters.rollback()
-    if not retired:
+    done = await ctx.adapters.rollback("", "/rollback")  # no name: manifests outlive /forget
+    if not done.retired:
         return ctx.t("rollback_none")
-    if ctx.services.jobs is not None:
-        await ctx.services.jobs.swap_in(active)
-    return ctx.t("rollback_done", retired=retired, active=active or BASE)
+    return ctx.t("rollback_done", retired=done.retired,
+                 active=done.active or BASE) + done.failures(ctx.lang)
 
 
 @command("adapters", scope="admin", argument=Argument("id", required=False))

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bot.job_protocol import held_out_accuracy
 from bot.store.connection import Connection, row_id
 from bot.store.people import User
 
@@ -22,12 +23,11 @@ class Adapter:
     promoted_at: float | None = None
     rolled_back_at: float | None = None  # set by a rollback; promoted_at stays beside it
 
-    # The metrics' shape is the job's (finetune/run.py): {"evaluation": {"new": {...}, ...}}.
+    # The metrics' shape is the job's, declared in bot/job_protocol.py.
     @property
     def accuracy(self) -> float | None:
         """Held-out accuracy of the adapter's implicit reward, if it was judged."""
-        value = self.metrics.get("evaluation", {}).get("new", {}).get("accuracy")
-        return value if isinstance(value, int | float) else None
+        return held_out_accuracy(self.metrics)
 
     @property
     def broken(self) -> str:
