@@ -13,8 +13,10 @@ job, `python -m finetune promote|rollback`): `promote` and `rollback` write the 
 manifest and swap every engine that serves adapters, each engine's failure reported and the
 others still swapped. A process without engines (a job, a shell command) writes the store
 alone; the running bot's `follow`, called every `[finetune] watch_seconds` beside the guard,
-finds the store's active adapter differing from what its engines were told to serve and swaps
-it in.
+swaps the store's active adapter into each engine that does not serve it: what each engine
+serves is kept per engine and changed only when its swap worked, so an engine that failed (a
+full GPU) is tried again every round, and one that joined after a swap (it was still starting)
+is swapped too.
 """
 
 from __future__ import annotations
@@ -24,20 +26,22 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.calm import one_line
+from bot.calm import RepeatedFailure, one_line
 from bot.events import Sink, deliver
-from bot.files import DIR_MODE, private_dir, private_tree
+from bot.files import DIR_MODE, FILE_MODE, private_dir, private_tree
 from bot.i18n import t
 from bot.store import Adapter, Chat, Store
 from engines.base import Capability
 
 if TYPE_CHECKING:
+    from engines.base import Engine
     from engines.registry import Engines
 
 log = logging.getLogger(__name__)
@@ -128,17 +132,30 @@ Teller = tuple[Sink, str]  # where to announce a rollback of an adapter, and in 
 @dataclass
 class Activation:
     """What a promotion, rollback or swap did: the adapter that serves now ("" for the base
-    model), the one it replaced, the version the engines report, and each engine that could not
-    swap (its name -> why, in one line): it serves what it served before."""
+    model), the one it replaced, the version the engines report, how many engines swapped, and
+    each engine that could not swap (its name -> why, in one line): it serves what it served
+    before, and the bot tries it again at its next look at the store. `broken` is why an engine
+    found the adapter that was asked for unusable (its files): the store marks it broken and
+    every engine serves the base model instead (`active` is "" then)."""
 
     active: str
     retired: str = ""
     version: str = ""
     failed: dict[str, str] = field(default_factory=dict)
+    swapped: int = 0
+    broken: str = ""
+    asked: str = ""  # the adapter the swap was asked for, before a broken one gave way to base
+
+    @property
+    def served(self) -> bool:
+        """The engines serve `active` now: one swapped at least, or none tried and failed."""
+        return self.swapped > 0 or not self.failed
 
     def failures(self, lang: str) -> str:
-        """" Engine X failed: why ..." for each engine that could not swap, to follow the
-        chat's report; "" when none failed."""
+        """What went wrong, to follow the chat's report ("" when nothing did): the adapter
+        found broken, or " Engine X failed: why ..." for each engine that could not swap."""
+        if self.broken:
+            return " " + t(lang, "swap_broken", adapter=self.asked, reason=self.broken)
         return "".join(" " + t(lang, "swap_failed", engine=engine, reason=why)
                        for engine, why in self.failed.items())
 
@@ -150,13 +167,17 @@ class Adapters(AdapterFolders):
         super().__init__(root)
         self.store = store
         self.engines = engines  # None in a job or a shell command: the running bot follows
-        self.serving = ""  # the adapter the engines were last told to serve ("" for base)
+        # engine name -> the adapter it serves ("" for base), set when its swap worked; an
+        # engine without an entry (started since) is swapped at the next look at the store
+        self.serving: dict[str, str] = {}
+        self.seen = ""  # the store's active adapter when the engines were last told
         self._tell: dict[str, Teller] = {}  # adapter id -> where its rollback is announced
         self._one_change = asyncio.Lock()  # a swap is not interleaved with another
+        self._failing: dict[str, RepeatedFailure] = {}  # engine name -> its swaps that failed
 
     async def begin(self) -> None:
         """What the engines serve as they start: the store's active adapter."""
-        self.serving = await self.active()
+        self.seen = await self.active()
 
     # reading ----------------------------------------------------------------------------------
 
@@ -185,7 +206,8 @@ class Adapters(AdapterFolders):
         await self.store.add_adapter(adapter)
 
     async def mark_broken(self, adapter_id: str, why: str) -> None:
-        """An engine could not load it: the base model serves instead (Adapter.broken)."""
+        """An engine found its files unusable: the base model serves instead (Adapter.broken;
+        the next swap or look at the store moves every engine to it)."""
         await self.store.mark_adapter_broken(adapter_id, why)
 
     async def unregistered(self) -> list[str]:
@@ -228,13 +250,15 @@ class Adapters(AdapterFolders):
         when nothing was rolled back."""
         async with self._one_change:
             record = ({"reason": why} if why else {}) | {"rolled_back_by": by} | (details or {})
-            retired, active = await self.store.rollback(only=only, why=record)
+            retired, reinstated = await self.store.rollback(only=only, why=record)
             if not retired:
                 return Activation(active=await self.active())
             self.note(retired, rolled_back={"at": _now(), "by": by, "reason": why,
                                             **(details or {})})
             log.warning("adapter %s rolled back by %s%s", retired, by, f": {why}" if why else "")
+            active = await self.active()  # the one reinstated, unless it is broken: base
             done = await self._swap(active, retired)
+            done.asked = reinstated
         await self._announce(retired, announce)
         return done
 
@@ -249,16 +273,21 @@ class Adapters(AdapterFolders):
             return await self._swap(active, "", tell if active == adapter_id else None)
 
     async def follow(self) -> Activation | None:
-        """Swap in the store's active adapter if it is not what the engines were told to serve
-        (a shell's `python -m finetune promote` or `rollback`, say); None when it is."""
+        """Swap the store's active adapter into every engine that does not serve it (a shell's
+        `python -m finetune promote` or `rollback`, an engine that failed to swap before or was
+        still starting during a swap); None when all serve it."""
         async with self._one_change:
-            active, before = await self.active(), self.serving
-            if active == before:
+            active, before = await self.active(), self.seen
+            behind = [engine for engine in self._adapter_engines()
+                      if self._serves(engine) != active]
+            if not behind and active == before:
                 return None
-            done = await self._swap(active, before)
-        failed = f" (not by {', '.join(done.failed)})" if done.failed else ""
-        log.info("the active adapter changed from %s to %s in the store: swapped in%s",
-                 before or BASE, active or BASE, failed)
+            done = await self._swap(active, before if active != before else "", engines=behind)
+        if active != before:
+            failed = f" (not by {', '.join(done.failed)})" if done.failed else ""
+            log.info("the active adapter changed from %s to %s in the store: swapped in%s",
+                     before or BASE, active or BASE, failed)
+            await self._forget_tells()
         return done
 
     async def pin(self, chat: Chat, choice: str) -> bool:
@@ -269,25 +298,60 @@ class Adapters(AdapterFolders):
         await self.store.set_chat(chat, adapter=choice)
         return True
 
-    async def _swap(self, adapter_id: str, retired: str, tell: Teller | None = None
-                    ) -> Activation:
-        """Every loaded engine that serves adapters serves `adapter_id` from now on; one that
-        fails keeps what it served, is logged and named, and the others swap all the same. An
-        engine started later asks for the active adapter itself."""
-        done = Activation(adapter_id, retired, adapter_id or BASE)
-        for engine in self.engines.loaded() if self.engines is not None else []:
-            if not engine.can(Capability.ADAPTERS):
-                continue
+    async def _swap(self, adapter_id: str, retired: str, tell: Teller | None = None,
+                    engines: list[Engine] | None = None) -> Activation:
+        """Every loaded engine that serves adapters (or those of `engines`) serves `adapter_id`
+        from now on; one that fails keeps what it served, is logged (once in a while when it
+        keeps failing) and named, and the others swap all the same. If an engine found the
+        adapter broken meanwhile, every engine serves the base model instead."""
+        done = Activation(adapter_id, retired, adapter_id or BASE, asked=adapter_id)
+        targets = self._adapter_engines() if engines is None else engines
+        await self._use(done, adapter_id, targets)
+        if done.failed and adapter_id:
+            record = await self.find(adapter_id)
+            if record is not None and record.broken:  # its files, not a passing failure
+                done = Activation("", retired, BASE, failed=done.failed, asked=adapter_id,
+                                  broken=record.broken)
+                await self._use(done, "", self._adapter_engines())
+        self.seen = done.active
+        if tell is not None and done.active:
+            self._tell[done.active] = tell
+        return done
+
+    async def _use(self, done: Activation, adapter_id: str, engines: list[Engine]) -> None:
+        for engine in engines:
+            failing = self._failing.setdefault(
+                engine.name, RepeatedFailure(log, f"engine {engine.name} could not swap"))
             try:
                 done.version = await engine.use_adapter(adapter_id)
             except Exception as exc:
                 done.failed[engine.name] = one_line(exc)
-                log.warning("engine %s could not swap in %s: %s", engine.name,
-                            adapter_id or BASE, done.failed[engine.name])
-        self.serving = adapter_id
-        if tell is not None and adapter_id:
-            self._tell[adapter_id] = tell
-        return done
+                failing.failed(exc)
+                continue
+            done.failed.pop(engine.name, None)
+            done.swapped += 1
+            self.serving[engine.name] = adapter_id
+            failing.succeeded()
+
+    def _adapter_engines(self) -> list[Engine]:
+        loaded = self.engines.loaded() if self.engines is not None else []
+        return [engine for engine in loaded if engine.can(Capability.ADAPTERS)]
+
+    def _serves(self, engine: Engine) -> str | None:
+        """What the engine serves, as far as its swaps tell; None for one that joined since
+        (it may have read the active adapter before a swap it missed). One started with an
+        adapter of its own (`[engines.transformer] adapter`) keeps it until the store changes."""
+        own = getattr(getattr(engine, "options", None), "adapter", "")
+        if engine.name not in self.serving and own:
+            self.serving[engine.name] = self.seen
+        return self.serving.get(engine.name)
+
+    async def _forget_tells(self) -> None:
+        """Where to announce the rollback of an adapter rolled back elsewhere (a shell): it
+        will not be rolled back again."""
+        rolled_back = {a.id for a in await self.all() if a.rolled_back_at is not None}
+        for adapter_id in rolled_back & set(self._tell):
+            del self._tell[adapter_id]
 
     async def _announce(self, adapter_id: str, announce: Callable[[str], str] | None) -> None:
         """Say it where the adapter's promotion asked (the chat whose /retrain made it; kept in
@@ -306,9 +370,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def save_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """The one writer of manifest.json (the job's, and the bot's notes)."""
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                   encoding="utf-8")
+    """The one writer of manifest.json (the job's, and the bot's notes: two processes). A
+    private file written whole beside it, then renamed over it: a reader never sees half."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{MANIFEST}.")  # 0600 already
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, folder / MANIFEST)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def update_manifest(folder: Path, **changes: Any) -> dict[str, Any]:

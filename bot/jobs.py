@@ -183,9 +183,19 @@ class JobRunner:
         if not result.get("promoted"):
             return t(lang, "retrain_rejected", adapter=adapter, reason=result.get("reason", ""))
         # The job wrote the store itself; the engines serve the adapter its "done" line names.
-        done = await self.adapters.adopt(adapter, f"job {job_id}", tell)
-        return t(lang, "retrain_promoted", adapter=adapter, version=done.version,
-                 reason=result.get("reason", "")) + done.failures(lang)
+        # The job is done and counted whatever the swap does: the watch's next look at the
+        # store (Adapters.follow) swaps what this could not.
+        reason = result.get("reason", "")
+        try:
+            done = await self.adapters.adopt(adapter, f"job {job_id}", tell)
+        except Exception as exc:
+            log.exception("job %d promoted %s, but the engines could not be told", job_id, adapter)
+            return t(lang, "retrain_unserved", adapter=adapter, reason=reason) + " " + t(
+                lang, "retrain_swap_later", reason=type(exc).__name__,
+                seconds=f"{self.config.finetune.watch_seconds:g}")
+        served = done.served and not done.broken
+        return t(lang, "retrain_promoted" if served else "retrain_unserved",
+                 adapter=adapter, version=done.version, reason=reason) + done.failures(lang)
 
     async def _end_process(self) -> None:
         if self.process is not None and self.process.returncode is None:

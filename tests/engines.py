@@ -135,3 +135,50 @@ class StuckAdaptingEngine(AdaptingEngine):
 
     async def use_adapter(self, adapter_id: str) -> str:
         raise RuntimeError(f"cannot load adapter {adapter_id or 'base'}: out of memory")
+
+
+class FlakyAdaptingEngine(AdaptingEngine):
+    """Fails its next `fails` swaps (a GPU full for a while), then swaps as AdaptingEngine."""
+
+    name: ClassVar[str] = "flaky"
+
+    def __init__(self, options, ctx) -> None:
+        super().__init__(options, ctx)
+        self.fails = 0
+        self.tries = 0
+
+    async def use_adapter(self, adapter_id: str) -> str:
+        self.tries += 1
+        if self.fails:
+            self.fails -= 1
+            raise RuntimeError("CUDA out of memory")
+        return await super().use_adapter(adapter_id)
+
+
+class LateAdaptingEngine(AdaptingEngine):
+    """Reads the active adapter as it starts, then takes longer (loading its model) before it
+    joins the loaded engines: while `hold` is set to an unset event it waits there."""
+
+    name: ClassVar[str] = "late"
+    hold: ClassVar[asyncio.Event | None] = None
+    read: ClassVar[asyncio.Event | None] = None  # set once it read the active adapter
+
+    async def start(self) -> None:
+        await super().start()
+        if self.read is not None:
+            self.read.set()
+        if self.hold is not None:
+            await self.hold.wait()
+
+
+class BadFilesAdaptingEngine(AdaptingEngine):
+    """Finds every adapter's files unusable, as the transformer does a folder cut short: it
+    tells the bot (which marks the adapter broken) and keeps what it served."""
+
+    name: ClassVar[str] = "badfiles"
+
+    async def use_adapter(self, adapter_id: str) -> str:
+        if adapter_id in ("", "base"):
+            return await super().use_adapter(adapter_id)
+        await self.ctx.adapter_broken(adapter_id, "its weights are cut short")
+        raise ValueError(f"adapter {adapter_id} cannot be loaded: its weights are cut short")

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sqlite3
 import sys
 from pathlib import Path
 
-from bot.adapters import MANIFEST
+import pytest
+from prometheus_client import REGISTRY
+
+from bot.adapters import MANIFEST, save_manifest
 from bot.app import App
 from bot.config import load_config
 from bot.events import Incoming
@@ -23,6 +27,7 @@ from bot.i18n import t
 from bot.store import Adapter
 from engines.registry import BUILTIN
 from tests.conftest import ROOT, ChatSink, RecordingSink, write_config
+from tests.engines import LateAdaptingEngine
 from tests.fake_job import fake_python
 from tests.finetune_helpers import DB, finetune_toml
 from tests.tiny_model import adapter_dir, tiny_model_dir
@@ -31,7 +36,7 @@ WAIT = 90  # seconds a step may take on a busy machine before the test gives up
 
 ENGINES = """
 [plugins]
-engines = { adapting = "tests.engines:AdaptingEngine", stuck = "tests.engines:StuckAdaptingEngine" }
+engines = { adapting = "tests.engines:AdaptingEngine", stuck = "tests.engines:StuckAdaptingEngine", flaky = "tests.engines:FlakyAdaptingEngine", late = "tests.engines:LateAdaptingEngine", badfiles = "tests.engines:BadFilesAdaptingEngine" }
 [bot]
 default_engine = "adapting"
 admins = ["test:admin"]
@@ -167,9 +172,10 @@ async def test_a_shell_promote_and_rollback_are_served_by_the_running_bot(root, 
     assert manifest["rolled_back"]["by"] == "python -m finetune rollback"
 
 
-def adapting_app(tmp_path: Path) -> App:
-    """A bot with two engines that serve adapters; `stuck` cannot swap."""
-    path = write_config(tmp_path / "config.toml", ENGINES, engines=False)
+def adapting_app(tmp_path: Path, default: str = "adapting") -> App:
+    """A bot with engines that serve adapters (tests/engines.py); `stuck` cannot swap."""
+    path = write_config(tmp_path / "config.toml",
+                        ENGINES.replace('"adapting"\n', f'"{default}"\n'), engines=False)
     config = load_config(path, FRONTENDS, BUILTIN, data_dir=str(tmp_path / "data"))
     return App(config, [], env={})
 
@@ -227,3 +233,164 @@ async def test_the_engines_follow_the_store_and_a_job_is_served_what_the_store_s
                     await asyncio.sleep(0.01)
         finally:
             watching.cancel()
+
+
+async def retrain(router, tmp_path: Path) -> str:
+    """/retrain with the fake job (it promotes ft1 and says "done"): the job's report."""
+    router.services.jobs.python = fake_python(tmp_path)
+    chat: list[str] = []
+    await router.handle(Incoming("test", "class", "admin", "/retrain", user_name="admin"),
+                        ChatSink(chat))
+    return next(said for said in chat if said.startswith("Fine-tuning job"))
+
+
+async def test_an_engine_that_failed_to_swap_is_tried_again_at_each_look_and_logged_once(
+        tmp_path, caplog):
+    async with adapting_app(tmp_path).serving() as router:
+        adapting, flaky = await router.engines.get("adapting"), await router.engines.get("flaky")
+        adapters = router.services.adapters
+        await adapters.record(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
+        flaky.fails = 3  # the GPU is full for the promotion and two more looks
+        with caplog.at_level(logging.WARNING, logger="bot.adapters"):
+            done = await adapters.promote("a1", "test")
+            assert (set(done.failed), adapting.info().version) == ({"flaky"}, "a1")
+            for _ in range(2):
+                done = await adapters.follow()
+                assert done is not None and done.failed == {
+                    "flaky": "RuntimeError: CUDA out of memory"}
+            assert flaky.info().version == "base"
+            done = await adapters.follow()
+        assert done is not None and not done.failed and flaky.info().version == "a1"
+        assert await adapters.follow() is None and flaky.tries == 4
+        failed = [r for r in caplog.records if "engine flaky could not swap" in r.getMessage()]
+        assert len(failed) == 1  # three failures in a row: one line (a minute apart at most)
+
+
+async def test_an_engine_still_starting_during_a_rollback_is_swapped_once_it_joins(tmp_path):
+    LateAdaptingEngine.hold, LateAdaptingEngine.read = asyncio.Event(), asyncio.Event()
+    try:
+        async with adapting_app(tmp_path).serving() as router:
+            adapters = router.services.adapters
+            await adapters.record(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
+            await adapters.promote("a1", "test")
+            router.engines.begin_start("late")
+            async with asyncio.timeout(10):
+                await LateAdaptingEngine.read.wait()  # it read a1 and still loads
+            await adapters.rollback("", "/rollback")  # not loaded yet: this swap misses it
+            LateAdaptingEngine.hold.set()
+            late = await router.engines.get("late")
+            assert late.info().version == "a1"
+            assert await adapters.follow() is not None and late.info().version == "base"
+    finally:
+        LateAdaptingEngine.hold = LateAdaptingEngine.read = None
+
+
+async def test_an_adapter_whose_files_are_bad_moves_every_engine_to_base_and_the_report_says_so(
+        tmp_path):
+    async with adapting_app(tmp_path).serving() as router:
+        adapting, bad = await router.engines.get("adapting"), await router.engines.get("badfiles")
+        said = await retrain(router, tmp_path)
+        assert said.endswith(
+            t("en", "retrain_unserved", adapter="ft1", reason="better on held-out votes") + " "
+            + t("en", "swap_broken", adapter="ft1", reason="its weights are cut short")), said
+        assert (adapting.info().version, bad.info().version) == ("base", "base")
+        assert await router.store.active_adapter() == ""
+        assert await router.services.adapters.follow() is None
+
+
+def test_a_full_memory_is_not_the_adapters_fault_but_weights_that_do_not_fit_are(
+        tmp_path, monkeypatch):
+    from engines.transformer.adapters import AdapterError, AdapterSet
+
+    folder = tmp_path / "a1"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    adapters = AdapterSet(model=None)
+
+    def full(folder: Path, adapter_id: str) -> None:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    def misfit(folder: Path, adapter_id: str) -> None:
+        raise RuntimeError("size mismatch for lora_A.weight: copying a param with shape ...")
+
+    monkeypatch.setattr(adapters, "_load", full)
+    with pytest.raises(RuntimeError, match="out of memory") as raised:
+        adapters.load(folder, "a1")
+    assert not isinstance(raised.value, AdapterError)  # the engine marks nothing broken
+    monkeypatch.setattr(adapters, "_load", misfit)
+    with pytest.raises(AdapterError, match="size mismatch"):
+        adapters.load(folder, "a1")
+    assert adapters.ids == []
+
+
+async def test_a_rollback_never_brings_back_a_broken_adapter_and_says_what_serves(tmp_path):
+    async with adapting_app(tmp_path).serving() as router:
+        adapting = await router.engines.get("adapting")
+        adapters = router.services.adapters
+        for name in ("a1", "a2"):
+            await adapters.record(Adapter(name, "tiny", f"/nowhere/{name}", "candidate", {}))
+            await adapters.promote(name, "test")
+        await adapters.mark_broken("a1", "its folder was deleted")
+        answer = await ask(router, "/rollback")
+        assert answer == (t("en", "rollback_done", retired="a2", active="base") + " "
+                          + t("en", "rollback_broken", adapter="a1"))
+        assert adapting.info().version == "base"
+
+
+async def test_when_no_engine_can_switch_the_report_does_not_say_the_replies_come_from_it(
+        tmp_path):
+    async with adapting_app(tmp_path, default="stuck").serving() as router:
+        await router.engines.get("stuck")  # the only engine that serves adapters
+        said = await retrain(router, tmp_path)
+        why = "RuntimeError: cannot load adapter ft1: out of memory"
+        assert said.endswith(
+            t("en", "retrain_unserved", adapter="ft1", reason="better on held-out votes") + " "
+            + t("en", "swap_failed", engine="stuck", reason=why)), said
+
+
+def jobs_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("eliza2llm_finetune_jobs_total", {"outcome": outcome}) or 0
+
+
+async def test_a_swap_that_raises_after_the_job_ended_leaves_the_job_done_and_counted_once(
+        tmp_path, monkeypatch):
+    async with adapting_app(tmp_path).serving() as router:
+        async def locked(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(router.services.adapters, "adopt", locked)
+        before = {outcome: jobs_counted(outcome) for outcome in ("promoted", "failed")}
+        said = await retrain(router, tmp_path)
+        assert said.endswith(t("en", "retrain_swap_later", reason="OperationalError",
+                               seconds="60")), said
+        job = await router.store.job(1)
+        assert job is not None and (job["status"], job["adapter_id"]) == ("done", "ft1")
+        assert {outcome: jobs_counted(outcome) - before[outcome]
+                for outcome in before} == {"promoted": 1, "failed": 0}
+
+
+def test_a_manifest_is_replaced_whole_and_stays_private(tmp_path):
+    save_manifest(tmp_path, {"id": "a1", "note": "old"})
+    with (tmp_path / MANIFEST).open(encoding="utf-8") as reader:  # opened before the write
+        save_manifest(tmp_path, {"id": "a1", "note": "new " * 1000})
+        assert json.loads(reader.read())["note"] == "old"  # never a half-written file
+    assert json.loads((tmp_path / MANIFEST).read_text())["note"].startswith("new")
+    assert os.stat(tmp_path / MANIFEST).st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [MANIFEST]
+
+
+async def test_a_rollback_from_a_shell_is_not_announced_later_to_the_chat_that_promoted(
+        tmp_path):
+    async with adapting_app(tmp_path).serving() as router:
+        adapters = router.services.adapters
+        await adapters.record(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
+        chat: list[str] = []
+        await adapters.promote("a1", "job 1", tell=(ChatSink(chat), "en"))
+        await router.store.rollback()  # `python -m finetune rollback`, picked up by the watch
+        assert await adapters.follow() is not None
+        await router.store.promote("a1")  # promoted again by hand: nobody's chat asked
+        assert await adapters.follow() is not None
+        done = await adapters.rollback("worse", "the live guard", only="a1",
+                                       announce=lambda lang: "a1 rolled back")
+        assert done.retired == "a1" and chat == []

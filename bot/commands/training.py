@@ -29,8 +29,12 @@ async def rollback(ctx: CommandContext) -> str:
     done = await ctx.adapters.rollback("", "/rollback")  # no name: manifests outlive /forget
     if not done.retired:
         return ctx.t("rollback_none")
-    return ctx.t("rollback_done", retired=done.retired,
-                 active=done.active or BASE) + done.failures(ctx.lang)
+    # What serves now: the one it had replaced, unless that one is broken (then the base model)
+    said = ctx.t("rollback_done" if done.served else "rollback_unserved", retired=done.retired,
+                 active=done.active or BASE)
+    if done.asked != done.active and not done.broken:
+        said += " " + ctx.t("rollback_broken", adapter=done.asked)
+    return said + done.failures(ctx.lang)
 
 
 @command("adapters", scope="admin", argument=Argument("id", required=False))

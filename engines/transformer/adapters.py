@@ -53,6 +53,8 @@ class AdapterSet:
         try:
             self._load(folder, adapter_id)
         except Exception as exc:
+            if passing(exc):  # not the adapter's fault: raised as it is, nothing marked broken
+                raise
             raise AdapterError(f"adapter {folder} cannot be loaded: {_one_line(exc)}") from exc
         self.folders[adapter_id] = folder
 
@@ -81,6 +83,13 @@ class AdapterSet:
         if self.folders:
             inputs["adapter_names"] = adapters
         return self.model(**inputs, use_cache=True)
+
+
+def passing(exc: BaseException) -> bool:
+    """A failure of the moment (memory full: torch's OutOfMemoryError, CUDA's "out of memory")
+    rather than of the adapter's files: loading it again later may work."""
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "out of memory" in str(exc).lower())
 
 
 def _strip_injected(model: Any) -> None:

@@ -88,13 +88,17 @@ class TransformerEngine(Engine):
         except AdapterError as exc:
             await self._broken(wanted, str(exc))
             return
+        except Exception as exc:  # memory full: the bot's next look at the store tries again
+            log.warning("adapter %s cannot be loaded now; the base model serves meanwhile: %s",
+                        wanted, exc)
+            return
         self.active = adapter_id
 
     async def _broken(self, adapter_id: str, why: str) -> None:
         """One log line, and the bot told (it marks the adapter broken); not tried again."""
         self.broken[adapter_id] = why
-        log.warning("adapter %s cannot be loaded; the base model serves instead: %s",
-                    adapter_id, why)
+        log.warning("adapter %s cannot be loaded and is marked broken; %s serves meanwhile: %s",
+                    adapter_id, self.active or "the base model", why)
         await self.ctx.adapter_broken(adapter_id, why)
 
     def _load(self) -> None:
@@ -204,6 +208,8 @@ class TransformerEngine(Engine):
                 await self.worker.call(lambda: self.adapters.load(folder, pinned))
             except AdapterError as exc:  # a deleted or broken folder
                 await self._broken(pinned, str(exc))
+            except Exception as exc:  # memory full: tried again at the chat's next reply
+                log.warning("adapter %s cannot be loaded now: %s", pinned, exc)
         return pinned if pinned in self.adapters.ids else self.active
 
     def _trace(self, request: Any, adapter: str, kept: int) -> dict[str, Any]:
@@ -236,7 +242,9 @@ class TransformerEngine(Engine):
         """Load (unless loaded) and activate an adapter: a folder, or an id under the bot's
         adapters/ folder; "" or "base" returns to the base model. New replies use it at once;
         replies in flight finish with the adapter they began with. Returns the new version.
-        Raises AdapterError (one line) and keeps the current adapter if it cannot be loaded."""
+        Raises AdapterError (one line; the adapter is marked broken) and keeps the current
+        adapter if it cannot be loaded; a failure of the moment (memory full) is raised as it
+        is, and nothing is marked."""
         from engines.transformer.adapters import AdapterError
 
         if path_or_id in ("", BASE_VERSION):
