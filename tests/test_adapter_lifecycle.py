@@ -35,8 +35,12 @@ from tests.tiny_model import adapter_dir, tiny_model_dir
 WAIT = 90  # seconds a step may take on a busy machine before the test gives up
 
 ENGINES = """
-[plugins]
-engines = { adapting = "tests.engines:AdaptingEngine", stuck = "tests.engines:StuckAdaptingEngine", flaky = "tests.engines:FlakyAdaptingEngine", late = "tests.engines:LateAdaptingEngine", badfiles = "tests.engines:BadFilesAdaptingEngine" }
+[plugins.engines]
+adapting = "tests.engines:AdaptingEngine"
+stuck = "tests.engines:StuckAdaptingEngine"
+flaky = "tests.engines:FlakyAdaptingEngine"
+late = "tests.engines:LateAdaptingEngine"
+badfiles = "tests.engines:BadFilesAdaptingEngine"
 [bot]
 default_engine = "adapting"
 admins = ["test:admin"]
