@@ -227,10 +227,9 @@ class Guard:
         if told is None:
             return
         sink, lang = told
-        another = getattr(sink, "another", None)
         text = t(lang, "guard_rolled_back", adapter=standing.adapter, active=standing.replaced,
                  new=str(standing.new), old=str(standing.old), p=f"{standing.p_value:.2g}")
-        await deliver(another() if another is not None else sink, text)
+        await deliver(sink.another() or sink, text)
 
     async def watch(self, every: float = CHECK_SECONDS) -> None:
         """Check every `every` seconds, for as long as the bot runs (the app supervises it)."""

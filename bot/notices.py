@@ -32,10 +32,12 @@ class AdminNotices:
 
     async def tell(self, incoming: Incoming, sink: Sink, bot: Any, lang: str) -> None:
         """Send what is pending to a bot admin, each once, after the answer `sink` gave."""
-        another = getattr(sink, "another", None)  # a frontend's sink for one more message
-        if not self._pending or another is None or not is_bot_admin(incoming, bot):
+        if not is_bot_admin(incoming, bot):
             return
-        pending, self._pending = self._pending, {}
-        for notice in pending.values():
+        for subject, notice in list(self._pending.items()):
+            more = sink.another()
+            if more is None:  # a sink with one message only: it was the answer's; kept
+                return
+            del self._pending[subject]
             values = dict(notice)
-            await deliver(another(), t(lang, values.pop("key"), **values))
+            await deliver(more, t(lang, values.pop("key"), **values))

@@ -105,11 +105,11 @@ class Router:
 
     async def _tell_let_go(self, incoming: Incoming, sink: Sink, count: int) -> None:
         """One line for the messages let go before this one, before its answer."""
-        another = getattr(sink, "another", None)
-        if another is None:  # a sink with one message only: it is this answer's
+        more = sink.another()
+        if more is None:  # a sink with one message only: it is this answer's
             return
         lang = await self.chat_lang(incoming.platform, incoming.chat_id)
-        await deliver(another(), t(lang, "backlog_let_go", count=count))
+        await deliver(more, t(lang, "backlog_let_go", count=count))
 
     async def _refuse(self, incoming: Incoming, sink: Sink) -> None:
         """[access] refused: one line in a private chat (once a minute), nothing in a group,

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from finetune.__main__ import main
-from tests.conftest import ROOT
 from tests.finetune_helpers import (
     DB,
     TORCHRUN_2,
@@ -32,6 +31,7 @@ from tests.finetune_helpers import (
     seed_sync,
     taste_rows,
 )
+from tests.harness import ROOT
 from tests.tiny_model import tiny_model_dir
 
 TOLERANCE = 1e-4

@@ -14,8 +14,8 @@ from pathlib import Path
 from bot.events import Incoming
 from bot.i18n import t
 from bot.store import Adapter, Store
-from tests.conftest import RecordingSink, run_console
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
+from tests.harness import RecordingSink, run_console, say
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 
@@ -97,17 +97,15 @@ async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, r
             async def update(self, text: str) -> None:
                 await super().update(text)
                 if "step" in text and router.services.jobs.process is not None and not meanwhile:
-                    meanwhile.append(await say("hello while training"))
-                    meanwhile.append(await say("/retrain"))
+                    meanwhile.append(await ask("hello while training"))
+                    meanwhile.append(await ask("/retrain"))
                     os.kill(router.services.jobs.process.pid, signal.SIGKILL)
 
-        async def say(text: str, sink=None) -> str:
-            sink = sink or RecordingSink()
-            await router.handle(Incoming("console", "c", "me", text), sink)
-            return sink.final
+        async def ask(text: str, sink=None) -> str:  # as the console's operator
+            return (await say(router, text, "c", "me", "console", sink=sink)).final
 
         sink = KillingSink()
-        text = await say("/retrain", sink)
+        text = await ask("/retrain", sink)
         assert "failed (killed by signal 9)" in text and "active adapter stays" in text
         assert any("step 1/" in update for update in sink.updates)
         assert meanwhile == ["echo: hello while training", t("en", "retrain_busy")]
@@ -168,17 +166,15 @@ async def test_adapter_pins_the_chat_and_reset_keeps_the_pin(serve, sink):
     async with serve() as router:
         await router.store.add_adapter(Adapter("a1", "tiny", "/nowhere", "active", {}))
 
-        async def say(text: str) -> str:
-            out = RecordingSink()
-            await router.handle(Incoming("console", "c", "me", text), out)
-            return out.final
+        async def ask(text: str) -> str:  # as the console's operator
+            return (await say(router, text, "c", "me", "console")).final
 
-        assert "Usage" in await say("/adapter nope")
-        assert "adapter a1" in await say("/adapter a1")
-        await say("/reset")
+        assert "Usage" in await ask("/adapter nope")
+        assert "adapter a1" in await ask("/adapter a1")
+        await ask("/reset")
         chat = await router.store.chat("console", "c")
         assert chat.adapter == "a1"
-        assert "follows the active" in await say("/adapter off")
+        assert "follows the active" in await ask("/adapter off")
         assert chat.adapter == ""
     async with serve() as router:  # read back from the database
         assert (await router.store.chat("console", "c")).adapter == ""
@@ -220,8 +216,8 @@ def test_a_job_ends_itself_when_the_bot_that_started_it_dies(root, tmp_path):
     import sys
     import time
 
-    from tests.conftest import ROOT
     from tests.finetune_helpers import seed_sync
+    from tests.harness import ROOT
 
     data = tmp_path / "data"
     data.mkdir()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.jobs import launcher_words
-from tests.conftest import RecordingSink
 from tests.finetune_helpers import DB, DISLIKED, LIKED, TORCHRUN_2, finetune_toml, seed
+from tests.harness import RecordingSink
 from tests.tiny_model import tiny_model_dir
 
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 PACKAGES = ("bot", "engines", "finetune")

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.finetune_helpers import DB, seed_sync, taste_rows
+from tests.harness import ROOT
 
 pytest.importorskip("torch", reason="the quickstart's model needs the ml extra")
 pytestmark = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.i18n import t
-from tests.conftest import run_console, wait_healthy, write_config
+from tests.harness import run_console, wait_healthy, write_config
 from tests.tiny_model import tiny_model_dir
 
 pytest.importorskip("fastapi", reason="transformers serve needs the test extra's fastapi")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bot.store import Exchange
-from tests.conftest import rows, say
+from tests.harness import rows, say
 
 LIMIT = 4
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from bot.events import Reaction
-from tests.conftest import RecordingSink, msg, rows, say
+from tests.harness import RecordingSink, msg, rows, say
 
 
 async def test_reply_streams_and_is_stored_with_engine_and_version(serve):

@@ -13,7 +13,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 # Build outputs and local state stay out of the copy (and the checkout gets no build/ folder).
 LOCAL_STATE = {".git", ".venv", "data", "build", "adapters", "scratch", "bench", ".hypothesis"}

@@ -14,23 +14,21 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.events import Incoming, Sink
 from bot.files import private_dir
 from bot.i18n import t
 from bot.policy import detail_for
-from engines.base import Capability, EngineUnavailable
+from engines.base import Capability, Engine, EngineUnavailable
 
 if TYPE_CHECKING:
+    from bot.adapters import Adapters
     from bot.services import Services
-    from bot.store import Chat, User
+    from bot.store import Chat, Store, User
+    from engines.registry import Engines
 
-
-class FileSink(Protocol):
-    """A Sink that can send files too (see bot.events.Sink: optional, found with getattr)."""
-
-    async def send_file(self, path: Path, caption: str) -> None: ...
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,15 +46,15 @@ class CommandContext:
         return self.services.lang(self.chat)
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.services.store
 
     @property
-    def engines(self) -> Any:
+    def engines(self) -> Engines:
         return self.services.engines
 
     @property
-    def adapters(self) -> Any:
+    def adapters(self) -> Adapters:
         return self.services.adapters
 
     @property
@@ -64,7 +62,7 @@ class CommandContext:
         return self.services.engine_name(self.chat)
 
     async def ask_engine(self, capability: Capability, unsupported: str,
-                         question: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Any] | str:
+                         question: Callable[[Engine], Awaitable[T]]) -> tuple[Engine, T] | str:
         """(the chat's engine, its answer to `question(engine)`), or the text that says why
         there is none: the engine is unavailable, or lacks `capability` (`unsupported`)."""
         try:
@@ -85,7 +83,7 @@ class CommandContext:
     def uploads(self) -> bool:
         """Whether the platform takes a file into the chat (Telegram, Discord: not the console,
         which could only show a path)."""
-        return getattr(self.sink, "uploads", False)
+        return self.sink.uploads
 
     @contextlib.asynccontextmanager
     async def upload(self, kind: str, name: str, caption: str) -> AsyncIterator[Path]:
@@ -94,7 +92,7 @@ class CommandContext:
         folder = private_dir(self.services.config.data_dir / kind / uuid.uuid4().hex)
         try:
             yield folder / name
-            await cast("FileSink", self.sink).send_file(folder / name, caption)
+            await self.sink.send_file(folder / name, caption)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

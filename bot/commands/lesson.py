@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bot.budget import estimate, reply_cost
 from bot.commands import Argument, CommandContext, command
@@ -90,12 +91,12 @@ async def compare(ctx: CommandContext) -> str:
         ctx.services.budgets.charge(ctx.incoming, reply_cost(answer.trace, ctx.args,
                                                              answer.text))
         text = _label(ctx, answer)
-        another = getattr(ctx.sink, "another", None)
-        if another is None:  # a sink that sends one message only: the answers go in it
+        more = ctx.sink.another()
+        if more is None:  # a sink that sends one message only: the answers go in it
             inline.append(text)
             ids: list[str] = []
         else:
-            ids = await deliver(another(), text)
+            ids = await deliver(more, text)
         await _store(ctx, answer, ids)
     summary = ctx.t("compare_summary", count=count) if count else ctx.t("compare_none")
     return "\n".join([*inline, summary, *failed])
@@ -114,7 +115,9 @@ async def _answer(ctx: CommandContext, name: str) -> Answer:
                             user_name=ctx.incoming.user_name, adapter=ctx.chat.adapter)
         text = ""
         async with asyncio.timeout(timeout):
-            async with contextlib.aclosing(engine.reply(conv)) as deltas:
+            # Engines' replies are async generators (engines/base.py), so they can be closed.
+            replying = cast(AsyncGenerator[str, None], engine.reply(conv))
+            async with contextlib.aclosing(replying) as deltas:
                 async for delta in deltas:
                     text += delta
     except Exception as exc:  # TimeoutError and EngineUnavailable included

@@ -50,9 +50,8 @@ async def adapters(ctx: CommandContext) -> str:
     if ctx.args.strip() == chosen[0].id:
         lines += _sampled(ctx, chosen[0])
     curve = Path(chosen[0].path) / LOSS_CURVE
-    send_file = getattr(ctx.sink, "send_file", None)
-    if send_file is not None and curve.is_file():
-        await send_file(curve, ctx.t("adapter_curve", adapter=chosen[0].id))
+    if curve.is_file():
+        await ctx.sink.send_file(curve, ctx.t("adapter_curve", adapter=chosen[0].id))
     return "\n".join(lines)
 
 
