@@ -13,7 +13,7 @@ from bot.app import App
 from bot.frontends.discord import DiscordFrontend
 from tests.bot_process import BotProcess
 from tests.fake_discord import BOT_CHANNEL_ID, BOT_ID, BOT_USER, FakeDiscord, SentMessage, user
-from tests.harness import frontend_running, make_config
+from tests.harness import frontend_running, make_config, votes_on
 
 ALICE = user("11", "Alice")
 BOB = user("12", "Bob")
@@ -50,7 +50,7 @@ class Bot:
     async def stored_votes(self, reply: SentMessage) -> list[tuple[str, int]]:
         store = self.router.store
         chat = await store.find_chat("discord", reply.channel_id)
-        return await store.votes(await store.reply_for(chat, reply.id))
+        return await votes_on(store, await store.reply_for(chat, reply.id))
 
 
 def make_app(tmp_path, fake: FakeDiscord, body: str = "", **discord: Any) -> App:

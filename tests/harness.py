@@ -98,6 +98,23 @@ async def rows(router: Any, sql: str, args: tuple = ()) -> list[tuple]:
         return list(await cursor.fetchall())
 
 
+async def votes_on(store: Any, message_id: int) -> list[tuple[str, int]]:
+    """The votes on a stored reply: (platform user id, +1 or -1), in the order people came."""
+    async with store.db.execute(
+            "SELECT u.platform_user_id, f.value FROM feedback f JOIN users u ON u.id = f.user_id"
+            " WHERE f.message_id = ? ORDER BY u.id", (message_id,)) as cursor:
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
+async def job_row(store: Any, job_id: int) -> dict[str, Any] | None:
+    """A fine-tuning job as stored."""
+    keys = ("id", "kind", "status", "pid", "detail", "adapter_id", "created_at")
+    async with store.db.execute(f"SELECT {', '.join(keys)} FROM jobs WHERE id = ?",
+                                (job_id,)) as cursor:
+        row = await cursor.fetchone()
+    return dict(zip(keys, row, strict=True)) if row else None
+
+
 def db_rows(data_dir: Path, sql: str, args: tuple = ()) -> list[tuple]:
     """Rows of the database in `data_dir`, read from outside (the bot may be a process)."""
     with sqlite3.connect(data_dir / DB_FILE) as db:

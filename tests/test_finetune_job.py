@@ -15,7 +15,7 @@ from bot.events import Incoming
 from bot.i18n import t
 from bot.store import Adapter, Store
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
-from tests.harness import RecordingSink, run_console, say
+from tests.harness import RecordingSink, job_row, run_console, say
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 
@@ -109,7 +109,7 @@ async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, r
         assert "failed (killed by signal 9)" in text and "active adapter stays" in text
         assert any("step 1/" in update for update in sink.updates)
         assert meanwhile == ["echo: hello while training", t("en", "retrain_busy")]
-        job = await router.store.job(1)
+        job = await job_row(router.store, 1)
         assert job["status"] == "failed" and "killed" in job["detail"]
         assert engine.version == "a1" and await router.store.active_adapter() == "a1"
     assert sorted(p.name for p in (data / "adapters").iterdir()) == ["a1"]
@@ -120,7 +120,7 @@ async def test_too_few_votes_end_the_job_early_without_an_adapter(serve, root, t
     async with serve(finetune_toml(tiny_model_dir(root))) as router:
         text = await router.services.jobs.retrain(None, RecordingSink(), "en")
         assert "Not enough votes yet: 3 voted replies, 6 needed" in text
-        assert (await router.store.job(1))["status"] == "done"
+        assert (await job_row(router.store, 1))["status"] == "done"
         assert await router.store.adapters() == []
     assert not (tmp_path / "data" / "adapters").exists()
 
@@ -131,7 +131,7 @@ async def test_a_job_running_when_the_bot_died_is_marked_failed_at_the_next_star
     await store.job_started(job, pid=999999)
     await store.close()
     async with serve() as router:
-        found = await router.store.job(job)
+        found = await job_row(router.store, job)
         assert found["status"] == "failed" and "stopped" in found["detail"]
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from bot.jobs import launcher_words
 from tests.finetune_helpers import DB, DISLIKED, LIKED, TORCHRUN_2, finetune_toml, seed
-from tests.harness import RecordingSink
+from tests.harness import RecordingSink, job_row
 from tests.tiny_model import tiny_model_dir
 
 BIN = Path(sys.executable).parent
@@ -37,7 +37,7 @@ async def retrain(serve, body: str) -> tuple[str, RecordingSink, dict]:
     sink = RecordingSink()
     async with serve(body) as router:
         text = await asyncio.wait_for(router.services.jobs.retrain(None, sink, "en"), 120)
-        return text, sink, await router.store.job(1)
+        return text, sink, await job_row(router.store, 1)
 
 
 def progress(sink: RecordingSink) -> list[str]:

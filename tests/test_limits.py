@@ -14,7 +14,7 @@ from bot.frontends import FRONTENDS
 from bot.i18n import t
 from engines.base import Capability, Conversation, Engine
 from engines.registry import BUILTIN
-from tests.harness import RecordingSink, say, write_config
+from tests.harness import RecordingSink, say, votes_on, write_config
 
 PLUGINS = ('[plugins]\nengines = { echo = "tests.engines:EchoEngine", '
            'counting = "tests.test_limits:CountingEngine" }\n')
@@ -124,7 +124,7 @@ async def test_a_vote_storm_is_dropped_and_nothing_else_is_lost(serve):
                  for emoji, added in [("👍", True), ("👎", True)] * 10]
         counted = [await router.react(r) for r in storm]
         assert counted == [True, True] + [False] * 18  # the minute's 3 events are spent
-        assert await router.store.votes(await router.store.reply_for(
+        assert await votes_on(router.store, await router.store.reply_for(
             await router.store.find_chat("test", "c1"), reply)) == [("u1", -1)]
         assert await router.react(Reaction("test", "c1", "u2", reply, "👍"))  # others vote
         assert (await say(router, "still answered", user="u2")).final == "echo: still answered"

@@ -8,7 +8,7 @@ from telegram.error import EndPointNotFound
 
 from bot.commands import COMMANDS, summary
 from bot.i18n import t
-from tests.harness import eventually, running_bot
+from tests.harness import eventually_equal, running_bot, votes_on
 from tests.telegram_bot import ADA, ALICE, BOB, OTHER_BOT
 
 
@@ -172,8 +172,7 @@ async def test_reactions_vote_change_and_unvote(bot):
     reply_id = (await bot.last_reply(chat)).id
 
     async def votes_are(expected):
-        await eventually(lambda: _equals(bot.router.store.votes(reply_id), expected),
-                         f"votes {expected}")
+        await eventually_equal(lambda: votes_on(bot.router.store, reply_id), expected)
 
     bot.fake.react(chat, ALICE, reply["message_id"], [], ["👍"])
     await votes_are([("1", 1)])
@@ -188,15 +187,11 @@ async def test_vote_buttons_store_a_vote_and_answer_the_press(bot):
     [reply] = await bot.reply_to(group, BOB, "@eliza2llm_bot rate me")
     reply_id = (await bot.last_reply(group)).id
     query = bot.fake.press(group, ALICE, reply["message_id"], "vote:down")
-    await eventually(lambda: _equals(bot.router.store.votes(reply_id), [("1", -1)]), "a vote")
+    await eventually_equal(lambda: votes_on(bot.router.store, reply_id), [("1", -1)])
     await bot.fake.wait_for(lambda: bot.fake.calls_to("answerCallbackQuery"), "an answer")
     [answer] = bot.fake.calls_to("answerCallbackQuery")
     assert answer == {"callback_query_id": query,
                       "text": t("en", "vote_button_saved", vote="👎")}
-
-
-async def _equals(awaitable, expected) -> bool:
-    return list(await awaitable) == expected
 
 
 # configuration and the fake itself ----------------------------------------------------------
