@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from bot.events import Incoming, Reaction
 from engines.registry import Engines
-from tests.harness import ChatSink, db_rows, run_console, write_config
+from tests.harness import HEAVY_WAIT, ChatSink, db_rows, heavy, run_console, write_config
 
 
+@heavy  # the n-gram model built cold from the shipped corpus
 def test_console_compare_labels_each_engine_and_good_rates_the_last_answer(tmp_path):
-    config = write_config(tmp_path / "config.toml", "[bot]\nreply_timeout = 60.0\n",
-                          engines=False)
+    config = write_config(tmp_path / "config.toml",
+                          f"[bot]\nreply_timeout = {HEAVY_WAIT // 2}.0\n", engines=False)
     done = run_console(["console", "--config", str(config), "--data-dir", str(tmp_path / "d")],
                        ["/compare Men are all alike.", "/good", "/why"], cwd=tmp_path,
-                       timeout=120)
+                       timeout=HEAVY_WAIT)
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
     eliza = [line for line in out if line.startswith("eliza doctor.en")]

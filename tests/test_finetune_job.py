@@ -15,7 +15,7 @@ from bot.events import Incoming
 from bot.i18n import t
 from bot.store import Adapter, Store
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
-from tests.harness import RecordingSink, job_row, run_console, say
+from tests.harness import HEAVY_WAIT, RecordingSink, heavy, job_row, run_console, say
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 
@@ -29,6 +29,7 @@ def query(data, sql: str) -> list[tuple]:
         return db.execute(sql).fetchall()
 
 
+@heavy
 def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[bot]\ndefault_engine = "transformer"\n'
@@ -39,7 +40,7 @@ def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root
         lines += [f"hello number {n}", "/good" if n % 2 == 0 else "/bad"]
     lines += ["/retrain", "hello again", "/adapters", "/rollback", "and again"]
     done = run_console(["console", "--config", str(config), "--data-dir", "data"], lines,
-                       cwd=tmp_path, timeout=240)
+                       cwd=tmp_path, timeout=HEAVY_WAIT)
     assert done.returncode == 0, done.stderr
     data = tmp_path / "data"
     [(job_status, adapter)] = query(data, "SELECT status, adapter_id FROM jobs")
@@ -76,6 +77,7 @@ async def test_retrain_from_someone_not_an_admin_is_refused(serve, sink):
         assert await router.store.last_job_time() == 0
 
 
+@heavy
 async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, root, tmp_path):
     data = tmp_path / "data"
     (data / "adapters").mkdir(parents=True)
@@ -211,6 +213,7 @@ async def test_a_chat_pinned_to_an_adapter_is_answered_by_it_even_after_a_restar
         await engine.close()
 
 
+@heavy
 def test_a_job_ends_itself_when_the_bot_that_started_it_dies(root, tmp_path):
     import subprocess
     import sys
@@ -233,7 +236,7 @@ def test_a_job_ends_itself_when_the_bot_that_started_it_dies(root, tmp_path):
                              text=True,
                              cwd=ROOT, check=True)  # the "bot" exits at once; the job runs on
     pid = int(started.stdout)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HEAVY_WAIT
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(pid)

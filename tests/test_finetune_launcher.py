@@ -15,10 +15,11 @@ import pytest
 
 from bot.jobs import launcher_words
 from tests.finetune_helpers import DB, DISLIKED, LIKED, TORCHRUN_2, finetune_toml, seed
-from tests.harness import RecordingSink, job_row
+from tests.harness import HEAVY_WAIT, RecordingSink, heavy, job_row
 from tests.tiny_model import tiny_model_dir
 
 BIN = Path(sys.executable).parent
+pytestmark = heavy  # every test here runs a job: processes that import torch
 
 
 def toml(root, launcher: str) -> str:
@@ -36,7 +37,8 @@ async def retrain(serve, body: str) -> tuple[str, RecordingSink, dict]:
     """One /retrain to its end (or a timeout: a hung launcher fails the test)."""
     sink = RecordingSink()
     async with serve(body) as router:
-        text = await asyncio.wait_for(router.services.jobs.retrain(None, sink, "en"), 120)
+        text = await asyncio.wait_for(router.services.jobs.retrain(None, sink, "en"),
+                                      HEAVY_WAIT)
         return text, sink, await job_row(router.store, 1)
 
 

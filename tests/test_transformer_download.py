@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.fake_hub import FakeHub
-from tests.harness import say
+from tests.harness import heavy, say
 from tests.tiny_model import tiny_model_dir
 
 ME = {"user": "me", "platform": "console"}  # the console's operator
@@ -51,6 +51,7 @@ def engines_line(answer: str) -> str:
     return next(line for line in answer.splitlines() if line.startswith("• transformer"))
 
 
+@heavy  # the model loads after its download: torch on busy cores
 async def test_engines_shows_the_downloads_megabytes_then_the_model_serves(hub, serve):
     hub.hold = asyncio.Event()
     total = sum(len(data) for data in hub.files.values()) / 1e6
