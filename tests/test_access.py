@@ -81,8 +81,8 @@ async def test_a_blocked_person_leaves_no_row_and_no_vote(serve):
         on_reply = f"sent-{id(alice)}"  # the id RecordingSink gave alice's reply
         assert not await router.react(Reaction("test", "g", "mallory", on_reply, "👍"))
         assert await router.react(Reaction("test", "g", "alice", on_reply, "👍"))
-        await router.record(Incoming("test", "g", "mallory", "found late, after a restart",
-                                     is_group=True))
+        await router.store_unanswered(Incoming("test", "g", "mallory",
+                                               "found late, after a restart", is_group=True))
         assert await count(router, "SELECT COUNT(*) FROM users WHERE platform_user_id = 'mallory'"
                            ) == 0
         assert await count(router, "SELECT COUNT(*) FROM chats WHERE platform_chat_id = 'dm'") == 0

@@ -1,6 +1,6 @@
 """Platform-neutral slash commands: the same words in every frontend.
 
-A command is an async function of a CommandContext that returns the text to answer with. It
+A command is an async function of a CommandCall that returns the text to answer with. It
 declares its argument once (name, required or not, choices); `/help`, the Telegram menu and
 the Discord slash command all read that declaration. Its one-line description lives in
 bot/locales/*.toml under [commands].
@@ -32,7 +32,10 @@ T = TypeVar("T")
 
 
 @dataclass
-class CommandContext:
+class CommandCall:
+    """One call of a command: who asked where (`incoming`, `chat`, `user`), its `name` and
+    `args`, the `sink` its answer goes to, and the bot's services."""
+
     services: Services
     incoming: Incoming
     chat: Chat
@@ -104,7 +107,7 @@ class CommandContext:
         return t(self.lang, key, **values)
 
 
-Handler = Callable[[CommandContext], Awaitable[str]]
+Handler = Callable[[CommandCall], Awaitable[str]]
 Choices = Sequence[str] | Callable[["Services"], Sequence[str]]
 
 
@@ -187,5 +190,5 @@ def summary(name: str, lang: str) -> str:
 # The command modules register themselves on import.
 from bot.commands import chat, feedback, lesson, privacy, stats, training  # noqa: E402
 
-__all__ = ["COMMANDS", "Argument", "Command", "CommandContext", "chat", "command", "describe",
+__all__ = ["COMMANDS", "Argument", "Command", "CommandCall", "chat", "command", "describe",
            "feedback", "lesson", "parse", "privacy", "stats", "summary", "training"]

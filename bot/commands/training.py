@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bot.adapters import BASE, LOSS_CURVE
-from bot.commands import Argument, CommandContext, command
+from bot.commands import Argument, CommandCall, command
 from bot.guard import Tally
 from bot.store import Adapter
 
@@ -17,7 +17,7 @@ JUDGED = re.compile(r"^held-out preference accuracy \d+\.\d+\s*")
 
 
 @command("retrain", scope="admin", long=True, acts=True)
-async def retrain(ctx: CommandContext) -> str:
+async def retrain(ctx: CommandCall) -> str:
     jobs = ctx.services.jobs
     if jobs is None:
         return ctx.t("jobs_unavailable")
@@ -30,7 +30,7 @@ async def retrain(ctx: CommandContext) -> str:
 
 
 @command("rollback", scope="admin", acts=True)
-async def rollback(ctx: CommandContext) -> str:
+async def rollback(ctx: CommandCall) -> str:
     retired, active = await ctx.adapters.rollback()
     if not retired:
         return ctx.t("rollback_none")
@@ -40,7 +40,7 @@ async def rollback(ctx: CommandContext) -> str:
 
 
 @command("adapters", scope="admin", argument=Argument("id", required=False))
-async def adapters(ctx: CommandContext) -> str:
+async def adapters(ctx: CommandCall) -> str:
     """The adapters, newest first; with an id, that one's details and its loss curve."""
     found = await ctx.adapters.all()
     if not found:
@@ -55,7 +55,7 @@ async def adapters(ctx: CommandContext) -> str:
     return "\n".join(lines)
 
 
-async def _line(ctx: CommandContext, adapter: Adapter) -> str:
+async def _line(ctx: CommandCall, adapter: Adapter) -> str:
     """Its status, held-out accuracy (what the job judged it by) and why, beside its live
     approval (what the chats think of its replies)."""
     accuracy = f"{adapter.accuracy:.2f}" if adapter.accuracy is not None else "–"
@@ -71,7 +71,7 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
     return f"{line.rstrip()} · {live_text}"
 
 
-def _status(ctx: CommandContext, adapter: Adapter) -> str:
+def _status(ctx: CommandCall, adapter: Adapter) -> str:
     """Its state as the CLI names it ("retired"), with how it got there where that matters: a
     rollback, or a promotion by hand of an adapter the job's gate had rejected."""
     if adapter.rolled_back_at is not None:
@@ -83,7 +83,7 @@ def _status(ctx: CommandContext, adapter: Adapter) -> str:
     return status
 
 
-def _sampled(ctx: CommandContext, adapter: Adapter) -> list[str]:
+def _sampled(ctx: CommandCall, adapter: Adapter) -> list[str]:
     """What the gate saw of the adapter's own replies to held-out prompts: its distance from
     the base model (KL), its fluency, and the reward model's verdict (finetune/judge.py)."""
     evaluation = adapter.metrics.get("evaluation", {})
@@ -102,7 +102,7 @@ def _sampled(ctx: CommandContext, adapter: Adapter) -> list[str]:
 
 @command("adapter", scope="admin", argument=Argument("id", hint=f"ID|{BASE}|{UNPIN}"),
          acts=True)
-async def adapter(ctx: CommandContext) -> str:
+async def adapter(ctx: CommandCall) -> str:
     """/adapter ID|base pins this chat to an adapter; /adapter off follows the active one."""
     choice = ctx.args.strip()
     if not choice or not await ctx.adapters.pin(ctx.chat, "" if choice == UNPIN else choice):

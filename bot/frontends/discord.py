@@ -279,7 +279,7 @@ class DiscordFrontend(Frontend):
     async def _leave_unanswered(self, channel: Any, kept: Kept) -> None:
         """Kept before a restart too long ago to answer now: stored, not answered, and a reply
         frozen mid-stream is marked cut off."""
-        await self.router.record(kept.incoming)
+        await self.router.store_unanswered(kept.incoming)
         if not kept.sent:
             return
         lang = await self.router.chat_lang(self.platform, kept.incoming.chat_id)

@@ -230,7 +230,7 @@ class TelegramFrontend(Frontend):
     async def _answer(self, incoming: Incoming, message: Message, is_command: bool,
                       key: str) -> None:
         if key in self._stale and not is_command:  # a /forget is carried out, however late
-            await self.router.record(incoming)
+            await self.router.store_unanswered(incoming)
             return
         reply = TelegramReply(
             self.app.bot, message.chat.id, interval=self.options.edit_interval,
