@@ -19,7 +19,8 @@ ALICE = Person(1, "Alice")
 BOB = Person(2, "Bob")
 ADA = Person(3, "Ada")  # a bot admin, by [bot] admins
 OTHER_BOT = Person(50, "Other", is_bot=True, username="other_bot")
-PEOPLE = [Person(i, f"P{i}") for i in range(1, 6)]  # for bursts: 1 is ALICE's id, but a P1
+# Five people for the bursts of the restart tests (ids 1-3 as above, other names).
+PEOPLE = [Person(i, f"P{i}") for i in range(1, 6)]
 
 
 @dataclass
