@@ -22,9 +22,9 @@ from bot.frontends import FRONTENDS
 from bot.i18n import t
 from bot.store import Adapter
 from engines.registry import BUILTIN
-from tests.conftest import ROOT, ChatSink, RecordingSink, write_config
 from tests.fake_job import fake_python
 from tests.finetune_helpers import DB, finetune_toml
+from tests.harness import ROOT, ChatSink, RecordingSink, write_config
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 WAIT = 90  # seconds a step may take on a busy machine before the test gives up
