@@ -360,8 +360,7 @@ class Adapters(AdapterFolders):
         if told is None or announce is None:
             return
         sink, lang = told
-        another = getattr(sink, "another", None)
-        await deliver(another() if another is not None else sink, announce(lang))
+        await deliver(sink.another() or sink, announce(lang))
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -9,12 +9,12 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 from bot import learning
 from bot.adapters import Adapters
-from bot.config import Config, ConfigError
-from bot.frontends import FRONTENDS, Frontend, token_env
+from bot.config import TOKEN_ENV, Config, ConfigError
+from bot.frontends import FRONTENDS, Frontend
 from bot.guard import Guard
 from bot.health import Watched, WriteWatch
 from bot.jobs import JobRunner
@@ -39,14 +39,14 @@ def choose_frontends(named: list[str], env: dict[str, str], stdin_is_tty: bool) 
     the console when nothing else is configured or stdin is a terminal. The name "platforms"
     stands for every platform with a token and never the console (a container's entry point:
     with no token it must stop with one line, not read an empty stdin and exit 0)."""
-    with_token = [name for name in FRONTENDS if name != "console" and token_env(name) in env]
+    with_token = [name for name in FRONTENDS if TOKEN_ENV.get(name, "") in env]
     if named:
         unknown = [n for n in named if n not in FRONTENDS and n != PLATFORMS]
         if unknown:
             known = ", ".join([*FRONTENDS, PLATFORMS])
             raise ConfigError(f"unknown frontend {unknown[0]!r} (known: {known})")
         if PLATFORMS in named and not with_token:
-            tokens = " or ".join(token_env(n) for n in FRONTENDS if n != "console")
+            tokens = " or ".join(TOKEN_ENV[n] for n in FRONTENDS if n in TOKEN_ENV)
             raise ConfigError(f"no platform to start: set {tokens} in the environment")
         chosen = [x for n in named for x in (with_token if n == PLATFORMS else [n])]
         return list(dict.fromkeys(chosen))
@@ -69,7 +69,7 @@ class App:
         self.guard: Guard | None = None
         self.server: Server | None = None  # [server] listen: /healthz, /readyz and /metrics
         self.writes: WriteWatch | None = None  # whether the store can write, for /healthz
-        self.started: list[Any] = []  # the frontends started so far, for /healthz
+        self.started: list[Frontend] = []  # the frontends started so far, for /healthz
         self.notices = AdminNotices()  # what the bot's admins are told when they next write
         self.engines = Engines.from_specs(
             BUILTIN | config.plugins.engines,
@@ -84,11 +84,11 @@ class App:
         self.frontends = [self._frontend(name) for name in frontends]
         self.stopping = asyncio.Event()
 
-    def _frontend(self, name: str) -> Any:
-        cls = _frontend_class(name)
-        token = self.env.get(cls.token_env, "") if cls.token_env else ""
-        if cls.token_env and not token:
-            raise ConfigError(f"{name}: set {cls.token_env} in the environment")
+    def _frontend(self, name: str) -> Frontend:
+        cls, variable = _frontend_class(name), TOKEN_ENV.get(name, "")
+        token = self.env.get(variable, "") if variable else ""
+        if variable and not token:
+            raise ConfigError(f"{name}: set {variable} in the environment")
         return cls(self.config.options(name, cls.Options), self.config, token)
 
     def _store(self) -> Store:
@@ -160,6 +160,10 @@ class App:
                 await self._until_stopped()
             finally:
                 await self._stop_intake(started)  # nothing confirmed that will not be stored
+                if self.stopping.is_set():  # a signal: said before the drain, which takes
+                    # nothing new from its first step on (restart tests wait for this line)
+                    log.info("stopping: taking nothing new; %s s for the replies in flight",
+                             self.config.bot.drain_seconds)
                 await router.drain(self.config.bot.drain_seconds)  # frontends still deliver
                 await self._stop_frontends(started)
         return 0
@@ -181,7 +185,7 @@ class App:
                 loop.add_signal_handler(sig, self.stopping.set)
         # The bot ends on a signal or when a frontend ends by itself (the console at end of
         # input); the background chores never end it, not even by failing.
-        enders = [asyncio.create_task(self.stopping.wait())]
+        enders: list[asyncio.Task] = [asyncio.create_task(self.stopping.wait())]
         enders += [asyncio.create_task(f.wait()) for f in self.frontends]
         chores = [asyncio.create_task(_supervised(chore)) for chore in
                   (self._housekeeping, _started(self.jobs, "the job runner").schedule,
@@ -207,13 +211,11 @@ class App:
             await store.forget_handled(time.time() - 86400)
             await asyncio.sleep(3600)
 
-    async def _stop_intake(self, started: list[Any]) -> None:
+    async def _stop_intake(self, started: list[Frontend]) -> None:
         for frontend in started:
-            stop_intake = getattr(frontend, "stop_intake", None)
-            if stop_intake is not None:
-                await stop_intake()
+            await frontend.stop_intake()
 
-    async def _stop_frontends(self, started: list[Any]) -> None:
+    async def _stop_frontends(self, started: list[Frontend]) -> None:
         for frontend in reversed(started):
             try:
                 await frontend.stop()

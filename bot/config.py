@@ -18,6 +18,9 @@ from typing import Any, Literal
 
 DB_FILE = "eliza2llm.sqlite3"
 DATASET_DIR = "finetune/dataset"  # a job's exported votes; /forget deletes it
+# The environment variable with each platform's token (secrets never come from the file); a
+# platform not named here needs none.
+TOKEN_ENV = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN"}
 
 
 class ConfigError(Exception):

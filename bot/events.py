@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,12 @@ class Reaction:
 
 
 class Sink(Protocol):
-    """How the router sends one reply back: a frontend's own, throttled to its platform."""
+    """How the router sends one reply back: a frontend's own, throttled to its platform.
+
+    A sink subclasses this class by name, so that what its platform lacks falls back to the
+    defaults below: the router and the commands use every member here, and nothing else."""
+
+    uploads: bool = False  # True where send_file puts the file itself in the chat (not a path)
 
     async def update(self, text: str) -> None:
         """The reply so far (the whole text, not a delta); may be shown or skipped."""
@@ -58,9 +64,20 @@ class Sink(Protocol):
     async def finish(self, text: str) -> list[str]:
         """The final text, always delivered; returns the platform ids of the messages sent."""
 
-    # Optional, where the platform can send files (check with getattr):
-    # async def send_file(self, path: Path, caption: str) -> None
-    # uploads: bool  -- True where send_file puts the file itself in the chat (not a path)
+    @property
+    def ids(self) -> list[str]:
+        """The platform ids of the messages that show (part of) this reply so far."""
+        return []
+
+    def another(self) -> Sink | None:
+        """A sink for one more message in this chat, after this one (a /compare sends one per
+        engine, a notice follows an answer); None where a reply is one message only."""
+        return None
+
+    async def send_file(self, path: Path, caption: str) -> None:
+        """A file (a loss curve, say) for the chat; where the platform can show none, nothing is
+        sent (the reply's text says what the file held)."""
+        return None
 
 
 async def deliver(sink: Sink, text: str) -> list[str]:
@@ -71,4 +88,4 @@ async def deliver(sink: Sink, text: str) -> list[str]:
         return list(await sink.finish(text))
     except Exception:
         log.exception("could not deliver a reply")
-        return list(getattr(sink, "ids", []))
+        return sink.ids

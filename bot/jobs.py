@@ -41,7 +41,7 @@ JOB_ENV = Path(__file__).with_name("job_env.toml")  # the variables a job gets
 CHECK_SECONDS = 60.0  # how often the scheduler looks at the vote count and the clock
 
 
-class LogSink:
+class LogSink(Sink):
     """Where a scheduled job (nobody asked in a chat) reports: the log."""
 
     async def update(self, text: str) -> None:

@@ -31,7 +31,7 @@ from bot.policy import (
     rate_limited,
 )
 from bot.services import Services
-from bot.store import Chat, Context, Exchange, User
+from bot.store import Chat, Exchange, Recalled, User
 from bot.turns import Turns
 from engines.base import (
     BOT_WORDS,
@@ -97,7 +97,7 @@ class Router:
         async with self.turns.turn(_chat_key(incoming), may_let_go) as turn:
             if turn.let_go:
                 metrics.child(metrics.LET_GO, incoming.platform).inc()
-                await self.record(incoming)  # in the chat's history, unanswered
+                await self.store_unanswered(incoming)  # in the chat's history
                 return
             if turn.tell:
                 await self._tell_let_go(incoming, sink, turn.tell)
@@ -105,11 +105,11 @@ class Router:
 
     async def _tell_let_go(self, incoming: Incoming, sink: Sink, count: int) -> None:
         """One line for the messages let go before this one, before its answer."""
-        another = getattr(sink, "another", None)
-        if another is None:  # a sink with one message only: it is this answer's
+        more = sink.another()
+        if more is None:  # a sink with one message only: it is this answer's
             return
         lang = await self.chat_lang(incoming.platform, incoming.chat_id)
-        await deliver(another(), t(lang, "backlog_let_go", count=count))
+        await deliver(more, t(lang, "backlog_let_go", count=count))
 
     async def _refuse(self, incoming: Incoming, sink: Sink) -> None:
         """[access] refused: one line in a private chat (once a minute), nothing in a group,
@@ -171,7 +171,7 @@ class Router:
             return t(lang, key, name=name)
         if cmd.acts and incoming.redelivered:
             return self._not_replayed(name, user, lang)
-        ctx = commands.CommandContext(self.services, incoming, chat, user, name, args, sink)
+        ctx = commands.CommandCall(self.services, incoming, chat, user, name, args, sink)
         try:
             return await cmd.run(ctx)
         except Exception:
@@ -193,7 +193,7 @@ class Router:
         lang = self.lang(chat)
         keep = self.services.keeps_text(user)
         engine_name = self.engine_name(chat)
-        context = await self.store.context(chat, engine_name, self.config.bot.history_turns)
+        recalled = await self.store.recall(chat, engine_name, self.config.bot.history_turns)
         asked = await self._stored_already(incoming, chat)
         if asked and await self.store.answered(asked):
             return  # answered, delivered and stored before a restart: not twice
@@ -208,8 +208,8 @@ class Router:
             return
         conv = Conversation(
             chat_key=f"{incoming.platform}:{incoming.chat_id}", text=incoming.text, lang=lang,
-            turns=context.turns, user_name=incoming.user_name,
-            state=self._state(chat, engine_name, keep, context), adapter=chat.adapter,
+            turns=recalled.turns, user_name=incoming.user_name,
+            state=self._state(chat, engine_name, keep, recalled), adapter=chat.adapter,
         )
         started = time.monotonic()
         with logs.fields(engine=engine_name, version=engine.info().version):
@@ -220,9 +220,9 @@ class Router:
                                                           outcome.text))
         platform_ids = await deliver(sink, outcome.text)
         # Delivered: the person's message and the reply are stored now, in one transaction.
-        await self.store.record(Exchange(
+        await self.store.add_exchange(Exchange(
             chat, user, incoming.text if keep else None, outcome.text if keep else None,
-            engine_name, outcome.version, context, asked_id=asked,
+            engine_name, outcome.version, recalled, asked_id=asked,
             platform_msg_id=incoming.message_id, platform_ids=platform_ids,
             trace=conv.trace if keep else {k: v for k, v in conv.trace.items() if k in MARKS},
             keep_state=keep))
@@ -252,12 +252,12 @@ class Router:
     # the conversation still flows, and nothing of it reaches the database. The stored state
     # (the store's cached object, which the engine changes in place) is not theirs to change:
     # they get a copy of it.
-    def _state(self, chat: Chat, engine_name: str, keep: bool, context: Context) -> dict:
+    def _state(self, chat: Chat, engine_name: str, keep: bool, recalled: Recalled) -> dict:
         if keep:
             self._unstored_state.pop((chat.id, engine_name), None)
-            return context.state
+            return recalled.state
         unstored = self._unstored_state.get((chat.id, engine_name))
-        return unstored if unstored is not None else copy.deepcopy(context.state)
+        return unstored if unstored is not None else copy.deepcopy(recalled.state)
 
     async def _generate(self, engine: Engine, conv: Conversation, sink: Sink) -> Outcome:
         """Stream the engine's reply to the sink; an error or a timeout becomes an apology."""
@@ -376,7 +376,7 @@ class Router:
     async def last_kept(self, platform: str) -> dict[str, int | None]:
         return await self.store.last_kept(platform)
 
-    async def record(self, incoming: Incoming) -> None:
+    async def store_unanswered(self, incoming: Incoming) -> None:
         """Store a message without answering it (found too late, after a restart)."""
         if not admitted(incoming, self.config.access, self.config.bot):
             return  # nothing of a refused person is stored

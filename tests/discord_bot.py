@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from bot.app import App
 from bot.frontends.discord import DiscordFrontend
-from tests.conftest import frontend_running, make_config
+from tests.bot_process import BotProcess
 from tests.fake_discord import BOT_CHANNEL_ID, BOT_ID, BOT_USER, FakeDiscord, SentMessage, user
+from tests.harness import frontend_running, make_config, votes_on
 
 ALICE = user("11", "Alice")
 BOB = user("12", "Bob")
@@ -49,7 +50,7 @@ class Bot:
     async def stored_votes(self, reply: SentMessage) -> list[tuple[str, int]]:
         store = self.router.store
         chat = await store.find_chat("discord", reply.channel_id)
-        return await store.votes(await store.reply_for(chat, reply.id))
+        return await votes_on(store, await store.reply_for(chat, reply.id))
 
 
 def make_app(tmp_path, fake: FakeDiscord, body: str = "", **discord: Any) -> App:
@@ -62,7 +63,8 @@ def make_app(tmp_path, fake: FakeDiscord, body: str = "", **discord: Any) -> App
 
 
 @contextlib.asynccontextmanager
-async def running_bot(tmp_path, body: str = "", **discord: Any):
+async def running(tmp_path, body: str = "", **discord: Any):
+    """The bot on the fake Discord; `body` goes into [bot], `discord` into [discord]."""
     fake = await FakeDiscord().start()
     app = make_app(tmp_path, fake, body, **discord)
     try:
@@ -73,10 +75,16 @@ async def running_bot(tmp_path, body: str = "", **discord: Any):
         await fake.close()
 
 
-async def eventually_equal(read, expected, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (value := await read()) != expected:
-        if loop.time() > deadline:
-            raise AssertionError(f"{value!r} != {expected!r}")
-        await asyncio.sleep(0.02)
+@contextlib.asynccontextmanager
+async def process(tmp_path) -> AsyncIterator[tuple[FakeDiscord, BotProcess]]:
+    """`python -m bot discord` on the fake Discord (not started yet), killed at the end."""
+    fake = await FakeDiscord().start()
+    table = (f'api_base = "{fake.api_base}"\ngateway_url = "{fake.gateway_url}"\n'
+             "edit_interval = 0.0\n")
+    bot = BotProcess("discord", tmp_path, "fake-token", table,
+                     lambda: lambda: fake.until(lambda: fake.connected, timeout=30))
+    try:
+        yield fake, bot
+    finally:
+        await bot.end()
+        await fake.close()

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.conftest import listen_on_loopback
+from tests.harness import listen_on_loopback
 
 APP_ID = "1000"
 BOT_ID = "1001"

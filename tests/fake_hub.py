@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.conftest import listen_on_loopback
+from tests.harness import listen_on_loopback
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.conftest import listen_on_loopback
+from tests.harness import listen_on_loopback
 
 NEXT = {" sunny": 0.5, " nice": 0.2, "sunny": 0.05, " cold": 0.1, " \n": 0.08, " bad": 0.04,
         " warm": 0.03}  # " sunny" and "sunny" are one word to a reader; "\n" is none

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.conftest import listen_on_loopback
+from tests.harness import listen_on_loopback
 
 # Form fields that PTB sends as plain strings; every other field is JSON-encoded.
 _TEXT_FIELDS = {"text", "caption", "parse_mode", "action", "language_code", "callback_query_id",

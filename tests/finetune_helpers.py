@@ -75,3 +75,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def dataset():
+    """Six voted replies to three prompts, all for training (none held out)."""
+    from bot.store import VotedReply
+    from finetune.export import build
+
+    replies = [VotedReply(i, i - 1, "en", f"prompt {i % 3}", text, "base", score, 1)
+               for i, (text, score) in enumerate(
+                   [("Why?", 1), ("No.", -1), ("How so?", 1), ("Fine.", -1), ("Really?", 1),
+                    ("Stop.", -1)], start=2)]
+    return build(replies, heldout_percent=0)

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
-from bot.events import Incoming
 from bot.store import Adapter
-from tests.conftest import RecordingSink
+from tests import harness
 from tests.fake_openai import FakeOpenAI
 
 
@@ -20,10 +20,8 @@ def remote_toml(url: str, extra: str = "") -> str:
     return f'[engines.remote]\nbase_url = "{url}"\n{keys}{extra}'
 
 
-async def say(router, text: str, chat: str = "c1") -> RecordingSink:
-    sink = RecordingSink()
-    await router.handle(Incoming("console", chat, "me", text, user_name="me"), sink)
-    return sink
+# The remote tests speak as the console's operator: a bot admin, shown an error's details.
+say = functools.partial(harness.say, user="me", platform="console")
 
 
 @contextlib.asynccontextmanager

@@ -3,21 +3,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from bot.app import App
 from bot.frontends.telegram import TelegramFrontend
-from tests.conftest import frontend_running, make_config
+from tests.bot_process import BotProcess
 from tests.fake_telegram import FakeTelegram, Person
+from tests.harness import frontend_running, make_config
 
 ALICE = Person(1, "Alice")
 BOB = Person(2, "Bob")
 ADA = Person(3, "Ada")  # a bot admin, by [bot] admins
 OTHER_BOT = Person(50, "Other", is_bot=True, username="other_bot")
+# Five people for the bursts of the restart tests (ids 1-3 as above, other names).
+PEOPLE = [Person(i, f"P{i}") for i in range(1, 6)]
 
 
 @dataclass
@@ -41,7 +44,9 @@ class Bot:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(tmp_path, engine: str = "", **telegram: Any):
+async def running(tmp_path, engine: str = "", **telegram: Any):
+    """The bot on the fake Bot API; `engine`: keys of [engines.echo]; `telegram`: of
+    [telegram]."""
     fake = await FakeTelegram().start()
     options = {"base_url": fake.base_url, "poll_timeout": 1.0, "edit_interval": 100.0} | telegram
     body = 'admins = ["telegram:3"]\n[policy]\nrate_per_minute = 0\n'
@@ -55,10 +60,20 @@ async def running_bot(tmp_path, engine: str = "", **telegram: Any):
         await fake.close()
 
 
-async def eventually(check, what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+@contextlib.asynccontextmanager
+async def process(tmp_path) -> AsyncIterator[tuple[FakeTelegram, BotProcess]]:
+    """`python -m bot telegram` on the fake Bot API (not started yet), killed at the end."""
+    fake = await FakeTelegram().start()
+
+    def polling():  # a new start has polled once it asks for updates once more
+        polls = len(fake.calls_to("getUpdates"))
+        return lambda: fake.wait_for(lambda: len(fake.calls_to("getUpdates")) > polls,
+                                     "polling", 30)
+
+    table = f'base_url = "{fake.base_url}"\npoll_timeout = 0.5\nedit_interval = 0.0\n'
+    bot = BotProcess("telegram", tmp_path, fake.token, table, polling)
+    try:
+        yield fake, bot
+    finally:
+        await bot.end()
+        await fake.close()

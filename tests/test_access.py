@@ -13,14 +13,18 @@ from bot.app import App
 from bot.config import AccessOptions, BotOptions, ConfigError
 from bot.events import Incoming, Reaction
 from bot.i18n import t
-from tests.conftest import RecordingSink, frontend_running, make_config
 from tests.discord_bot import ALICE as D_ALICE
 from tests.discord_bot import BOB as D_BOB
 from tests.discord_bot import Bot as DiscordBot
-from tests.discord_bot import eventually_equal as _eventually
-from tests.discord_bot import running_bot as discord_bot
 from tests.fake_discord import BOT_ID, BOT_USER, CHANNEL_ID, GUILD_ID, user
 from tests.fake_telegram import FakeTelegram, Person
+from tests.harness import (
+    RecordingSink,
+    eventually_equal,
+    frontend_running,
+    make_config,
+    running_bot,
+)
 from tests.telegram_bot import Bot as TelegramBot
 
 REFUSED = t("en", "access_refused")
@@ -77,8 +81,8 @@ async def test_a_blocked_person_leaves_no_row_and_no_vote(serve):
         on_reply = f"sent-{id(alice)}"  # the id RecordingSink gave alice's reply
         assert not await router.react(Reaction("test", "g", "mallory", on_reply, "👍"))
         assert await router.react(Reaction("test", "g", "alice", on_reply, "👍"))
-        await router.record(Incoming("test", "g", "mallory", "found late, after a restart",
-                                     is_group=True))
+        await router.store_unanswered(Incoming("test", "g", "mallory",
+                                               "found late, after a restart", is_group=True))
         assert await count(router, "SELECT COUNT(*) FROM users WHERE platform_user_id = 'mallory'"
                            ) == 0
         assert await count(router, "SELECT COUNT(*) FROM chats WHERE platform_chat_id = 'dm'") == 0
@@ -134,7 +138,7 @@ STUDENT_ROLE = "2001"  # the fake server's one role besides @everyone (it gives 
 async def test_discord_role_and_server_allow_and_a_blocked_user(tmp_path):
     access = (f'[access]\nallow = ["discord:role:{STUDENT_ROLE}"]\n'
               f'block = ["discord:user:{D_BOB["id"]}"]\n')
-    async with discord_bot(tmp_path, access) as bot:
+    async with running_bot("discord", tmp_path, access) as bot:
         bot: DiscordBot
         allowed = await bot.mention("with the role", admin=True)  # admin=True: has the role
         assert allowed.text == "echo: with the role"
@@ -152,14 +156,15 @@ async def test_discord_role_and_server_allow_and_a_blocked_user(tmp_path):
             "echo: with the role", "echo: again"]
         await bot.fake.react(allowed.id, "👍", user_id="14")  # a vote without the role
         await bot.fake.react(allowed.id, "👎", user_id=D_ALICE["id"], admin=True)
-        await _eventually(lambda: bot.stored_votes(allowed), [(D_ALICE["id"], -1)])
+        await eventually_equal(lambda: bot.stored_votes(allowed), [(D_ALICE["id"], -1)])
         assert await count(bot.router, "SELECT COUNT(*) FROM users WHERE platform_user_id IN "
                                        f"('14', '{D_BOB['id']}')") == 0
 
 
 async def test_discord_server_allow_list(tmp_path):
-    async with discord_bot(tmp_path, f'[access]\nallow = ["discord:server:{GUILD_ID}"]\n') as bot:
+    access = f'[access]\nallow = ["discord:server:{GUILD_ID}"]\n'
+    async with running_bot("discord", tmp_path, access) as bot:
         reply = await bot.mention("in the server")
         assert reply.text == "echo: in the server"
         await bot.fake.react(reply.id, "👍", user_id=D_ALICE["id"])
-        await _eventually(lambda: bot.stored_votes(reply), [(D_ALICE["id"], 1)])
+        await eventually_equal(lambda: bot.stored_votes(reply), [(D_ALICE["id"], 1)])

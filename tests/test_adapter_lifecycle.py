@@ -26,10 +26,10 @@ from bot.frontends import FRONTENDS
 from bot.i18n import t
 from bot.store import Adapter
 from engines.registry import BUILTIN
-from tests.conftest import ROOT, ChatSink, RecordingSink, write_config
 from tests.engines import LateAdaptingEngine
 from tests.fake_job import fake_python
 from tests.finetune_helpers import DB, finetune_toml
+from tests.harness import ROOT, ChatSink, RecordingSink, job_row, write_config
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 WAIT = 90  # seconds a step may take on a busy machine before the test gives up
@@ -368,7 +368,7 @@ async def test_a_swap_that_raises_after_the_job_ended_leaves_the_job_done_and_co
         said = await retrain(router, tmp_path)
         assert said.endswith(t("en", "retrain_swap_later", reason="OperationalError",
                                seconds="60")), said
-        job = await router.store.job(1)
+        job = await job_row(router.store, 1)
         assert job is not None and (job["status"], job["adapter_id"]) == ("done", "ft1")
         assert {outcome: jobs_counted(outcome) - before[outcome]
                 for outcome in before} == {"promoted": 1, "failed": 0}

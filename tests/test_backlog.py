@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.events import Incoming
 from bot.i18n import t
 from bot.turns import Turns
+from tests.harness import ChatSink, say
 
 
 async def test_turns_keep_order_and_let_the_oldest_waiting_go_past_the_limit():
@@ -65,36 +65,19 @@ async def test_waiters_cancelled_just_as_the_turn_passes_are_skipped():
     assert done == [3] and turns.waiting("chat") == 0
 
 
-class ListSink:
-    """A sink that can send one more message, as the platforms' do; all of them in `sent`."""
-
-    def __init__(self, sent: list[str]) -> None:
-        self.sent = sent
-
-    async def update(self, text: str) -> None:
-        pass
-
-    async def finish(self, text: str) -> list[str]:
-        self.sent.append(text)
-        return [str(len(self.sent))]
-
-    def another(self) -> ListSink:
-        return ListSink(self.sent)
-
-
 async def test_a_flooded_chat_answers_its_newest_and_says_once_how_many_it_let_go(serve):
     body = "max_backlog = 2\n[engines.echo]\ndelay = 0.02\n"
     async with serve(body) as router:
         sent: list[str] = []
 
-        async def say(text: str) -> None:
-            await router.handle(Incoming(platform="test", chat_id="g", user_id="u", text=text,
-                                         is_group=True), ListSink(sent))
+        async def say_in_group(text: str) -> None:
+            await say(router, text, "g", "u", is_group=True, sink=ChatSink(sent))
 
-        first = asyncio.create_task(say("m0"))
+        first = asyncio.create_task(say_in_group("m0"))
         await asyncio.sleep(0.01)
-        rest = [asyncio.create_task(say(f"m{n}")) for n in range(1, 8)]
-        rest.append(asyncio.create_task(say("/help")))  # a command waits its turn, never let go
+        rest = [asyncio.create_task(say_in_group(f"m{n}")) for n in range(1, 8)]
+        # a command waits its turn, never let go
+        rest.append(asyncio.create_task(say_in_group("/help")))
         await asyncio.gather(first, *rest)
         async with router.store.db.execute(
                 "SELECT text FROM messages WHERE role = 'user' ORDER BY id") as cursor:

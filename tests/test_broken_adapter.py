@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.events import Incoming
 from bot.store import Adapter
-from tests.conftest import ChatSink
+from tests.harness import ChatSink, say
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 ADAPTER = "ft1-broken"
@@ -46,10 +45,9 @@ def emptied(folder: Path) -> None:
         path.unlink()
 
 
-async def say(router, text: str, user: str = "admin", chat: str = "c1") -> list[str]:
-    shown: list[str] = []
-    await router.handle(Incoming("test", chat, user, text, user_name=user), ChatSink(shown))
-    return shown
+async def chat_after(router, text: str, user: str = "admin", chat: str = "c1") -> list[str]:
+    """What the chat shows after `user` says `text`: one message, or more (notices)."""
+    return (await say(router, text, chat, user, sink=ChatSink())).chat
 
 
 _base_replies: list[str] = []  # the greedy reply without an adapter, asked once
@@ -58,8 +56,8 @@ _base_replies: list[str] = []  # the greedy reply without an adapter, asked once
 async def base_reply(serve, root: Path) -> str:
     if not _base_replies:
         async with serve(body(root)) as router:
-            await say(router, "/engine transformer")
-            _base_replies.append((await say(router, ASK))[0])
+            await chat_after(router, "/engine transformer")
+            _base_replies.append((await chat_after(router, ASK))[0])
     return _base_replies[0]
 
 
@@ -74,21 +72,21 @@ async def test_a_broken_active_adapter_leaves_the_base_model_serving(
         await router.store.promote(ADAPTER)
         breaking(folder)
         caplog.set_level(logging.WARNING)
-        assert (await say(router, "/engine transformer", user="someone"))[0].startswith(
+        assert (await chat_after(router, "/engine transformer", user="someone"))[0].startswith(
             "This chat now")  # not "the transformer engine is unavailable"
-        assert await say(router, ASK, user="someone") == [expected]
-        await say(router, "/engine transformer", user="someone", chat="c2")
-        assert await say(router, ASK, user="someone", chat="c2") == [expected]  # tried once
+        assert await chat_after(router, ASK, user="someone") == [expected]
+        await chat_after(router, "/engine transformer", user="someone", chat="c2")
+        assert await chat_after(router, ASK, user="someone", chat="c2") == [expected]  # tried once
         said = [r.getMessage() for r in caplog.records if ADAPTER in r.getMessage()]
         assert len(said) == 1 and "cannot be loaded" in said[0], said
         [stored] = await router.store.adapters()
         assert stored.status == "active" and stored.broken
         assert await router.store.active_adapter() == ""  # what jobs train on: the base model
         assert await router.services.guard.standing() is None  # nothing for the guard to judge
-        shown = await say(router, "/adapters")  # an admin: the answer, then the notice once
+        shown = await chat_after(router, "/adapters")  # an admin: the answer, then the notice once
         assert f"{ADAPTER}: active but BROKEN" in shown[0]
         assert len(shown) == 2 and f"Adapter {ADAPTER} cannot be loaded" in shown[1]
-        assert len(await say(router, "/adapters")) == 1  # told once
+        assert len(await chat_after(router, "/adapters")) == 1  # told once
         async with router.store.db.execute(
                 "SELECT engine_version FROM messages WHERE role = 'bot'") as cursor:
             assert {row[0] for row in await cursor.fetchall()} == {"base"}

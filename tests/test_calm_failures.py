@@ -9,7 +9,8 @@ import sqlite3
 
 from bot.calm import Backoff, RepeatedFailure
 from bot.store import connection
-from tests.telegram_bot import ALICE, running_bot
+from tests.harness import running_bot
+from tests.telegram_bot import ALICE
 
 WORDS = "one two three"
 
@@ -47,7 +48,7 @@ async def test_the_poller_backs_off_under_a_held_lock_logs_once_and_loses_nothin
         tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(connection, "BUSY_TIMEOUT_MS", 50)  # a held lock fails writes fast
     caplog.set_level(logging.WARNING)
-    async with running_bot(tmp_path) as bot:
+    async with running_bot("telegram", tmp_path) as bot:
         store = bot.router.store
         chat = bot.fake.private(ALICE)
         assert store.cannot_write_since() is None

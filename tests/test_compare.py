@@ -5,33 +5,16 @@ from __future__ import annotations
 
 from bot.events import Incoming, Reaction
 from engines.registry import Engines
-from tests.conftest import run_console, write_config
-from tests.test_console import query
+from tests.harness import HEAVY_WAIT, ChatSink, db_rows, heavy, run_console, write_config
 
 
-class ChatSink:
-    """A Sink that records every message it and the sinks it hands out (`another`) send."""
-
-    def __init__(self, sent: list[tuple[str, str]] | None = None) -> None:
-        self.sent = [] if sent is None else sent
-
-    async def update(self, text: str) -> None:
-        pass
-
-    async def finish(self, text: str) -> list[str]:
-        self.sent.append((f"m{len(self.sent)}", text))
-        return [self.sent[-1][0]]
-
-    def another(self) -> ChatSink:
-        return ChatSink(self.sent)
-
-
+@heavy  # the n-gram model built cold from the shipped corpus
 def test_console_compare_labels_each_engine_and_good_rates_the_last_answer(tmp_path):
-    config = write_config(tmp_path / "config.toml", "[bot]\nreply_timeout = 60.0\n",
-                          engines=False)
+    config = write_config(tmp_path / "config.toml",
+                          f"[bot]\nreply_timeout = {HEAVY_WAIT // 2}.0\n", engines=False)
     done = run_console(["console", "--config", str(config), "--data-dir", str(tmp_path / "d")],
                        ["/compare Men are all alike.", "/good", "/why"], cwd=tmp_path,
-                       timeout=120)
+                       timeout=HEAVY_WAIT)
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
     eliza = [line for line in out if line.startswith("eliza doctor.en")]
@@ -41,12 +24,12 @@ def test_console_compare_labels_each_engine_and_good_rates_the_last_answer(tmp_p
     assert out.index(eliza[0]) < out.index(ngram[0])  # in the engines' order
     assert any(line.startswith("/compare: 2 engines answered") for line in out)
     assert any(line.startswith("transformer: ") for line in out)  # not here: listed, with why
-    stored = query(tmp_path, "SELECT m.engine, r.platform_msg_id FROM messages m"
+    stored = db_rows(tmp_path / "d", "SELECT m.engine, r.platform_msg_id FROM messages m"
                    " JOIN message_refs r ON r.message_id = m.id WHERE m.role = 'bot'"
                    " ORDER BY m.id")
     assert stored == [("eliza", "r1.1"), ("ngram", "r1.2")]  # each as the message it was sent as
-    votes = query(tmp_path, "SELECT m.engine, f.value FROM feedback f"
-                  " JOIN messages m ON m.id = f.message_id")
+    votes = db_rows(tmp_path / "d", "SELECT m.engine, f.value FROM feedback f"
+                    " JOIN messages m ON m.id = f.message_id")
     assert votes == [("ngram", 1)]  # /good: the last answer
     assert "My last reply came from ngram kn3." in done.stdout  # /why: the same one
 
@@ -59,15 +42,14 @@ async def test_failing_engines_are_listed_and_a_reaction_votes_for_its_engine(se
         sink = ChatSink()
         incoming = Incoming(platform="test", chat_id="c1", user_id="u1", text="/compare hello")
         await router.handle(incoming, sink)
-        texts = dict(sink.sent)
-        assert texts["m0"] == "echo echo-1: echo: hello"
-        assert texts["m1"].startswith("eliza doctor.en@")
-        summary = texts["m2"].splitlines()
+        assert len(sink.chat) == 3
+        assert sink.chat[0] == "echo echo-1: echo: hello"  # sent as "m1"
+        assert sink.chat[1].startswith("eliza doctor.en@")
+        summary = sink.chat[2].splitlines()
         assert summary[0].startswith("/compare: 2 engines answered")
         assert sorted(line.split(":")[0] for line in summary[1:]) == ["broken", "hanging",
                                                                      "unloadable"]
-        assert len(sink.sent) == 3
-        react = Reaction("test", "c1", "u2", "m0", "👍")
+        react = Reaction("test", "c1", "u2", "m1", "👍")
         assert await router.react(react)
         async with router.store.db.execute(
             "SELECT m.engine, m.engine_version, f.value FROM feedback f"

@@ -10,7 +10,7 @@ import pytest
 from bot.config import CORE_TABLES, ConfigError, load_config, parse_table
 from bot.frontends import FRONTENDS
 from engines.registry import BUILTIN, load_class
-from tests.conftest import ROOT, run_console
+from tests.harness import ROOT, run_console
 
 
 def load(tmp_path, text: str):

@@ -7,23 +7,17 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 
 from bot.frontends.console import ConsoleFrontend, ConsoleOptions, ConsoleSink
-from tests.conftest import ROOT, run_console, write_config
+from tests.harness import ROOT, db_rows, run_console, write_config
 
 
 def session(tmp_path, lines: list[str], body: str = ""):
     config = write_config(tmp_path / "config.toml", body)
     return run_console(["console", "--config", str(config), "--data-dir", str(tmp_path / "d")],
                        lines, cwd=tmp_path)
-
-
-def query(tmp_path, sql: str) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "d" / "eliza2llm.sqlite3") as db:
-        return db.execute(sql).fetchall()
 
 
 def test_switching_engines_and_replies(tmp_path):
@@ -37,14 +31,14 @@ def test_switching_engines_and_replies(tmp_path):
     assert out[4].startswith("HOW DO YOU DO")
     assert out[5] == "IN WHAT WAY"
     assert "Engine: eliza" in done.stdout and "Messages: 4 (my replies: 2)" in done.stdout
-    engines = query(tmp_path, "SELECT engine FROM messages WHERE role = 'bot' ORDER BY id")
+    engines = db_rows(tmp_path / "d", "SELECT engine FROM messages WHERE role = 'bot' ORDER BY id")
     assert engines == [("echo",), ("eliza",)]
 
 
 def test_good_is_stored_as_a_vote_on_the_last_reply(tmp_path):
     done = session(tmp_path, ["/engine echo", "first", "second", "/good"])
     assert "Saved your 👍" in done.stdout
-    votes = query(tmp_path, "SELECT m.text, f.value, f.source FROM feedback f"
+    votes = db_rows(tmp_path / "d", "SELECT m.text, f.value, f.source FROM feedback f"
                   " JOIN messages m ON m.id = f.message_id")
     assert votes == [("echo: second", 1, "/good")]
 
@@ -66,8 +60,8 @@ def test_forget_leaves_no_trace_of_my_text_in_the_database_file(tmp_path):
     for file in (tmp_path / "d").iterdir():
         if file.name.startswith("eliza2llm.sqlite3"):
             assert b"XYZZY" not in file.read_bytes(), file.name
-    assert query(tmp_path, "SELECT COUNT(*) FROM feedback") == [(0,)]
-    assert query(tmp_path, "SELECT COUNT(*) FROM messages WHERE text IS NOT NULL") == [(0,)]
+    assert db_rows(tmp_path / "d", "SELECT COUNT(*) FROM feedback") == [(0,)]
+    assert db_rows(tmp_path / "d", "SELECT COUNT(*) FROM messages WHERE text IS NOT NULL") == [(0,)]
 
 
 
@@ -81,8 +75,8 @@ def test_a_piped_run_of_100_lines_gets_100_answers(tmp_path):
     assert len(answers) == 100
     assert "at most 20 messages a minute" not in done.stdout
     assert answers[-2] == "echo: hello number 99" and answers[-1].startswith("Saved your 👍")
-    assert query(tmp_path, "SELECT COUNT(*) FROM messages WHERE role = 'bot'") == [(80,)]
-    assert query(tmp_path, "SELECT COUNT(*) FROM feedback") == [(20,)]
+    assert db_rows(tmp_path / "d", "SELECT COUNT(*) FROM messages WHERE role = 'bot'") == [(80,)]
+    assert db_rows(tmp_path / "d", "SELECT COUNT(*) FROM feedback") == [(20,)]
 
 def test_an_engine_that_raises_gets_an_apology_and_the_bot_goes_on(tmp_path):
     done = session(tmp_path, ["/engine broken", "boom", "/engine echo", "still alive"])
@@ -178,7 +172,7 @@ def test_sigterm_lets_the_reply_in_flight_finish_and_closes_cleanly(tmp_path):
     out, err = bot.communicate(timeout=30)
     assert bot.returncode == 0, err
     assert out.splitlines()[-1] == "echo: one two three four"
-    assert query(tmp_path, "SELECT text FROM messages WHERE role = 'bot'") == [
+    assert db_rows(tmp_path / "d", "SELECT text FROM messages WHERE role = 'bot'") == [
         ("echo: one two three four",)]
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
+from tests.harness import ROOT
 
 DEPLOY = ROOT / "deploy"
 IMAGE_CONFIG = "/app/config.toml"

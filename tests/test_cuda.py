@@ -73,7 +73,7 @@ def test_a_few_training_steps_on_cuda_stay_finite(root):
     from finetune.batches import Encoder
     from finetune.model import choose_device
     from finetune.train import Trainer
-    from tests.test_finetune_train import dataset
+    from tests.finetune_helpers import dataset
 
     device, dtype = choose_device("cuda")
     base, tokenizer = loading.load(str(tiny_model_dir(root)), device, dtype)

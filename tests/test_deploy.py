@@ -12,7 +12,7 @@ import yaml
 from bot.config import load_config
 from bot.frontends import FRONTENDS
 from engines.registry import BUILTIN
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 DEPLOY = ROOT / "deploy"
 

@@ -23,7 +23,6 @@ from bot.commands import COMMANDS
 from bot.config import ConfigError
 from bot.frontends.discord_routes import RoutedWebhookAdapter, Routes
 from bot.i18n import t
-from tests.conftest import ROOT, make_config, write_config
 from tests.discord_bot import (
     ALICE,
     BOB,
@@ -31,9 +30,7 @@ from tests.discord_bot import (
     MESSAGE_CONTENT_INTENT,
     MOD,
     OTHER_BOT,
-    eventually_equal,
     make_app,
-    running_bot,
 )
 from tests.fake_discord import (
     BOT_CHANNEL_ID,
@@ -42,11 +39,12 @@ from tests.fake_discord import (
     CHANNEL_ID,
     FakeDiscord,
 )
+from tests.harness import ROOT, eventually_equal, make_config, running_bot, write_config
 
 
 @pytest.fixture
 async def bot(tmp_path):
-    async with running_bot(tmp_path) as running:
+    async with running_bot("discord", tmp_path) as running:
         yield running
 
 
@@ -58,7 +56,7 @@ async def test_a_mention_is_answered_as_a_reply_with_typing_shown(bot):
 
 
 async def test_queued_mentions_in_one_channel_share_one_typing_indicator(tmp_path):
-    async with running_bot(tmp_path, "[engines.echo]\ndelay = 0.05") as bot:
+    async with running_bot("discord", tmp_path, "[engines.echo]\ndelay = 0.05") as bot:
         asked = [await bot.fake.message(f"<@{BOT_ID}> number {n} of five", author=ALICE,
                                         mentions=[BOT_USER]) for n in range(5)]
         await bot.fake.until(lambda: all(bot.fake.replies_to(i) for i in asked))
@@ -125,7 +123,7 @@ async def test_commands_are_synced_in_english_and_german_with_engine_choices(bot
 
 
 async def test_dev_guild_syncs_the_commands_to_that_server_only(tmp_path):
-    async with running_bot(tmp_path, dev_guild="2000") as bot:
+    async with running_bot("discord", tmp_path, dev_guild="2000") as bot:
         assert set(bot.fake.commands) == {"2000"}
         assert len(bot.fake.commands["2000"]) == len(COMMANDS)
 
@@ -140,7 +138,7 @@ async def test_switching_engines_needs_manage_server(bot):
 
 
 async def test_retrain_is_refused_to_a_non_admin_and_accepted_from_a_bot_admin(tmp_path):
-    async with running_bot(tmp_path, 'admins = ["discord:13"]') as bot:
+    async with running_bot("discord", tmp_path, 'admins = ["discord:13"]') as bot:
         refused = await bot.command("retrain", author=ALICE, admin=True)
         assert refused.text == t("en", "admin_only", name="retrain")
         accepted = await bot.command("retrain", author=MOD)
@@ -148,14 +146,14 @@ async def test_retrain_is_refused_to_a_non_admin_and_accepted_from_a_bot_admin(t
 
 
 async def test_a_streamed_reply_is_edited_in_order_up_to_its_final_text(tmp_path):
-    async with running_bot(tmp_path, edit_interval=0.0) as bot:
+    async with running_bot("discord", tmp_path, edit_interval=0.0) as bot:
         reply = await bot.mention("one two three four")
     assert reply.texts == ["echo:", "echo: one", "echo: one two", "echo: one two three",
                            "echo: one two three four"]
 
 
 async def test_edits_are_throttled_but_the_final_text_is_always_written(tmp_path):
-    async with running_bot(tmp_path, edit_interval=60.0) as bot:
+    async with running_bot("discord", tmp_path, edit_interval=60.0) as bot:
         reply = await bot.mention("one two three four")
     assert reply.texts == ["echo:", "echo: one two three four"]
 
@@ -182,7 +180,7 @@ async def test_reactions_on_replies_become_votes_and_are_taken_back(bot):
 
 
 async def test_vote_hint_puts_the_first_up_and_down_reactions_under_replies(tmp_path):
-    async with running_bot(tmp_path, vote_hint=True) as bot:
+    async with running_bot("discord", tmp_path, vote_hint=True) as bot:
         reply = await bot.mention("vote on me")
         await bot.fake.until(lambda: len(reply.reactions) == 2)
         assert reply.reactions == ["👍", "👎"]

@@ -6,50 +6,15 @@ away or draining caught up from the channels' history, and what is too old only 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sqlite3
-import sys
 import time
-from pathlib import Path
 
 from bot.i18n import t
-from tests.conftest import ROOT, write_config
 from tests.fake_discord import BOT_ID, BOT_USER, CHANNEL_ID, FakeDiscord, user
+from tests.harness import bot_process
 
 PEOPLE = [user(str(20 + n), f"P{n}") for n in range(4)]
 DMS = [str(4100 + n) for n in range(len(PEOPLE))]  # one DM channel per person
 LONG = " ".join(f"w{n}" for n in range(12))
-
-
-async def start(fake: FakeDiscord, tmp_path: Path, body: str,
-                discord: str = "") -> asyncio.subprocess.Process:
-    config = write_config(tmp_path / "mine.toml", '[bot]\ndefault_engine = "echo"\n'
-                          f'{body}\n[policy]\nrate_per_minute = 0\n'
-                          f'[discord]\napi_base = "{fake.api_base}"\n'
-                          f'gateway_url = "{fake.gateway_url}"\nedit_interval = 0.0\n{discord}')
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DISCORD_TOKEN="fake-token",
-               NO_PROXY="127.0.0.1,localhost")
-    runs = len(list(tmp_path.glob("bot-*.err")))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "discord", "--config", str(config),
-        "--data-dir", str(tmp_path / "data"), cwd=tmp_path, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=open(tmp_path / f"bot-{runs}.err", "w"),  # noqa: SIM115
-    )
-    await fake.until(lambda: fake.connected, timeout=30)
-    return process
-
-
-async def stop(process: asyncio.subprocess.Process) -> int:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(process.wait(), 30)
-
-
-def db_rows(tmp_path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "data" / "eliza2llm.sqlite3") as db:
-        return db.execute(sql).fetchall()
 
 
 async def mention(fake: FakeDiscord, text: str, channel: str = CHANNEL_ID,
@@ -82,10 +47,9 @@ def in_asked_order(fake: FakeDiscord, asked: dict[str, str], channel: str) -> bo
 
 
 async def test_kill_9_mid_stream_and_mid_queue_then_every_mention_is_answered_once(tmp_path):
-    fake = await FakeDiscord().start()
-    process = await start(fake, tmp_path, "[engines.echo]\ndelay = 0.25")
     asked: dict[str, str] = {}
-    try:
+    async with bot_process("discord", tmp_path) as (fake, bot):
+        await bot.start("[engines.echo]\ndelay = 0.25")
         streaming = {}
         for channel in [*DMS, CHANNEL_ID]:
             text = f"long in {channel} {LONG}"
@@ -98,35 +62,29 @@ async def test_kill_9_mid_stream_and_mid_queue_then_every_mention_is_answered_on
         await fake.until(lambda: all(len(r.texts) > 1 for i in streaming
                                      for r in fake.replies_to(i)[:1]) and
                          all(fake.replies_to(i) for i in streaming), timeout=30)
-        process.kill()  # kill -9
-        await process.wait()
+        await bot.kill()
         await fake.until(lambda: not fake.connected)
         frozen = {i: fake.replies_to(i)[0].text for i in streaming}
         for n in range(3):  # while it is down
             text = f"while down {n}"
             asked[await mention(fake, text, CHANNEL_ID if n else DMS[1], deliver=False)] = text
-        process = await start(fake, tmp_path, "[engines.echo]\ndelay = 0.0")
+        await bot.start("[engines.echo]\ndelay = 0.0")
         await all_answered(fake, asked)
         await asyncio.sleep(1.0)  # time to send anything twice
-        assert await stop(process) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await fake.close()
+        assert await bot.stop() == 0
     assert answered_once(fake, asked)
     assert all(text != f"echo: {asked[i]}" for i, text in frozen.items())  # they were frozen
     assert in_asked_order(fake, asked, CHANNEL_ID)
     assert len(fake.messages) == len(asked)  # nothing else was sent
-    assert db_rows(tmp_path, "SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]
-    stored = db_rows(tmp_path, "SELECT text, COUNT(*) FROM messages GROUP BY text")
+    assert bot.rows("SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]
+    stored = bot.rows("SELECT text, COUNT(*) FROM messages GROUP BY text")
     assert [row for row in stored if row[1] != 1] == []  # none stored twice
 
 
 async def test_mentions_during_a_sigterm_drain_are_answered_after_the_restart(tmp_path):
-    fake = await FakeDiscord().start()
-    process = await start(fake, tmp_path, "drain_seconds = 1.0\n[engines.echo]\ndelay = 1.0")
     asked: dict[str, str] = {}
-    try:
+    async with bot_process("discord", tmp_path) as (fake, bot):
+        await bot.start("drain_seconds = 1.0\n[engines.echo]\ndelay = 1.0")
         long_ones = {}
         for channel in DMS[:2]:
             text = f"long in {channel} {LONG}"
@@ -134,76 +92,62 @@ async def test_mentions_during_a_sigterm_drain_are_answered_after_the_restart(tm
         queued = f"queued behind {DMS[0]}"
         asked[await mention(fake, queued, DMS[0])] = queued
         await fake.until(lambda: all(fake.replies_to(i) for i in long_ones), timeout=30)
-        process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)  # draining now: the bot is still connected
+        bot.terminate()
+        # Draining now, still connected. (A fixed pause here was too short on a loaded
+        # machine: mentions that came before the bot heard the signal were answered.)
+        await bot.draining()
         for n in range(3):
             text = f"during the drain {n}"
             asked[await mention(fake, text, CHANNEL_ID if n else DMS[2])] = text
         await fake.slash("help", author=PEOPLE[1])  # a slash command too
-        assert await asyncio.wait_for(process.wait(), 30) == 0
+        assert await bot.stop() == 0
         cut = t("en", "cut_off")
         shown = [r.texts for i in long_ones for r in fake.replies_to(i)]
         assert all(texts[-1].endswith(cut) for texts in shown) and len(shown) == 2, shown
         assert not any(fake.replies_to(i) for i in asked)  # none answered during the drain
-        process = await start(fake, tmp_path, "[engines.echo]\ndelay = 0.0")
+        await bot.start("[engines.echo]\ndelay = 0.0")
         await all_answered(fake, asked)
         # its interaction cannot be answered after a restart: a normal message instead
         await fake.until(lambda: [m for m in fake.in_channel(CHANNEL_ID) if "/help" in m.text])
         await asyncio.sleep(1.0)
-        assert await stop(process) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await fake.close()
+        assert await bot.stop() == 0
     assert answered_once(fake, asked)
     assert all(len(fake.replies_to(i)) == 1 for i in long_ones)  # cut off once, left so
     assert len(fake.messages) == len(asked) + len(long_ones) + 1
 
 
 async def test_what_came_longer_ago_than_catch_up_minutes_is_counted_not_answered(tmp_path):
-    fake = await FakeDiscord().start()
     hours_ago = time.time() - 3 * 3600
-    process = await start(fake, tmp_path, "")
-    try:
+    async with bot_process("discord", tmp_path) as (fake, bot):
+        await bot.start()
         first = await mention(fake, "three hours ago", at=hours_ago)  # the last one handled
         await fake.until(lambda: fake.replies_to(first))
-        assert await stop(process) == 0
+        assert await bot.stop() == 0
         old = [await mention(fake, f"old {n}", at=hours_ago + 3600 + n, deliver=False)
                for n in range(2)]
         fresh = await mention(fake, "just now", deliver=False)
-        process = await start(fake, tmp_path, "")
+        await bot.start()
         await fake.until(lambda: fake.replies_to(fresh))
         await asyncio.sleep(0.5)
-        assert await stop(process) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await fake.close()
+        assert await bot.stop() == 0
     assert [r.text for r in fake.replies_to(fresh)] == ["echo: just now"]
     assert not any(fake.replies_to(i) for i in old)
-    log = (tmp_path / "bot-1.err").read_text()
+    log = bot.log(1)
     assert "1 message(s) to answer, 2 older than 60 minutes not answered" in log, log
 
 
 async def test_a_reply_frozen_too_long_ago_to_answer_is_marked_cut_off(tmp_path):
-    fake = await FakeDiscord().start()
-    process = await start(fake, tmp_path, "[engines.echo]\ndelay = 0.5")
-    try:
+    async with bot_process("discord", tmp_path) as (fake, bot):
+        await bot.start("[engines.echo]\ndelay = 0.5")
         asked = await mention(fake, f"long {LONG}", DMS[0])
         await fake.until(lambda: [r for r in fake.replies_to(asked) if len(r.texts) > 1])
-        process.kill()
-        await process.wait()
+        await bot.kill()
         frozen = fake.replies_to(asked)[0].text
         await asyncio.sleep(1.0)  # longer ago than catch_up_minutes below (0.6 s)
-        process = await start(fake, tmp_path, "[engines.echo]\ndelay = 0.0",
-                              "catch_up_minutes = 0.01")
+        await bot.start("[engines.echo]\ndelay = 0.0", "catch_up_minutes = 0.01")
         cut = t("en", "cut_off")
         await fake.until(lambda: fake.replies_to(asked)[0].text.endswith(cut))
-        assert await stop(process) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await fake.close()
+        assert await bot.stop() == 0
     reply = fake.replies_to(asked)
     assert [r.text for r in reply] == [f"{frozen} {cut}"]
-    assert db_rows(tmp_path, "SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]
+    assert bot.rows("SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from bot.events import Incoming
 from engines.base import Conversation, EngineContext
 from engines.eliza.engine import ElizaEngine, ElizaOptions
-from tests.conftest import RecordingSink
 from tests.eliza_helpers import FRAME, PAPER
-
-
-async def say(router, text: str, chat: str = "c1") -> str:
-    sink = RecordingSink()
-    await router.handle(Incoming(platform="test", chat_id=chat, user_id="u1", text=text,
-                                 is_admin=True), sink)
-    return sink.final
+from tests.harness import say
 
 
 async def test_the_router_keeps_each_chats_eliza_apart(serve):
     async with serve("[policy]\nrate_per_minute = 0\n") as router:
         for chat in ("c1", "c2"):
-            assert "HOW DO YOU DO" in await say(router, "/engine eliza", chat)
+            assert "HOW DO YOU DO" in (await say(router, "/engine eliza", chat)).final
         replies = {"c1": [], "c2": []}
         for text, _ in PAPER:
-            replies["c1"].append(await say(router, text, "c1"))
-            replies["c2"].append(await say(router, "Well, my dog bit me.", "c2"))
+            replies["c1"].append((await say(router, text, "c1")).final)
+            replies["c2"].append((await say(router, "Well, my dog bit me.", "c2")).final)
         assert replies["c1"] == [reply for _, reply in PAPER]
         assert replies["c2"][:2] == ["YOUR DOG BIT YOU", "WHY DO YOU SAY YOUR DOG BIT YOU"]
 
@@ -32,7 +24,7 @@ async def test_why_explains_the_last_eliza_reply(serve):
     async with serve() as router:
         await say(router, "/engine eliza")
         await say(router, "He says I'm depressed much of the time.")
-        why = await say(router, "/why")
+        why = (await say(router, "/why")).final
         assert why.startswith("My last reply came from eliza doctor.en@")
         for line in ["keyword: I'M", "path: I'M -> I", "memory: false",
                      "decomposition: 0 YOU ARE 0 (*SAD UNHAPPY DEPRESSED SICK) 0",
@@ -43,19 +35,19 @@ async def test_why_explains_the_last_eliza_reply(serve):
 async def test_reset_starts_the_conversation_over(serve):
     async with serve() as router:
         await say(router, "/engine eliza")
-        first = [await say(router, "I am sad") for _ in range(2)]
+        first = [(await say(router, "I am sad")).final for _ in range(2)]
         assert first[0] != first[1]  # the reassemblies cycle
         await say(router, "/reset")
-        assert await say(router, "I am sad") == first[0]
+        assert (await say(router, "I am sad")).final == first[0]
 
 
 async def test_the_chats_language_picks_the_script(serve):
     async with serve() as router:
         await say(router, "/lang de")
-        assert "BITTE SCHILDERN SIE MIR IHR PROBLEM" in await say(router, "/engine eliza")
-        assert await say(router, "Männer sind alle gleich.") == "IN WELCHER WEISE"
+        assert "BITTE SCHILDERN SIE MIR IHR PROBLEM" in (await say(router, "/engine eliza")).final
+        assert (await say(router, "Männer sind alle gleich.")).final == "IN WELCHER WEISE"
         await say(router, "/lang en")
-        assert await say(router, "Men are all alike.") == "IN WHAT WAY"
+        assert (await say(router, "Men are all alike.")).final == "IN WHAT WAY"
 
 
 async def test_own_scripts_replace_a_language_and_show_in_the_version(tmp_path):

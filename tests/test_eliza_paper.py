@@ -6,8 +6,8 @@ import json
 
 from engines.base import Conversation, EngineContext
 from engines.eliza.engine import ElizaEngine, ElizaOptions
-from tests.conftest import ROOT, run_console
 from tests.eliza_helpers import PAPER, Chat, doctor
+from tests.harness import ROOT, run_console
 
 
 def test_the_paper_conversation_through_one_state():

@@ -15,8 +15,8 @@ import pytest
 from bot.store import MIGRATIONS, Adapter, Store
 from bot.store import migrations as store_module
 from finetune.__main__ import main
-from tests.conftest import ROOT
 from tests.finetune_helpers import DB, finetune_toml, seed_sync, taste_rows
+from tests.harness import ROOT
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 

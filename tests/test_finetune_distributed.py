@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from finetune.__main__ import main
-from tests.conftest import ROOT
 from tests.finetune_helpers import (
     DB,
     TORCHRUN_2,
@@ -32,10 +31,12 @@ from tests.finetune_helpers import (
     seed_sync,
     taste_rows,
 )
+from tests.harness import HEAVY_WAIT, ROOT, heavy
 from tests.tiny_model import tiny_model_dir
 
 TOLERANCE = 1e-4
 BIN = Path(sys.executable).parent
+pytestmark = heavy  # two processes that import torch, and the export before them
 
 
 def torchrun() -> list[str]:
@@ -71,7 +72,7 @@ def train(exported: Path, tmp_path: Path, launcher: list[str]) -> tuple[list[str
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     done = subprocess.run([*launcher, "train", "--config", str(exported / "config.toml"),
                            "--data-dir", str(data)], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=240)
+                          cwd=tmp_path, timeout=HEAVY_WAIT)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.splitlines(), data / "adapters"
 

@@ -4,7 +4,8 @@ and Discord (an attachment), end to end against the fake servers."""
 from __future__ import annotations
 
 from bot.store import Adapter
-from tests import test_discord, test_telegram
+from tests import discord_bot, telegram_bot
+from tests.harness import running_bot
 
 PNG = b"\x89PNG\r\n\x1a\n fake curve"
 
@@ -16,8 +17,8 @@ async def add_adapter(router, folder) -> None:
 
 
 async def test_telegram_adapters_sends_the_loss_curve_as_a_document(tmp_path):
-    ada = test_telegram.ADA
-    async with test_telegram.running_bot(tmp_path) as bot:
+    ada = telegram_bot.ADA
+    async with running_bot("telegram", tmp_path) as bot:
         await add_adapter(bot.router, tmp_path / "ft1-x")
         sent = await bot.reply_to(bot.fake.private(ada), ada, "/adapters", count=2)
         [document] = [m for m in sent if "document" in m]
@@ -29,8 +30,8 @@ async def test_telegram_adapters_sends_the_loss_curve_as_a_document(tmp_path):
 
 
 async def test_discord_adapters_attaches_the_loss_curve_by_slash_command_and_by_mention(tmp_path):
-    mod = test_discord.MOD  # a bot admin by the config below
-    async with test_discord.running_bot(tmp_path, 'admins = ["discord:13"]') as bot:
+    mod = discord_bot.MOD  # a bot admin by the config below
+    async with running_bot("discord", tmp_path, 'admins = ["discord:13"]') as bot:
         await add_adapter(bot.router, tmp_path / "ft1-x")
         answer = await bot.command("adapters", author=mod)
         assert "ft1-x: active" in answer.text

@@ -14,8 +14,8 @@ from pathlib import Path
 from bot.events import Incoming
 from bot.i18n import t
 from bot.store import Adapter, Store
-from tests.conftest import RecordingSink, run_console
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
+from tests.harness import HEAVY_WAIT, RecordingSink, heavy, job_row, run_console, say
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 
@@ -29,6 +29,7 @@ def query(data, sql: str) -> list[tuple]:
         return db.execute(sql).fetchall()
 
 
+@heavy
 def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[bot]\ndefault_engine = "transformer"\n'
@@ -39,7 +40,7 @@ def test_votes_retrain_new_adapter_serves_then_rollback_through_the_console(root
         lines += [f"hello number {n}", "/good" if n % 2 == 0 else "/bad"]
     lines += ["/retrain", "hello again", "/adapters", "/rollback", "and again"]
     done = run_console(["console", "--config", str(config), "--data-dir", "data"], lines,
-                       cwd=tmp_path, timeout=240)
+                       cwd=tmp_path, timeout=HEAVY_WAIT)
     assert done.returncode == 0, done.stderr
     data = tmp_path / "data"
     [(job_status, adapter)] = query(data, "SELECT status, adapter_id FROM jobs")
@@ -76,6 +77,7 @@ async def test_retrain_from_someone_not_an_admin_is_refused(serve, sink):
         assert await router.store.last_job_time() == 0
 
 
+@heavy
 async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, root, tmp_path):
     data = tmp_path / "data"
     (data / "adapters").mkdir(parents=True)
@@ -97,21 +99,19 @@ async def test_a_job_killed_mid_training_leaves_the_old_adapter_serving(serve, r
             async def update(self, text: str) -> None:
                 await super().update(text)
                 if "step" in text and router.services.jobs.process is not None and not meanwhile:
-                    meanwhile.append(await say("hello while training"))
-                    meanwhile.append(await say("/retrain"))
+                    meanwhile.append(await ask("hello while training"))
+                    meanwhile.append(await ask("/retrain"))
                     os.kill(router.services.jobs.process.pid, signal.SIGKILL)
 
-        async def say(text: str, sink=None) -> str:
-            sink = sink or RecordingSink()
-            await router.handle(Incoming("console", "c", "me", text), sink)
-            return sink.final
+        async def ask(text: str, sink=None) -> str:  # as the console's operator
+            return (await say(router, text, "c", "me", "console", sink=sink)).final
 
         sink = KillingSink()
-        text = await say("/retrain", sink)
+        text = await ask("/retrain", sink)
         assert "failed (killed by signal 9)" in text and "active adapter stays" in text
         assert any("step 1/" in update for update in sink.updates)
         assert meanwhile == ["echo: hello while training", t("en", "retrain_busy")]
-        job = await router.store.job(1)
+        job = await job_row(router.store, 1)
         assert job["status"] == "failed" and "killed" in job["detail"]
         assert engine.version == "a1" and await router.store.active_adapter() == "a1"
     assert sorted(p.name for p in (data / "adapters").iterdir()) == ["a1"]
@@ -122,7 +122,7 @@ async def test_too_few_votes_end_the_job_early_without_an_adapter(serve, root, t
     async with serve(finetune_toml(tiny_model_dir(root))) as router:
         text = await router.services.jobs.retrain(None, RecordingSink(), "en")
         assert "Not enough votes yet: 3 voted replies, 6 needed" in text
-        assert (await router.store.job(1))["status"] == "done"
+        assert (await job_row(router.store, 1))["status"] == "done"
         assert await router.store.adapters() == []
     assert not (tmp_path / "data" / "adapters").exists()
 
@@ -133,7 +133,7 @@ async def test_a_job_running_when_the_bot_died_is_marked_failed_at_the_next_star
     await store.job_started(job, pid=999999)
     await store.close()
     async with serve() as router:
-        found = await router.store.job(job)
+        found = await job_row(router.store, job)
         assert found["status"] == "failed" and "stopped" in found["detail"]
 
 
@@ -168,17 +168,15 @@ async def test_adapter_pins_the_chat_and_reset_keeps_the_pin(serve, sink):
     async with serve() as router:
         await router.store.add_adapter(Adapter("a1", "tiny", "/nowhere", "active", {}))
 
-        async def say(text: str) -> str:
-            out = RecordingSink()
-            await router.handle(Incoming("console", "c", "me", text), out)
-            return out.final
+        async def ask(text: str) -> str:  # as the console's operator
+            return (await say(router, text, "c", "me", "console")).final
 
-        assert "Usage" in await say("/adapter nope")
-        assert "adapter a1" in await say("/adapter a1")
-        await say("/reset")
+        assert "Usage" in await ask("/adapter nope")
+        assert "adapter a1" in await ask("/adapter a1")
+        await ask("/reset")
         chat = await router.store.chat("console", "c")
         assert chat.adapter == "a1"
-        assert "follows the active" in await say("/adapter off")
+        assert "follows the active" in await ask("/adapter off")
         assert chat.adapter == ""
     async with serve() as router:  # read back from the database
         assert (await router.store.chat("console", "c")).adapter == ""
@@ -215,13 +213,14 @@ async def test_a_chat_pinned_to_an_adapter_is_answered_by_it_even_after_a_restar
         await engine.close()
 
 
+@heavy
 def test_a_job_ends_itself_when_the_bot_that_started_it_dies(root, tmp_path):
     import subprocess
     import sys
     import time
 
-    from tests.conftest import ROOT
     from tests.finetune_helpers import seed_sync
+    from tests.harness import ROOT
 
     data = tmp_path / "data"
     data.mkdir()
@@ -237,7 +236,7 @@ def test_a_job_ends_itself_when_the_bot_that_started_it_dies(root, tmp_path):
                              text=True,
                              cwd=ROOT, check=True)  # the "bot" exits at once; the job runs on
     pid = int(started.stdout)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HEAVY_WAIT
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(pid)

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from bot.jobs import launcher_words
-from tests.conftest import RecordingSink
 from tests.finetune_helpers import DB, DISLIKED, LIKED, TORCHRUN_2, finetune_toml, seed
+from tests.harness import HEAVY_WAIT, RecordingSink, heavy, job_row
 from tests.tiny_model import tiny_model_dir
 
 BIN = Path(sys.executable).parent
+pytestmark = heavy  # every test here runs a job: processes that import torch
 
 
 def toml(root, launcher: str) -> str:
@@ -36,8 +37,9 @@ async def retrain(serve, body: str) -> tuple[str, RecordingSink, dict]:
     """One /retrain to its end (or a timeout: a hung launcher fails the test)."""
     sink = RecordingSink()
     async with serve(body) as router:
-        text = await asyncio.wait_for(router.services.jobs.retrain(None, sink, "en"), 120)
-        return text, sink, await router.store.job(1)
+        text = await asyncio.wait_for(router.services.jobs.retrain(None, sink, "en"),
+                                      HEAVY_WAIT)
+        return text, sink, await job_row(router.store, 1)
 
 
 def progress(sink: RecordingSink) -> list[str]:

@@ -10,7 +10,7 @@ from bot.config import load_config
 from bot.frontends import FRONTENDS
 from engines.registry import BUILTIN
 from finetune import export as exporting
-from tests.conftest import RecordingSink, msg
+from tests.harness import RecordingSink, msg
 
 PLUGIN = '[plugins]\nengines = { scripted = "tests.engines:ScriptedEngine" }\n'
 CUT_TEXT = "And then the story went on and on and"

@@ -9,18 +9,8 @@ from dataclasses import replace
 import pytest
 
 from bot.config import FinetuneOptions
-from finetune.export import build
+from tests.finetune_helpers import dataset
 from tests.tiny_model import tiny_model_dir
-
-
-def dataset():
-    from bot.store import VotedReply
-
-    replies = [VotedReply(i, i - 1, "en", f"prompt {i % 3}", text, "base", score, 1)
-               for i, (text, score) in enumerate(
-                   [("Why?", 1), ("No.", -1), ("How so?", 1), ("Fine.", -1), ("Really?", 1),
-                    ("Stop.", -1)], start=2)]
-    return build(replies, heldout_percent=0)
 
 
 @pytest.fixture(autouse=True)

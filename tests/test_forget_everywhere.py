@@ -14,7 +14,8 @@ from pathlib import Path
 from bot.i18n import t
 from finetune.export import export
 from finetune.settings import load_settings
-from tests.telegram_bot import ADA, ALICE, BOB, running_bot
+from tests.harness import running_bot
+from tests.telegram_bot import ADA, ALICE, BOB
 
 MARKER = "zqxwombat"  # a word nobody else writes; ELIZA shouts it as ZQXWOMBAT
 
@@ -49,7 +50,7 @@ async def a_voted_transformer_reply_to_alice(router) -> None:
 
 async def test_forget_leaves_the_marker_in_no_file_under_the_data_directory(tmp_path):
     data = tmp_path / "data"
-    async with running_bot(tmp_path, group_mode="always") as bot:
+    async with running_bot("telegram", tmp_path, group_mode="always") as bot:
         group = bot.fake.group()
         recalled = await recall_alices_memory_to_bob(bot, group)
         assert "YOUR SISTER" in recalled  # Alice's words, said to Bob
@@ -77,7 +78,7 @@ async def test_forget_leaves_the_marker_in_no_file_under_the_data_directory(tmp_
 
 
 async def test_mydata_of_someone_with_200_messages_is_whole_json_with_memories(tmp_path):
-    async with running_bot(tmp_path) as bot:
+    async with running_bot("telegram", tmp_path) as bot:
         chat = bot.fake.private(ALICE)
         await bot.reply_to(chat, ALICE, "/engine eliza")
         store, router = bot.router.store, bot.router

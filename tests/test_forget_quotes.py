@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import json
 
-from bot.events import Incoming
-from tests.conftest import RecordingSink
+from tests.harness import say
 
 GROUP = "g1"
-
-
-async def say(router, who: str, text: str, chat: str = GROUP) -> str:
-    sink = RecordingSink()
-    await router.handle(Incoming("console", chat, who, text, user_name=who, is_group=True,
-                                 is_admin=True), sink)
-    return sink.final
+ALICE = {"user": "alice", "platform": "console", "is_group": True, "is_admin": True}
 
 
 async def test_forget_in_a_group_blanks_every_reply_that_quotes_the_person(serve):
@@ -35,7 +28,7 @@ async def test_forget_in_a_group_blanks_every_reply_that_quotes_the_person(serve
                                            engine="remote")  # a run of her words
         ordinary = await store.add_message(chat, bob, "bot", "What do you think she said?",
                                            engine="transformer")
-        answer = await say(router, "alice", "/forget")
+        answer = (await say(router, "/forget", chat=GROUP, **ALICE)).final
         assert "1" in answer  # one message of hers deleted
         texts = dict(await store._all("SELECT id, text FROM messages WHERE role = 'bot'"))
     assert texts[quoting] is None and texts[in_frame] is None
@@ -45,13 +38,13 @@ async def test_forget_in_a_group_blanks_every_reply_that_quotes_the_person(serve
 
 async def test_forget_drops_an_opted_out_persons_eliza_memory(serve):
     async with serve() as router:
-        await say(router, "alice", "/engine eliza", chat="dm")
-        await say(router, "alice", "/optout", chat="dm")
-        await say(router, "alice", "My sister zqxwombat lives in Bonn.", chat="dm")
+        await say(router, "/engine eliza", chat="dm", **ALICE)
+        await say(router, "/optout", chat="dm", **ALICE)
+        await say(router, "My sister zqxwombat lives in Bonn.", chat="dm", **ALICE)
         chat = await router.store.chat("console", "dm")
         remembered = router.services.unstored_state[chat.id, "eliza"]
         assert "zqxwombat" in json.dumps(remembered).lower()  # in memory, not in the database
-        await say(router, "alice", "/forget", chat="dm")
+        await say(router, "/forget", chat="dm", **ALICE)
         assert (chat.id, "eliza") not in router.services.unstored_state
         for line in ("Well.", "Hm.", "Perhaps.", "So.", "Yes."):
-            assert "zqxwombat" not in (await say(router, "alice", line, chat="dm")).lower()
+            assert "zqxwombat" not in (await say(router, line, chat="dm", **ALICE)).final.lower()

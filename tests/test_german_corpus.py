@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from engines import corpora
-from engines.base import EngineContext
 from engines.ngram.__main__ import main as ngram_main
-from engines.ngram.engine import NgramEngine, NgramOptions
 from engines.transformer import tiny
+from tests.ngram_helpers import started_on_corpora
 
 FORTUNES = """Wer anderen eine Grube gräbt, fällt selbst hinein. Das ist z. B. ein Sprichwort.
 %
@@ -19,26 +16,6 @@ Der Computer rechnet am 3. Oktober schneller.
 \t\t-- Ein Autor
 %
 """
-
-
-@pytest.fixture
-def table(tmp_path, monkeypatch):
-    """A corpora table whose German corpus is "installed" once tmp_path/fortunes exists."""
-    path = tmp_path / "corpora.toml"
-    path.write_text(f"""
-[en]
-[de]
-[[de.shipped]]
-name = "lecture excerpt"
-file = "transformer/data/tiny_de.txt"
-[[de.installed]]
-name = "fortunes-xx"
-install = "apt-get install fortunes-xx"
-folders = ["{tmp_path / 'nowhere'}", "{tmp_path / 'fortunes'}"]
-skip = ["bilder"]
-""", encoding="utf-8")
-    monkeypatch.setattr(corpora, "SOURCES_FILE", path)
-    return tmp_path
 
 
 def install(folder):
@@ -82,30 +59,20 @@ def test_a_named_folder_of_text_files_is_read_in_paragraphs(table):
     assert "(no such folder)" in corpora.describe("de", [table / "nope"]).missing[-1]
 
 
-async def started(data_dir, **options) -> NgramEngine:
-    async def stored():
-        return []
-
-    opts = NgramOptions(**({"time_budget": 0.05} | options))
-    engine = NgramEngine(opts, EngineContext(data_dir=data_dir, stored_texts=stored))
-    await engine.start()
-    return engine
-
-
 async def test_the_engine_notices_a_newly_installed_corpus_and_says_so(table):
     data = table / "data"
     data.mkdir()
-    thin = await started(data)
+    thin = await started_on_corpora(data)
     assert "de " in thin.info().detail
     assert "more: fortunes-xx (apt-get install fortunes-xx)" in thin.info().detail
     thin_tokens = thin.languages["de"].tokens
     install(table / "fortunes")
-    rich = await started(data)  # the snapshot of the thin corpus is not reused
+    rich = await started_on_corpora(data)  # the snapshot of the thin corpus is not reused
     assert rich.languages["de"].tokens > thin_tokens
     assert "from lecture excerpt, fortunes-xx" in rich.info().detail
     assert "more:" not in rich.info().detail
     assert "grube" in rich.languages["de"].corpus.vocab.ids
-    again = await started(data)  # and the new snapshot is
+    again = await started_on_corpora(data)  # and the new snapshot is
     assert again.languages["de"].tokens == rich.languages["de"].tokens
 
 
@@ -113,7 +80,7 @@ async def test_corpus_dirs_from_the_config_feed_the_model(table):
     folder = table / "texte"
     folder.mkdir()
     (folder / "x.txt").write_text("Der Zauberlehrling fegt den Boden.\n", encoding="utf-8")
-    engine = await started(table, corpus_dirs={"de": [str(folder)]})
+    engine = await started_on_corpora(table, corpus_dirs={"de": [str(folder)]})
     assert "zauberlehrling" in engine.languages["de"].corpus.vocab.ids
     assert str(folder) in engine.info().detail
 

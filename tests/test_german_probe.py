@@ -13,7 +13,7 @@ import pytest
 
 from engines import corpora
 from engines.ngram.tokens import tokenize
-from tests.test_german_corpus import started, table  # noqa: F401 (table: a fixture)
+from tests.ngram_helpers import started_on_corpora
 
 TEXT = """Der Arzt sagte, dass er morgen kommt. Die Ärztin sagte, dass sie heute kommt.
 Der Lehrer sagte, dass er müde ist. Sie sagte, dass es regnet.
@@ -72,7 +72,7 @@ async def test_the_german_gender_pair_gets_both_probabilities_from_the_counts(tm
     (folder / "arzt.txt").write_text(TEXT, encoding="utf-8")
     data = tmp_path / "data"
     data.mkdir()
-    engine = await started(data, corpus_dirs={lang: [str(folder)]})
+    engine = await started_on_corpora(data, corpus_dirs={lang: [str(folder)]})
     er, sie = await engine.probe("Der Arzt sagte, dass", ["er", "sie"], lang)
     sentences = [t for s in corpora.sentences(lang, [folder]) if (t := tokenize(s, lang))]
     p = kneser_ney_trigram(sentences)

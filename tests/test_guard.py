@@ -20,8 +20,8 @@ from bot.guard import Tally, drop_p_value, rollback_p_value
 from bot.i18n import t
 from bot.store import MIGRATIONS, Adapter, Store
 from bot.store import migrations as store_module
-from tests.conftest import ChatSink
 from tests.fake_job import ACCURACY, fake_python
+from tests.harness import ChatSink, eventually, running_bot
 
 MIN_VOTES, ALPHA = 30, 0.05
 BODY = (f'admins = ["test:admin"]\n[finetune]\nguard_min_votes = {MIN_VOTES}\n'
@@ -263,9 +263,9 @@ async def test_m007_keeps_old_adapters_and_rollbacks_from_then_on_carry_a_time(
 
 
 async def test_on_telegram_the_admin_who_started_the_job_is_told_in_that_chat(tmp_path):
-    from tests.telegram_bot import ADA, running_bot
+    from tests.telegram_bot import ADA
 
-    async with running_bot(tmp_path) as bot:
+    async with running_bot("telegram", tmp_path) as bot:
         router = bot.router
         router.services.jobs.python = fake_python(tmp_path)
         simulated = SimulatedChat(router, random.Random(0))
@@ -287,10 +287,10 @@ async def test_on_telegram_the_admin_who_started_the_job_is_told_in_that_chat(tm
 
 
 async def test_on_discord_the_channel_where_the_job_started_is_told(tmp_path):
-    from tests.discord_bot import MOD, running_bot
+    from tests.discord_bot import MOD
     from tests.fake_discord import CHANNEL_ID
 
-    async with running_bot(tmp_path, 'admins = ["discord:13"]') as bot:
+    async with running_bot("discord", tmp_path, 'admins = ["discord:13"]') as bot:
         router = bot.router
         router.services.jobs.python = fake_python(tmp_path)
         simulated = SimulatedChat(router, random.Random(0))
@@ -311,9 +311,9 @@ async def test_on_discord_the_channel_where_the_job_started_is_told(tmp_path):
 
 async def test_on_telegram_one_persons_30_dislikes_roll_nothing_back_five_peoples_do(tmp_path):
     from tests.fake_telegram import Person
-    from tests.telegram_bot import ADA, eventually, running_bot
+    from tests.telegram_bot import ADA
 
-    async with running_bot(tmp_path) as bot:
+    async with running_bot("telegram", tmp_path) as bot:
         router, guard = bot.router, bot.router.services.guard
         router.services.jobs.python = fake_python(tmp_path)
         simulated = SimulatedChat(router, random.Random(0))

@@ -14,7 +14,7 @@ from bot.frontends import FRONTENDS
 from bot.i18n import t
 from engines.base import Capability, Conversation, Engine
 from engines.registry import BUILTIN
-from tests.conftest import RecordingSink, write_config
+from tests.harness import RecordingSink, say, votes_on, write_config
 
 PLUGINS = ('[plugins]\nengines = { echo = "tests.engines:EchoEngine", '
            'counting = "tests.test_limits:CountingEngine" }\n')
@@ -54,26 +54,20 @@ def person(user: str = "u1", text: str = "") -> Incoming:
     return Incoming(platform="test", chat_id="c1", user_id=user, text=text)
 
 
-async def say(router, text: str, user: str = "u1", chat: str = "c1") -> str | None:
-    sink = RecordingSink()
-    await router.handle(Incoming("test", chat, user, text, user_name=user), sink)
-    return sink.final
-
-
 async def test_an_over_long_probe_is_refused_before_any_engine_call(tmp_path):
     CountingEngine.calls.clear()
     body = '[policy]\nmax_probe_alternatives = 3\nmax_input_chars = 200\n'
     async with serving(tmp_path, 'admins = ["test:boss"]\n' + body) as router:
         await say(router, "/engine counting")
         many = "/probe the doctor said | " + " | ".join(f"w{i}" for i in range(30))
-        assert await say(router, many) == t("en", "probe_too_many", count=30, limit=3)
+        assert (await say(router, many)).final == t("en", "probe_too_many", count=30, limit=3)
         long = "/probe " + "x " * 120 + "| a | b"
-        assert await say(router, long) == t("en", "too_long", limit=200)
-        assert await say(router, "y" * 201) == t("en", "too_long", limit=200)
+        assert (await say(router, long)).final == t("en", "too_long", limit=200)
+        assert (await say(router, "y" * 201)).final == t("en", "too_long", limit=200)
         assert CountingEngine.calls == []  # none of them reached the engine
-        assert "a  " in (await say(router, "/probe the doctor said | a | b | c"))
+        assert "a  " in (await say(router, "/probe the doctor said | a | b | c")).final
         assert CountingEngine.calls == ["probe"]
-        assert "w29" in await say(router, many, user="boss")  # bot admins are not limited
+        assert "w29" in (await say(router, many, user="boss")).final  # bot admins are not limited
         assert CountingEngine.calls == ["probe", "probe"]
 
 
@@ -82,18 +76,20 @@ async def test_a_spent_budget_refuses_replies_and_scoring_until_it_refills(tmp_p
     async with serving(tmp_path, '[policy]\nbudget_tokens = 20\nbudget_per_minute = 6\n'
                        ) as router:
         await say(router, "/engine counting")
-        answers = [await say(router, "a question of forty characters, or so!!") for _ in range(3)]
+        question = "a question of forty characters, or so!!"
+        answers = [(await say(router, question)).final for _ in range(3)]
         # 12 tokens each (10 asked, 2 answered) from 20: the second leaves a debt of 4
-        assert estimate("a question of forty characters, or so!!") + estimate("counted") == 12
+        assert estimate(question) + estimate("counted") == 12
         assert answers[:2] == ["counted", "counted"]
         assert answers[2].startswith("You have used your share") and "(6 tokens a minute" in \
             answers[2]
-        assert (await say(router, "/next some words")).startswith("You have used your share")
+        assert (await say(router, "/next some words")).final.startswith("You have used your share")
         assert CountingEngine.calls == ["reply", "reply"]  # the refused asked nothing
-        assert await say(router, "/help") is not None  # commands without engines go on
-        assert await say(router, "me too", user="u2") == "counted"  # one person's budget
+        assert (await say(router, "/help")).final is not None  # commands without engines go on
+        assert (await say(router, "me too", user="u2")).final == "counted"  # one person's budget
         too_big = "/probe " + "long context " * 10 + "| a | b"
-        assert "more than anyone may spend at once (20)" in await say(router, too_big, "u3")
+        refused = (await say(router, too_big, user="u3")).final
+        assert "more than anyone may spend at once (20)" in refused
 
 
 def test_budgets_refill_at_the_rate_and_exempt_admins():
@@ -128,7 +124,7 @@ async def test_a_vote_storm_is_dropped_and_nothing_else_is_lost(serve):
                  for emoji, added in [("👍", True), ("👎", True)] * 10]
         counted = [await router.react(r) for r in storm]
         assert counted == [True, True] + [False] * 18  # the minute's 3 events are spent
-        assert await router.store.votes(await router.store.reply_for(
+        assert await votes_on(router.store, await router.store.reply_for(
             await router.store.find_chat("test", "c1"), reply)) == [("u1", -1)]
         assert await router.react(Reaction("test", "c1", "u2", reply, "👍"))  # others vote
-        assert await say(router, "still answered", user="u2") == "echo: still answered"
+        assert (await say(router, "still answered", user="u2")).final == "echo: still answered"

@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 from bot import logs
-from tests.conftest import ROOT, write_config
 from tests.fake_telegram import FakeTelegram, Person
+from tests.harness import ROOT, write_config
 
 ALICE = Person(1, "Alice")
 SECRET_WORDS = "my neighbour's name is Xylophon-Quark"  # must never reach a log

@@ -7,33 +7,10 @@ import asyncio
 
 import pytest
 
-from engines.base import Conversation, EngineContext, Written
+from engines.base import Conversation
 from engines.ngram.corpus_cache import snapshot_path
-from engines.ngram.engine import NgramEngine, NgramOptions
-
-TWENTY_WORDS = [  # 20 words in all
-    "the cat sat on the mat",
-    "a dog ran to the cat",
-    "my cat likes the warm mat",
-    "dogs run",
-]
-
-
-def said(text: str, lang: str = "en", person: str = "p", chat: str = "test:1") -> Written:
-    return Written(text, lang, person, chat)
-
-
-async def started(tmp_path, texts, k_people: int = 1, **options) -> NgramEngine:
-    """An engine that learned `texts` (Written, or text of one person in chat test:1; with
-    k_people 1 they reach the shared models too)."""
-    async def stored():
-        return [said(text) if isinstance(text, str) else text for text in texts]
-
-    opts = NgramOptions(**({"corpora": False, "time_budget": 0.05} | options))
-    engine = NgramEngine(opts, EngineContext(data_dir=tmp_path, stored_texts=stored,
-                                             k_people=k_people))
-    await engine.start()
-    return engine
+from engines.ngram.engine import NgramEngine
+from tests.ngram_helpers import TWENTY_WORDS, said, started
 
 
 async def reply(engine: NgramEngine, text: str, lang: str = "en") -> Conversation:

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from bot.events import Incoming
-from tests.conftest import RecordingSink
+from tests.harness import say
 
 NGRAM = "[engines.ngram]\ncorpora = false\ntime_budget = 0.05\n"
-
-
-async def say(router, text: str, user: str, admin: bool = False) -> str:
-    sink = RecordingSink()
-    incoming = Incoming(platform="test", chat_id="c1", user_id=user, user_name=user, text=text,
-                        is_admin=admin)
-    await router.handle(incoming, sink)
-    return sink.final or ""
 
 
 def known_words(engine) -> set[str]:
@@ -30,16 +21,16 @@ def known_words(engine) -> set[str]:
 
 async def test_opted_out_text_never_reaches_the_counts_now_or_after_a_restart(serve):
     async with serve(NGRAM) as router:
-        assert "ngram" in await say(router, "/engine ngram", "admin", admin=True)
+        assert "ngram" in (await say(router, "/engine ngram", user="admin", is_admin=True)).final
         engine = await router.engines.get("ngram")
-        await say(router, "/optout", "hidden")
-        assert (await say(router, "zebras whisper secrets", "hidden")).strip()
-        await say(router, "lions roar loudly", "open")
+        await say(router, "/optout", user="hidden")
+        assert (await say(router, "zebras whisper secrets", user="hidden")).final.strip()
+        await say(router, "lions roar loudly", user="open")
         await engine.settle()
         assert {"lions", "roar"} <= known_words(engine)
         assert not {"zebras", "whisper", "secrets"} & known_words(engine)
-        await say(router, "/optin", "hidden")
-        await say(router, "giraffes hum", "hidden")
+        await say(router, "/optin", user="hidden")
+        await say(router, "giraffes hum", user="hidden")
         await engine.settle()
         assert "giraffes" in known_words(engine)
     async with serve(NGRAM) as router:
@@ -50,27 +41,27 @@ async def test_opted_out_text_never_reaches_the_counts_now_or_after_a_restart(se
 
 async def test_next_and_why_show_the_ngram_engines_work(serve):
     async with serve(NGRAM) as router:
-        await say(router, "/engine ngram", "admin", admin=True)
+        await say(router, "/engine ngram", user="admin", is_admin=True)
         for _ in range(2):
-            await say(router, "robots like very shiny gears", "open")
+            await say(router, "robots like very shiny gears", user="open")
         await (await router.engines.get("ngram")).settle()
-        assert "shiny" in await say(router, "/next robots like very", "open")
-        await say(router, "tell me about robots", "open")
-        why = await say(router, "/why", "open")
+        assert "shiny" in (await say(router, "/next robots like very", user="open")).final
+        await say(router, "tell me about robots", user="open")
+        why = (await say(router, "/why", user="open")).final
         assert "keywords" in why and "robots" in why and "candidates" in why
 
 
 async def test_forget_and_optout_take_the_words_back_out_of_the_counts(serve):
     async with serve(NGRAM) as router:
-        await say(router, "/engine ngram", "admin", admin=True)
+        await say(router, "/engine ngram", user="admin", is_admin=True)
         engine = await router.engines.get("ngram")
-        await say(router, "quokkas juggle pinecones", "leaver")
-        await say(router, "wombats dig burrows", "stayer")
-        await say(router, "kiwis count stars", "quitter")
+        await say(router, "quokkas juggle pinecones", user="leaver")
+        await say(router, "wombats dig burrows", user="stayer")
+        await say(router, "kiwis count stars", user="quitter")
         await engine.settle()
         assert {"quokkas", "wombats", "kiwis"} <= known_words(engine)
-        assert "Deleted" in await say(router, "/forget", "leaver")
-        await say(router, "/optout", "quitter")
+        assert "Deleted" in (await say(router, "/forget", user="leaver")).final
+        await say(router, "/optout", user="quitter")
         words = known_words(engine)
         assert "wombats" in words and not {"quokkas", "pinecones", "kiwis"} & words
-        assert "pinecones" not in await say(router, "/next quokkas juggle", "stayer")
+        assert "pinecones" not in (await say(router, "/next quokkas juggle", user="stayer")).final

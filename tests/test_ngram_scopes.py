@@ -10,47 +10,43 @@ import time
 import pytest
 
 from bot import learning
-from bot.events import Incoming
 from engines.ngram.languages import Language
 from engines.ngram.vocab import BOS
-from tests.conftest import RecordingSink
+from tests.harness import say
 
 NGRAM = "[engines.ngram]\ncorpora = false\ntime_budget = 0.05\nestimate_every = 0.0\n"
 SECRET = "my locker code is zqx419904"
 
 
-async def say(router, text: str, person: str, chat: str = "", group: bool = False) -> str:
+async def in_ngram(router, text: str, person: str, chat: str = "", group: bool = False) -> str:
     """`person` says `text` in `chat` (their private chat by default), whose engine is ngram."""
     chat = chat or f"dm-{person}"
-    sink = RecordingSink()
     for line in ("/engine ngram", text):
-        await router.handle(Incoming(platform="test", chat_id=chat, user_id=person,
-                                     user_name=person, text=line, is_group=group,
-                                     is_admin=True), sink)
+        sink = await say(router, line, chat, person, is_group=group, is_admin=True)
     return sink.final or ""
 
 
 async def offered(router, person: str, context: str, chat: str = "") -> list[str]:
     """The words /next offers `person` in `chat` (their private chat by default)."""
     await (await router.engines.get("ngram")).settle()
-    reply = await say(router, f"/next {context}", person, chat)
+    reply = await in_ngram(router, f"/next {context}", person, chat)
     return [line.split("  ")[0].lower() for line in reply.splitlines()[1:]]
 
 
 async def test_one_person_repeating_is_one_person_three_people_are_common(serve):
     async with serve(NGRAM) as router:
         for _ in range(5):
-            await say(router, SECRET, "alice")
-        await say(router, SECRET, "bob", "g1", group=True)
+            await in_ngram(router, SECRET, "alice")
+        await in_ngram(router, SECRET, "bob", "g1", group=True)
         assert "zqx419904" not in await offered(router, "mallory", "my locker code is")
-        await say(router, SECRET, "carol")  # the third person
+        await in_ngram(router, SECRET, "carol")  # the third person
         assert "zqx419904" in await offered(router, "mallory", "my locker code is")
 
 
 async def test_a_chats_layer_answers_that_chat_and_no_other(serve):
     async with serve(NGRAM) as router:
-        await say(router, "robots polish shiny gears", "ann", "g1", group=True)
-        await say(router, "hello there", "ben", "g2", group=True)
+        await in_ngram(router, "robots polish shiny gears", "ann", "g1", group=True)
+        await in_ngram(router, "hello there", "ben", "g2", group=True)
         assert "shiny" in await offered(router, "ben", "robots polish", "g1")  # at once
         assert "shiny" not in await offered(router, "ben", "robots polish", "g2")
         assert "shiny" not in await offered(router, "ann", "robots polish")  # her own DM
@@ -61,7 +57,7 @@ async def test_a_chats_layer_answers_that_chat_and_no_other(serve):
 
 async def common(router, phrase: str, people: list[str]) -> None:
     for person in people:
-        await say(router, phrase, person)
+        await in_ngram(router, phrase, person)
 
 
 async def test_forget_optout_and_retention_withdraw_from_both_scopes(serve):
@@ -70,11 +66,11 @@ async def test_forget_optout_and_retention_withdraw_from_both_scopes(serve):
         await common(router, phrase, ["a", "b", "c"])
         assert "sing" in await offered(router, "eve", context)
         assert "sing" in await offered(router, "a", context)  # her own layer
-        await say(router, "/forget", "a")
+        await in_ngram(router, "/forget", "a")
         assert "sing" not in await offered(router, "eve", context)  # two people left
         assert "sing" not in await offered(router, "a", context)
         assert "sing" in await offered(router, "b", context)  # his own chat still has it
-        await say(router, "/optout", "b")
+        await in_ngram(router, "/optout", "b")
         assert "sing" not in await offered(router, "b", context)
         await common(router, phrase, ["d", "e", "f"])
         assert "sing" in await offered(router, "eve", context)
@@ -88,14 +84,14 @@ async def test_a_redundant_forget_or_optout_does_no_work(serve):
         await common(router, "green owls hoot at night", ["a", "b", "c"])
         engine = await router.engines.get("ngram")
         await engine.settle()
-        await say(router, "/forget", "a")
-        await say(router, "/optout", "b")
+        await in_ngram(router, "/forget", "a")
+        await in_ngram(router, "/optout", "b")
         await engine.settle()
         assert engine.withdrawn == 2
         estimations = engine.languages["en"].estimations
         for _ in range(3):
-            await say(router, "/forget", "a")
-            await say(router, "/optout", "b")
+            await in_ngram(router, "/forget", "a")
+            await in_ngram(router, "/optout", "b")
         await engine.settle()
         assert engine.withdrawn == 2  # nothing of theirs left to take back
         assert engine.languages["en"].estimations == estimations

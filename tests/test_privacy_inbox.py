@@ -8,8 +8,8 @@ import contextlib
 import json
 
 from bot.app import App
-from tests.conftest import frontend_running, make_config
 from tests.fake_telegram import FakeTelegram, Person
+from tests.harness import frontend_running, make_config
 
 ALICE, BOB = Person(1, "Alice"), Person(2, "Bob")
 

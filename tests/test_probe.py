@@ -13,8 +13,8 @@ from engines.base import EngineContext
 from engines.ngram.tokens import tokenize
 from engines.ngram.vocab import BOS
 from engines.transformer.engine import TransformerEngine, TransformerOptions
-from tests.conftest import say
-from tests.test_ngram_engine import TWENTY_WORDS, said, started
+from tests.harness import say
+from tests.ngram_helpers import TWENTY_WORDS, said, started
 from tests.tiny_model import tiny_model_dir
 
 

@@ -31,22 +31,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.finetune_helpers import DB, seed_sync, taste_rows
+from tests.harness import ROOT
 
 pytest.importorskip("torch", reason="the quickstart's model needs the ml extra")
+# Four sections, each a few processes that import torch: minutes on busy cores. Alone on this
+# 2-core machine, under the others' load, each test took at most 35 s: 600 s is a margin of
+# more than 10x, for `make test` beside another `make test`.
+TEST_SECONDS = 600
 pytestmark = [
     pytest.mark.skipif(shutil.which("make") is None or shutil.which("curl") is None,
                        reason="the README's commands use make and curl"),
-    # Four sections, each a few processes that import torch: minutes on busy cores.
-    pytest.mark.timeout(600),
+    pytest.mark.timeout(TEST_SECONDS),
 ]
 
 QUICKSTART = "### The neural engine offline, in three commands"
 RUNNING = "## Running it"
 FINETUNING = "## Learning from feedback"
 REMOTE_CPU = "### The remote engine on a CPU: `transformers serve`"
-SECTION_SECONDS = 540
+# What a test's shell lines get in all, shorter than the test's own limit: a line that hangs
+# fails with its output, before pytest-timeout would kill the test without it.
+LINES_SECONDS = TEST_SECONDS - 60
 
 
 def commands(heading: str) -> list[str]:
@@ -93,7 +98,14 @@ def tree(tmp_path_factory) -> Path:
     return target
 
 
-def bash(tree: Path, script: str, stdin: str = "", timeout: float = SECTION_SECONDS):
+@pytest.fixture
+def shell(tree: Path):
+    """`shell(script, stdin="")`: `bash` in the tree; a test's calls share LINES_SECONDS."""
+    deadline = time.monotonic() + LINES_SECONDS
+    return lambda script, stdin="": bash(tree, script, stdin, deadline - time.monotonic())
+
+
+def bash(tree: Path, script: str, stdin: str, timeout: float):
     """`script` in bash with `set -e`, in the venv as "Running it" says; the result. Whatever
     it started and left running (a server, when a line failed) ends with it."""
     env = {k: v for k, v in os.environ.items()  # a shell as a user has it: under `make test`
@@ -106,7 +118,11 @@ def bash(tree: Path, script: str, stdin: str = "", timeout: float = SECTION_SECO
                                stderr=subprocess.PIPE, text=True, cwd=tree, env=env,
                                start_new_session=True)
     try:
-        stdout, stderr = process.communicate(stdin, timeout=timeout)
+        stdout, stderr = process.communicate(stdin, timeout=max(1.0, timeout))
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{script}\n--- timed out: stdout\n{stdout}\n--- stderr\n{stderr}")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -115,31 +131,32 @@ def bash(tree: Path, script: str, stdin: str = "", timeout: float = SECTION_SECO
     return subprocess.CompletedProcess(process.args, 0, stdout, stderr)
 
 
-def test_the_quickstart_builds_the_tiny_model_starts_the_bot_with_it_and_switches_a_chat(tree):
+def test_the_quickstart_builds_the_tiny_model_starts_the_bot_with_it_and_switches_a_chat(
+        tree, shell):
     build, start, chat = commands(QUICKSTART)
     assert build == "make tiny" and chat == "/engine transformer"
-    built = bash(tree, build)
+    built = shell(build)
     assert "step 3/3  loss " in built.stdout and (tree / "data/tiny.toml").exists()
-    started = bash(tree, start, stdin=f"{chat}\nhello there\n")
+    started = shell(start, stdin=f"{chat}\nhello there\n")
     assert "This chat now talks to transformer." in started.stdout
     assert "Traceback" not in started.stderr
-    assert "make-tiny" not in bash(tree, build).stdout  # the same STEPS: nothing to rebuild
+    assert "make-tiny" not in shell(build).stdout  # the same STEPS: nothing to rebuild
     with sqlite3.connect(tree / "data" / DB) as db:
         replies = db.execute("SELECT engine, engine_version FROM messages WHERE role = 'bot'"
                              " AND reply_to IS NOT NULL").fetchall()
     assert replies == [("transformer", "base")]
 
 
-def test_running_it_activates_the_venv_and_pipes_a_console_session(tree):
+def test_running_it_activates_the_venv_and_pipes_a_console_session(shell):
     activate, *session = commands(RUNNING)
     assert activate == ". .venv/bin/activate" and session
-    out = bash(tree, "\n".join(session)).stdout
+    out = shell("\n".join(session)).stdout
     assert "This chat now talks to eliza." in out and "IN WHAT WAY" in out
     assert "keyword" in out.lower()  # /why explains ELIZA's rule
     assert out.splitlines()[-1] == "IN WHAT WAY"  # and once more through `make run`
 
 
-def test_the_fine_tuning_steps_one_by_one(tree):
+def test_the_fine_tuning_steps_one_by_one(tree, shell):
     lines = commands(FINETUNING)
     assert [line.split()[3] for line in lines] == ["export", "train", "evaluate", "promote",
                                                   "status", "rollback"]
@@ -149,9 +166,9 @@ def test_the_fine_tuning_steps_one_by_one(tree):
                      "preference_steps = 2\nbatch_size = 4\nmax_tokens = 96\nthreads = 1\n"
                      'device = "cpu"\n')
     export, train, *rest = lines
-    adapter = bash(tree, f"{export}\n{train}").stdout.splitlines()[-1]
+    adapter = shell(f"{export}\n{train}").stdout.splitlines()[-1]
     assert (tree / "data" / "adapters" / adapter / "manifest.json").exists()
-    done = bash(tree, "\n".join(line.replace(" ID ", f" {adapter} ") for line in rest))
+    done = shell("\n".join(line.replace(" ID ", f" {adapter} ") for line in rest))
     assert f'"retired": "{adapter}"' in done.stdout
 
 
@@ -161,9 +178,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_the_remote_engine_on_a_cpu_with_transformers_serve(tree):
+def test_the_remote_engine_on_a_cpu_with_transformers_serve(shell):
     pytest.importorskip("fastapi", reason="transformers serve needs the test extra's fastapi")
     script = "\n".join(commands(REMOTE_CPU)).replace("8000", str(free_port()))
-    out = bash(tree, script).stdout.splitlines()  # pip's lines first, then the chat
+    out = shell(script).stdout.splitlines()  # pip's lines first, then the chat
     assert "This chat now talks to remote." in out, out
     assert "My last reply came from remote base." in out and "tokens_out: 32" in out, out

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from bot.i18n import t
-from tests.conftest import run_console, wait_healthy, write_config
+from tests.harness import HEAVY_WAIT, heavy, run_console, wait_healthy, write_config
 from tests.tiny_model import tiny_model_dir
 
 pytest.importorskip("fastapi", reason="transformers serve needs the test extra's fastapi")
 pytest.importorskip("uvicorn", reason="transformers serve needs the test extra's uvicorn")
 pytest.importorskip("torch", reason="the tiny model needs the ml extra")
+pytestmark = heavy  # transformers serve started once, then consoles that talk to it
 
 
 
@@ -54,7 +55,7 @@ def test_the_piped_console_talks_to_transformers_serve(served, tmp_path):
         "vllm_sampling = false\n"), engines=False)  # it refuses top_k and repetition_penalty
     done = run_console(["console", "--config", str(config), "--data-dir", str(tmp_path / "d")],
                        ["/engine remote", "Hello there", "/next The weather is", "/why"],
-                       cwd=tmp_path, timeout=120)
+                       cwd=tmp_path, timeout=HEAVY_WAIT // 2)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert out.splitlines()[0] == "This chat now talks to remote.", out
@@ -76,7 +77,7 @@ def test_a_server_that_refuses_vllm_fields_is_told_apart_in_one_line(served, tmp
         f'[engines.remote]\nbase_url = "{base_url}"\nmodel = "{model}"\n'), engines=False)
     done = run_console(["console", "--config", str(config), "--data-dir", str(tmp_path / "d")],
                        ["/engine remote", "Hello there", "/why", "/engine eliza", "Hello"],
-                       cwd=tmp_path, timeout=120)
+                       cwd=tmp_path, timeout=HEAVY_WAIT // 2)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1] == t("en", "apology")

@@ -4,14 +4,12 @@ a /retrain job, as a process, and started again on the same data."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from bot.events import Incoming
 from bot.i18n import t
-from tests.conftest import RecordingSink
 from tests.fake_job import hanging_launcher
 from tests.fake_telegram import FakeTelegram
-from tests.test_telegram_restarts import PEOPLE, start, stop
+from tests.harness import RecordingSink, bot_process
+from tests.telegram_bot import PEOPLE
 
 
 def chat_texts(fake: FakeTelegram) -> list[str]:
@@ -20,31 +18,23 @@ def chat_texts(fake: FakeTelegram) -> list[str]:
 
 async def test_killed_during_a_retrain_job_the_restart_starts_no_second_job_and_says_so(
         tmp_path):
-    fake = await FakeTelegram().start()
     admin = PEOPLE[0]
     body = (f'admins = ["telegram:{admin.id}"]\n'
             f'[finetune]\nlauncher = "{hanging_launcher(tmp_path)}"')
-    process = await start(fake, tmp_path, body)
-    try:
+    async with bot_process("telegram", tmp_path) as (fake, bot):
+        await bot.start(body)
         fake.say(fake.private(admin), admin, "/retrain")
         await fake.wait_for(lambda: any("step 1/100" in x for x in chat_texts(fake)),
                             "the job running, its progress shown", 30)
-        process.kill()
-        await process.wait()
-        process = await start(fake, tmp_path, body)
+        await bot.kill()
+        await bot.start(body)
         told = t("en", "replay_job_interrupted", job=1)
         await fake.wait_for(lambda: told in chat_texts(fake), "the chat told", 30)
-        assert await stop(process) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await fake.close()
+        assert await bot.stop() == 0
     assert chat_texts(fake) == [told]  # the job's status message, edited: nothing else sent
-    with sqlite3.connect(tmp_path / "data" / "eliza2llm.sqlite3") as db:
-        jobs = db.execute("SELECT id, status, detail FROM jobs").fetchall()
-        unhandled = db.execute("SELECT COUNT(*) FROM inbox WHERE done_at IS NULL").fetchone()
+    jobs = bot.rows("SELECT id, status, detail FROM jobs")
     assert jobs == [(1, "failed", "the bot stopped while the job ran")]  # no second job
-    assert unhandled == (0,)
+    assert bot.rows("SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]
 
 
 async def test_rollback_and_adapter_delivered_again_are_not_run_again(serve):

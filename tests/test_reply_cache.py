@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bot.store import Exchange
-from tests.conftest import rows, say
+from tests.harness import rows, say
 
 LIMIT = 4
 
@@ -20,7 +20,7 @@ async def assert_cache_is_the_history(router) -> None:
     store = router.store
     for chat_id in ("c1", "c2"):
         chat = await store.chat("test", chat_id)
-        seen = (await store.context(chat, "echo", LIMIT)).turns
+        seen = (await store.recall(chat, "echo", LIMIT)).turns
         assert seen == await store.history(chat, LIMIT), chat_id
 
 
@@ -66,11 +66,11 @@ async def test_engine_state_is_written_when_it_changed_and_only_then(serve):
         assert await rows(router, "SELECT COUNT(*) FROM state_writes") == [(3,)]
         store = router.store
         chat, user = await store.chat("test", "c1"), await store.user("test", "u1")
-        context = await store.context(chat, "echo", LIMIT)
-        await store.record(Exchange(chat, user, "same", "same", "echo", "echo-1", context))
+        recalled = await store.recall(chat, "echo", LIMIT)
+        await store.add_exchange(Exchange(chat, user, "same", "same", "echo", "echo-1", recalled))
         assert await rows(router, "SELECT COUNT(*) FROM state_writes") == [(3,)]  # unchanged
-        context.state["turns"] = 99
-        await store.record(Exchange(chat, user, "new", "new", "echo", "echo-1", context))
+        recalled.state["turns"] = 99
+        await store.add_exchange(Exchange(chat, user, "new", "new", "echo", "echo-1", recalled))
         assert await rows(router, "SELECT COUNT(*) FROM state_writes") == [(4,)]
         assert await store.engine_state(chat, "echo") == {"turns": 99}
 
@@ -80,10 +80,10 @@ async def test_a_reply_under_way_during_forget_does_not_write_the_state_back(ser
         await say(router, "my secret is 42")
         store = router.store
         chat, user = await store.chat("test", "c1"), await store.user("test", "u1")
-        context = await store.context(chat, "echo", LIMIT)  # a reply starts...
-        context.state["memory"] = "my secret is 42"
+        recalled = await store.recall(chat, "echo", LIMIT)  # a reply starts...
+        recalled.state["memory"] = "my secret is 42"
         await store.forget_user(user)  # ...the person is forgotten meanwhile...
-        await store.record(Exchange(chat, user, None, None, "echo", "echo-1", context))
+        await store.add_exchange(Exchange(chat, user, None, None, "echo", "echo-1", recalled))
         assert await rows(router, "SELECT COUNT(*) FROM engine_state") == [(0,)]  # ...not back
         assert await store.engine_state(chat, "echo") == {}
 
@@ -95,11 +95,11 @@ async def test_one_failing_write_in_a_shared_transaction_takes_no_other_down(ser
         for n in range(4):
             chat = await store.chat("test", f"chat{n}")
             user = await store.user("test", f"user{n}")
-            context = await store.context(chat, "echo", LIMIT)
-            exchanges.append(Exchange(chat, user, f"q{n}", f"a{n}", "echo", "echo-1", context,
+            recalled = await store.recall(chat, "echo", LIMIT)
+            exchanges.append(Exchange(chat, user, f"q{n}", f"a{n}", "echo", "echo-1", recalled,
                                       platform_ids=[f"r{n}"]))
         exchanges[2].user.id = 10**9  # no such person: the foreign key fails this one write
-        outcomes = await asyncio.gather(*(store.record(x) for x in exchanges),
+        outcomes = await asyncio.gather(*(store.add_exchange(x) for x in exchanges),
                                         return_exceptions=True)
         assert [isinstance(o, Exception) for o in outcomes] == [False, False, True, False]
         stored = await rows(router, "SELECT text FROM messages ORDER BY id")
@@ -113,9 +113,9 @@ async def test_a_state_that_is_not_json_loses_the_state_not_the_messages(serve, 
     async with serve() as router:
         store = router.store
         chat, user = await store.chat("test", "c1"), await store.user("test", "u1")
-        context = await store.context(chat, "echo", LIMIT)
-        context.state["seen"] = {"a set"}  # an engine's bug
-        await store.record(Exchange(chat, user, "q", "a", "echo", "echo-1", context))
+        recalled = await store.recall(chat, "echo", LIMIT)
+        recalled.state["seen"] = {"a set"}  # an engine's bug
+        await store.add_exchange(Exchange(chat, user, "q", "a", "echo", "echo-1", recalled))
         assert await rows(router, "SELECT role, text FROM messages ORDER BY id") == [
             ("user", "q"), ("bot", "a")]
         assert await rows(router, "SELECT COUNT(*) FROM engine_state") == [(0,)]

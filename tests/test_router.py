@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from bot.events import Reaction
-from tests.conftest import RecordingSink, msg, rows, say
+from tests.harness import RecordingSink, msg, rows, say, votes_on
 
 
 async def test_reply_streams_and_is_stored_with_engine_and_version(serve):
@@ -158,10 +158,10 @@ async def test_reactions_become_votes_and_removing_one_removes_the_vote(serve):
         assert await router.react(react("👎", user="u3"))
         assert not await router.react(react("🤔"))  # not a vote
         assert not await router.react(Reaction("test", "c1", "u2", "m-unknown", "👍"))
-        assert await router.store.votes(reply_id) == [("u2", 1), ("u3", -1)]
+        assert await votes_on(router.store, reply_id) == [("u2", 1), ("u3", -1)]
         assert await router.react(react("❤", added=False))
         assert not await router.react(react("👍", added=False))  # already replaced by ❤
-        assert await router.store.votes(reply_id) == [("u3", -1)]
+        assert await votes_on(router.store, reply_id) == [("u3", -1)]
 
 
 async def test_good_and_bad_rate_the_last_reply_once_per_user(serve):
@@ -307,7 +307,7 @@ async def test_a_vote_cast_while_the_reply_still_streams_counts(serve):
         assert await router.react(Reaction("test", "c1", "u2", f"sent-{id(sink)}", "👍"))
         await reply
         [(reply_id,)] = await rows(router, "SELECT id FROM messages WHERE role = 'bot'")
-        assert await router.store.votes(reply_id) == [("u2", 1)]
+        assert await votes_on(router.store, reply_id) == [("u2", 1)]
 
 
 async def test_mydata_is_not_posted_into_a_group(serve):

@@ -16,7 +16,7 @@ from bot.events import Incoming, Reaction
 from bot.frontends import FRONTENDS
 from engines.base import EngineUnavailable
 from engines.registry import BUILTIN
-from tests.conftest import RecordingSink, make_config, write_config
+from tests.harness import RecordingSink, make_config, write_config
 
 LISTEN = '[server]\nlisten = "127.0.0.1:0"\n'  # port 0: any free one; the app says which
 

@@ -18,8 +18,8 @@ import sys
 import pytest
 
 from engines.base import Conversation, EngineContext
-from tests.conftest import ROOT
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
+from tests.harness import ROOT
 from tests.smol_model import smol_dir
 
 pytest.importorskip("torch", reason="the real model needs the ml extra")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_healthy
+from tests.harness import wait_healthy
 from tests.remote_chat import remote_toml, say
 from tests.smol_model import smol_dir
 

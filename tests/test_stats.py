@@ -12,8 +12,8 @@ import pytest
 from bot.commands import stats as stats_module
 from bot.i18n import t
 from bot.store import Adapter, Store
-from tests import test_discord, test_telegram
-from tests.conftest import say
+from tests import telegram_bot
+from tests.harness import running_bot, say
 
 TODAY = time.strftime("%Y-%m-%d", time.gmtime())
 # (engine, version) -> (👍, 👎) cast today; the numbers every test below expects
@@ -143,8 +143,8 @@ async def seed_with_promotion(router, platform: str) -> None:
 
 
 async def test_telegram_gets_the_chart_as_a_png_and_the_table_as_text(tmp_path, plotted):
-    alice = test_telegram.ALICE
-    async with test_telegram.running_bot(tmp_path) as bot:
+    alice = telegram_bot.ALICE
+    async with running_bot("telegram", tmp_path) as bot:
         await seed_with_promotion(bot.router, "telegram")
         sent = await bot.reply_to(bot.fake.private(alice), alice, "/stats", count=2)
         [document] = [m for m in sent if "document" in m]
@@ -157,7 +157,7 @@ async def test_telegram_gets_the_chart_as_a_png_and_the_table_as_text(tmp_path, 
 
 
 async def test_discord_gets_the_chart_as_an_attachment(tmp_path, plotted):
-    async with test_discord.running_bot(tmp_path) as bot:
+    async with running_bot("discord", tmp_path) as bot:
         await seed_with_promotion(bot.router, "discord")
         answer = await bot.command("stats", days="30")
         assert answer.text.startswith(t("en", "stats_header", days=30))

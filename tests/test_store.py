@@ -12,6 +12,7 @@ import pytest
 
 from bot.store import MIGRATIONS, Store
 from bot.store import migrations as store_module
+from tests.harness import votes_on
 
 
 async def test_migrations_run_once_from_an_empty_file_and_reopen(tmp_path):
@@ -69,11 +70,11 @@ async def test_one_vote_per_user_per_reply(tmp_path):
     await store.vote(reply, alice, 1, "👍")
     await store.vote(reply, alice, -1, "👎")
     await store.vote(reply, bob, 1, "👍")
-    assert await store.votes(reply) == [("alice", -1), ("bob", 1)]
+    assert await votes_on(store, reply) == [("alice", -1), ("bob", 1)]
     assert await store.reply_for(chat, "42") == reply
     assert not await store.unvote(reply, alice, source="👍")  # that reaction no longer counts
     assert await store.unvote(reply, alice, source="👎")
-    assert await store.votes(reply) == [("bob", 1)]
+    assert await votes_on(store, reply) == [("bob", 1)]
     await store.close()
 
 

@@ -8,12 +8,13 @@ from telegram.error import EndPointNotFound
 
 from bot.commands import COMMANDS, summary
 from bot.i18n import t
-from tests.telegram_bot import ADA, ALICE, BOB, OTHER_BOT, eventually, running_bot
+from tests.harness import eventually_equal, running_bot, votes_on
+from tests.telegram_bot import ADA, ALICE, BOB, OTHER_BOT
 
 
 @pytest.fixture
 async def bot(tmp_path):
-    async with running_bot(tmp_path) as running:
+    async with running_bot("telegram", tmp_path) as running:
         yield running
 
 
@@ -44,7 +45,7 @@ async def test_start_opens_a_chat_with_the_help_text(bot):
 
 
 async def test_vote_buttons_can_be_switched_off(tmp_path):
-    async with running_bot(tmp_path, vote_buttons=False) as bot:
+    async with running_bot("telegram", tmp_path, vote_buttons=False) as bot:
         [reply] = await bot.reply_to(bot.fake.private(ALICE), ALICE, "no buttons")
         assert reply["text"] == "echo: no buttons" and "reply_markup" not in reply
 
@@ -96,7 +97,7 @@ async def test_group_answers_mentions_replies_and_commands_only(bot):
 
 
 async def test_group_mode_always_answers_everything_but_bots(tmp_path):
-    async with running_bot(tmp_path, group_mode="always") as bot:
+    async with running_bot("telegram", tmp_path, group_mode="always") as bot:
         group = bot.fake.group()
         bot.fake.say(group, OTHER_BOT, "a bot talking")
         [reply] = await bot.reply_to(group, BOB, "just chatting")
@@ -117,7 +118,7 @@ async def test_switching_the_engine_in_a_group_needs_a_chat_admin(bot):
 
 
 async def test_a_streamed_reply_is_edited_in_order_up_to_its_final_text(tmp_path):
-    async with running_bot(tmp_path, engine="delay = 0.01", edit_interval=0.0) as bot:
+    async with running_bot("telegram", tmp_path, engine="delay = 0.01", edit_interval=0.0) as bot:
         chat = bot.fake.private(ALICE)
         [reply] = await bot.reply_to(chat, ALICE, "one two three four")
         first = bot.fake.calls_to("sendMessage")[0]["text"]
@@ -171,8 +172,7 @@ async def test_reactions_vote_change_and_unvote(bot):
     reply_id = (await bot.last_reply(chat)).id
 
     async def votes_are(expected):
-        await eventually(lambda: _equals(bot.router.store.votes(reply_id), expected),
-                         f"votes {expected}")
+        await eventually_equal(lambda: votes_on(bot.router.store, reply_id), expected)
 
     bot.fake.react(chat, ALICE, reply["message_id"], [], ["👍"])
     await votes_are([("1", 1)])
@@ -187,15 +187,11 @@ async def test_vote_buttons_store_a_vote_and_answer_the_press(bot):
     [reply] = await bot.reply_to(group, BOB, "@eliza2llm_bot rate me")
     reply_id = (await bot.last_reply(group)).id
     query = bot.fake.press(group, ALICE, reply["message_id"], "vote:down")
-    await eventually(lambda: _equals(bot.router.store.votes(reply_id), [("1", -1)]), "a vote")
+    await eventually_equal(lambda: votes_on(bot.router.store, reply_id), [("1", -1)])
     await bot.fake.wait_for(lambda: bot.fake.calls_to("answerCallbackQuery"), "an answer")
     [answer] = bot.fake.calls_to("answerCallbackQuery")
     assert answer == {"callback_query_id": query,
                       "text": t("en", "vote_button_saved", vote="👎")}
-
-
-async def _equals(awaitable, expected) -> bool:
-    return list(await awaitable) == expected
 
 
 # configuration and the fake itself ----------------------------------------------------------

@@ -9,8 +9,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, write_config
 from tests.fake_telegram import FakeTelegram, Person
+from tests.harness import ROOT, write_config
 
 ALICE = Person(1, "Alice")
 

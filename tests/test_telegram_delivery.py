@@ -10,7 +10,8 @@ import pytest
 
 from bot.frontends import telegram_reply
 from bot.i18n import t
-from tests.telegram_bot import ALICE, running_bot
+from tests.harness import running_bot
+from tests.telegram_bot import ALICE
 
 WORDS = "one two three four five"
 
@@ -28,7 +29,7 @@ async def ask(bot, chat, text: str) -> None:
 
 
 async def test_a_storm_of_ten_429s_on_sends_is_waited_out_and_delivers_once(tmp_path):
-    async with running_bot(tmp_path) as bot:
+    async with running_bot("telegram", tmp_path) as bot:
         chat = bot.fake.private(ALICE)
         bot.fake.fail("sendMessage", 10, code=429, retry_after=0.01)
         await ask(bot, chat, WORDS)
@@ -39,7 +40,7 @@ async def test_a_storm_of_ten_429s_on_sends_is_waited_out_and_delivers_once(tmp_
 
 
 async def test_502s_on_sends_and_edits_are_retried_and_deliver_once(tmp_path):
-    async with running_bot(tmp_path, engine="delay = 0.05", edit_interval=0.0) as bot:
+    async with running_bot("telegram", tmp_path, engine="delay = 0.05", edit_interval=0.0) as bot:
         chat = bot.fake.private(ALICE)
         bot.fake.fail("sendMessage", 2)
         bot.fake.fail("editMessageText", 3)
@@ -50,7 +51,7 @@ async def test_502s_on_sends_and_edits_are_retried_and_deliver_once(tmp_path):
 
 
 async def test_a_send_answered_after_the_clients_usual_timeout_is_not_sent_twice(tmp_path):
-    async with running_bot(tmp_path) as bot:
+    async with running_bot("telegram", tmp_path) as bot:
         chat = bot.fake.private(ALICE)
         bot.fake.answer_late("sendMessage", 5.5)  # PTB's own read timeout is 5 s
         await ask(bot, chat, WORDS)
@@ -66,7 +67,7 @@ async def test_a_send_answered_after_the_clients_usual_timeout_is_not_sent_twice
 
 async def test_a_send_that_timed_out_for_good_is_never_repeated(tmp_path, monkeypatch):
     monkeypatch.setattr(telegram_reply, "SEND_READ_TIMEOUT", 0.3)
-    async with running_bot(tmp_path, engine="delay = 0.05", edit_interval=0.0) as bot:
+    async with running_bot("telegram", tmp_path, engine="delay = 0.05", edit_interval=0.0) as bot:
         chat = bot.fake.private(ALICE)
         bot.fake.answer_late("sendMessage", 1.0)
         bot.fake.say(chat, ALICE, WORDS)
@@ -78,7 +79,7 @@ async def test_a_send_that_timed_out_for_good_is_never_repeated(tmp_path, monkey
 
 @pytest.mark.parametrize("data", ["vote:sideways", "garbage", ""])
 async def test_every_button_press_is_answered_even_with_unknown_data(tmp_path, data):
-    async with running_bot(tmp_path) as bot:
+    async with running_bot("telegram", tmp_path) as bot:
         chat = bot.fake.private(ALICE)
         await ask(bot, chat, "hi")
         [reply] = bot.fake.sent(chat)

@@ -10,8 +10,8 @@ from typing import Any
 
 from bot.app import App
 from bot.frontends.telegram_pace import ChatPace
-from tests.conftest import frontend_running, make_config
 from tests.fake_telegram import FakeTelegram, Person
+from tests.harness import frontend_running, make_config
 
 ALICE = Person(1, "Alice")
 WINDOW = 1.0  # seconds: Telegram's minute, scaled

@@ -4,57 +4,19 @@ confirmed to Telegram and then lost, and the database intact."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sqlite3
-import sys
-from pathlib import Path
-
 from bot.i18n import t
-from tests.conftest import ROOT, write_config
-from tests.fake_telegram import FakeTelegram, Person
-
-PEOPLE = [Person(i, f"P{i}") for i in range(1, 6)]
-
-
-async def start(fake: FakeTelegram, tmp_path: Path, body: str) -> asyncio.subprocess.Process:
-    config = write_config(tmp_path / "mine.toml", '[bot]\ndefault_engine = "echo"\n'
-                          f'{body}\n[policy]\nrate_per_minute = 0\n'
-                          f'[telegram]\nbase_url = "{fake.base_url}"\npoll_timeout = 0.5\n'
-                          'edit_interval = 0.0\n')
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TELEGRAM_TOKEN=fake.token,
-               NO_PROXY="127.0.0.1,localhost")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "telegram", "--config", str(config),
-        "--data-dir", str(tmp_path / "data"), cwd=tmp_path, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=open(tmp_path / f"bot-{len(fake.calls)}.err", "w"),  # noqa: SIM115
-    )
-    polls = len(fake.calls_to("getUpdates"))
-    await fake.wait_for(lambda: len(fake.calls_to("getUpdates")) > polls, "polling", 30)
-    return process
+from tests.fake_telegram import FakeTelegram
+from tests.harness import bot_process, eventually
+from tests.telegram_bot import PEOPLE
 
 
 def texts(fake: FakeTelegram) -> list[str]:
     return [m.get("text", "") for p in PEOPLE for m in fake.sent(fake.private(p))]
 
 
-def db_rows(tmp_path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "data" / "eliza2llm.sqlite3") as db:
-        return db.execute(sql).fetchall()
-
-
-async def stop(process: asyncio.subprocess.Process) -> int:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(process.wait(), 30)
-
-
 async def test_kill_9_in_a_burst_then_restart_answers_each_once_and_keeps_every_vote(tmp_path):
-    fake = await FakeTelegram().start()
-    process = await start(fake, tmp_path, "[engines.echo]\ndelay = 0.01")
-    try:
+    async with bot_process("telegram", tmp_path) as (fake, bot):
+        await bot.start("[engines.echo]\ndelay = 0.01")
         sent = [f"m{n} alpha beta gamma delta" for n in range(50)]
         for n, text in enumerate(sent):
             person = PEOPLE[n % len(PEOPLE)]
@@ -70,10 +32,9 @@ async def test_kill_9_in_a_burst_then_restart_answers_each_once_and_keeps_every_
         while not ready():
             await fake.wait_for(ready, "every send answered again", 30)
         votes = vote_on_finished_replies(fake)
-        process.kill()  # kill -9, in the middle of the burst: in the same turn of the loop
-        await process.wait()
+        await bot.kill()  # kill -9, in the middle of the burst: in the same turn of the loop
         confirmed_before_restart = fake.confirmed
-        process = await start(fake, tmp_path, "[engines.echo]\ndelay = 0.01")
+        await bot.start("[engines.echo]\ndelay = 0.01")
         expected = sorted(f"echo: {x}" for x in sent)
         try:
             await fake.wait_for(lambda: sorted(texts(fake)) == expected,
@@ -82,21 +43,17 @@ async def test_kill_9_in_a_burst_then_restart_answers_each_once_and_keeps_every_
             shown = texts(fake)
             raise AssertionError(f"missing {sorted(set(expected) - set(shown))}, "
                                  f"extra {[x for x in shown if x not in expected]}") from None
-        await wait_until(lambda: db_rows(tmp_path, "SELECT COUNT(*) FROM feedback")[0][0]
-                         >= len(votes), "every vote stored")
-        assert await stop(process) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await fake.close()
+        await eventually(lambda: bot.rows("SELECT COUNT(*) FROM feedback")[0][0] >= len(votes),
+                         "every vote stored", 30)
+        assert await bot.stop() == 0
     assert confirmed_before_restart > 1  # the kill landed after updates were confirmed
     assert len(texts(fake)) == len(sent)  # exactly one message per question: none doubled
-    stored = db_rows(tmp_path, "SELECT text, COUNT(*) FROM messages GROUP BY text")
+    stored = bot.rows("SELECT text, COUNT(*) FROM messages GROUP BY text")
     assert [row for row in stored if row[1] != 1] == []  # none stored twice
     assert sorted(text for text, _ in stored) == sorted(sent + [f"echo: {x}" for x in sent])
-    assert db_rows(tmp_path, "SELECT COUNT(*) FROM feedback") == [(len(votes),)]
-    assert db_rows(tmp_path, "PRAGMA integrity_check") == [("ok",)]
-    assert db_rows(tmp_path, "SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]
+    assert bot.rows("SELECT COUNT(*) FROM feedback") == [(len(votes),)]
+    assert bot.rows("PRAGMA integrity_check") == [("ok",)]
+    assert bot.rows("SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]
 
 
 def every_send_answered(fake: FakeTelegram) -> bool:
@@ -118,43 +75,29 @@ def vote_on_finished_replies(fake: FakeTelegram) -> list[tuple[int, int]]:
     return votes
 
 
-async def wait_until(check, what: str, timeout: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 async def test_sigterm_cuts_long_replies_off_marked_and_answers_the_rest_after_restart(tmp_path):
-    fake = await FakeTelegram().start()
-    process = await start(fake, tmp_path, "drain_seconds = 1.5\n[engines.echo]\ndelay = 1.0")
-    try:
+    async with bot_process("telegram", tmp_path) as (fake, bot):
+        await bot.start("drain_seconds = 1.5\n[engines.echo]\ndelay = 1.0")
         long_ones = [f"long{n} " + " ".join(["word"] * 20) for n in range(2)]
         for person, text in zip(PEOPLE, long_ones, strict=False):
             fake.say(fake.private(person), person, text)
         await fake.wait_for(lambda: len([x for x in texts(fake) if x.startswith("echo")]) >= 2,
                             "both replies streaming", 30)
-        process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.5)  # the bot stops taking updates first thing, then drains 1.5 s
+        bot.terminate()
+        await bot.draining()  # it has stopped taking updates; it drains for 1.5 s
         late = PEOPLE[3]
         fake.say(fake.private(late), late, "sent during the drain")
-        assert await asyncio.wait_for(process.wait(), 30) == 0
+        assert await bot.stop() == 0
         cut = t("en", "cut_off")
         shown = texts(fake)
         assert sum(x.endswith(cut) for x in shown) == 2, shown
-        stored = db_rows(tmp_path, "SELECT text FROM messages WHERE role = 'bot'")
+        stored = bot.rows("SELECT text FROM messages WHERE role = 'bot'")
         assert sum(text.endswith(cut) for (text,) in stored) == 2
         assert "echo: sent during the drain" not in shown  # not taken: not confirmed either
-        process = await start(fake, tmp_path, "[engines.echo]\ndelay = 0.0")
+        await bot.start("[engines.echo]\ndelay = 0.0")
         await fake.wait_for(lambda: "echo: sent during the drain" in texts(fake),
                             "the message sent during the drain, answered after the restart", 30)
-        assert await stop(process) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await fake.close()
+        assert await bot.stop() == 0
     assert texts(fake).count("echo: sent during the drain") == 1
 
 
@@ -164,11 +107,10 @@ async def test_kill_9_after_the_reply_is_shown_and_before_it_is_stored_loses_not
     vote on that reply had arrived) but before the bot heard back and stored anything, the
     restarted bot stores the message and its reply once each, under the id Telegram shows,
     counts the vote, and sends nothing twice."""
-    fake = await FakeTelegram().start()
-    process = await start(fake, tmp_path, "")
     person = PEOPLE[0]
-    chat = fake.private(person)
-    try:
+    async with bot_process("telegram", tmp_path) as (fake, bot):
+        await bot.start()
+        chat = fake.private(person)
         fake.answer_late("editMessageText", 60, times=50)  # carried out, answered much later
         fake.say(chat, person, "solo")
         await fake.wait_for(lambda: [m.get("text") for m in fake.sent(chat)] == ["echo: solo"],
@@ -176,22 +118,17 @@ async def test_kill_9_after_the_reply_is_shown_and_before_it_is_stored_loses_not
         shown = fake.sent(chat)[0]["message_id"]
         fake.react(chat, person, shown, [], ["👍"])  # update 2: it waits for the reply's turn
         await fake.wait_for(lambda: fake.confirmed > 2, "both updates confirmed", 30)
-        assert db_rows(tmp_path, "SELECT COUNT(*) FROM messages") == [(0,)]  # nothing stored yet
-        process.kill()
-        await process.wait()
+        assert bot.rows("SELECT COUNT(*) FROM messages") == [(0,)]  # nothing stored yet
+        await bot.kill()
         fake.answer_on_time("editMessageText")
-        process = await start(fake, tmp_path, "")
-        await wait_until(lambda: db_rows(tmp_path, "SELECT COUNT(*) FROM feedback") == [(1,)],
-                         "the vote stored after the restart")
-        assert await stop(process) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await fake.close()
+        await bot.start()
+        await eventually(lambda: bot.rows("SELECT COUNT(*) FROM feedback") == [(1,)],
+                         "the vote stored after the restart", 30)
+        assert await bot.stop() == 0
     assert [m.get("text") for m in fake.sent(chat)] == ["echo: solo"]  # none sent twice
-    assert db_rows(tmp_path, "SELECT role, text FROM messages ORDER BY id") == [
+    assert bot.rows("SELECT role, text FROM messages ORDER BY id") == [
         ("user", "solo"), ("bot", "echo: solo")]
-    assert db_rows(tmp_path, "SELECT r.platform_msg_id, m.text FROM message_refs r"
+    assert bot.rows("SELECT r.platform_msg_id, m.text FROM message_refs r"
                    " JOIN messages m ON m.id = r.message_id") == [(str(shown), "echo: solo")]
-    assert db_rows(tmp_path, "SELECT value FROM feedback") == [(1,)]
-    assert db_rows(tmp_path, "SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]
+    assert bot.rows("SELECT value FROM feedback") == [(1,)]
+    assert bot.rows("SELECT COUNT(*) FROM inbox WHERE done_at IS NULL") == [(0,)]

@@ -13,17 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.app import App
-from tests.conftest import frontend_running, make_config
 from tests.fake_telegram import FakeTelegram
+from tests.harness import eventually, frontend_running, make_config
 from tests.telegram_bot import ALICE
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_the_id_of_a_send_is_recorded_while_the_bots_loop_is_busy(tmp_path):
@@ -43,12 +35,13 @@ async def test_the_id_of_a_send_is_recorded_while_the_bots_loop_is_busy(tmp_path
         async with frontend_running(app) as (router, _):
             on_fake(fake.answer_late, "sendMessage", 0.3)  # carried out, answered 0.3 s later
             on_fake(fake.say, chat, ALICE, "hello")
-            await until(lambda: fake.calls_to("sendMessage"), "the send")
+            await eventually(lambda: fake.calls_to("sendMessage"), "the send", 30)
             time.sleep(1.0)  # the bot's loop busy: not one of its tasks runs meanwhile
             [sent] = fake.sent(chat)
             journal = (tmp_path / "data" / "telegram-sent.jsonl").read_text().splitlines()
             assert [str(sent["message_id"])] in [json.loads(line)[1] for line in journal]
-            await until(lambda: fake.sent(chat)[0].get("text") == "echo: hello", "the reply")
+            await eventually(lambda: fake.sent(chat)[0].get("text") == "echo: hello", "the reply",
+                             30)
             await router.settle(10)
     finally:
         asyncio.run_coroutine_threadsafe(fake.close(), loop).result()

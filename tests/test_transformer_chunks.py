@@ -104,15 +104,18 @@ async def test_probe_reads_its_context_in_chunks_and_scores_as_one_plain_pass(
     engine, monkeypatch
 ):
     options = ["mat", "dog and the cat", "purple elephant of the mountains"]
-    engine.worker.prefill_chunk = 16
-    widths = passes(engine, monkeypatch)
-    got = await engine.probe(LONG, options, "en")
     context = engine._encode(LONG)
     expected = [whole_pass_logprob(engine, context, engine._encode(" " + o)) for o in options]
-    assert got == pytest.approx(expected, abs=1e-3) and len(set(got)) == 3
-    reads = [columns for rows, columns in widths if rows == 1]
-    assert len(reads) >= 8 and max(reads) <= 16  # the context, 16 tokens a pass
-    assert widths[-1][0] == 3  # then the three continuations together, in one pass
+    widths = passes(engine, monkeypatch)
+    engine.worker.prefill_chunk = 4096
+    whole = await engine.probe(LONG, options, "en")
+    assert [rows for rows, _ in widths] == [1, 3]  # the context once, the three together
+    widths.clear()
+    engine.worker.prefill_chunk = 16
+    chunked = await engine.probe(LONG, options, "en")
+    assert whole == pytest.approx(expected, abs=1e-3) and len(set(whole)) == 3
+    assert chunked == pytest.approx(expected, abs=1e-3)
+    assert len(widths) >= 10 and all(rows * columns <= 16 for rows, columns in widths)
 
 
 async def test_a_long_probe_takes_turns_with_a_running_reply(engine, monkeypatch):
@@ -130,3 +133,69 @@ async def test_a_long_probe_takes_turns_with_a_running_reply(engine, monkeypatch
     assert len(reads) >= 12  # /probe's context and /next's, 16 tokens a pass
     # "hello" (running all along) takes its step after each of them, the last two aside
     assert sum(1 for i in reads[:-1] if widths[i + 1] == (1, 1)) >= len(reads) - 2
+
+
+async def test_rows_of_a_chunked_group_from_a_kept_beginning_compute_what_they_would_alone(
+    engine, monkeypatch
+):
+    worker, tokenizer = engine.worker, engine.tokenizer
+    system = tokenizer("You are a helpful bot. " * 6, add_special_tokens=False)["input_ids"]
+    bodies = [" hello there", " the cat sat on the mat " * 3, " why"]
+    prompts = [system + tokenizer(b, add_special_tokens=False)["input_ids"] for b in bodies]
+    logits = first_logits(monkeypatch)
+
+    async def first(which: list[int], chunk: int) -> list[torch.Tensor]:
+        worker.prefill_chunk = chunk
+        logits.clear()
+        requests = [worker.submit(prompts[i], max_new_tokens=1, shared=len(system), chat=str(i))
+                    for i in which]
+        for request in requests:
+            async for _ in request.deltas():
+                pass
+        return list(torch.cat(logits))
+
+    await first([0], 4096)  # keeps the system prompt's beginning
+    alone = [(await first([i], 4096))[0] for i in range(3)]
+    hits = worker._prefixes.hits
+    together = await first([0, 1, 2], 5)  # three rows, one column each a pass
+    assert worker._prefixes.hits == hits + 1
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(alone, together, strict=True))
+
+
+async def test_a_group_everyone_left_is_not_read_to_its_end(engine):
+    worker = engine.worker
+    worker.prefill_chunk = 1  # one token a pass: ~130 passes for the whole prompt
+    request = worker.submit(engine._encode(LONG), max_new_tokens=4, chat="gone")
+    while worker._filling is None:
+        await asyncio.sleep(0.001)
+    request.cancel()
+    worker.prefill_chunk = 4096  # "hello" in one pass (the group kept its one token a pass)
+    before = worker.passes
+    assert await ask(engine, "hello")  # 1 + 40 passes, not after the group's 130
+    assert worker.passes - before <= 45 and worker._filling is None
+
+
+async def test_a_probe_its_caller_gave_up_on_is_dropped_unrun(engine):
+    worker = engine.worker
+    worker.prefill_chunk = 1
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(engine.probe(LONG, ["mat"], "en"), 0.05)
+    for _ in range(200):
+        if not worker._calls:
+            break
+        await asyncio.sleep(0.01)
+    assert not worker._calls and worker.passes < len(engine._encode(LONG))
+
+
+async def test_closing_mid_prefill_and_mid_probe_ends_both_with_an_error(root, tmp_path):
+    from engines.transformer.worker import GenerationError
+
+    async with greedy_engine(root, tmp_path, max_new_tokens=5) as engine:
+        engine.worker.prefill_chunk = 1
+        probe = asyncio.ensure_future(engine.probe(LONG, ["a", "b"], "en"))
+        reply = asyncio.ensure_future(ask(engine, LONG))
+        while not (engine.worker._filling and engine.worker._calls):
+            await asyncio.sleep(0.005)
+    for pending in (probe, reply):
+        with pytest.raises(GenerationError):
+            await asyncio.wait_for(pending, 10)

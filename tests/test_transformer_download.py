@@ -9,10 +9,11 @@ import re
 
 import pytest
 
-from bot.events import Incoming
-from tests.conftest import RecordingSink
 from tests.fake_hub import FakeHub
+from tests.harness import heavy, say
 from tests.tiny_model import tiny_model_dir
+
+ME = {"user": "me", "platform": "console"}  # the console's operator
 
 pytest.importorskip("torch", reason="the transformer needs the ml extra")
 
@@ -46,32 +47,27 @@ def point_at(monkeypatch, url: str) -> None:
                         url + "/{repo_id}/resolve/{revision}/{filename}")
 
 
-async def say(router, text: str, chat: str = "c1") -> str:
-    sink = RecordingSink()
-    await router.handle(Incoming("console", chat, "me", text, user_name="me"), sink)
-    return sink.final or ""
-
-
 def engines_line(answer: str) -> str:
     return next(line for line in answer.splitlines() if line.startswith("• transformer"))
 
 
+@heavy  # the model loads after its download: torch on busy cores
 async def test_engines_shows_the_downloads_megabytes_then_the_model_serves(hub, serve):
     hub.hold = asyncio.Event()
     total = sum(len(data) for data in hub.files.values()) / 1e6
     async with serve(CONFIG) as router:
-        switching = asyncio.create_task(say(router, "/engine transformer"))
+        switching = asyncio.create_task(say(router, "/engine transformer", **ME))
         await asyncio.wait_for(hub.halfway.wait(), 60)
         lines = []
         for _ in range(1000):  # the client reports the first half as it writes it
             # from another chat: this one waits for its /engine until the model is loaded
-            lines.append(engines_line(await say(router, "/engines", chat="c2")))
+            lines.append(engines_line((await say(router, "/engines", chat="c2", **ME)).final))
             if (shown := DOWNLOADING.fullmatch(lines[-1])) and int(shown[1]) > 0:
                 break
             await asyncio.sleep(0.01)
         hub.hold.set()
-        switched = await asyncio.wait_for(switching, 120)
-        ready = engines_line(await say(router, "/engines"))
+        switched = (await asyncio.wait_for(switching, 120)).final
+        ready = engines_line((await say(router, "/engines", **ME)).final)
     assert shown, lines[-3:]
     assert 0 < int(shown[1]) < int(shown[2]) == round(total)
     assert set(lines) - {line for line in lines if DOWNLOADING.fullmatch(line)} <= {
@@ -82,8 +78,8 @@ async def test_engines_shows_the_downloads_megabytes_then_the_model_serves(hub, 
 async def test_a_gated_model_is_one_line_saying_to_accept_its_terms_and_log_in(hub, serve):
     hub.gated = True
     async with serve(CONFIG) as router:
-        answer = await say(router, "/engine transformer")
-        line = engines_line(await say(router, "/engines"))
+        answer = (await say(router, "/engine transformer", **ME)).final
+        line = engines_line((await say(router, "/engines", **ME)).final)
     reason = f"model {REPO} is gated: accept its terms at https://huggingface.co/{REPO}"
     assert reason in answer and "hf auth login" in answer and "\n" not in answer.strip()
     assert reason in line
@@ -92,7 +88,7 @@ async def test_a_gated_model_is_one_line_saying_to_accept_its_terms_and_log_in(h
 async def test_no_network_is_one_line_saying_so_and_what_to_run_instead(hub, serve, monkeypatch):
     await hub.stop()  # nothing listens there any more
     async with serve(CONFIG) as router:
-        answer = await say(router, "/engine transformer")
+        answer = (await say(router, "/engine transformer", **ME)).final
     assert f"model {REPO} is not on this machine and could not be downloaded" in answer
     assert f"`hf download {REPO}` where there is network" in answer and "\n" not in answer
 

@@ -12,7 +12,7 @@ from bot.events import Incoming
 from engines.base import EngineContext, Turn
 from engines.registry import Engines
 from engines.transformer.engine import TransformerEngine, TransformerOptions
-from tests.conftest import ROOT, RecordingSink
+from tests.harness import ROOT, RecordingSink
 from tests.tiny_model import adapter_dir, tiny_model_dir
 
 

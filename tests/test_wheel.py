@@ -13,11 +13,14 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.harness import ROOT, heavy
 
 # Build outputs and local state stay out of the copy (and the checkout gets no build/ folder).
 LOCAL_STATE = {".git", ".venv", "data", "build", "adapters", "scratch", "bench", ".hypothesis"}
 BUILD_OUTPUT = shutil.ignore_patterns("*.egg-info", "__pycache__", ".*_cache")
+
+pytestmark = heavy  # a wheel built, installed into a venv and run: pip and imports
+
 
 
 def not_source(folder: str, names: list[str]) -> set[str]:

@@ -1,6 +1,6 @@
 """Platform-neutral slash commands: the same words in every frontend.
 
-A command is an async function of a CommandContext that returns the text to answer with. It
+A command is an async function of a CommandCall that returns the text to answer with. It
 declares its argument once (name, required or not, choices); `/help`, the Telegram menu and
 the Discord slash command all read that declaration. Its one-line description lives in
 bot/locales/*.toml under [commands].
@@ -14,27 +14,28 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.events import Incoming, Sink
 from bot.files import private_dir
 from bot.i18n import t
 from bot.policy import detail_for
-from engines.base import Capability, EngineUnavailable
+from engines.base import Capability, Engine, EngineUnavailable
 
 if TYPE_CHECKING:
+    from bot.adapters import Adapters
     from bot.services import Services
-    from bot.store import Chat, User
+    from bot.store import Chat, Store, User
+    from engines.registry import Engines
 
-
-class FileSink(Protocol):
-    """A Sink that can send files too (see bot.events.Sink: optional, found with getattr)."""
-
-    async def send_file(self, path: Path, caption: str) -> None: ...
+T = TypeVar("T")
 
 
 @dataclass
-class CommandContext:
+class CommandCall:
+    """One call of a command: who asked where (`incoming`, `chat`, `user`), its `name` and
+    `args`, the `sink` its answer goes to, and the bot's services."""
+
     services: Services
     incoming: Incoming
     chat: Chat
@@ -48,15 +49,15 @@ class CommandContext:
         return self.services.lang(self.chat)
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.services.store
 
     @property
-    def engines(self) -> Any:
+    def engines(self) -> Engines:
         return self.services.engines
 
     @property
-    def adapters(self) -> Any:
+    def adapters(self) -> Adapters:
         return self.services.adapters
 
     @property
@@ -64,7 +65,7 @@ class CommandContext:
         return self.services.engine_name(self.chat)
 
     async def ask_engine(self, capability: Capability, unsupported: str,
-                         question: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Any] | str:
+                         question: Callable[[Engine], Awaitable[T]]) -> tuple[Engine, T] | str:
         """(the chat's engine, its answer to `question(engine)`), or the text that says why
         there is none: the engine is unavailable, or lacks `capability` (`unsupported`)."""
         try:
@@ -85,7 +86,7 @@ class CommandContext:
     def uploads(self) -> bool:
         """Whether the platform takes a file into the chat (Telegram, Discord: not the console,
         which could only show a path)."""
-        return getattr(self.sink, "uploads", False)
+        return self.sink.uploads
 
     @contextlib.asynccontextmanager
     async def upload(self, kind: str, name: str, caption: str) -> AsyncIterator[Path]:
@@ -94,7 +95,7 @@ class CommandContext:
         folder = private_dir(self.services.config.data_dir / kind / uuid.uuid4().hex)
         try:
             yield folder / name
-            await cast("FileSink", self.sink).send_file(folder / name, caption)
+            await self.sink.send_file(folder / name, caption)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -106,7 +107,7 @@ class CommandContext:
         return t(self.lang, key, **values)
 
 
-Handler = Callable[[CommandContext], Awaitable[str]]
+Handler = Callable[[CommandCall], Awaitable[str]]
 Choices = Sequence[str] | Callable[["Services"], Sequence[str]]
 
 
@@ -189,5 +190,5 @@ def summary(name: str, lang: str) -> str:
 # The command modules register themselves on import.
 from bot.commands import chat, feedback, lesson, privacy, stats, training  # noqa: E402
 
-__all__ = ["COMMANDS", "Argument", "Command", "CommandContext", "chat", "command", "describe",
+__all__ = ["COMMANDS", "Argument", "Command", "CommandCall", "chat", "command", "describe",
            "feedback", "lesson", "parse", "privacy", "stats", "summary", "training"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.commands import COMMANDS, Argument, CommandContext, command, describe
+from bot.commands import COMMANDS, Argument, CommandCall, command, describe
 from bot.i18n import LANGUAGES, t
 from bot.policy import without_url_credentials
 from engines.base import EngineUnavailable
@@ -11,7 +11,7 @@ ASK_WAIT = 3.0  # seconds /engines waits for a remote server's first health chec
 
 
 @command("help")
-async def help_(ctx: CommandContext) -> str:
+async def help_(ctx: CommandCall) -> str:
     lines = [ctx.t("help_header")]
     for cmd in COMMANDS.values():
         mark = f" {ctx.t('admin_mark')}" if cmd.scope == "admin" else ""
@@ -20,7 +20,7 @@ async def help_(ctx: CommandContext) -> str:
 
 
 @command("engines")
-async def engines(ctx: CommandContext) -> str:
+async def engines(ctx: CommandCall) -> str:
     lines = [ctx.t("engines_header", current=ctx.engine_name)]
     await ctx.engines.start_when_asked(wait=ASK_WAIT)  # the remote server: up or not
     for name in ctx.engines.names:
@@ -37,7 +37,7 @@ async def engines(ctx: CommandContext) -> str:
 
 @command("engine", scope="chat_admin",
          argument=Argument("name", choices=lambda services: services.engines.names))
-async def engine(ctx: CommandContext) -> str:
+async def engine(ctx: CommandCall) -> str:
     name = ctx.args.split()[0].lower() if ctx.args else ""
     if name not in ctx.engines.names:
         return ctx.t("engine_usage", names=", ".join(ctx.engines.names))
@@ -51,13 +51,13 @@ async def engine(ctx: CommandContext) -> str:
 
 
 @command("reset")
-async def reset(ctx: CommandContext) -> str:
+async def reset(ctx: CommandCall) -> str:
     await ctx.store.reset_chat(ctx.chat)
     return ctx.t("reset_done")
 
 
 @command("status")
-async def status(ctx: CommandContext) -> str:
+async def status(ctx: CommandCall) -> str:
     state, version, _ = ctx.engines.status(ctx.engine_name)
     version = version if state == "ready" else ctx.t(f"engine_states.{state}")
     stats = await ctx.store.chat_stats(ctx.chat)
@@ -65,7 +65,7 @@ async def status(ctx: CommandContext) -> str:
 
 
 @command("lang", scope="chat_admin", argument=Argument("language", choices=LANGUAGES))
-async def lang(ctx: CommandContext) -> str:
+async def lang(ctx: CommandCall) -> str:
     choice = ctx.args.strip().lower()
     if choice not in LANGUAGES:
         return ctx.t("lang_usage")

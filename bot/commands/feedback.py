@@ -6,7 +6,7 @@ import json
 import logging
 
 from bot.budget import estimate
-from bot.commands import Argument, CommandContext, command
+from bot.commands import Argument, CommandCall, command
 from bot.policy import without_url_credentials
 from bot.store import Reply
 from engines.base import BOT_WORDS, CUT, Capability
@@ -14,7 +14,7 @@ from engines.base import BOT_WORDS, CUT, Capability
 log = logging.getLogger(__name__)
 
 
-async def _rate(ctx: CommandContext, value: int, source: str) -> str:
+async def _rate(ctx: CommandCall, value: int, source: str) -> str:
     reply = await ctx.store.last_reply(ctx.chat)
     if reply is None:
         return ctx.t("no_reply_yet")
@@ -23,17 +23,17 @@ async def _rate(ctx: CommandContext, value: int, source: str) -> str:
 
 
 @command("good")
-async def good(ctx: CommandContext) -> str:
+async def good(ctx: CommandCall) -> str:
     return await _rate(ctx, 1, "/good")
 
 
 @command("bad")
-async def bad(ctx: CommandContext) -> str:
+async def bad(ctx: CommandCall) -> str:
     return await _rate(ctx, -1, "/bad")
 
 
 @command("why")
-async def why(ctx: CommandContext) -> str:
+async def why(ctx: CommandCall) -> str:
     reply = await ctx.store.last_reply(ctx.chat)
     if reply is None:
         return ctx.t("why_none")
@@ -47,7 +47,7 @@ async def why(ctx: CommandContext) -> str:
     return without_url_credentials("\n".join(lines + ([rewarded] if rewarded else [])))
 
 
-async def _reward(ctx: CommandContext, reply: Reply) -> str:
+async def _reward(ctx: CommandCall, reply: Reply) -> str:
     """The reply's reward under the reward model of the active adapter: what the gate's reward
     model, trained on the votes, thinks of it (RLHF's "reward", made visible)."""
     if BOT_WORDS in reply.trace or reply.engine != ctx.engine_name:
@@ -69,7 +69,7 @@ async def _reward(ctx: CommandContext, reply: Reply) -> str:
 
 
 @command("next", argument=Argument("text"))
-async def next_(ctx: CommandContext) -> str:
+async def next_(ctx: CommandCall) -> str:
     if not ctx.args:
         return ctx.t("next_usage")
     if (refused := ctx.services.budgets.spend(ctx.incoming, ctx.lang,

@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bot.budget import estimate, reply_cost
-from bot.commands import Argument, CommandContext, command
+from bot.commands import Argument, CommandCall, command
 from bot.events import deliver
 from bot.policy import clean_output, is_bot_admin
 from engines.base import Capability, Conversation
 
 
 @command("probe", argument=Argument("text", hint="CONTEXT | A | B"))
-async def probe(ctx: CommandContext) -> str:
+async def probe(ctx: CommandCall) -> str:
     context, _, rest = ctx.args.partition("|")
     continuations = [part.strip() for part in rest.split("|") if part.strip()]
     if not rest or len(continuations) < 2:
@@ -35,7 +36,7 @@ async def probe(ctx: CommandContext) -> str:
     return "\n".join([header, *probe_lines(continuations, logprobs)])
 
 
-def _probe_limits(ctx: CommandContext, context: str, continuations: list[str]) -> str | None:
+def _probe_limits(ctx: CommandCall, context: str, continuations: list[str]) -> str | None:
     """At most [policy] max_probe_alternatives (bot admins: any number), each scored with its
     context and charged to the person's compute budget before it is asked."""
     limit = ctx.services.config.policy.max_probe_alternatives
@@ -69,7 +70,7 @@ class Answer:
 
 
 @command("compare", argument=Argument("text"))
-async def compare(ctx: CommandContext) -> str:
+async def compare(ctx: CommandCall) -> str:
     """Every engine answers, concurrently, each under the reply timeout; the answers are sent
     and stored in the engines' order, so the last one sent is the chat's last reply (the one
     /good and /why apply to), and a reaction on each is a vote for its engine."""
@@ -90,18 +91,18 @@ async def compare(ctx: CommandContext) -> str:
         ctx.services.budgets.charge(ctx.incoming, reply_cost(answer.trace, ctx.args,
                                                              answer.text))
         text = _label(ctx, answer)
-        another = getattr(ctx.sink, "another", None)
-        if another is None:  # a sink that sends one message only: the answers go in it
+        more = ctx.sink.another()
+        if more is None:  # a sink that sends one message only: the answers go in it
             inline.append(text)
             ids: list[str] = []
         else:
-            ids = await deliver(another(), text)
+            ids = await deliver(more, text)
         await _store(ctx, answer, ids)
     summary = ctx.t("compare_summary", count=count) if count else ctx.t("compare_none")
     return "\n".join([*inline, summary, *failed])
 
 
-async def _answer(ctx: CommandContext, name: str) -> Answer:
+async def _answer(ctx: CommandCall, name: str) -> Answer:
     timeout = ctx.services.config.bot.reply_timeout
     try:
         async with asyncio.timeout(timeout):  # loading one not yet started counts too
@@ -114,7 +115,9 @@ async def _answer(ctx: CommandContext, name: str) -> Answer:
                             user_name=ctx.incoming.user_name, adapter=ctx.chat.adapter)
         text = ""
         async with asyncio.timeout(timeout):
-            async with contextlib.aclosing(engine.reply(conv)) as deltas:
+            # Engines' replies are async generators (engines/base.py), so they can be closed.
+            replying = cast(AsyncGenerator[str, None], engine.reply(conv))
+            async with contextlib.aclosing(replying) as deltas:
                 async for delta in deltas:
                     text += delta
     except Exception as exc:  # TimeoutError and EngineUnavailable included
@@ -124,13 +127,13 @@ async def _answer(ctx: CommandContext, name: str) -> Answer:
                   conv.trace)
 
 
-def _label(ctx: CommandContext, answer: Answer) -> str:
+def _label(ctx: CommandCall, answer: Answer) -> str:
     text = ctx.t("compare_label", engine=answer.engine, version=answer.version,
                  answer=answer.text)
     return clean_output(text, ctx.services.config.policy.max_reply_chars)
 
 
-async def _store(ctx: CommandContext, answer: Answer, ids: list[str]) -> None:
+async def _store(ctx: CommandCall, answer: Answer, ids: list[str]) -> None:
     keep = ctx.services.keeps_text(ctx.user)
     trace = answer.trace if keep else {}
     await ctx.store.add_message(

@@ -6,12 +6,12 @@ import json
 import shutil
 
 from bot import learning
-from bot.commands import CommandContext, command
+from bot.commands import CommandCall, command
 from bot.files import write_private
 
 
 @command("optout")
-async def optout(ctx: CommandContext) -> str:
+async def optout(ctx: CommandCall) -> str:
     if not ctx.user.opted_out:  # again: engines hold nothing of theirs, nothing to do
         texts = await ctx.store.texts_of(ctx.user)
         await ctx.store.set_opted_out(ctx.user, True)
@@ -20,7 +20,7 @@ async def optout(ctx: CommandContext) -> str:
 
 
 @command("optin")
-async def optin(ctx: CommandContext) -> str:
+async def optin(ctx: CommandCall) -> str:
     if ctx.user.opted_out:  # their stored text is learned again, as at the next start
         await ctx.store.set_opted_out(ctx.user, False)
         for message in learning.written(await ctx.store.texts_of(ctx.user)):
@@ -29,7 +29,7 @@ async def optin(ctx: CommandContext) -> str:
 
 
 @command("forget")
-async def forget(ctx: CommandContext) -> str:
+async def forget(ctx: CommandCall) -> str:
     texts = await ctx.store.texts_of(ctx.user)  # none if opted out: engines hold none
     forgotten = await ctx.store.forget_user(ctx.user)
     # An opted-out person's words live on in memory only (ELIZA's memory of their chats).
@@ -47,7 +47,7 @@ async def forget(ctx: CommandContext) -> str:
 
 
 @command("mydata", whole=True)
-async def mydata(ctx: CommandContext) -> str:
+async def mydata(ctx: CommandCall) -> str:
     """As a file where the platform can send one; else as text, never shortened."""
     if ctx.incoming.is_group:  # it holds the person's private chats too
         return ctx.t("mydata_in_private")

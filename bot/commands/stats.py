@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from bot.commands import Argument, CommandContext, command
+from bot.commands import Argument, CommandCall, command
 from bot.files import private_file
 
 DEFAULT_DAYS = 30
@@ -85,7 +85,7 @@ def percent(value: float) -> str:
     return f"{100 * value:.0f}"
 
 
-def table(ctx: CommandContext, days: int, series: list[Series],
+def table(ctx: CommandCall, days: int, series: list[Series],
           marked: list[tuple[str, str, str]]) -> str:
     """The numbers as text, one line per engine version over the whole window."""
     lines = [ctx.t("stats_header", days=days)]
@@ -168,7 +168,7 @@ def _span(series: list[Series], marked: list[tuple[str, str, str]]) -> tuple[dat
     return min(days), max(days)
 
 
-async def send_chart(ctx: CommandContext, days: int, series: list[Series],
+async def send_chart(ctx: CommandCall, days: int, series: list[Series],
                      marked: list[tuple[str, str, str]]) -> None:
     """The chart as a file, from a private folder under the data dir that goes right after;
     nothing where matplotlib (the `ml` extra) is missing: the text says it all."""
@@ -191,7 +191,7 @@ def parse_days(text: str) -> int | None:
 
 
 @command("stats", argument=Argument("days", required=False))
-async def stats(ctx: CommandContext) -> str:
+async def stats(ctx: CommandCall) -> str:
     days = parse_days(ctx.args.strip())
     if days is None:
         return ctx.t("stats_usage", max=MAX_DAYS, default=DEFAULT_DAYS)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bot.adapters import BASE, LOSS_CURVE
-from bot.commands import Argument, CommandContext, command
+from bot.commands import Argument, CommandCall, command
 from bot.guard import Tally
 from bot.store import Adapter
 
@@ -17,7 +17,7 @@ JUDGED = re.compile(r"^held-out preference accuracy \d+\.\d+\s*")
 
 
 @command("retrain", scope="admin", long=True, acts=True)
-async def retrain(ctx: CommandContext) -> str:
+async def retrain(ctx: CommandCall) -> str:
     jobs = ctx.services.jobs
     if jobs is None:
         return ctx.t("jobs_unavailable")
@@ -25,7 +25,7 @@ async def retrain(ctx: CommandContext) -> str:
 
 
 @command("rollback", scope="admin", acts=True)
-async def rollback(ctx: CommandContext) -> str:
+async def rollback(ctx: CommandCall) -> str:
     done = await ctx.adapters.rollback("", "/rollback")  # no name: manifests outlive /forget
     if not done.retired:
         return ctx.t("rollback_none")
@@ -38,7 +38,7 @@ async def rollback(ctx: CommandContext) -> str:
 
 
 @command("adapters", scope="admin", argument=Argument("id", required=False))
-async def adapters(ctx: CommandContext) -> str:
+async def adapters(ctx: CommandCall) -> str:
     """The adapters, newest first; with an id, that one's details and its loss curve."""
     found = await ctx.adapters.all()
     if not found:
@@ -48,13 +48,12 @@ async def adapters(ctx: CommandContext) -> str:
     if ctx.args.strip() == chosen[0].id:
         lines += _sampled(ctx, chosen[0])
     curve = Path(chosen[0].path) / LOSS_CURVE
-    send_file = getattr(ctx.sink, "send_file", None)
-    if send_file is not None and curve.is_file():
-        await send_file(curve, ctx.t("adapter_curve", adapter=chosen[0].id))
+    if curve.is_file():
+        await ctx.sink.send_file(curve, ctx.t("adapter_curve", adapter=chosen[0].id))
     return "\n".join(lines)
 
 
-async def _line(ctx: CommandContext, adapter: Adapter) -> str:
+async def _line(ctx: CommandCall, adapter: Adapter) -> str:
     """Its status, held-out accuracy (what the job judged it by) and why, beside its live
     approval (what the chats think of its replies)."""
     accuracy = f"{adapter.accuracy:.2f}" if adapter.accuracy is not None else "–"
@@ -70,7 +69,7 @@ async def _line(ctx: CommandContext, adapter: Adapter) -> str:
     return f"{line.rstrip()} · {live_text}"
 
 
-def _status(ctx: CommandContext, adapter: Adapter) -> str:
+def _status(ctx: CommandCall, adapter: Adapter) -> str:
     """Its state as the CLI names it ("retired"), with how it got there where that matters: a
     rollback, or a promotion by hand of an adapter the job's gate had rejected."""
     if adapter.rolled_back_at is not None:
@@ -82,7 +81,7 @@ def _status(ctx: CommandContext, adapter: Adapter) -> str:
     return status
 
 
-def _sampled(ctx: CommandContext, adapter: Adapter) -> list[str]:
+def _sampled(ctx: CommandCall, adapter: Adapter) -> list[str]:
     """What the gate saw of the adapter's own replies to held-out prompts: its distance from
     the base model (KL), its fluency, and the reward model's verdict (finetune/judge.py)."""
     evaluation = adapter.metrics.get("evaluation", {})
@@ -101,7 +100,7 @@ def _sampled(ctx: CommandContext, adapter: Adapter) -> list[str]:
 
 @command("adapter", scope="admin", argument=Argument("id", hint=f"ID|{BASE}|{UNPIN}"),
          acts=True)
-async def adapter(ctx: CommandContext) -> str:
+async def adapter(ctx: CommandCall) -> str:
     """/adapter ID|base pins this chat to an adapter; /adapter off follows the active one."""
     choice = ctx.args.strip()
     if not choice or not await ctx.adapters.pin(ctx.chat, "" if choice == UNPIN else choice):

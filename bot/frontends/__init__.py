@@ -20,15 +20,12 @@ FRONTENDS: dict[str, str] = {
 }
 
 
-def token_env(platform: str) -> str:
-    """The environment variable that holds a platform's token: DISCORD_TOKEN, say."""
-    return f"{platform.upper()}_TOKEN"
-
-
 class Frontend(Protocol):
+    """A platform's frontend. A frontend subclasses this class by name, so that what it has no
+    need of falls back to the defaults below; the app uses every member here, and nothing else."""
+
     platform: ClassVar[str]
     Options: ClassVar[type]
-    token_env: ClassVar[str]  # the environment variable with its secret; "" for none
 
     def __init__(self, options: Any, config: Any, token: str) -> None: ...
 
@@ -37,6 +34,11 @@ class Frontend(Protocol):
 
     async def wait(self) -> None:
         """Return when the frontend has ended by itself (the console at end of input)."""
+
+    async def stop_intake(self) -> None:
+        """Take no new events (the router drains what it has before `stop`); by default
+        nothing: `stop` does it."""
+        return None
 
     async def stop(self) -> None:
         """Disconnect; no new events reach the router after this returns."""

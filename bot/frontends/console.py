@@ -12,10 +12,14 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from bot import logs
-from bot.events import Incoming
+from bot.events import Incoming, Sink
+from bot.frontends import Frontend
+
+if TYPE_CHECKING:
+    from bot.router import Router
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,9 @@ class ConsoleOptions:
     prompt: str = "> "
 
 
-class ConsoleFrontend:
+class ConsoleFrontend(Frontend):
     platform: ClassVar[str] = "console"
     Options: ClassVar[type] = ConsoleOptions
-    token_env: ClassVar[str] = ""
 
     def __init__(
         self, options: ConsoleOptions, config: Any, token: str = "",
@@ -41,7 +44,7 @@ class ConsoleFrontend:
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
-    async def start(self, router: Any) -> None:
+    async def start(self, router: Router) -> None:
         loop = asyncio.get_running_loop()
         # A daemon thread, not the default executor: a blocked readline must not keep the
         # process alive at shutdown.
@@ -53,7 +56,7 @@ class ConsoleFrontend:
             loop.call_soon_threadsafe(self._lines.put_nowait, line)
         loop.call_soon_threadsafe(self._lines.put_nowait, None)
 
-    async def _serve(self, router: Any) -> None:
+    async def _serve(self, router: Router) -> None:
         if self.interactive and (greeting := await router.greeting("console", "console")):
             self._write(greeting + "\n")
         number = 0
@@ -90,7 +93,7 @@ class ConsoleFrontend:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-class ConsoleSink:
+class ConsoleSink(Sink):
     """On a terminal a reply grows as the engine streams it; piped, it is printed once, whole."""
 
     def __init__(self, console: ConsoleFrontend, reply_id: str) -> None:

@@ -20,14 +20,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 import discord
 
 from bot import commands
-from bot.config import ConfigError, between
+from bot.config import TOKEN_ENV, ConfigError, between
 from bot.events import Incoming, Reaction
+from bot.frontends import Frontend
 from bot.frontends.discord_catchup import CatchUp
 from bot.frontends.discord_commands import LocaleTranslator, build_tree
 from bot.frontends.discord_inbox import DiscordInbox, Kept, key_of
@@ -36,6 +37,9 @@ from bot.frontends.discord_routes import RoutedClient, Routes, use_webhook_route
 from bot.frontends.stream import Edit, Send, StreamingSink
 from bot.frontends.typing import ChatTyping
 from bot.i18n import t
+
+if TYPE_CHECKING:
+    from bot.router import Router
 
 log = logging.getLogger(__name__)
 # This bot never joins voice channels: spare the log discord.py's warnings about voice libraries.
@@ -110,10 +114,9 @@ class DiscordSink(StreamingSink):
         return sink
 
 
-class DiscordFrontend:
+class DiscordFrontend(Frontend):
     platform: ClassVar[str] = "discord"
     Options: ClassVar[type] = DiscordOptions
-    token_env: ClassVar[str] = "DISCORD_TOKEN"
 
     def __init__(self, options: DiscordOptions, config: Any, token: str) -> None:
         _check_ids(options)
@@ -122,7 +125,6 @@ class DiscordFrontend:
         self.token = token
         self.routes = Routes(options.api_base, options.gateway_url)
         self.client: RoutedClient | None = None
-        self.router: Any = None
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._warned_empty = False
@@ -133,7 +135,7 @@ class DiscordFrontend:
 
     # lifecycle
 
-    async def start(self, router: Any) -> None:
+    async def start(self, router: Router) -> None:
         """Log in and sync the slash commands (a bad token fails here), then connect."""
         self.router = router
         self.client = RoutedClient(self.routes, intents=INTENTS, allowed_mentions=NO_MENTIONS)
@@ -166,8 +168,8 @@ class DiscordFrontend:
         user can fix, the exception itself for anything else."""
         where = self.options.api_base
         if isinstance(exc, discord.LoginFailure):  # its message says little; ours hides the token
-            return ConfigError(f"discord: {where} refused {self.token_env}; reset and copy the "
-                               "bot's token (developer portal -> your application -> Bot)")
+            return ConfigError(f"discord: {where} refused {TOKEN_ENV[self.platform]}; reset and "
+                               "copy the bot's token (developer portal -> your application -> Bot)")
         if isinstance(exc, OSError | aiohttp.ClientError | asyncio.TimeoutError):
             return ConfigError(f"discord: cannot reach {where}: {_first_line(exc)}")
         if isinstance(exc, discord.HTTPException):  # e.g. a dev_guild the bot is not in
@@ -277,7 +279,7 @@ class DiscordFrontend:
     async def _leave_unanswered(self, channel: Any, kept: Kept) -> None:
         """Kept before a restart too long ago to answer now: stored, not answered, and a reply
         frozen mid-stream is marked cut off."""
-        await self.router.record(kept.incoming)
+        await self.router.store_unanswered(kept.incoming)
         if not kept.sent:
             return
         lang = await self.router.chat_lang(self.platform, kept.incoming.chat_id)

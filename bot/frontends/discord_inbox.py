@@ -17,10 +17,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import logs
 from bot.events import Incoming
+
+if TYPE_CHECKING:
+    from bot.router import Router
 
 log = logging.getLogger(__name__)
 PLATFORM = "discord"
@@ -66,7 +69,7 @@ Answer = Callable[[Kept], Awaitable[bool]]  # False: not taken (the bot is stopp
 class DiscordInbox:
     """Keeps, answers in a task of its own, and marks handled; `answer` is the frontend's."""
 
-    def __init__(self, router: Any, answer: Answer) -> None:
+    def __init__(self, router: Router, answer: Answer) -> None:
         self.router = router
         self._answer = answer
         self._tasks: set[asyncio.Task] = set()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+from bot.events import Sink
+
 Send = Callable[[str], Awaitable[str]]
 Edit = Callable[[str, str], Awaitable[None]]
 
@@ -33,7 +35,7 @@ def split_text(text: str, limit: int) -> list[str]:
     return parts
 
 
-class StreamingSink:
+class StreamingSink(Sink):
     def __init__(
         self, send: Send, edit: Edit, *, limit: int, interval: float,
         clock: Callable[[], float] = time.monotonic, sent: list[str] | None = None,

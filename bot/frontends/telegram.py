@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from telegram import BotCommand, Message, Update
 from telegram.constants import BotCommandLimit, ChatType
@@ -31,8 +31,9 @@ from telegram.ext import (
 )
 
 from bot import commands, logs
-from bot.config import ConfigError, between
+from bot.config import TOKEN_ENV, ConfigError, between
 from bot.events import Incoming, Reaction
+from bot.frontends import Frontend
 from bot.frontends.telegram_address import is_group, text_for_bot
 from bot.frontends.telegram_pace import Pacing
 from bot.frontends.telegram_poll import Poller
@@ -40,6 +41,9 @@ from bot.frontends.telegram_reply import VOTES, TelegramReply, patiently
 from bot.frontends.telegram_sends import ThreadedSends
 from bot.frontends.telegram_sent import SentJournal
 from bot.frontends.typing import ChatTyping
+
+if TYPE_CHECKING:
+    from bot.router import Router
 from bot.i18n import t
 
 log = logging.getLogger(__name__)
@@ -62,10 +66,9 @@ class TelegramOptions:
     #                                not answered (the conversation has moved on)
 
 
-class TelegramFrontend:
+class TelegramFrontend(Frontend):
     platform: ClassVar[str] = "telegram"
     Options: ClassVar[type] = TelegramOptions
-    token_env: ClassVar[str] = "TELEGRAM_TOKEN"
 
     def __init__(self, options: TelegramOptions, config: Any, token: str) -> None:
         self.options = options
@@ -75,7 +78,6 @@ class TelegramFrontend:
                     .updater(None).build())  # our Poller fetches: see the module docstring
         self.poller = Poller(self.app.bot, self._keep, self._hand,
                              timeout=options.poll_timeout, allowed_updates=ALLOWED_UPDATES)
-        self.router: Any = None
         self._resumed: dict[str, list[str]] = {}  # update key -> reply ids sent before a restart
         self._stale: set[str] = set()  # update keys too old to answer after a restart
         self._spawned: set[str] = set()
@@ -86,7 +88,7 @@ class TelegramFrontend:
         self._stopped = asyncio.Event()
         self.typing = ChatTyping()  # one "typing…" per chat, however many wait their turn
 
-    async def start(self, router: Any) -> None:
+    async def start(self, router: Router) -> None:
         self.router = router
         self.app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT,
                                             self._on_message))
@@ -104,7 +106,8 @@ class TelegramFrontend:
             await self.stop()
             if isinstance(exc, InvalidToken):  # PTB's message would show the token
                 raise ConfigError(f"telegram: the Bot API at {self.options.base_url} refused "
-                                  f"{self.token_env}; ask @BotFather for the token") from None
+                                  f"{TOKEN_ENV[self.platform]}; ask @BotFather for the token") \
+                    from None
             if isinstance(exc, NetworkError):
                 raise ConfigError(f"telegram: cannot reach {self.options.base_url}: {exc}") \
                     from None
@@ -227,7 +230,7 @@ class TelegramFrontend:
     async def _answer(self, incoming: Incoming, message: Message, is_command: bool,
                       key: str) -> None:
         if key in self._stale and not is_command:  # a /forget is carried out, however late
-            await self.router.record(incoming)
+            await self.router.store_unanswered(incoming)
             return
         reply = TelegramReply(
             self.app.bot, message.chat.id, interval=self.options.edit_interval,

@@ -27,6 +27,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 from telegram.warnings import PTBDeprecationWarning
 
 from bot import metrics
+from bot.events import Sink
 from bot.frontends import telegram_sends
 from bot.frontends.stream import StreamingSink
 from bot.frontends.telegram_pace import ChatPace
@@ -97,7 +98,7 @@ def not_modified(exc: BadRequest) -> bool:
     return "message is not modified" in exc.message.lower()
 
 
-class TelegramReply:
+class TelegramReply(Sink):
     """The router's Sink for one reply; `buttons`: it carries the 👍/👎 vote buttons.
 
     `sent` holds the ids of messages already showing this reply (sent before a restart): they

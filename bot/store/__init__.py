@@ -23,15 +23,15 @@ from bot.store.messages import Messages, Reply
 from bot.store.migrations import MIGRATIONS, migration
 from bot.store.people import Chat, People, User
 from bot.store.privacy import Privacy
-from bot.store.replies import Context, Exchange, Replies
+from bot.store.replies import Exchange, Recalled, Replies
 from bot.store.training import Adapter, Training
 
 __all__ = [
     "MIGRATIONS",
     "Adapter",
     "Chat",
-    "Context",
     "Exchange",
+    "Recalled",
     "Received",
     "Reply",
     "Store",

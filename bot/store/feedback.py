@@ -45,13 +45,6 @@ class Feedback(Connection):
             sql, args = sql + " AND source = ?", (*args, source)
         return (await self._exec(sql, args)).rowcount > 0
 
-    async def votes(self, message_id: int) -> list[tuple[str, int]]:
-        return await self._all(
-            "SELECT u.platform_user_id, f.value FROM feedback f JOIN users u ON u.id = f.user_id"
-            " WHERE f.message_id = ? ORDER BY u.id",
-            (message_id,),
-        )
-
     async def chat_stats(self, chat: Chat) -> dict[str, int]:
         row = await self._one(
             "SELECT COUNT(*), COALESCE(SUM(role = 'bot'), 0),"

@@ -3,11 +3,11 @@ written in one transaction; and each chat's engine state and last turns, kept in
 cache.py) and written when changed.
 
 Every trip to the connection's thread costs more than the SQLite work inside it, so a message
-that is answered costs one trip, `record`, after the reply was delivered; `context`, before
-the engine runs, takes one only when a chat is first seen (or after its cache was dropped).
-Both the person's message and the reply land in `record`, together: a bot killed before then
-has stored neither, and the platform delivers the message again where it can (Telegram's
-durable inbox, bot/store/inbox.py), so nothing it was told it has is lost.
+that is answered costs one trip, `add_exchange`, after the reply was delivered; `recall`,
+before the engine runs, takes one only when a chat is first seen (or after its cache was
+dropped). Both the person's message and the reply land in `add_exchange`, together: a bot
+killed before then has stored neither, and the platform delivers the message again where it
+can (Telegram's durable inbox, bot/store/inbox.py), so nothing it was told it has is lost.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ WRITE_STATE = ("INSERT INTO engine_state VALUES (?, ?, ?)"
 
 
 @dataclass
-class Context:
-    """What an engine is handed for one message, and where it came from in the cache."""
+class Recalled:
+    """What the store recalls of a chat for one message (its last turns, the engine's state),
+    handed to the engine, and where it came from in the cache."""
 
     turns: list[Turn]  # a copy: the engine may keep it
     state: dict[str, Any]  # the chat's engine state, the cached object: the engine changes it
@@ -53,7 +54,7 @@ class Exchange:
     reply: str | None  # the reply's text (None: it may not be kept)
     engine: str
     engine_version: str
-    context: Context
+    recalled: Recalled  # what the reply was made from
     asked_id: int | None = None  # the person's message, if stored already (a redelivery)
     platform_msg_id: str = ""  # the platform's id of the person's message
     platform_ids: list[str] = field(default_factory=list)  # the reply's messages
@@ -62,7 +63,7 @@ class Exchange:
 
 
 class Replies(Connection):
-    async def context(self, chat: Chat, engine: str, limit: int) -> Context:
+    async def recall(self, chat: Chat, engine: str, limit: int) -> Recalled:
         """The last `limit` turns (see HISTORY) and the chat's engine state: from memory once
         read, else in one trip."""
         cache, key = self._cache, (chat.id, engine)
@@ -82,9 +83,9 @@ class Replies(Connection):
                 history = CachedHistory(chat.history_from, limit, turns(rows))
                 if history_epoch == cache.history_epoch:
                     cache.histories[chat.id] = history
-        return Context(list(history.turns), state.value, state_epoch, history)
+        return Recalled(list(history.turns), state.value, state_epoch, history)
 
-    async def record(self, exchange: Exchange) -> tuple[int, int]:
+    async def add_exchange(self, exchange: Exchange) -> tuple[int, int]:
         """Store the person's message (unless stored already), the reply with the platform ids
         it was sent as, and the engine state if it changed; returns both messages' ids."""
         x, now, cache = exchange, time.time(), self._cache
@@ -101,7 +102,7 @@ class Replies(Connection):
                                           if pid])
             # Checked here, on the thread, in the order the writes run: a deletion of engine
             # state queued before this transaction has bumped the epoch already.
-            if state is not None and x.context.state_epoch == cache.state_epoch:
+            if state is not None and x.recalled.state_epoch == cache.state_epoch:
                 conn.execute(WRITE_STATE, (x.chat.id, x.engine, state))
             return asked, reply
 
@@ -117,9 +118,9 @@ class Replies(Connection):
     def _remember(self, x: Exchange, state: str | None) -> None:
         """Bring the cache up to date with what was just written."""
         cached = self._cache.states.get((x.chat.id, x.engine))
-        if state is not None and cached is not None and cached.value is x.context.state:
+        if state is not None and cached is not None and cached.value is x.recalled.state:
             cached.stored = state
-        history = x.context.history
+        history = x.recalled.history
         if history is None or self._cache.histories.get(x.chat.id) is not history:
             return  # dropped meanwhile: read again next time
         if x.asked is not None and x.asked_id is None:  # a stored one was read with the rest
@@ -155,13 +156,13 @@ def _changed_state(states: dict[tuple[int, str], CachedState], x: Exchange) -> s
     if not x.keep_state:
         return None
     try:
-        new = json.dumps(x.context.state, ensure_ascii=False)
+        new = json.dumps(x.recalled.state, ensure_ascii=False)
     except (TypeError, ValueError):  # an engine's bug: its state is lost, not the messages
         log.error("engine %s left a state that is not JSON; not stored", x.engine,
                   exc_info=True)
         return None
     cached = states.get((x.chat.id, x.engine))
-    old = cached.stored if cached is not None and cached.value is x.context.state else None
-    if new == old or (old == "" and not x.context.state):
+    old = cached.stored if cached is not None and cached.value is x.recalled.state else None
+    if new == old or (old == "" and not x.recalled.state):
         return None
     return new

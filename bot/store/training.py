@@ -72,12 +72,6 @@ class Training(Connection):
                 (detail, time.time()))
         return [(job_id, by) for job_id, by in rows]
 
-    async def job(self, job_id: int) -> dict[str, Any] | None:
-        row = await self._one("SELECT id, kind, status, pid, detail, adapter_id, created_at"
-                              " FROM jobs WHERE id = ?", (job_id,))
-        keys = ("id", "kind", "status", "pid", "detail", "adapter_id", "created_at")
-        return dict(zip(keys, row, strict=True)) if row else None
-
     async def last_job_time(self) -> float:
         row = await self._one("SELECT COALESCE(MAX(created_at), 0) FROM jobs")
         return row[0]

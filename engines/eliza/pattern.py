@@ -167,14 +167,3 @@ def _chunks(pieces: tuple[Piece, ...]) -> tuple[int | tuple[str, ...], ...]:
         else:
             chunks.append((piece,))
     return tuple(chunks)
-
-
-def show(pattern: Sequence[Element]) -> str:
-    """A pattern as the script writes it, for /why."""
-    return " ".join(_show_element(e) for e in pattern)
-
-
-def _show_element(element: Element) -> str:
-    if isinstance(element, tuple):
-        return f"({element[0]}{' '.join(sorted(element[1]))})"
-    return str(element)

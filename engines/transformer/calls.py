@@ -47,19 +47,25 @@ class Calls:
             call.settle(result, error)
 
     def next_pass(self) -> None:
-        """One pass of the oldest call made of passes; it goes to the back if not done."""
+        """One pass of the oldest call made of passes; it goes to the back if not done. A
+        call its caller gave up on (a /probe that timed out) is dropped, its passes unrun."""
+        while self._passes and self._passes[0][0].future.done():  # a stale read: a step late
+            self._passes.popleft()[1].close()
         if not self._passes:
             return
-        call, passes = self._passes.popleft()
+        call, passes = self._passes[0]
         try:
             result = next_pass(passes)
-        except Exception as exc:
+        except BaseException as exc:  # the worker stopping (a bug): the caller still hears
+            self._passes.popleft()
             call.settle(None, exc)
+            if not isinstance(exc, Exception):
+                raise
             return
+        self._passes.rotate(-1)
         if inspect.getgeneratorstate(passes) == inspect.GEN_CLOSED:
+            self._passes.pop()
             call.settle(result, None)
-        else:
-            self._passes.append((call, passes))
 
     def fail_all(self, error: BaseException) -> None:
         for call, _ in self._passes:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from engines.transformer.chunks import prefill_passes
+from engines.transformer.chunks import columns_per_pass, prefill_passes
 from engines.transformer.prefix import seeded_cache
 
 
@@ -41,27 +41,39 @@ def top_words(tokenizer: Any, probs: torch.Tensor, k: int) -> list[tuple[str, fl
 
 def continuation_logprobs(worker: Any, context: list[int], continuations: list[list[int]],
                           adapter: str) -> Generator[None, None, list[float]]:
-    """ln p(continuation | context) for each: the context read once, then every continuation
-    from its cache in one pass (right-padded; padding comes after the tokens scored)."""
+    """ln p(continuation | context) for each: the context read once, then the continuations
+    from its cache, as many together per pass as `prefill_chunk` tokens hold (right-padded;
+    the padding comes after the tokens scored)."""
     out, cache = yield from _read(worker, context, adapter)
-    scored = [c for c in continuations if c]
-    if not scored:
-        return [0.0] * len(continuations)
-    yield
-    kv = [(layer.keys, layer.values) for layer in cache.layers]
-    width, before = max(len(c) for c in scored), len(context)
-    ids = torch.tensor([c + [0] * (width - len(c)) for c in scored], device=worker.device)
-    mask = torch.tensor([[1] * (before + len(c)) + [0] * (width - len(c)) for c in scored],
-                        device=worker.device)
-    position = torch.arange(before, before + width, device=worker.device).expand(len(scored), -1)
-    step = worker.forward([adapter] * len(scored), input_ids=ids, attention_mask=mask,
-                          position_ids=position, past_key_values=seeded_cache(kv, len(scored)))
-    # the context's last logits predict each continuation's first token; then its own
-    first = out.logits[0, -1:].float().expand(len(scored), 1, -1)
-    logp = torch.log_softmax(torch.cat([first, step.logits[:, :-1].float()], dim=1), dim=-1)
-    picked = logp.gather(2, ids[:, :, None])[:, :, 0] * mask[:, before:]
-    sums = iter(picked.sum(-1).cpu().tolist())
-    return [float(next(sums)) if c else 0.0 for c in continuations]
+    kv = [(layer.keys, layer.values) for layer in cache.layers]  # read, never written to
+    last = out.logits[0, -1].float()  # predicts each continuation's first token
+    scores: dict[int, float] = {}
+    waiting = [i for i, c in enumerate(continuations) if c]
+    while waiting:
+        yield
+        rows = columns_per_pass(max(len(continuations[i]) for i in waiting), worker.prefill_chunk)
+        group, waiting = waiting[:rows], waiting[rows:]
+        sums = _from_cache(worker, kv, last, len(context), [continuations[i] for i in group],
+                           adapter)
+        scores.update(zip(group, sums, strict=True))
+    return [scores.get(i, 0.0) for i in range(len(continuations))]
+
+
+def _from_cache(worker: Any, kv: Any, last: torch.Tensor, before: int,
+                continuations: list[list[int]], adapter: str) -> list[float]:
+    """One pass: the summed ln p of each continuation after the context kept in `kv`."""
+    width, rows = max(map(len, continuations)), len(continuations)
+    device = worker.device
+    ids = torch.tensor([c + [0] * (width - len(c)) for c in continuations], device=device)
+    real = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in continuations],
+                        device=device)
+    mask = torch.cat([torch.ones(rows, before, dtype=real.dtype, device=device), real], dim=1)
+    position = torch.arange(before, before + width, device=device).expand(rows, -1)
+    step = worker.forward([adapter] * rows, input_ids=ids, attention_mask=mask,
+                          position_ids=position, past_key_values=seeded_cache(kv, rows))
+    logits = torch.cat([last.expand(rows, 1, -1), step.logits[:, :-1].float()], dim=1)
+    picked = logits.gather(2, ids[:, :, None])[:, :, 0] - torch.logsumexp(logits, dim=-1)
+    return (picked * real).sum(-1).cpu().tolist()
 
 
 def _read(worker: Any, ids: list[int], adapter: str) -> Generator[None, None, tuple[Any, Any]]:

@@ -157,6 +157,8 @@ class GenerationWorker:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._inbox.put(Call(fn, future, loop))
+        if self.dead:  # it stopped while we queued: nobody will run this one
+            raise GenerationError(self.dead)
         return await future
 
     def forward(self, adapters: list[str], **inputs: Any) -> Any:
@@ -209,6 +211,10 @@ class GenerationWorker:
             if self._filling is None:
                 return
         rows, passes = self._filling
+        if all(row.request.cancelled for row in rows):  # nobody waits: the rest is not run
+            passes.close()
+            self._filling = None
+            return
         try:
             prefilled = next_pass(passes)
             if prefilled is None:
