@@ -182,3 +182,18 @@ class BadFilesAdaptingEngine(AdaptingEngine):
             return await super().use_adapter(adapter_id)
         await self.ctx.adapter_broken(adapter_id, "its weights are cut short")
         raise ValueError(f"adapter {adapter_id} cannot be loaded: its weights are cut short")
+
+
+@dataclass(frozen=True)
+class OwnAdapterOptions:
+    adapter: str = ""  # as [engines.transformer] adapter: the adapter to start with
+
+
+class OwnAdapterEngine(AdaptingEngine):
+    """Starts with the adapter its options name, if any, as the transformer does."""
+
+    name: ClassVar[str] = "own"
+    Options: ClassVar[type] = OwnAdapterOptions
+
+    async def start(self) -> None:
+        self.active = self.options.adapter or await self.ctx.active_adapter()

@@ -41,6 +41,9 @@ stuck = "tests.engines:StuckAdaptingEngine"
 flaky = "tests.engines:FlakyAdaptingEngine"
 late = "tests.engines:LateAdaptingEngine"
 badfiles = "tests.engines:BadFilesAdaptingEngine"
+own = "tests.engines:OwnAdapterEngine"
+[engines.own]
+adapter = "mine"
 [bot]
 default_engine = "adapting"
 admins = ["test:admin"]
@@ -398,3 +401,17 @@ async def test_a_rollback_from_a_shell_is_not_announced_later_to_the_chat_that_p
         done = await adapters.rollback("worse", "the live guard", only="a1",
                                        announce=lambda lang: "a1 rolled back")
         assert done.retired == "a1" and chat == []
+
+
+async def test_an_engine_started_with_its_own_adapter_keeps_it_until_the_store_changes(
+        tmp_path):
+    """`[engines.transformer] adapter`: the watch does not undo it, a promotion does."""
+    async with adapting_app(tmp_path).serving() as router:
+        own = await router.engines.get("own")
+        adapters = router.services.adapters
+        assert own.info().version == "mine"
+        await adapters.follow()  # the engines without an entry are told the store's: base
+        assert own.info().version == "mine"
+        await adapters.record(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
+        await router.store.promote("a1")  # a shell's promotion
+        assert await adapters.follow() is not None and own.info().version == "a1"
