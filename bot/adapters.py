@@ -201,7 +201,7 @@ class Adapters(AdapterFolders):
         """The adapter `adapter_id` replaced when it was promoted (BASE for the base model)."""
         return await self.store.replaced(adapter_id) or BASE
 
-    async def record(self, adapter: Adapter) -> None:
+    async def register(self, adapter: Adapter) -> None:
         """A new adapter as trained, or its verdict (candidate or rejected) once judged."""
         await self.store.add_adapter(adapter)
 

@@ -129,7 +129,7 @@ def _train(settings: Settings, data: exporting.Dataset, job_id: int | None, acce
     folder = settings.folders.publish(adapter_id)  # whole or not at all
     if settings.db.exists():  # registered at once, so `promote ID` and `status` know it
         trained = registered(folder, read_manifest(folder), TRAINED)
-        with_adapters(settings, lambda a: a.record(trained))
+        with_adapters(settings, lambda a: a.register(trained))
     emit(said.Trained(event=said.TRAINED, adapter=adapter_id, seconds=round(result.seconds, 1)))
     return adapter_id
 
@@ -166,7 +166,7 @@ def do_evaluate(settings: Settings, data: exporting.Dataset, adapter_id: str) ->
     manifest = update_manifest(folder, evaluation=verdict)
     status = "candidate" if verdict["promote"] else "rejected"
     adapter = registered(folder, manifest, status, {"evaluation": verdict})
-    with_adapters(settings, lambda a: a.record(adapter))
+    with_adapters(settings, lambda a: a.register(adapter))
     emit({"event": said.EVALUATED, "adapter": adapter_id} | verdict)
     return verdict
 
@@ -254,7 +254,7 @@ def do_promote(settings: Settings, adapter_id: str, by: str = f"{SHELL} promote"
     async def promote(adapters: Adapters) -> None:
         if await adapters.find(adapter_id) is None:
             folder = whole_folder(settings, adapter_id)
-            await adapters.record(registered(folder, read_manifest(folder), TRAINED))
+            await adapters.register(registered(folder, read_manifest(folder), TRAINED))
         await adapters.promote(adapter_id, by)
 
     with_adapters(settings, promote)

@@ -55,7 +55,7 @@ async def promote(data_dir: Path, job: int) -> str:
         folder.mkdir(parents=True)
         (folder / MANIFEST).write_text(json.dumps({"id": adapter_id, "job": job}))
         verdict = {"new": {"accuracy": ACCURACY}, "reason": "better on held-out votes"}
-        await adapters.record(Adapter(adapter_id, "tiny", str(folder), "candidate",
+        await adapters.register(Adapter(adapter_id, "tiny", str(folder), "candidate",
                                       {"evaluation": verdict}, job))
         await adapters.promote(adapter_id, f"job {job}")
     finally:

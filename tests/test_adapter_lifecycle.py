@@ -224,7 +224,7 @@ async def test_the_engines_follow_the_store_and_a_job_is_served_what_the_store_s
         adapting = await router.engines.get("adapting")
         adapters = router.services.adapters
         for name in ("a1", "a2"):
-            await adapters.record(Adapter(name, "tiny", f"/nowhere/{name}", "candidate", {}))
+            await adapters.register(Adapter(name, "tiny", f"/nowhere/{name}", "candidate", {}))
         await router.store.promote("a1")  # behind the bot's back, as another process does
         assert await adapters.follow() is not None and adapting.info().version == "a1"
         assert await adapters.follow() is None  # nothing changed since
@@ -256,7 +256,7 @@ async def test_an_engine_that_failed_to_swap_is_tried_again_at_each_look_and_log
     async with adapting_app(tmp_path).serving() as router:
         adapting, flaky = await router.engines.get("adapting"), await router.engines.get("flaky")
         adapters = router.services.adapters
-        await adapters.record(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
+        await adapters.register(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
         flaky.fails = 3  # the GPU is full for the promotion and two more looks
         with caplog.at_level(logging.WARNING, logger="bot.adapters"):
             done = await adapters.promote("a1", "test")
@@ -278,7 +278,7 @@ async def test_an_engine_still_starting_during_a_rollback_is_swapped_once_it_joi
     try:
         async with adapting_app(tmp_path).serving() as router:
             adapters = router.services.adapters
-            await adapters.record(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
+            await adapters.register(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
             await adapters.promote("a1", "test")
             router.engines.begin_start("late")
             async with asyncio.timeout(10):
@@ -336,7 +336,7 @@ async def test_a_rollback_never_brings_back_a_broken_adapter_and_says_what_serve
         adapting = await router.engines.get("adapting")
         adapters = router.services.adapters
         for name in ("a1", "a2"):
-            await adapters.record(Adapter(name, "tiny", f"/nowhere/{name}", "candidate", {}))
+            await adapters.register(Adapter(name, "tiny", f"/nowhere/{name}", "candidate", {}))
             await adapters.promote(name, "test")
         await adapters.mark_broken("a1", "its folder was deleted")
         answer = await ask(router, "/rollback")
@@ -391,7 +391,7 @@ async def test_a_rollback_from_a_shell_is_not_announced_later_to_the_chat_that_p
         tmp_path):
     async with adapting_app(tmp_path).serving() as router:
         adapters = router.services.adapters
-        await adapters.record(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
+        await adapters.register(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
         chat: list[str] = []
         await adapters.promote("a1", "job 1", tell=(ChatSink(chat), "en"))
         await router.store.rollback()  # `python -m finetune rollback`, picked up by the watch
@@ -412,6 +412,6 @@ async def test_an_engine_started_with_its_own_adapter_keeps_it_until_the_store_c
         assert own.info().version == "mine"
         await adapters.follow()  # the engines without an entry are told the store's: base
         assert own.info().version == "mine"
-        await adapters.record(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
+        await adapters.register(Adapter("a1", "tiny", "/nowhere/a1", "candidate", {}))
         await router.store.promote("a1")  # a shell's promotion
         assert await adapters.follow() is not None and own.info().version == "a1"

@@ -126,7 +126,7 @@ async def test_adapters_names_the_accuracy_once_and_a_rejected_adapter_promoted_
             ("ft1", 0.8, True, "(active: 0.50)"),
             ("ft2", 0.4, False, "is not surely above 0.60 (95% lower bound 0.31)"),
         ):
-            await adapters.record(Adapter(name, "tiny", f"/nowhere/{name}", "candidate" if promote
+            await adapters.register(Adapter(name, "tiny", f"/nowhere/{name}", "candidate" if promote
                                           else "rejected", {"evaluation": {
                                               "promote": promote, "new": {"accuracy": accuracy},
                                               "reason": judged.format(accuracy, why)}}))
