@@ -40,6 +40,7 @@ class TransformerOptions:
     max_new_tokens: int = field(default=128, metadata={"min": 1})
     history_turns: int = field(default=8, metadata={"min": 0})
     max_batch: int = field(default=16, metadata={"min": 1})
+    max_adapters: int = field(default=8, metadata={"min": 1})
     threads: int = field(default=0, metadata={"min": 0})
     seed: int = field(default=0, metadata={"min": 0})
     prompts_dir: str = ""
@@ -119,15 +120,18 @@ class TransformerEngine(Engine):
             opts.model, self.device, loading.choose_dtype(opts.dtype, self.device),
             progress=self._downloaded,
         )
-        self.adapters = AdapterSet(model)
+        self.adapters = AdapterSet(model, opts.max_adapters)
         self.context = loading.context_length(model, self.tokenizer)
         self._system_role = prompt.supports_system_role(self.tokenizer)
         self._prompts = self._read_prompts()
+        # a kept system prompt per language and adapter (and the base model)
+        prefixes = (opts.max_adapters + 1) * max(1, len(self._prompts))
         sampling = Sampling(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty)
         self.worker = GenerationWorker(
             self.adapters, self.tokenizer, sampling,
             eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
             max_batch=opts.max_batch, device=self.device, seed=opts.seed, threads=threads,
+            prefixes=prefixes,
         )
 
     def _downloaded(self, done: int, total: int) -> None:
@@ -199,7 +203,7 @@ class TransformerEngine(Engine):
         if pinned and pinned not in self.adapters.ids and pinned not in self.broken:
             try:
                 folder, _ = self._resolve(pinned)
-                await self.worker.call(lambda: self.adapters.load(folder, pinned))
+                await self._load_adapter(folder, pinned)
             except AdapterError as exc:  # a deleted or broken folder
                 await self._broken(pinned, str(exc))
         return pinned if pinned in self.adapters.ids else self.active
@@ -242,7 +246,7 @@ class TransformerEngine(Engine):
             return self.version
         try:
             folder, adapter_id = self._resolve(path_or_id)
-            await self.worker.call(lambda: self.adapters.load(folder, adapter_id))
+            await self._load_adapter(folder, adapter_id)
         except AdapterError as exc:
             await self._broken(path_or_id, str(exc))
             raise
@@ -250,11 +254,26 @@ class TransformerEngine(Engine):
         self.active = adapter_id
         return self.version
 
+    async def _load_adapter(self, folder: Path, adapter_id: str) -> None:
+        """Read the adapter off the worker's thread, then add it between two forward passes:
+        replies streaming meanwhile wait at most one injection, never for the disk."""
+        if adapter_id in self.adapters.folders:
+            return
+        prepared = await asyncio.to_thread(self.adapters.prepare, folder, adapter_id)
+        await self.worker.call(lambda: self._inject(prepared))
+
+    def _inject(self, prepared: Any) -> None:
+        """Worker thread: the adapter in; those evicted for it never the active one or one
+        that a reply in flight or waiting uses."""
+        keep = frozenset({self.active, *self.worker.adapters_in_use()})
+        self.worker.forget_adapters(self.adapters.inject(prepared, keep))
+
     def _resolve(self, path_or_id: str) -> tuple[Path, str]:
         from engines.transformer.adapters import AdapterError
 
-        if path_or_id in self.adapters.folders:
-            return self.adapters.folders[path_or_id], path_or_id
+        known = self.adapters.folders | self.adapters.unloaded
+        if path_or_id in known:
+            return known[path_or_id], path_or_id
         folder = Path(path_or_id).expanduser()
         if folder.is_dir():
             return folder.resolve(), folder.resolve().name
@@ -302,7 +321,8 @@ class TransformerEngine(Engine):
 
         inputs = torch.tensor([ids], device=self.worker.device)
         out = self.worker.forward([_base()], input_ids=inputs,
-                                  attention_mask=torch.ones_like(inputs), output_hidden_states=True)
+                                  attention_mask=torch.ones_like(inputs), output_hidden_states=True,
+                                  use_cache=False)
         mask = torch.zeros(1, len(ids), device=inputs.device)
         mask[0, len(ids) - replied:] = 1
         return float(head.score(reply_features(out.hidden_states[-1], mask))[0])

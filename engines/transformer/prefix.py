@@ -50,6 +50,12 @@ class Prefixes:
         while len(self._kv) > self.limit:
             self._kv.popitem(last=False)
 
+    def drop(self, adapters: set[str]) -> None:
+        """Forget the beginnings kept for these adapters (unloaded: a later adapter of the same
+        id may differ)."""
+        for key in [k for k in self._kv if k[0] in adapters]:
+            del self._kv[key]
+
     def clear(self) -> None:
         self._kv.clear()
 

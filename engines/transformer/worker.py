@@ -37,6 +37,16 @@ from engines.transformer.turns import Turns
 
 log = logging.getLogger(__name__)
 
+# A CUDA error that leaves the context unusable (an illegal memory access, a device lost):
+# torch raises it for every later call too, so the worker stops instead of failing each pass.
+FATAL: tuple[type[BaseException], ...] = tuple(
+    t for t in [getattr(torch, "AcceleratorError", None)] if t is not None)
+PRESSURE = 0.1  # the device's free share under which the cache goes back after a batch
+
+
+class _Fatal(Exception):
+    """The worker cannot go on; the message is the one line everyone is told."""
+
 
 class GenerationError(Exception):
     """A reply that could not be finished; the message says why."""
@@ -106,6 +116,7 @@ class GenerationWorker:
         device: str = "cpu",
         seed: int = 0,
         threads: int = 0,
+        prefixes: int = 8,
     ) -> None:
         self.adapters = adapters
         self.tokenizer = tokenizer
@@ -123,7 +134,7 @@ class GenerationWorker:
         self._waiting: list[Request] = []
         self._turns = Turns()
         self._batch = Batch()
-        self._prefixes = Prefixes()
+        self._prefixes = Prefixes(prefixes)  # kept prompt beginnings, at most
         self._outbox: list[tuple[Request, str, str]] = []  # this step's events, sent at its end
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="transformer-worker", daemon=True)
@@ -164,20 +175,33 @@ class GenerationWorker:
         with torch.no_grad():
             return self.adapters.forward(adapters, **inputs)
 
+    def adapters_in_use(self) -> set[str]:
+        """The adapters of the replies in the batch or waiting (worker thread)."""
+        return {row.adapter for row in self._batch.rows} | {r.adapter for r in self._waiting}
+
+    def forget_adapters(self, adapter_ids: list[str]) -> None:
+        """Unloaded adapters' kept prompt beginnings go too (worker thread)."""
+        self._prefixes.drop(set(adapter_ids))
+
     # The worker's thread.
     def _run(self) -> None:
         if self.threads:  # torch's thread count is per calling thread
             torch.set_num_threads(self.threads)
+        busy = False
         try:
             while not self._stopping:
                 idle = not self._batch and not self._waiting
-                if idle:  # hand the cache's memory back: a job may share this GPU
-                    self._release_memory()
+                if idle and busy:  # just done: a job may share this GPU
+                    self._release_memory(oom=False)
+                busy = not idle
                 self._take_inbox(block=idle)
                 self._admit()
                 if self._batch:
                     self._decode()
                 self._flush()
+        except _Fatal as exc:  # the device is gone: every next pass would fail the same way
+            self.dead = str(exc)
+            log.error("%s", self.dead)
         except BaseException as exc:  # a bug in the loop itself: fail loudly, never hang
             log.exception("the generation worker stopped")
             self.dead = f"the generation worker stopped: {type(exc).__name__}: {exc}"
@@ -205,6 +229,8 @@ class GenerationWorker:
         except Exception as exc:
             result, error = None, exc
         _settle_soon(call, result, error)
+        if isinstance(error, FATAL):
+            self._fail([], error)  # stops the worker
 
     def _admit(self) -> None:
         """Prefill one group of waiting requests (as many as fit) in one pass and add them to
@@ -219,8 +245,8 @@ class GenerationWorker:
         rows = [Row(r, r.adapter, new_tokens=r.new_tokens, text=TextDeltas(self.tokenizer))
                 for r in fresh]
         try:
-            cache, mask, seen, keep = self._prefill(rows)
-            self._batch.join(rows, cache, mask, seen)  # all or nothing: the batch goes on
+            cache, mask, seen, (keep, last) = self._prefill(rows)
+            self._batch.join(rows, cache, mask, seen, last)  # all or nothing: the batch goes on
         except Exception as exc:
             self._fail(rows, exc)
             return
@@ -248,9 +274,10 @@ class GenerationWorker:
             longest = max(longest, width)
         return group
 
-    def _prefill(self, rows: list[Row]) -> tuple[Any, torch.Tensor, torch.Tensor, list[bool]]:
+    def _prefill(self, rows: list[Row]) -> tuple[Any, torch.Tensor, torch.Tensor, Any]:
         """One pass over the new prompts (after their kept beginning, if they have one): their
-        cache, mask and seen tokens, and which of the rows go on after their first token."""
+        cache, mask and seen tokens, which of the rows go on after their first token, and
+        those first tokens."""
         prompts = [row.request.prompt_ids for row in rows]
         key = rows[0].request.prefix_key
         shared = len(key[1]) if key in self._prefixes else 0
@@ -292,7 +319,7 @@ class GenerationWorker:
             inputs = self._batch.step_inputs()
             out = self.forward([row.adapter for row in rows], past_key_values=self._batch.cache,
                                **inputs)
-            keep = self._advance(rows, out.logits[:, -1], self._batch.seen)
+            keep, self._batch.last = self._advance(rows, out.logits[:, -1], self._batch.seen)
         except Exception as exc:
             self._fail(self._batch.clear(), exc)
             return
@@ -307,12 +334,14 @@ class GenerationWorker:
             rows = self._batch.clear()
             self._fail([row for row, k in zip(rows, keep, strict=True) if k], exc)
 
-    def _advance(self, rows: list[Row], logits: torch.Tensor, seen: torch.Tensor) -> list[bool]:
-        """Sample one token per row, mark it seen and stream it; False for the rows done."""
+    def _advance(self, rows: list[Row], logits: torch.Tensor, seen: torch.Tensor
+                 ) -> tuple[list[bool], torch.Tensor]:
+        """Sample one token per row, mark it seen and stream it: False for the rows done, and
+        the tokens as the next step's input ([rows, 1], left on the device)."""
         tokens = next_tokens(logits, seen, self.sampling, self._generator)
         seen[torch.arange(len(rows), device=seen.device), tokens] = True
-        return [self._append(row, token)
-                for row, token in zip(rows, tokens.tolist(), strict=True)]
+        keep = [self._append(row, token) for row, token in zip(rows, tokens.tolist(), strict=True)]
+        return keep, tokens[:, None]
 
     def _append(self, row: Row, token: int) -> bool:
         request = row.request
@@ -323,7 +352,6 @@ class GenerationWorker:
         if token in self.eos_ids:
             return self._finish(row)
         row.new_tokens.append(token)
-        row.last_token = token
         delta = row.text.add(token)
         if delta:
             self._post(request, "delta", delta)
@@ -353,21 +381,34 @@ class GenerationWorker:
             _deliver_soon(loop, events)
 
     def _fail(self, rows: list[Row], exc: Exception) -> None:
-        log.error("generation failed for %d replies", len(rows), exc_info=exc)
+        fatal = isinstance(exc, FATAL)
+        if not fatal:  # a fatal one is logged once, in one line, as the worker stops
+            log.error("generation failed for %d replies", len(rows), exc_info=exc)
         first_line = (str(exc).strip().splitlines() or [""])[0]
         reason = f"generation failed: {type(exc).__name__}: {first_line}"
         if isinstance(exc, torch.OutOfMemoryError):
             reason = (f"generation failed: out of memory with {len(self._batch) + len(rows)} "
                       "replies at once; a smaller [engines.transformer] max_batch or "
                       "max_new_tokens needs less")
+        if fatal:
+            reason = (f"the generation worker stopped: {type(exc).__name__}: {first_line} "
+                      "(the GPU cannot go on after this error; restart the bot)")
         for row in rows:
             self._post(row.request, "error", reason)
         self._flush()
-        self._release_memory()
+        if fatal:
+            raise _Fatal(reason) from exc
+        self._release_memory(oom=isinstance(exc, torch.OutOfMemoryError))
 
-    def _release_memory(self) -> None:
-        """Give the GPU memory torch holds cached back to the driver (a no-op on the CPU)."""
-        if self.device.startswith("cuda"):
+    def _release_memory(self, oom: bool) -> None:
+        """Give the GPU memory torch holds cached back to the driver after running out of it,
+        or when the device is nearly full (a training job may share it). Not at every idle
+        moment: emptying the cache synchronises, and the next batch would only ask the driver
+        for it again."""
+        if not self.device.startswith("cuda"):
+            return
+        free, total = torch.cuda.mem_get_info(self.device)
+        if oom or free < PRESSURE * total:
             torch.cuda.empty_cache()
 
     def _fail_all(self, reason: str) -> None:
