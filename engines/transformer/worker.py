@@ -17,13 +17,11 @@ touches fail, their memory is handed back, and the worker keeps serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,7 +29,8 @@ import torch
 from engines.transformer.adapters import BASE, AdapterSet
 from engines.transformer.batch import Batch, Row, left_pad, positions, prefill_mask
 from engines.transformer.detok import TextDeltas
-from engines.transformer.prefix import Prefixes, key_of, seeded_cache
+from engines.transformer.prefix import Prefixes, seeded_cache
+from engines.transformer.request import Call, GenerationError, Request, deliver_soon, settle_soon
 from engines.transformer.sampling import Sampling, next_tokens, seen_mask
 from engines.transformer.turns import Turns
 
@@ -46,60 +45,6 @@ PRESSURE = 0.1  # the device's free share under which the cache goes back after 
 
 class _Fatal(Exception):
     """The worker cannot go on; the message is the one line everyone is told."""
-
-
-class GenerationError(Exception):
-    """A reply that could not be finished; the message says why."""
-
-
-class Request:
-    """One reply: created on the event loop, advanced by the worker, read with `deltas()`."""
-
-    def __init__(self, prompt_ids: list[int], adapter: str, max_new_tokens: int,
-                 shared: int = 0, chat: str = "") -> None:
-        self.prompt_ids, self.adapter, self.chat = prompt_ids, adapter, chat  # chat: for turns
-        # The beginning that other prompts share (the system prompt), at most all but one token.
-        self.prefix_key = key_of(adapter, prompt_ids, min(shared, len(prompt_ids) - 1))
-        self.max_new_tokens = max_new_tokens
-        self.cancelled = False  # set on the loop, read by the worker (a bool is atomic enough)
-        self.new_tokens: list[int] = []
-        self.submitted = time.monotonic()
-        self.first_token_at: float | None = None
-        self.finished_at: float | None = None
-        self.cut = False  # ended by max_new_tokens or the context, not by an end-of-turn token
-        self._loop = asyncio.get_running_loop()
-        self._events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-
-    def cancel(self) -> None:
-        """Leave the batch at the next step (a closed reply, a timeout, a gone chat)."""
-        self.cancelled = True
-
-    async def deltas(self) -> AsyncIterator[str]:
-        """The reply's text as it grows; GenerationError if generation failed."""
-        while True:
-            kind, value = await self._events.get()
-            if kind == "delta":
-                yield value
-            elif kind == "error":
-                raise GenerationError(value)
-            else:
-                return
-
-    # The worker's side: called from its thread, delivered on the loop.
-    def _send(self, kind: str, value: str = "") -> None:
-        _deliver_soon(self._loop, [self._event(kind, value)])
-
-    def _event(self, kind: str, value: str) -> tuple[Request, str, str]:
-        if kind != "delta":
-            self.finished_at = time.monotonic()
-        return self, kind, value
-
-
-@dataclass
-class _Call:
-    fn: Callable[[], Any]
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
 
 
 class GenerationWorker:
@@ -130,7 +75,7 @@ class GenerationWorker:
         self.passes = 0  # forward passes so far: what batching saves
         self.dead = ""  # why the worker stopped, once it has
         self._generator = torch.Generator(device).manual_seed(seed) if seed else None
-        self._inbox: queue.SimpleQueue[Request | _Call | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Request | Call | None] = queue.SimpleQueue()
         self._waiting: list[Request] = []
         self._turns = Turns()
         self._batch = Batch()
@@ -166,7 +111,7 @@ class GenerationWorker:
             raise GenerationError(self.dead)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._inbox.put(_Call(fn, future, loop))
+        self._inbox.put(Call(fn, future, loop))
         return await future
 
     def forward(self, adapters: list[str], **inputs: Any) -> Any:
@@ -218,17 +163,17 @@ class GenerationWorker:
             block = False
             if item is None:
                 return
-            if isinstance(item, _Call):
+            if isinstance(item, Call):
                 self._run_call(item)
             else:
                 self._waiting.append(item)
 
-    def _run_call(self, call: _Call) -> None:
+    def _run_call(self, call: Call) -> None:
         try:
             result, error = call.fn(), None
         except Exception as exc:
             result, error = None, exc
-        _settle_soon(call, result, error)
+        settle_soon(call, result, error)
         if isinstance(error, FATAL):
             self._fail([], error)  # stops the worker
 
@@ -378,7 +323,7 @@ class GenerationWorker:
             by_loop.setdefault(event[0]._loop, []).append(event)
         self._outbox = []
         for loop, events in by_loop.items():
-            _deliver_soon(loop, events)
+            deliver_soon(loop, events)
 
     def _fail(self, rows: list[Row], exc: Exception) -> None:
         fatal = isinstance(exc, FATAL)
@@ -423,35 +368,11 @@ class GenerationWorker:
                 return
             if isinstance(item, Request):
                 item._send("error", reason)
-            elif isinstance(item, _Call):
-                _settle_soon(item, None, GenerationError(reason))
+            elif isinstance(item, Call):
+                settle_soon(item, None, GenerationError(reason))
 
 
 def _new_cache() -> Any:
     from transformers import DynamicCache
 
     return DynamicCache()
-
-
-def _deliver_soon(loop: asyncio.AbstractEventLoop, events: list[tuple[Request, str, str]]) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-        loop.call_soon_threadsafe(_deliver, events)
-
-
-def _deliver(events: list[tuple[Request, str, str]]) -> None:
-    for request, kind, value in events:
-        request._events.put_nowait((kind, value))
-
-
-def _settle_soon(call: _Call, result: Any, error: BaseException | None) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        call.loop.call_soon_threadsafe(_settle, call.future, result, error)
-
-
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller gave up waiting
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
