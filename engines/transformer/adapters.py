@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engines.errors import one_line
+
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 MIXED = "__mixed__"  # the selection while rows use different adapters (adapter_names)
 UNKNOWN = ""  # the selection after PEFT changed the model (a load, an eviction)
@@ -181,7 +183,7 @@ class AdapterSet:
 
 
 def _refused(folder: Path, exc: BaseException) -> AdapterError:
-    return AdapterError(f"adapter {folder} cannot be loaded: {_one_line(exc)}")
+    return AdapterError(f"adapter {folder} cannot be loaded: {one_line(exc)}")
 
 
 def _strip_injected(model: Any) -> None:
@@ -198,8 +200,3 @@ def _strip_injected(model: Any) -> None:
             setattr(parent, child, module.get_base_layer())
     if hasattr(model, "peft_config"):
         del model.peft_config
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from engines.adapter_serving import BASE_VERSION, ServesAdapters, adapter_folder
 from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
 from engines.extras import install_advice, needs_extra
 from engines.transformer.trim import SentenceStream
 
 log = logging.getLogger(__name__)
-
-PROMPTS = Path(__file__).parent / "prompts"
-BASE_VERSION = "base"  # the version while no adapter is active
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class TransformerOptions:
     prompts_dir: str = ""
 
 
-class TransformerEngine(Engine):
+class TransformerEngine(ServesAdapters, Engine):
     name: ClassVar[str] = "transformer"
     Options: ClassVar[type] = TransformerOptions
     capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS, Capability.PROBE,
@@ -74,7 +72,7 @@ class TransformerEngine(Engine):
         await asyncio.to_thread(self._load)
         # [engines.transformer] adapter overrides the one fine-tuning promoted last. One that
         # cannot be loaded (deleted, cut short, garbage) leaves the base model serving.
-        wanted = self.options.adapter or await self.ctx.active_adapter()
+        wanted = self.options.adapter or (await self.promoted())[0]
         if wanted:
             await self._start_with(wanted)
         self.worker.start()
@@ -123,7 +121,7 @@ class TransformerEngine(Engine):
         self.adapters = AdapterSet(model, opts.max_adapters)
         self.context = loading.context_length(model, self.tokenizer)
         self._system_role = prompt.supports_system_role(self.tokenizer)
-        self._prompts = self._read_prompts()
+        self.read_system_prompts()
         # a kept system prompt per language and adapter (and the base model)
         prefixes = (opts.max_adapters + 1) * max(1, len(self._prompts))
         sampling = Sampling(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty)
@@ -138,10 +136,6 @@ class TransformerEngine(Engine):
         """A hub download's progress (the loading thread): what /engines shows meanwhile."""
         self._loading = (f"downloading {self.options.model}: {done / 1e6:.0f} of "
                          f"{max(total, done) / 1e6:.0f} MB")
-
-    def _read_prompts(self) -> dict[str, str]:
-        folder = Path(self.options.prompts_dir) if self.options.prompts_dir else PROMPTS
-        return {p.stem: p.read_text(encoding="utf-8").strip() for p in folder.glob("*.txt")}
 
     async def close(self) -> None:
         if self.worker is not None:
@@ -159,10 +153,6 @@ class TransformerEngine(Engine):
         return self._loading
 
     @property
-    def version(self) -> str:
-        return self.active or BASE_VERSION
-
-    @property
     def loaded_adapters(self) -> list[str]:
         """Ids of the adapters in memory; a chat may be pinned to one (conv.adapter)."""
         return self.adapters.ids if self.adapters is not None else []
@@ -171,7 +161,7 @@ class TransformerEngine(Engine):
         from engines.transformer import prompt
 
         adapter = await self._adapter_for(conv)
-        history = conv.turns[-self.options.history_turns:] if self.options.history_turns else []
+        history = self.recent_turns(conv)
         budget = self.context - self.options.max_new_tokens
         system = self.system_prompt(conv.lang)
         # Off the event loop: a long chat's rendering takes a while, and other chats wait on it.
@@ -222,9 +212,6 @@ class TransformerEngine(Engine):
             "seconds": round(done - request.submitted, 3),
             "first_token_seconds": round(first - request.submitted, 3) if first else None,
         } | ({CUT: "max_new_tokens"} if request.cut else {})
-
-    def system_prompt(self, lang: str) -> str:
-        return self._prompts.get(lang) or self._prompts.get("en", "")
 
     def _system_start(self, system: str) -> list[int]:
         from engines.transformer import prompt
@@ -277,10 +264,10 @@ class TransformerEngine(Engine):
         folder = Path(path_or_id).expanduser()
         if folder.is_dir():
             return folder.resolve(), folder.resolve().name
-        root = self.ctx.adapters_dir
-        if root is not None and (root / path_or_id).is_dir():
-            return root / path_or_id, path_or_id
-        raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in {root}")
+        if (kept := adapter_folder(self.ctx, path_or_id)) is not None:
+            return kept, path_or_id
+        raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in "
+                           f"{self.ctx.adapters_dir}")
 
     async def next_words(self, text: str, lang: str, k: int = 5,
                          chat: str = "") -> list[tuple[str, float]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from engines.errors import typed_line
 from engines.transformer.adapters import BASE, AdapterSet
 from engines.transformer.batch import Batch, Row, left_pad, positions, prefill_mask
 from engines.transformer.detok import TextDeltas
@@ -329,14 +330,13 @@ class GenerationWorker:
         fatal = isinstance(exc, FATAL)
         if not fatal:  # a fatal one is logged once, in one line, as the worker stops
             log.error("generation failed for %d replies", len(rows), exc_info=exc)
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        reason = f"generation failed: {type(exc).__name__}: {first_line}"
+        reason = f"generation failed: {typed_line(exc)}"
         if isinstance(exc, torch.OutOfMemoryError):
             reason = (f"generation failed: out of memory with {len(self._batch) + len(rows)} "
                       "replies at once; a smaller [engines.transformer] max_batch or "
                       "max_new_tokens needs less")
         if fatal:
-            reason = (f"the generation worker stopped: {type(exc).__name__}: {first_line} "
+            reason = (f"the generation worker stopped: {typed_line(exc)} "
                       "(the GPU cannot go on after this error; restart the bot)")
         for row in rows:
             self._post(row.request, "error", reason)
