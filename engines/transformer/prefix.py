@@ -62,9 +62,9 @@ class Prefixes:
 
 def seeded_cache(kv: KV, rows: int) -> Any:
     """A DynamicCache holding the kept beginning once for each of `rows` rows."""
-    from transformers import DynamicCache
+    from engines.transformer.kv import growing_cache
 
-    cache = DynamicCache()
+    cache = growing_cache()
     for index, (keys, values) in enumerate(kv):
         cache.update(keys.expand(rows, -1, -1, -1).contiguous(),
                      values.expand(rows, -1, -1, -1).contiguous(), index)

@@ -373,6 +373,6 @@ class GenerationWorker:
 
 
 def _new_cache() -> Any:
-    from transformers import DynamicCache
+    from engines.transformer.kv import growing_cache
 
-    return DynamicCache()
+    return growing_cache()
