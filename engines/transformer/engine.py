@@ -276,7 +276,7 @@ class TransformerEngine(ServesAdapters, Engine):
 
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][-self.context:]
         adapter = self.active or _base()
-        probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter))
+        probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter), chat)
         return top_words(self.tokenizer, probs, k)
 
     async def reward(self, prompt: str, reply: str, lang: str,
@@ -317,21 +317,22 @@ class TransformerEngine(ServesAdapters, Engine):
     async def probe(self, context: str, continuations: list[str], lang: str,
                     chat: str = "") -> list[float]:
         """ln p of each continuation after `context`, read raw (no chat template): one forward
-        pass each on the worker thread. A continuation is tokenised after a space, as it
-        follows the context's last word; an empty context starts at the BOS token if any."""
+        pass each on the worker thread, the chat's turn each (one chat's long /probe waits
+        behind itself). A continuation is tokenised after a space, as it follows the context's
+        last word; an empty context starts at the BOS token if any."""
         from engines.transformer.scoring import continuation_logprob
 
         start = self._encode(context.rstrip())
         if not start:
             start = [self.tokenizer.bos_token_id or self.tokenizer.eos_token_id]
         adapter = self.active or _base()
-        results = []
+        calls = []
         for text in continuations:
             ids = self._encode(" " + text.strip())
             start_ids = start[-max(1, self.context - len(ids)):]
-            results.append(await self.worker.call(
-                lambda s=start_ids, c=ids: continuation_logprob(self.worker, s, c, adapter)))
-        return results
+            calls.append(self.worker.call(
+                lambda s=start_ids, c=ids: continuation_logprob(self.worker, s, c, adapter), chat))
+        return list(await asyncio.gather(*calls))
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -70,6 +70,7 @@ class Call:
     fn: Callable[[], Any]
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    chat: str = ""  # whose turn it takes (turns.py); "" for the engine's own (an adapter load)
 
 
 def deliver_soon(loop: asyncio.AbstractEventLoop, events: list[tuple[Request, str, str]]) -> None:

@@ -78,6 +78,7 @@ class GenerationWorker:
         self._generator = torch.Generator(device).manual_seed(seed) if seed else None
         self._inbox: queue.SimpleQueue[Request | Call | None] = queue.SimpleQueue()
         self._waiting: list[Request] = []
+        self._calls: list[Call] = []  # waiting for their chat's turn
         self._turns = Turns()
         self._batch = Batch()
         self._prefixes = Prefixes(prefixes)  # kept prompt beginnings, at most
@@ -106,13 +107,14 @@ class GenerationWorker:
             request._send("error", self.dead)
         return request
 
-    async def call(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on the worker's thread between two forward passes; its result or error."""
+    async def call(self, fn: Callable[[], Any], chat: str = "") -> Any:
+        """Run `fn` on the worker's thread between two forward passes; its result or error.
+        Each chat's calls (`chat`: /next, /probe) take turns: one per chat between passes."""
         if self.dead:
             raise GenerationError(self.dead)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._inbox.put(Call(fn, future, loop))
+        self._inbox.put(Call(fn, future, loop, chat))
         return await future
 
     def forward(self, adapters: list[str], **inputs: Any) -> Any:
@@ -140,7 +142,10 @@ class GenerationWorker:
                 if idle and busy:  # just done: a job may share this GPU
                     self._release_memory(oom=False)
                 busy = not idle
-                self._take_inbox(block=idle)
+                self._take_inbox(block=idle and not self._calls)
+                for call in self._turns.one_each(self._calls):
+                    self._calls.remove(call)
+                    self._run_call(call)
                 self._admit()
                 if self._batch:
                     self._decode()
@@ -165,7 +170,7 @@ class GenerationWorker:
             if item is None:
                 return
             if isinstance(item, Call):
-                self._run_call(item)
+                self._calls.append(item)
             else:
                 self._waiting.append(item)
 
@@ -361,6 +366,9 @@ class GenerationWorker:
             self._post(request, "error", reason)
         self._flush()
         self._waiting = []
+        for call in self._calls:
+            settle_soon(call, None, GenerationError(reason))
+        self._calls = []
         while True:
             try:
                 item = self._inbox.get_nowait()
