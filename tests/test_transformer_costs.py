@@ -117,3 +117,20 @@ async def test_a_fatal_device_error_stops_the_worker_with_one_line(engine, monke
     assert not engine.info().ready and "restart" in engine.info().detail
     with pytest.raises(GenerationError):
         await ask(engine, PROMPTS[1])
+
+
+async def test_the_gpu_cache_goes_back_after_an_oom_or_when_the_device_is_nearly_full(
+    engine, monkeypatch
+):
+    """Not at every idle moment: emptying the cache synchronises the device."""
+    emptied, free = [], [0.5]
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free[0] * 80e9, 80e9))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    worker = engine.worker
+    monkeypatch.setattr(worker, "device", "cuda:0")  # only the release reads it here
+    worker._release_memory(oom=False)
+    assert emptied == []
+    worker._release_memory(oom=True)
+    free[0] = 0.05
+    worker._release_memory(oom=False)
+    assert len(emptied) == 2
