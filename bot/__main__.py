@@ -16,6 +16,7 @@ from bot import logs
 from bot.app import PLATFORMS, App, choose_frontends
 from bot.config import ConfigError, load_config
 from bot.frontends import FRONTENDS
+from engines.errors import typed_line
 from engines.registry import BUILTIN
 
 DEFAULT_CONFIG = Path("config.toml")
@@ -76,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # anything else that ends the bot: one line; the trace with -v
         if args.verbose:
             traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"eliza2llm: {type(exc).__name__}: {first}"
+        print(f"eliza2llm: {typed_line(exc)}"
               + ("" if args.verbose else " (-v shows where)"), file=sys.stderr)
         return 1
 

@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.calm import RepeatedFailure, one_line
+from bot.calm import RepeatedFailure
 from bot.events import Sink, deliver
 from bot.files import DIR_MODE, FILE_MODE, private_dir, private_tree
 from bot.i18n import t
 from bot.store import Adapter, Chat, Store
 from engines.base import Capability
+from engines.errors import typed_line
 
 if TYPE_CHECKING:
     from engines.base import Engine
@@ -325,7 +326,7 @@ class Adapters(AdapterFolders):
             try:
                 done.version = await engine.use_adapter(adapter_id)
             except Exception as exc:
-                done.failed[engine.name] = one_line(exc)
+                done.failed[engine.name] = typed_line(exc)
                 failing.failed(exc)
                 continue
             done.failed.pop(engine.name, None)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import time
 
+from engines.errors import typed_line
+
 LOG_EVERY = 60.0  # seconds between two lines about the same failure
 
 
@@ -49,7 +51,7 @@ class RepeatedFailure:
         now = time.monotonic()
         if self.since is None:
             self.since, self.count = time.time(), 0
-            self.log.warning("%s: %s", self.what, one_line(exc), exc_info=exc)
+            self.log.warning("%s: %s", self.what, typed_line(exc), exc_info=exc)
             self._logged_at, self._unlogged = now, 0
         else:
             self._unlogged += 1
@@ -57,7 +59,7 @@ class RepeatedFailure:
         if self._unlogged and now - self._logged_at >= self.every:
             self.log.warning("%s: %d more times in %.0f s (failing since %s): %s", self.what,
                              self._unlogged, now - self._logged_at, _clock(self.since),
-                             one_line(exc))
+                             typed_line(exc))
             self._logged_at, self._unlogged = now, 0
 
     def succeeded(self) -> None:
@@ -69,9 +71,3 @@ class RepeatedFailure:
 
 def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
-
-
-def one_line(exc: BaseException) -> str:
-    """The exception as a log line or a chat's report says it: its type and first line."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from engines.base import Engine, EngineContext, EngineUnavailable, NoOptions
+from engines.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Engines:
                 engine_cls = load_class(spec)
             except Exception as exc:  # a broken engine must not take the bot down
                 log.warning("engine %s cannot be imported: %s", name, exc)
-                slots[name] = _Slot(None, error=f"cannot be imported: {_one_line(exc)}")
+                slots[name] = _Slot(None, error=f"cannot be imported: {one_line(exc)}")
                 continue
             options = parse_options(name, getattr(engine_cls, "Options", NoOptions))
             slots[name] = _Slot(cast("type[Engine]", engine_cls), options)
@@ -92,7 +93,7 @@ class Engines:
             engine = slot.starting = slot.cls(slot.options, engine_ctx)
             await engine.start()
         except Exception as exc:
-            slot.error = _one_line(exc)
+            slot.error = one_line(exc)
             # One line on the console; the traceback only with -v (debug), where it helps.
             log.warning("engine %s cannot start: %s", name, slot.error)
             log.debug("engine %s failed to start", name, exc_info=True)
@@ -142,7 +143,7 @@ class Engines:
         try:
             return check(slot.options) if check is not None else ""
         except Exception as exc:  # a plugin's check must not break /engines
-            return _one_line(exc)
+            return one_line(exc)
 
     async def start_when_asked(self, wait: float) -> None:
         """Start the engines that are cheap to start and say more once started (the remote
@@ -166,8 +167,3 @@ class Engines:
                     await slot.engine.close()
                 except Exception:
                     log.warning("engine %s failed to close", slot.engine.name, exc_info=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

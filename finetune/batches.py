@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from engines.transformer import prompt as chat_prompt
+from engines.transformer.scoring import fp32_logits  # the engine's scoring computes the same
 
 
 @dataclass(frozen=True)
@@ -121,24 +122,3 @@ class Policy(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return fp32_logits(self.model, input_ids, attention_mask)
-
-
-def fp32_logits(model: Any, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-    """The model's logits with the output layer computed in fp32.
-
-    In bf16 a logit keeps about 3 significant digits, so a summed log-probability of a reply
-    is off by a good part of the KTO/DPO margins and of the gate's rewards, whose thresholds
-    were set in fp32. The decoder stays in the model's dtype (LoRA layers sit inside it, so
-    they take part); only the last matrix product is done in fp32. fp32 models, heads that are
-    more than one linear layer, and soft-capped logits take the plain path.
-    """
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = causal_lm.get_output_embeddings()
-    plain = (type(head) is not torch.nn.Linear or head.weight.dtype == torch.float32
-             or getattr(causal_lm.config, "final_logit_softcapping", None))
-    if plain:
-        return model(input_ids=ids, attention_mask=attention).logits.float()
-    hidden = causal_lm.get_decoder()(input_ids=ids, attention_mask=attention).last_hidden_state
-    bias = None if head.bias is None else head.bias.float()
-    with torch.autocast(hidden.device.type, enabled=False):  # bf16 autocast would undo it
-        return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)

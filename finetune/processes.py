@@ -41,8 +41,28 @@ def device_for(wanted: str) -> tuple[str, torch.dtype]:
 
     device, dtype = choose_device(wanted)
     if device.startswith("cuda") and world_size() > 1:
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        device = f"cuda:{_local_gpu(wanted)}"
     return device, dtype
+
+
+def _local_gpu(wanted: str) -> int:
+    """This process's GPU under a launcher; ModelUnavailable (one line) where processes would
+    share a GPU or ask for one that is not there ("invalid device ordinal", said plainly)."""
+    import torch
+
+    from engines.transformer.loading import ModelUnavailable
+
+    if wanted.startswith("cuda:"):
+        raise ModelUnavailable(
+            f'[finetune] device = "{wanted}" names one GPU, but a launcher started '
+            f"{world_size()} processes and each takes its own GPU: set device = \"cuda\"")
+    local, visible = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local >= visible:
+        raise ModelUnavailable(
+            f"{local_count()} training processes on this machine but {visible} visible "
+            f"GPU{'s' * (visible != 1)}: start at most {visible} (torchrun --nproc-per-node "
+            f'{visible}), or train on the CPU ([finetune] device = "cpu")')
+    return local
 
 
 def start(wanted: str) -> tuple[Any, str, torch.dtype]:

@@ -40,7 +40,8 @@ def features(base: Any, encoded: list[Encoded], pad_id: int, device: str,
     for i in range(0, len(encoded), batch_size):
         batch = collate(encoded[i : i + batch_size], pad_id, device)
         hidden = decoder(input_ids=batch["input_ids"],
-                         attention_mask=batch["attention_mask"]).last_hidden_state.float()
+                         attention_mask=batch["attention_mask"],
+                         use_cache=False).last_hidden_state.float()
         out.append(reply_features(hidden, batch["target"]))
     return torch.cat(out)
 

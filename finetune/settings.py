@@ -4,11 +4,13 @@ from the same config.toml the bot reads, and where each file of a job lives."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from bot.adapters import AdapterFolders
 from bot.config import DATASET_DIR, FinetuneOptions, load_config
-from engines.transformer.engine import PROMPTS, TransformerOptions
+from engines.adapter_serving import pick_prompt, read_prompts
+from engines.transformer.engine import TransformerOptions
 
 ENGINE = "transformer"  # the engine whose base model and prompts a job trains
 # The engines whose replies (and votes) are learned from: the local transformer and the same
@@ -35,12 +37,11 @@ class Settings:
 
     def system_prompt(self, lang: str) -> str:
         """The engine's system prompt for `lang`, so training sees what generation sees."""
-        folder = Path(self.model.prompts_dir) if self.model.prompts_dir else PROMPTS
-        for name in (lang, "en"):
-            path = folder / f"{name}.txt"
-            if path.is_file():
-                return path.read_text(encoding="utf-8").strip()
-        return ""
+        return pick_prompt(self._prompts, lang)
+
+    @cached_property
+    def _prompts(self) -> dict[str, str]:  # read once: the encoder asks for every row
+        return read_prompts(self.model.prompts_dir)
 
 
 def load_settings(config: Path | None, data_dir: str | None) -> Settings:

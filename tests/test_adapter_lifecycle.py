@@ -307,27 +307,24 @@ async def test_an_adapter_whose_files_are_bad_moves_every_engine_to_base_and_the
 
 def test_a_full_memory_is_not_the_adapters_fault_but_weights_that_do_not_fit_are(
         tmp_path, monkeypatch):
-    from engines.transformer.adapters import AdapterError, AdapterSet
+    from engines.transformer.adapters import AdapterError, AdapterSet, Prepared
 
-    folder = tmp_path / "a1"
-    folder.mkdir()
-    (folder / "adapter_config.json").write_text("{}")
-    (folder / "adapter_model.safetensors").write_bytes(b"")
     adapters = AdapterSet(model=None)
+    prepared = Prepared("a1", tmp_path / "a1", config=None, weights={})
 
-    def full(folder: Path, adapter_id: str) -> None:
+    def full(prepared: Prepared) -> None:
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")
 
-    def misfit(folder: Path, adapter_id: str) -> None:
+    def misfit(prepared: Prepared) -> None:
         raise RuntimeError("size mismatch for lora_A.weight: copying a param with shape ...")
 
-    monkeypatch.setattr(adapters, "_load", full)
+    monkeypatch.setattr(adapters, "_inject", full)
     with pytest.raises(RuntimeError, match="out of memory") as raised:
-        adapters.load(folder, "a1")
+        adapters.inject(prepared)
     assert not isinstance(raised.value, AdapterError)  # the engine marks nothing broken
-    monkeypatch.setattr(adapters, "_load", misfit)
+    monkeypatch.setattr(adapters, "_inject", misfit)
     with pytest.raises(AdapterError, match="size mismatch"):
-        adapters.load(folder, "a1")
+        adapters.inject(prepared)
     assert adapters.ids == []
 
 

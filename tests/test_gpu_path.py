@@ -343,3 +343,21 @@ async def test_the_engine_loads_adapters_on_its_device_not_the_gpu(engine, root,
     for name, seed in [("lora-a", 1), ("lora-b", 2)]:  # the first wraps the model, then beside
         await engine.use_adapter(str(adapter_dir(root, name, seed)))
     assert engine.loaded_adapters == ["lora-a", "lora-b"] and engine.version == "lora-b"
+
+
+def test_more_training_processes_than_gpus_or_one_named_gpu_under_a_launcher_is_one_line(
+    two_gpus, monkeypatch
+):
+    from engines.transformer.loading import ModelUnavailable
+    from finetune.processes import device_for
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert device_for("cuda")[0] == "cuda:1"
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    for wanted, why in [("cuda", "3 training processes on this machine but 2 visible GPUs"),
+                        ("cuda:0", 'device = "cuda:0" names one GPU')]:
+        with pytest.raises(ModelUnavailable, match=why) as caught:
+            device_for(wanted)
+        assert "\n" not in str(caught.value)

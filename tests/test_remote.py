@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
+from engines.adapter_serving import PROMPTS
 from engines.base import Conversation
-from engines.transformer.engine import PROMPTS
 from tests.fake_openai import FakeOpenAI
 from tests.remote_chat import add_adapters, last_version, promote, remote_chat, remote_toml, say
 

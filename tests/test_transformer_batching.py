@@ -121,15 +121,15 @@ async def test_a_burst_wider_than_the_prefill_budget_is_prefilled_in_parts(engin
 
 
 async def test_the_text_of_one_step_reaches_the_event_loop_in_one_wake_up(engine, monkeypatch):
-    from engines.transformer import worker as worker_module
+    from engines.transformer import request as request_module
 
-    real, deliveries = worker_module._deliver, []
+    real, deliveries = request_module._deliver, []
 
     def spy(events):
         deliveries.append(len(events))
         real(events)
 
-    monkeypatch.setattr(worker_module, "_deliver", spy)
+    monkeypatch.setattr(request_module, "_deliver", spy)
     await ask(engine, "warm")  # the beginning is kept: the burst below is one prefill
     deliveries.clear()
     before = engine.worker.passes

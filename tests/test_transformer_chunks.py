@@ -28,14 +28,22 @@ async def ask(engine, text: str) -> str:
 
 
 def passes(engine, monkeypatch) -> list[tuple[int, int]]:
-    """(rows, columns) of every forward pass from now on; a decode pass is 1 column wide."""
-    real, seen = engine.adapters.forward, []
+    """(rows, columns) of every forward pass from now on, replies' and scoring's; a decode
+    pass is 1 column wide."""
+    from engines.transformer import scoring
+
+    real, real_scoring, seen = engine.adapters.forward, scoring._pass, []
 
     def spy(adapters, **inputs):
         seen.append(tuple(inputs["input_ids"].shape))
         return real(adapters, **inputs)
 
+    def spy_scoring(worker, adapter, keep, input_ids, attention_mask, **cached):
+        seen.append(tuple(input_ids.shape))
+        return real_scoring(worker, adapter, keep, input_ids, attention_mask, **cached)
+
     monkeypatch.setattr(engine.adapters, "forward", spy)
+    monkeypatch.setattr(scoring, "_pass", spy_scoring)
     return seen
 
 

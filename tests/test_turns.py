@@ -74,6 +74,43 @@ async def test_a_chats_burst_does_not_hold_back_another_chats_reply(engine):
     assert finished.index("b") <= 1, finished
 
 
+async def test_a_chats_long_probe_runs_one_scoring_pass_per_step_beside_another_chats_reply(
+    engine, monkeypatch
+):
+    """Between two decode steps of b's reply, a's /probe runs one scoring pass at most (its
+    context, then its continuations as many a pass as the chunk holds: here a few)."""
+    passes: list[str] = []
+    forward, select = engine.adapters.forward, engine.adapters.select
+
+    def recording_forward(adapters, **inputs):
+        passes.append("step" if inputs["input_ids"].shape[1] == 1 else "prefill")
+        return forward(adapters, **inputs)
+
+    def recording_select(adapter):  # each scoring pass selects its adapter first
+        passes.append("score")
+        return select(adapter)
+
+    monkeypatch.setattr(engine.adapters, "forward", recording_forward)
+    monkeypatch.setattr(engine.adapters, "select", recording_select)
+    conv = Conversation("test:b", "my one question")
+
+    async def reply() -> None:
+        async with contextlib.aclosing(engine.reply(conv)) as stream:
+            async for _ in stream:
+                pass
+
+    engine.worker.prefill_chunk = 8  # two or three continuations a pass
+    running = asyncio.create_task(reply())
+    while "step" not in passes:
+        await asyncio.sleep(0.005)
+    alternatives = [f"word{i}" for i in range(12)]
+    scores = await engine.probe("The nurse said that", alternatives, "en", chat="test:a")
+    await running
+    assert len(scores) == 12 and passes.count("score") >= 5
+    during = passes[passes.index("step"):len(passes) - passes[::-1].index("step")]
+    assert "score" in during and "score, score" not in ", ".join(during), during
+
+
 def test_a_long_chat_is_rendered_a_few_times_not_once_per_turn(root, monkeypatch):
     """The prompt of a long message after long turns is found by bisection (it runs off the
     event loop too); the turns it keeps are the newest that fit, as before."""

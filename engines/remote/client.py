@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from engines.base import EngineUnavailable
+from engines.errors import one_line, typed_line
 from engines.remote.options import RemoteOptions
 
 NO_KEY = "EMPTY"  # vLLM's convention for a server started without --api-key
@@ -64,15 +65,15 @@ def describe(exc: BaseException) -> str:
         return "the server did not answer in time (timeout)"
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc
-        return f"cannot reach the server: {_first_line(cause)}"
+        return f"cannot reach the server: {one_line(cause)}"
     if isinstance(exc, openai.APIStatusError):
-        said = _first_line(_message(exc))
+        said = one_line(_message(exc))
         hint = ("; set [engines.remote] vllm_sampling = false"
                 if "top_k" in said or "repetition_penalty" in said else "")
         return f"the server answered {status}: {said}{hint}"
     if isinstance(exc, openai.APIError):  # an error event inside a stream
-        return f"the server reported an error: {_first_line(exc.message)}"
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+        return f"the server reported an error: {one_line(exc.message)}"
+    return typed_line(exc)
 
 
 def _message(exc: Any) -> str:
@@ -83,8 +84,3 @@ def _message(exc: Any) -> str:
             return str(inner.get("message") or inner)
         return str(inner)
     return str(getattr(exc, "message", exc))
-
-
-def _first_line(value: object) -> str:
-    lines = str(value).strip().splitlines()
-    return lines[0] if lines else type(value).__name__

@@ -10,19 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, ClassVar
 
+from engines.adapter_serving import BASE_VERSION, ServesAdapters
 from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
 from engines.remote.options import RemoteOptions
 
 log = logging.getLogger(__name__)
 
-PROMPTS = Path(__file__).parent.parent / "transformer" / "prompts"
-BASE_VERSION = "base"  # the version while no adapter is active
 
-
-class RemoteEngine(Engine):
+class RemoteEngine(ServesAdapters, Engine):
     name: ClassVar[str] = "remote"
     Options: ClassVar[type] = RemoteOptions
     capabilities = frozenset({Capability.NEXT_WORDS, Capability.PROBE, Capability.ADAPTERS})
@@ -51,7 +48,7 @@ class RemoteEngine(Engine):
         self.health = HealthMonitor(self.client, opts.base_url, opts.health_interval,
                                     opts.connect_timeout + opts.timeout,
                                     on_check=lambda h: self.adapters.forget_unserved(h.served))
-        self._prompts = self._read_prompts()
+        self.read_system_prompts()
         await self.health.check()  # so /engines knows at once; a server that is down is no error
         self.health.start()
         self.active = await self._promoted()
@@ -60,13 +57,10 @@ class RemoteEngine(Engine):
 
     async def _promoted(self) -> str:
         """The active adapter, if its folder exists, so a promoted adapter survives a restart."""
-        adapter_id = await self.ctx.active_adapter() if self.options.adapters else ""
-        root = self.ctx.adapters_dir
-        return adapter_id if adapter_id and root and (root / adapter_id).is_dir() else ""
-
-    def _read_prompts(self) -> dict[str, str]:
-        folder = Path(self.options.prompts_dir) if self.options.prompts_dir else PROMPTS
-        return {p.stem: p.read_text(encoding="utf-8").strip() for p in folder.glob("*.txt")}
+        if not self.options.adapters:
+            return ""
+        adapter_id, folder = await self.promoted()
+        return adapter_id if folder is not None else ""
 
     async def close(self) -> None:
         if self.health is not None:
@@ -96,10 +90,6 @@ class RemoteEngine(Engine):
         return self.version
 
     @property
-    def version(self) -> str:
-        return self.active or BASE_VERSION
-
-    @property
     def model(self) -> str:
         """The base model's name: as configured, else the first one the server lists."""
         listed = self.health.last.base_models if self.health is not None else ()
@@ -111,7 +101,7 @@ class RemoteEngine(Engine):
 
         adapter = await self._adapter_for(conv)
         model = adapter or self._base_model()
-        history = conv.turns[-self.options.history_turns:] if self.options.history_turns else []
+        history = self.recent_turns(conv)
         chat = messages(self.system_prompt(conv.lang), history, conv.text)
         stats = Stats(started=time.monotonic())
         conv.version = adapter or BASE_VERSION
@@ -171,9 +161,6 @@ class RemoteEngine(Engine):
             "first_token_seconds": round(first - stats.started, 3) if first else None,
             "seconds": round(done - stats.started, 3),
         } | ({CUT: "max_tokens"} if stats.finish_reason == "length" else {})
-
-    def system_prompt(self, lang: str) -> str:
-        return self._prompts.get(lang) or self._prompts.get("en", "")
 
     async def use_adapter(self, adapter_id: str) -> str:
         """Load `adapter_id` on the server (unless loaded) and serve it from now on; "" or

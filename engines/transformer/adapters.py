@@ -2,17 +2,28 @@
 
 The first adapter wraps the base model in a PeftModel; later ones are added beside it. A batch
 may mix adapters (PEFT's `adapter_names`, "__base__" meaning none), so a swap never waits for
-replies in flight: they finish with the adapter they started with.
-Only the generation worker's thread calls `load` and `forward`, between forward passes.
+replies in flight: they finish with the adapter they started with. A batch whose rows all use
+one adapter (the usual case) has it set instead: PEFT's mixed path indexes each LoRA layer's
+input with Python lists, a host-to-device sync per layer and step on a GPU.
+
+Loading has two halves: `prepare` reads the folder (config and weights, onto the model's
+device) on any thread; `inject` adds the prepared adapter to the model on the generation
+worker's thread, between two forward passes, so a running batch is not held up by the disk.
+Beyond `limit` adapters the least recently used go again (never one the caller keeps).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engines.errors import one_line
+
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+MIXED = "__mixed__"  # the selection while rows use different adapters (adapter_names)
+UNKNOWN = ""  # the selection after PEFT changed the model (a load, an eviction)
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -36,53 +47,147 @@ def check_folder(folder: Path) -> None:
         raise AdapterError(f"adapter folder {folder} has no {' or '.join(WEIGHT_FILES)}")
 
 
+@dataclass
+class Prepared:
+    """An adapter read from its folder, ready to be injected: its PEFT config and weights."""
+
+    adapter_id: str
+    folder: Path
+    config: Any
+    weights: dict[str, Any]
+
+
 class AdapterSet:
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, limit: int = 8) -> None:
         self.model = model  # the base model, or the PeftModel around it once one is loaded
+        self.limit = limit  # adapters kept loaded at most; the least recently used go
         self.folders: dict[str, Path] = {}
+        self.unloaded: dict[str, Path] = {}  # evicted adapters' folders: a pin loads them again
+        self.mixed_passes = 0  # forward passes that went through PEFT's mixed-batch path
+        self._selected = BASE  # what the LoRA layers compute now: an adapter, BASE or MIXED
+        self._used: dict[str, int] = {}  # adapter -> the forward pass that last used it
+        self._passes = 0
 
     @property
     def ids(self) -> list[str]:
         return list(self.folders)
 
-    def load(self, folder: Path, adapter_id: str) -> None:
-        """Load the adapter in `folder` under `adapter_id` (a no-op if that id is loaded)."""
+    def load(self, folder: Path, adapter_id: str, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Both halves on the calling thread (tests, a bench); the adapters evicted."""
         if adapter_id in self.folders:
-            return
+            return []
+        return self.inject(self.prepare(folder, adapter_id), keep)
+
+    def prepare(self, folder: Path, adapter_id: str) -> Prepared:
+        """Read an adapter folder (any thread): AdapterError if it is not a usable adapter."""
         check_folder(folder)
         try:
-            self._load(folder, adapter_id)
+            from peft import PeftConfig
+            from peft.utils import load_peft_weights
+
+            config = PeftConfig.from_pretrained(str(folder))
+            config.inference_mode = True
+            weights = load_peft_weights(str(folder), device=str(self.model.device))
         except Exception as exc:
             if passing(exc):  # not the adapter's fault: raised as it is, nothing marked broken
                 raise
-            raise AdapterError(f"adapter {folder} cannot be loaded: {_one_line(exc)}") from exc
-        self.folders[adapter_id] = folder
+            raise _refused(folder, exc) from exc
+        return Prepared(adapter_id, folder, config, weights)
 
-    def _load(self, folder: Path, adapter_id: str) -> None:
-        from peft import PeftModel
+    def inject(self, prepared: Prepared, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Add a prepared adapter to the model (the worker's thread, between passes), then
+        unload the least recently used beyond `limit`, except those in `keep` and this one.
+        Returns the ids unloaded (their kept prompt beginnings are stale)."""
+        adapter_id = prepared.adapter_id
+        if adapter_id in self.folders:
+            return []
+        try:
+            self._inject(prepared)
+        except Exception as exc:
+            if passing(exc):
+                raise
+            raise _refused(prepared.folder, exc) from exc
+        self.folders[adapter_id] = prepared.folder
+        self._used[adapter_id] = self._passes
+        return self._evict(keep | {adapter_id})
 
-        device = str(self.model.device)  # PEFT would read the files onto any GPU there is
+    def _inject(self, prepared: Prepared) -> None:
+        from peft import PeftModel, set_peft_model_state_dict
+
+        name = prepared.adapter_id
+        self._selected = UNKNOWN  # PEFT may change the active adapter and the layers' state
         if isinstance(self.model, PeftModel):
             try:
-                self.model.load_adapter(str(folder), adapter_name=adapter_id, torch_device=device)
+                self.model.add_adapter(name, prepared.config)
+                set_peft_model_state_dict(self.model, prepared.weights, adapter_name=name)
             except Exception:
-                if adapter_id in self.model.peft_config:
-                    self.model.delete_adapter(adapter_id)
+                if name in self.model.peft_config:
+                    self.model.delete_adapter(name)
                 raise
         else:
+            base = self.model
             try:
-                self.model = PeftModel.from_pretrained(self.model, str(folder),
-                                                       adapter_name=adapter_id, torch_device=device)
+                model = PeftModel(base, prepared.config, adapter_name=name)
+                set_peft_model_state_dict(model, prepared.weights, adapter_name=name)
             except Exception:
-                _strip_injected(self.model)
+                _strip_injected(base)
                 raise
+            self.model = model
         self.model.eval()
 
-    def forward(self, adapters: list[str], **inputs: Any) -> Any:
-        """One forward pass; row i uses adapters[i] (BASE for none)."""
+    def _evict(self, keep: frozenset[str]) -> list[str]:
+        evicted = []
+        while len(self.folders) > self.limit:
+            idle = [a for a in self.folders if a not in keep]
+            if not idle:
+                break
+            oldest = min(idle, key=lambda a: self._used.get(a, -1))
+            self.model.delete_adapter(oldest)
+            self.unloaded[oldest] = self.folders.pop(oldest)
+            self._used.pop(oldest, None)
+            self._selected = UNKNOWN  # PEFT chose another active adapter
+            evicted.append(oldest)
+        return evicted
+
+    def forward(self, adapters: list[str], use_cache: bool = True, **inputs: Any) -> Any:
+        """One forward pass; row i uses adapters[i] (BASE for none). `use_cache`: False for a
+        pass that does not decode (scoring), so no KV cache is built."""
+        self._passes += 1
         if self.folders:
-            inputs["adapter_names"] = adapters
-        return self.model(**inputs, use_cache=True)
+            names = set(adapters)
+            for name in names:
+                self._used[name] = self._passes
+            if len(names) == 1:
+                self._select(adapters[0])
+            else:
+                self._select(MIXED)
+                self.mixed_passes += 1
+                inputs["adapter_names"] = adapters
+        return self.model(**inputs, use_cache=use_cache)
+
+    def select(self, adapter: str) -> None:
+        """Make the model compute `adapter` (BASE: none) for passes that call it directly."""
+        if self.folders:
+            self._used[adapter] = self._passes
+            self._select(adapter)
+
+    def _select(self, adapter: str) -> None:
+        """Make the LoRA layers compute `adapter` (BASE: none; MIXED: each row's own, from
+        adapter_names); a no-op when they already do, so a steady batch pays nothing."""
+        if adapter == self._selected:
+            return
+        if adapter == BASE:
+            self.model.base_model.disable_adapter_layers()
+        else:
+            if self._selected in (BASE, UNKNOWN):
+                self.model.base_model.enable_adapter_layers()
+            if adapter != MIXED:
+                self.model.set_adapter(adapter, inference_mode=True)
+        self._selected = adapter
+
+
+def _refused(folder: Path, exc: BaseException) -> AdapterError:
+    return AdapterError(f"adapter {folder} cannot be loaded: {one_line(exc)}")
 
 
 def passing(exc: BaseException) -> bool:
@@ -106,8 +211,3 @@ def _strip_injected(model: Any) -> None:
             setattr(parent, child, module.get_base_layer())
     if hasattr(model, "peft_config"):
         del model.peft_config
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -8,7 +8,8 @@ selecting the others; leading columns that only padding uses any more are cut of
 attention mask hides the padding wherever it is, and each row's position ids count only its
 real tokens, so a row computes what it would compute alone.
 Beside the cache the batch keeps, on the model's device, which tokens each row has seen (for
-the repetition penalty), so a decode step copies nothing but the new tokens to the device.
+the repetition penalty) and each row's newest token (the next step's input, as sampled), so a
+decode step copies nothing to the device.
 
 This works with the plain DynamicCache of full-attention models (Llama, Qwen2, SmolLM, ...).
 """
@@ -28,7 +29,6 @@ class Row:
 
     request: Any
     adapter: str  # "__base__" for the base model, as PEFT names it in mixed batches
-    last_token: int = -1  # fed to the next forward pass
     new_tokens: list[int] = field(default_factory=list)
     text: Any = None  # the row's TextDeltas: its reply as text so far
 
@@ -73,34 +73,35 @@ class Batch:
         self.cache: Any = None  # a transformers DynamicCache, or None while empty
         self.mask: torch.Tensor | None = None  # [rows, columns] of 1 (token) and 0 (padding)
         self.seen: torch.Tensor | None = None  # [rows, vocabulary] bool: tokens each row has seen
+        self.last: torch.Tensor | None = None  # [rows, 1]: each row's newest token, the next input
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def join(self, rows: list[Row], cache: Any, mask: torch.Tensor, seen: torch.Tensor) -> None:
-        """Add freshly prefilled rows with their own cache, mask and seen tokens. All or
-        nothing: if it fails (out of memory), the batch is as it was."""
+    def join(self, rows: list[Row], cache: Any, mask: torch.Tensor, seen: torch.Tensor,
+             last: torch.Tensor) -> None:
+        """Add freshly prefilled rows with their own cache, mask, seen and newest tokens. All
+        or nothing: if it fails (out of memory), the batch is as it was."""
         if not self.rows:
             self.rows, self.cache, self.mask, self.seen = list(rows), cache, mask, seen
+            self.last = last
             return
         width = max(self.mask.shape[1], mask.shape[1])
         layers = [(torch.cat([_pad_kv(mine.keys, width), _pad_kv(theirs.keys, width)]),
                    torch.cat([_pad_kv(mine.values, width), _pad_kv(theirs.values, width)]))
                   for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True)]
         joined_mask = torch.cat([_pad_mask(self.mask, width), _pad_mask(mask, width)])
-        joined_seen = torch.cat([self.seen, seen])
+        joined_seen, joined_last = torch.cat([self.seen, seen]), torch.cat([self.last, last])
         for layer, (keys, values) in zip(_layers(self.cache), layers, strict=True):
             layer.keys, layer.values = keys, values
-        self.mask, self.seen = joined_mask, joined_seen
+        self.mask, self.seen, self.last = joined_mask, joined_seen, joined_last
         self.rows += rows
 
     def step_inputs(self) -> dict[str, torch.Tensor]:
         """The inputs of one decode step: every row's last token, after its own real tokens."""
-        device = self.mask.device
-        ids = torch.tensor([[row.last_token] for row in self.rows], device=device)
         position = self.mask.sum(-1, keepdim=True)
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=-1)
-        return {"input_ids": ids, "attention_mask": self.mask, "position_ids": position}
+        return {"input_ids": self.last, "attention_mask": self.mask, "position_ids": position}
 
     def keep(self, keep: list[bool]) -> None:
         """Drop the rows whose flag is False, then the columns only they were using."""
@@ -116,15 +117,12 @@ class Batch:
                   for layer in _layers(self.cache)]
         for layer, (keys, values) in zip(_layers(self.cache), layers, strict=True):
             layer.keys, layer.values = keys, values
-        self.mask, self.seen = mask[:, unused:], self.seen[index]
+        self.mask, self.seen, self.last = mask[:, unused:], self.seen[index], self.last[index]
         self.rows = [row for row, k in zip(self.rows, keep, strict=True) if k]
-
-    def mark_seen(self, tokens: torch.Tensor) -> None:
-        """Each row's newest token (one per row, on the device) counts as seen from now on."""
-        self.seen[torch.arange(len(self.rows), device=self.seen.device), tokens] = True
 
     def clear(self) -> list[Row]:
         rows, self.rows, self.cache, self.mask, self.seen = self.rows, [], None, None, None
+        self.last = None
         return rows
 
 

@@ -1,82 +1,77 @@
 """Work the event loop hands the generation worker besides replies: loading an adapter, scoring
-next words, /probe. A call runs on the worker's thread between two forward passes; a call made
-of passes (it returns a generator, chunks.py) runs one pass a step, the oldest first, so a long
-/probe takes its turn with the batch's decode steps instead of stalling them."""
+next words, /probe. Calls wait for their chat's turn (turns.py): between two forward passes each
+chat's oldest call runs, so one chat's burst of scoring waits behind itself. A call made of
+passes (it returns a generator, chunks.py) runs one pass per turn, so a long /probe takes its
+turns with the batch's decode steps instead of stalling them."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import inspect
-from collections import deque
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Generator
 from typing import Any
 
 from engines.transformer.chunks import next_pass
-
-
-@dataclass
-class Call:
-    fn: Callable[[], Any]
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-
-    def settle(self, result: Any, error: BaseException | None) -> None:
-        """Hand the result (or error) to the caller's loop (worker thread)."""
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+from engines.transformer.request import Call, settle_soon
+from engines.transformer.turns import Turns
 
 
 class Calls:
-    def __init__(self) -> None:
-        self._passes: deque[tuple[Call, Generator[Any, Any, Any]]] = deque()
+    def __init__(self, turns: Turns) -> None:
+        self._turns = turns
+        self._waiting: list[Call] = []  # in arrival order; a call under way keeps its place
+        self._passes: dict[int, Generator[Any, Any, Any]] = {}  # id(call): its passes so far
 
     def __bool__(self) -> bool:
-        return bool(self._passes)
+        return bool(self._waiting)
 
-    def run(self, call: Call) -> None:
-        """Run `call`; if it is made of passes, queue them (one a step from the next on)."""
-        try:
-            result, error = call.fn(), None
-        except Exception as exc:
-            result, error = None, exc
-        if inspect.isgenerator(result):
-            self._passes.append((call, result))
-        else:
-            call.settle(result, error)
+    def add(self, call: Call) -> None:
+        self._waiting.append(call)
 
-    def next_pass(self) -> None:
-        """One pass of the oldest call made of passes; it goes to the back if not done. A
-        call its caller gave up on (a /probe that timed out) is dropped, its passes unrun."""
-        while self._passes and self._passes[0][0].future.done():  # a stale read: a step late
-            self._passes.popleft()[1].close()
-        if not self._passes:
-            return
-        call, passes = self._passes[0]
-        try:
-            result = next_pass(passes)
-        except BaseException as exc:  # the worker stopping (a bug): the caller still hears
-            self._passes.popleft()
-            call.settle(None, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self._passes.rotate(-1)
-        if inspect.getgeneratorstate(passes) == inspect.GEN_CLOSED:
-            self._passes.pop()
-            call.settle(result, None)
+    def run_turns(self) -> BaseException | None:
+        """One turn of each chat's oldest call (a call its caller gave up on, such as a /probe
+        that timed out, is dropped unrun). Returns the error of a call that failed, for the
+        worker to judge (a fatal device error stops it)."""
+        for call in [c for c in self._waiting if c.future.done()]:  # a stale read: a step late
+            self._finish(call)
+        failed = None
+        for call in self._turns.one_each(self._waiting):
+            failed = self._turn(call) or failed
+        return failed
 
     def fail_all(self, error: BaseException) -> None:
-        for call, _ in self._passes:
-            call.settle(None, error)
-        self._passes.clear()
+        for call in list(self._waiting):
+            self._finish(call)
+            settle_soon(call, None, error)
 
+    def _turn(self, call: Call) -> BaseException | None:
+        try:
+            done, result = self._one_pass(call)
+        except BaseException as exc:  # the worker stopping (a bug): the caller still hears
+            self._settle(call, None, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return exc
+        if done:
+            self._settle(call, result)
+        return None
 
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller gave up waiting
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+    def _one_pass(self, call: Call) -> tuple[bool, Any]:
+        """Start the call, or run its next pass: (whether it is done, its result)."""
+        passes: Generator[Any, Any, Any] | None = self._passes.get(id(call))
+        if passes is None:
+            started = call.fn()
+            if not inspect.isgenerator(started):
+                return True, started
+            passes = self._passes[id(call)] = started
+        result = next_pass(passes)
+        return inspect.getgeneratorstate(passes) == inspect.GEN_CLOSED, result
+
+    def _settle(self, call: Call, result: Any, error: BaseException | None = None) -> None:
+        self._finish(call)
+        settle_soon(call, result, error)
+
+    def _finish(self, call: Call) -> None:
+        self._waiting.remove(call)
+        passes = self._passes.pop(id(call), None)
+        if passes is not None:
+            passes.close()

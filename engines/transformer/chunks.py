@@ -55,7 +55,7 @@ def prefill_passes(forward: Callable[..., Any], ids: torch.Tensor, mask: torch.T
         yield
 
 
-def next_pass(passes: Generator[None, None, Any]) -> Any:
+def next_pass(passes: Generator[Any, Any, Any]) -> Any:
     """Run the next pass of `passes`: None while more are to come, then what they return."""
     try:
         next(passes)

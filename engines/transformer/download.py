@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from engines.errors import one_line
+
 log = logging.getLogger(__name__)
 
 # What a causal LM folder needs; the hub's copies in other formats (onnx, gguf) stay there.
@@ -116,7 +118,7 @@ def explain(model: str, exc: BaseException) -> str:
         return (f"the disk is full: downloading {model} into {constants.HF_HUB_CACHE} needs "
                 f"room (free some, or point HF_HOME at a bigger disk), {local}")
     return (f"model {model} is not on this machine and could not be downloaded "
-            f"({_first_line(exc)}): check the network (and HF_ENDPOINT or a proxy), run "
+            f"({one_line(exc)}): check the network (and HF_ENDPOINT or a proxy), run "
             f"`hf download {model}` where there is network, {local}")
 
 
@@ -134,8 +136,3 @@ def _caused_by(exc: BaseException, kind: type) -> bool:
 
 def _disk_full(exc: BaseException) -> bool:
     return any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _chain(exc))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from engines.adapter_serving import BASE_VERSION, ServesAdapters, adapter_folder
 from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
 from engines.extras import install_advice, needs_extra
 from engines.transformer.trim import SentenceStream
 
 log = logging.getLogger(__name__)
-
-PROMPTS = Path(__file__).parent / "prompts"
-BASE_VERSION = "base"  # the version while no adapter is active
 
 
 @dataclass(frozen=True)
@@ -41,12 +39,13 @@ class TransformerOptions:
     history_turns: int = field(default=8, metadata={"min": 0})
     max_batch: int = field(default=16, metadata={"min": 1})
     prefill_chunk: int = field(default=256, metadata={"min": 1})
+    max_adapters: int = field(default=8, metadata={"min": 1})
     threads: int = field(default=0, metadata={"min": 0})
     seed: int = field(default=0, metadata={"min": 0})
     prompts_dir: str = ""
 
 
-class TransformerEngine(Engine):
+class TransformerEngine(ServesAdapters, Engine):
     name: ClassVar[str] = "transformer"
     Options: ClassVar[type] = TransformerOptions
     capabilities = frozenset({Capability.NEXT_WORDS, Capability.ADAPTERS, Capability.PROBE,
@@ -74,7 +73,7 @@ class TransformerEngine(Engine):
         await asyncio.to_thread(self._load)
         # [engines.transformer] adapter overrides the one fine-tuning promoted last. One that
         # cannot be loaded (deleted, cut short, garbage) leaves the base model serving.
-        wanted = self.options.adapter or await self.ctx.active_adapter()
+        wanted = self.options.adapter or (await self.promoted())[0]
         if wanted:
             await self._start_with(wanted)
         self.worker.start()
@@ -124,26 +123,24 @@ class TransformerEngine(Engine):
             opts.model, self.device, loading.choose_dtype(opts.dtype, self.device),
             progress=self._downloaded,
         )
-        self.adapters = AdapterSet(model)
+        self.adapters = AdapterSet(model, opts.max_adapters)
         self.context = loading.context_length(model, self.tokenizer)
         self._system_role = prompt.supports_system_role(self.tokenizer)
-        self._prompts = self._read_prompts()
+        self.read_system_prompts()
+        # a kept system prompt per language and adapter (and the base model)
+        prefixes = (opts.max_adapters + 1) * max(1, len(self._prompts))
         sampling = Sampling(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty)
         self.worker = GenerationWorker(
             self.adapters, self.tokenizer, sampling,
             eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
             max_batch=opts.max_batch, prefill_chunk=opts.prefill_chunk, device=self.device,
-            seed=opts.seed, threads=threads,
+            seed=opts.seed, threads=threads, prefixes=prefixes,
         )
 
     def _downloaded(self, done: int, total: int) -> None:
         """A hub download's progress (the loading thread): what /engines shows meanwhile."""
         self._loading = (f"downloading {self.options.model}: {done / 1e6:.0f} of "
                          f"{max(total, done) / 1e6:.0f} MB")
-
-    def _read_prompts(self) -> dict[str, str]:
-        folder = Path(self.options.prompts_dir) if self.options.prompts_dir else PROMPTS
-        return {p.stem: p.read_text(encoding="utf-8").strip() for p in folder.glob("*.txt")}
 
     async def close(self) -> None:
         if self.worker is not None:
@@ -161,10 +158,6 @@ class TransformerEngine(Engine):
         return self._loading
 
     @property
-    def version(self) -> str:
-        return self.active or BASE_VERSION
-
-    @property
     def loaded_adapters(self) -> list[str]:
         """Ids of the adapters in memory; a chat may be pinned to one (conv.adapter)."""
         return self.adapters.ids if self.adapters is not None else []
@@ -173,7 +166,7 @@ class TransformerEngine(Engine):
         from engines.transformer import prompt
 
         adapter = await self._adapter_for(conv)
-        history = conv.turns[-self.options.history_turns:] if self.options.history_turns else []
+        history = self.recent_turns(conv)
         budget = self.context - self.options.max_new_tokens
         system = self.system_prompt(conv.lang)
         # Off the event loop: a long chat's rendering takes a while, and other chats wait on it.
@@ -205,7 +198,7 @@ class TransformerEngine(Engine):
         if pinned and pinned not in self.adapters.ids and pinned not in self.broken:
             try:
                 folder, _ = self._resolve(pinned)
-                await self.worker.call(lambda: self.adapters.load(folder, pinned))
+                await self._load_adapter(folder, pinned)
             except AdapterError as exc:  # a deleted or broken folder
                 await self._broken(pinned, str(exc))
             except Exception as exc:  # memory full: tried again at the chat's next reply
@@ -226,9 +219,6 @@ class TransformerEngine(Engine):
             "seconds": round(done - request.submitted, 3),
             "first_token_seconds": round(first - request.submitted, 3) if first else None,
         } | ({CUT: "max_new_tokens"} if request.cut else {})
-
-    def system_prompt(self, lang: str) -> str:
-        return self._prompts.get(lang) or self._prompts.get("en", "")
 
     def _system_start(self, system: str) -> list[int]:
         from engines.transformer import prompt
@@ -252,7 +242,7 @@ class TransformerEngine(Engine):
             return self.version
         try:
             folder, adapter_id = self._resolve(path_or_id)
-            await self.worker.call(lambda: self.adapters.load(folder, adapter_id))
+            await self._load_adapter(folder, adapter_id)
         except AdapterError as exc:
             await self._broken(path_or_id, str(exc))
             raise
@@ -260,18 +250,33 @@ class TransformerEngine(Engine):
         self.active = adapter_id
         return self.version
 
+    async def _load_adapter(self, folder: Path, adapter_id: str) -> None:
+        """Read the adapter off the worker's thread, then add it between two forward passes:
+        replies streaming meanwhile wait at most one injection, never for the disk."""
+        if adapter_id in self.adapters.folders:
+            return
+        prepared = await asyncio.to_thread(self.adapters.prepare, folder, adapter_id)
+        await self.worker.call(lambda: self._inject(prepared))
+
+    def _inject(self, prepared: Any) -> None:
+        """Worker thread: the adapter in; those evicted for it never the active one or one
+        that a reply in flight or waiting uses."""
+        keep = frozenset({self.active, *self.worker.adapters_in_use()})
+        self.worker.forget_adapters(self.adapters.inject(prepared, keep))
+
     def _resolve(self, path_or_id: str) -> tuple[Path, str]:
         from engines.transformer.adapters import AdapterError
 
-        if path_or_id in self.adapters.folders:
-            return self.adapters.folders[path_or_id], path_or_id
+        known = self.adapters.folders | self.adapters.unloaded
+        if path_or_id in known:
+            return known[path_or_id], path_or_id
         folder = Path(path_or_id).expanduser()
         if folder.is_dir():
             return folder.resolve(), folder.resolve().name
-        root = self.ctx.adapters_dir
-        if root is not None and (root / path_or_id).is_dir():
-            return root / path_or_id, path_or_id
-        raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in {root}")
+        if (kept := adapter_folder(self.ctx, path_or_id)) is not None:
+            return kept, path_or_id
+        raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in "
+                           f"{self.ctx.adapters_dir}")
 
     async def next_words(self, text: str, lang: str, k: int = 5,
                          chat: str = "") -> list[tuple[str, float]]:
@@ -280,7 +285,7 @@ class TransformerEngine(Engine):
 
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][-self.context:]
         adapter = self.active or _base()
-        probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter))
+        probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter), chat)
         return top_words(self.tokenizer, probs, k)
 
     async def reward(self, prompt: str, reply: str, lang: str,
@@ -312,7 +317,8 @@ class TransformerEngine(Engine):
 
         inputs = torch.tensor([ids], device=self.worker.device)
         out = self.worker.forward([_base()], input_ids=inputs,
-                                  attention_mask=torch.ones_like(inputs), output_hidden_states=True)
+                                  attention_mask=torch.ones_like(inputs), output_hidden_states=True,
+                                  use_cache=False)
         mask = torch.zeros(1, len(ids), device=inputs.device)
         mask[0, len(ids) - replied:] = 1
         return float(head.score(reply_features(out.hidden_states[-1], mask))[0])
@@ -320,9 +326,9 @@ class TransformerEngine(Engine):
     async def probe(self, context: str, continuations: list[str], lang: str,
                     chat: str = "") -> list[float]:
         """ln p of each continuation after `context`, read raw (no chat template), on the
-        worker's thread: the context once, the continuations together (scoring.py). A
-        continuation is tokenised after a space, as it follows the context's last word; an
-        empty context starts at the BOS token if any; a long one loses its start."""
+        worker's thread in the chat's turn: the context once, the continuations together
+        (scoring.py). A continuation is tokenised after a space, as it follows the context's
+        last word; an empty context starts at the BOS token if any; a long one loses its start."""
         from engines.transformer.scoring import continuation_logprobs
 
         start = self._encode(context.rstrip())
@@ -332,7 +338,7 @@ class TransformerEngine(Engine):
         ids = [self._encode(" " + text.strip()) for text in continuations]
         start = start[-max(1, self.context - max(map(len, ids), default=0)):]
         return await self.worker.call(
-            lambda: continuation_logprobs(self.worker, start, ids, adapter))
+            lambda: continuation_logprobs(self.worker, start, ids, adapter), chat)
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engines.errors import one_line
+
 log = logging.getLogger(__name__)
 
 NOTE = "IMPORTED.md"  # the note of where the weights came from, in the folder made
@@ -71,8 +73,7 @@ def _read(gguf: Path) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as exc:  # an architecture transformers lacks
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ImportFailed(f"transformers cannot read {gguf}: {first}") from exc
+        raise ImportFailed(f"transformers cannot read {gguf}: {one_line(exc)}") from exc
     config = AutoConfig.for_model(**_plain(loaded.config.to_dict()))
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from engines.errors import one_line
 from engines.transformer.download import DownloadFailed, Progress, fetch
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def check_vocabulary(name: str, lm: Any, tokenizer: Any) -> None:
 
 
 def _advice(model: str, exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = one_line(exc)
     if looks_local(model):
         return f"model folder {model} cannot be loaded ({first})"
     return (

@@ -50,15 +50,21 @@ class Prefixes:
         while len(self._kv) > self.limit:
             self._kv.popitem(last=False)
 
+    def drop(self, adapters: set[str]) -> None:
+        """Forget the beginnings kept for these adapters (unloaded: a later adapter of the same
+        id may differ)."""
+        for key in [k for k in self._kv if k[0] in adapters]:
+            del self._kv[key]
+
     def clear(self) -> None:
         self._kv.clear()
 
 
 def seeded_cache(kv: KV, rows: int) -> Any:
     """A DynamicCache holding the kept beginning once for each of `rows` rows."""
-    from transformers import DynamicCache
+    from engines.transformer.kv import growing_cache
 
-    cache = DynamicCache()
+    cache = growing_cache()
     for index, (keys, values) in enumerate(kv):
         cache.update(keys.expand(rows, -1, -1, -1).contiguous(),
                      values.expand(rows, -1, -1, -1).contiguous(), index)

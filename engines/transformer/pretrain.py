@@ -50,7 +50,7 @@ def pretrain(
     for step in range(1, steps + 1):
         starts = torch.randint(0, len(stream) - window, (batch_size,), generator=generator)
         batch = torch.stack([stream[s : s + window] for s in starts.tolist()])
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -37,6 +37,13 @@ class Turns:
             free -= 1
         return picked
 
+    def one_each(self, waiting: list[Any]) -> list[Any]:
+        """The oldest of each chat's waiting calls, chats in turn, marked served: between two
+        forward passes one chat's burst of scoring runs one call, as everyone else's does."""
+        picked = [by_chat[0] for by_chat in self._by_chat(waiting)]
+        self.served(picked)
+        return picked
+
     def served(self, requests: list[Any]) -> None:
         """These joined the batch: their chats go to the back of the turn order."""
         for request in requests:
@@ -47,9 +54,13 @@ class Turns:
             self._served = dict(recent)
 
     def _in_turn(self, waiting: list[Any]) -> list[Any]:
+        rounds = itertools.zip_longest(*self._by_chat(waiting))
+        return [request for round_ in rounds for request in round_ if request is not None]
+
+    def _by_chat(self, waiting: list[Any]) -> list[list[Any]]:
+        """Each chat's waiting items, oldest first; the chat served longest ago first."""
         by_chat: dict[str, list[Any]] = {}
         for request in waiting:
             by_chat.setdefault(request.chat, []).append(request)
         chats = sorted(by_chat, key=lambda chat: self._served.get(chat, 0))  # stable: arrival
-        rounds = itertools.zip_longest(*(by_chat[chat] for chat in chats))
-        return [request for round_ in rounds for request in round_ if request is not None]
+        return [by_chat[chat] for chat in chats]

@@ -18,73 +18,37 @@ touches fail, their memory is handed back, and the worker keeps serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import torch
 
+from engines.errors import typed_line
 from engines.transformer.adapters import BASE, AdapterSet
 from engines.transformer.batch import Batch, Row, left_pad
-from engines.transformer.calls import Call, Calls
+from engines.transformer.calls import Calls
 from engines.transformer.chunks import next_pass, prefill_passes
 from engines.transformer.detok import TextDeltas
-from engines.transformer.prefix import Prefixes, key_of, seeded_cache
+from engines.transformer.prefix import Prefixes, seeded_cache
+from engines.transformer.request import Call, GenerationError, Request, deliver_soon, settle_soon
 from engines.transformer.sampling import Sampling, next_tokens, seen_mask
 from engines.transformer.turns import Turns
 
 log = logging.getLogger(__name__)
 
+# A CUDA error that leaves the context unusable (an illegal memory access, a device lost):
+# torch raises it for every later call too, so the worker stops instead of failing each pass.
+FATAL: tuple[type[BaseException], ...] = tuple(
+    t for t in [getattr(torch, "AcceleratorError", None)] if t is not None)
+PRESSURE = 0.1  # the device's free share under which the cache goes back after a batch
 
-class GenerationError(Exception):
-    """A reply that could not be finished; the message says why."""
 
-
-class Request:
-    """One reply: created on the event loop, advanced by the worker, read with `deltas()`."""
-
-    def __init__(self, prompt_ids: list[int], adapter: str, max_new_tokens: int,
-                 shared: int = 0, chat: str = "") -> None:
-        self.prompt_ids, self.adapter, self.chat = prompt_ids, adapter, chat  # chat: for turns
-        # The beginning that other prompts share (the system prompt), at most all but one token.
-        self.prefix_key = key_of(adapter, prompt_ids, min(shared, len(prompt_ids) - 1))
-        self.max_new_tokens = max_new_tokens
-        self.cancelled = False  # set on the loop, read by the worker (a bool is atomic enough)
-        self.new_tokens: list[int] = []
-        self.submitted = time.monotonic()
-        self.first_token_at: float | None = None
-        self.finished_at: float | None = None
-        self.cut = False  # ended by max_new_tokens or the context, not by an end-of-turn token
-        self._loop = asyncio.get_running_loop()
-        self._events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-
-    def cancel(self) -> None:
-        """Leave the batch at the next step (a closed reply, a timeout, a gone chat)."""
-        self.cancelled = True
-
-    async def deltas(self) -> AsyncIterator[str]:
-        """The reply's text as it grows; GenerationError if generation failed."""
-        while True:
-            kind, value = await self._events.get()
-            if kind == "delta":
-                yield value
-            elif kind == "error":
-                raise GenerationError(value)
-            else:
-                return
-
-    # The worker's side: called from its thread, delivered on the loop.
-    def _send(self, kind: str, value: str = "") -> None:
-        _deliver_soon(self._loop, [self._event(kind, value)])
-
-    def _event(self, kind: str, value: str) -> tuple[Request, str, str]:
-        if kind != "delta":
-            self.finished_at = time.monotonic()
-        return self, kind, value
+class _Fatal(Exception):
+    """The worker cannot go on; the message is the one line everyone is told."""
 
 
 class GenerationWorker:
@@ -102,6 +66,7 @@ class GenerationWorker:
         device: str = "cpu",
         seed: int = 0,
         threads: int = 0,
+        prefixes: int = 8,
     ) -> None:
         self.adapters = adapters
         self.tokenizer = tokenizer
@@ -119,10 +84,10 @@ class GenerationWorker:
         self._inbox: queue.SimpleQueue[Request | Call | None] = queue.SimpleQueue()
         self._waiting: list[Request] = []
         self._turns = Turns()
+        self._calls = Calls(self._turns)  # waiting for their chat's turn
         self._batch = Batch()
         self._filling: tuple[list[Row], Generator[None, None, Any]] | None = None  # chunks.py
-        self._calls = Calls()
-        self._prefixes = Prefixes()
+        self._prefixes = Prefixes(prefixes)  # kept prompt beginnings, at most
         self._outbox: list[tuple[Request, str, str]] = []  # this step's events, sent at its end
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="transformer-worker", daemon=True)
@@ -148,15 +113,14 @@ class GenerationWorker:
             request._send("error", self.dead)
         return request
 
-    async def call(self, fn: Callable[[], Any]) -> Any:
+    async def call(self, fn: Callable[[], Any], chat: str = "") -> Any:
         """Run `fn` on the worker's thread between two forward passes; its result or error.
-        If `fn` returns a generator (passes, chunks.py), one pass of it runs per step, and
-        its return value is the result."""
+        Each chat's calls (`chat`: /next, /probe) take turns: one per chat between passes."""
         if self.dead:
             raise GenerationError(self.dead)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._inbox.put(Call(fn, future, loop))
+        self._inbox.put(Call(fn, future, loop, chat))
         if self.dead:  # it stopped while we queued: nobody will run this one
             raise GenerationError(self.dead)
         return await future
@@ -167,21 +131,36 @@ class GenerationWorker:
         with torch.no_grad():
             return self.adapters.forward(adapters, **inputs)
 
+    def adapters_in_use(self) -> set[str]:
+        """The adapters of the replies in the batch or waiting (worker thread)."""
+        return {row.adapter for row in self._batch.rows} | {r.adapter for r in self._waiting}
+
+    def forget_adapters(self, adapter_ids: list[str]) -> None:
+        """Unloaded adapters' kept prompt beginnings go too (worker thread)."""
+        self._prefixes.drop(set(adapter_ids))
+
     # The worker's thread.
     def _run(self) -> None:
         if self.threads:  # torch's thread count is per calling thread
             torch.set_num_threads(self.threads)
+        busy = False
         try:
             while not self._stopping:
-                idle = not (self._batch or self._waiting or self._filling or self._calls)
-                if idle:  # hand the cache's memory back: a job may share this GPU
-                    self._release_memory()
-                self._take_inbox(block=idle)
-                self._calls.next_pass()
+                idle = not (self._batch or self._waiting or self._filling)
+                if idle and busy:  # just done: a job may share this GPU
+                    self._release_memory(oom=False)
+                busy = not idle
+                self._take_inbox(block=idle and not self._calls)
+                failed = self._calls.run_turns()
+                if isinstance(failed, FATAL):
+                    self._fail([], failed)  # stops the worker
                 self._admit()
                 if self._batch:
                     self._decode()
                 self._flush()
+        except _Fatal as exc:  # the device is gone: every next pass would fail the same way
+            self.dead = str(exc)
+            log.error("%s", self.dead)
         except BaseException as exc:  # a bug in the loop itself: fail loudly, never hang
             log.exception("the generation worker stopped")
             self.dead = f"the generation worker stopped: {type(exc).__name__}: {exc}"
@@ -199,17 +178,16 @@ class GenerationWorker:
             if item is None:
                 return
             if isinstance(item, Call):
-                self._calls.run(item)
+                self._calls.add(item)
             else:
                 self._waiting.append(item)
 
     def _admit(self) -> None:
         """Run one pass of the prefill under way, or start the next group of waiting requests
         (as many as fit); a group whose last pass ran joins the batch."""
+        self._filling = self._filling or self._start_group()
         if self._filling is None:
-            self._filling = self._start_group()
-            if self._filling is None:
-                return
+            return
         rows, passes = self._filling
         if all(row.request.cancelled for row in rows):  # nobody waits: the rest is not run
             passes.close()
@@ -220,8 +198,8 @@ class GenerationWorker:
             if prefilled is None:
                 return  # more passes to come: the batch takes a step first
             self._filling = None
-            cache, mask, seen, keep = prefilled
-            self._batch.join(rows, cache, mask, seen)  # all or nothing: the batch goes on
+            cache, mask, seen, (keep, last) = prefilled
+            self._batch.join(rows, cache, mask, seen, last)  # all or nothing: the batch goes on
         except Exception as exc:
             self._filling = None
             self._fail(rows, exc)
@@ -230,8 +208,7 @@ class GenerationWorker:
 
     def _start_group(self) -> tuple[list[Row], Generator[None, None, Any]] | None:
         waiting = [r for r in self._waiting if not r.cancelled]
-        running = [r.request for r in self._batch.rows]
-        turn = self._turns.pick(waiting, self.max_batch, running)
+        turn = self._turns.pick(waiting, self.max_batch, [r.request for r in self._batch.rows])
         fresh = self._group(turn) if turn else []
         self._waiting = [r for r in waiting if r not in fresh]
         if not fresh:
@@ -264,9 +241,10 @@ class GenerationWorker:
         return group
 
     def _prefill(self, rows: list[Row]) -> Generator[None, None, tuple[Any, torch.Tensor,
-                                                                      torch.Tensor, list[bool]]]:
+                                                                      torch.Tensor, Any]]:
         """The passes over the new prompts (after their kept beginning, if they have one), one
-        per step: then their cache, mask and seen tokens, and which rows go on."""
+        per step: then their cache, mask and seen tokens, which rows go on after their first
+        token, and those first tokens."""
         prompts = [row.request.prompt_ids for row in rows]
         key = rows[0].request.prefix_key
         shared = len(key[1]) if key in self._prefixes else 0
@@ -304,7 +282,7 @@ class GenerationWorker:
             inputs = self._batch.step_inputs()
             out = self.forward([row.adapter for row in rows], past_key_values=self._batch.cache,
                                **inputs)
-            keep = self._advance(rows, out.logits[:, -1], self._batch.seen)
+            keep, self._batch.last = self._advance(rows, out.logits[:, -1], self._batch.seen)
         except Exception as exc:
             self._fail(self._batch.clear(), exc)
             return
@@ -319,12 +297,14 @@ class GenerationWorker:
             rows = self._batch.clear()
             self._fail([row for row, k in zip(rows, keep, strict=True) if k], exc)
 
-    def _advance(self, rows: list[Row], logits: torch.Tensor, seen: torch.Tensor) -> list[bool]:
-        """Sample one token per row, mark it seen and stream it; False for the rows done."""
+    def _advance(self, rows: list[Row], logits: torch.Tensor, seen: torch.Tensor
+                 ) -> tuple[list[bool], torch.Tensor]:
+        """Sample one token per row, mark it seen and stream it: False for the rows done, and
+        the tokens as the next step's input ([rows, 1], left on the device)."""
         tokens = next_tokens(logits, seen, self.sampling, self._generator)
         seen[torch.arange(len(rows), device=seen.device), tokens] = True
-        return [self._append(row, token)
-                for row, token in zip(rows, tokens.tolist(), strict=True)]
+        keep = [self._append(row, token) for row, token in zip(rows, tokens.tolist(), strict=True)]
+        return keep, tokens[:, None]
 
     def _append(self, row: Row, token: int) -> bool:
         request = row.request
@@ -335,7 +315,6 @@ class GenerationWorker:
         if token in self.eos_ids:
             return self._finish(row)
         row.new_tokens.append(token)
-        row.last_token = token
         delta = row.text.add(token)
         if delta:
             self._post(request, "delta", delta)
@@ -362,34 +341,46 @@ class GenerationWorker:
             by_loop.setdefault(event[0]._loop, []).append(event)
         self._outbox = []
         for loop, events in by_loop.items():
-            _deliver_soon(loop, events)
+            deliver_soon(loop, events)
 
     def _fail(self, rows: list[Row], exc: Exception) -> None:
-        log.error("generation failed for %d replies", len(rows), exc_info=exc)
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        reason = f"generation failed: {type(exc).__name__}: {first_line}"
+        fatal = isinstance(exc, FATAL)
+        if not fatal:  # a fatal one is logged once, in one line, as the worker stops
+            log.error("generation failed for %d replies", len(rows), exc_info=exc)
+        reason = f"generation failed: {typed_line(exc)}"
         if isinstance(exc, torch.OutOfMemoryError):
             reason = (f"generation failed: out of memory with {len(self._batch) + len(rows)} "
                       "replies at once; a smaller [engines.transformer] max_batch or "
                       "max_new_tokens needs less")
+        if fatal:
+            reason = (f"the generation worker stopped: {typed_line(exc)} "
+                      "(the GPU cannot go on after this error; restart the bot)")
         for row in rows:
             self._post(row.request, "error", reason)
         self._flush()
-        self._release_memory()
+        if fatal:
+            raise _Fatal(reason) from exc
+        self._release_memory(oom=isinstance(exc, torch.OutOfMemoryError))
 
-    def _release_memory(self) -> None:
-        """Give the GPU memory torch holds cached back to the driver (a no-op on the CPU)."""
-        if self.device.startswith("cuda"):
+    def _release_memory(self, oom: bool) -> None:
+        """Give the GPU memory torch holds cached back to the driver after running out of it,
+        or when the device is nearly full (a training job may share it). Not at every idle
+        moment: emptying the cache synchronises, and the next batch would only ask the driver
+        for it again."""
+        if not self.device.startswith("cuda"):
+            return
+        free, total = torch.cuda.mem_get_info(self.device)
+        if oom or free < PRESSURE * total:
             torch.cuda.empty_cache()
 
     def _fail_all(self, reason: str) -> None:
         filling = [row.request for row in self._filling[0]] if self._filling else []
         self._filling = None
-        self._calls.fail_all(GenerationError(reason))
         for request in [*self._waiting, *filling, *(row.request for row in self._batch.clear())]:
             self._post(request, "error", reason)
         self._flush()
         self._waiting = []
+        self._calls.fail_all(GenerationError(reason))
         while True:
             try:
                 item = self._inbox.get_nowait()
@@ -398,20 +389,10 @@ class GenerationWorker:
             if isinstance(item, Request):
                 item._send("error", reason)
             elif isinstance(item, Call):
-                item.settle(None, GenerationError(reason))
+                settle_soon(item, None, GenerationError(reason))
 
 
 def _new_cache() -> Any:
-    from transformers import DynamicCache
+    from engines.transformer.kv import growing_cache
 
-    return DynamicCache()
-
-
-def _deliver_soon(loop: asyncio.AbstractEventLoop, events: list[tuple[Request, str, str]]) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-        loop.call_soon_threadsafe(_deliver, events)
-
-
-def _deliver(events: list[tuple[Request, str, str]]) -> None:
-    for request, kind, value in events:
-        request._events.put_nowait((kind, value))
+    return growing_cache()
