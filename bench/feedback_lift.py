@@ -197,9 +197,9 @@ def share(rater: Rater, replies: list[tuple[str, str, bool]]) -> tuple[int, int,
 
 
 # What a run on a real model (--model) uses unless told otherwise: ~20 minutes on 2 cores.
-REAL = dict(train_prompts=40, heldout_prompts=24, replies=2, sft_steps=6, preference_steps=12,
+REAL = dict(train_prompts=60, heldout_prompts=24, replies=2, sft_steps=6, preference_steps=12,
             batch_size=8, max_tokens=96, max_new_tokens=40, learning_rate=0.001, gate_prompts=8,
-            heldout_percent=40)
+            heldout_percent=45)
 TINY = dict(train_prompts=150, heldout_prompts=100, replies=4, sft_steps=60, preference_steps=60,
             batch_size=16, max_tokens=128, max_new_tokens=20, learning_rate=0.002,
             gate_prompts=24, heldout_percent=20)
@@ -287,7 +287,20 @@ def figures(args, name: str, verdict: dict) -> dict:
             "vote_accuracy": new.get("accuracy"), "vote_low": new.get("accuracy_low"),
             "fluency": sampled.get("fluency"), "kl": sampled.get("kl"),
             "reward_model": check.get("accuracy"), "reward_model_low": check.get("accuracy_low"),
-            "reward_gain": sampled.get("reward"), "seconds": round(verdict["seconds"])}
+            "reward_heldout": check.get("heldout"), "reward_trusted": check.get("trusted"),
+            "decided_by": verdict.get("decided_by"),
+            "reward_gain": sampled.get("reward"), "cut_gate": sampled.get("cut"),
+            "bounds": bounds(), "seconds": round(verdict["seconds"])}
+
+
+def bounds() -> dict:
+    """The gate's bounds the job ran with (the config's defaults: the bench sets none), so a
+    later gate rule can be applied to a RESULT line without running the job again."""
+    from bot.config import FinetuneOptions
+
+    opts = FinetuneOptions()
+    return {name: getattr(opts, name) for name in ("min_accuracy", "tolerance", "max_kl",
+                                                    "max_fluency_ratio", "reward_min_heldout")}
 
 
 if __name__ == "__main__":
