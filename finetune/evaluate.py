@@ -104,11 +104,17 @@ def gate(new: dict, active: dict, tolerance: float, min_accuracy: float) -> Deci
         return Decision(False, f"held-out preference accuracy {new['accuracy']:.2f} is not "
                                f"surely above {min_accuracy:.2f} (95% lower bound "
                                f"{new['accuracy_low']:.2f})")
-    if new["accuracy"] < active["accuracy"] - tolerance:
+    if worse_than_active(new, active, tolerance):
         return Decision(False, f"held-out preference accuracy {new['accuracy']:.2f} is worse "
                                f"than the active adapter's {active['accuracy']:.2f}")
     return Decision(True, f"held-out preference accuracy {new['accuracy']:.2f} "
                           f"(active: {active['accuracy']:.2f})")
+
+
+def worse_than_active(new: dict, active: dict, tolerance: float) -> bool:
+    """The held-out votes rank the new adapter's replies worse than the active adapter's (the
+    base model: 0.5, chance): not unsure, against it."""
+    return new["accuracy"] < active["accuracy"] - tolerance
 
 
 def can_judge(rows: list[dict[str, Any]]) -> str:

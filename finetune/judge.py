@@ -181,12 +181,6 @@ def measure(model: Any, encoder: Encoder, prompts: list[tuple[str, str]], how: S
     return result
 
 
-def refusal(sampled: dict[str, Any], reward_check: dict[str, Any], opts: Any) -> str:
-    """Why the sampled replies refuse the candidate ("" if they do not), in one line for the
-    chat: its language first (fluency, KL), then what the reward model says."""
-    return language_refusal(sampled, opts) or reward_refusal(sampled, reward_check, opts)
-
-
 def language_refusal(sampled: dict[str, Any], opts: Any) -> str:
     if sampled["fluency"] > opts.max_fluency_ratio:
         return (f"its replies read {sampled['fluency']:.2f}x less fluently than the base "

@@ -179,7 +179,7 @@ def _can_judge(data: exporting.Dataset) -> str:
 
 def _judge(settings: Settings, data: exporting.Dataset, folder: Path,
            active: Path | None) -> dict[str, Any]:
-    from finetune import evaluate
+    from finetune import evaluate, ruling
     from finetune import model as modeling
     from finetune.batches import Encoder
 
@@ -192,23 +192,14 @@ def _judge(settings: Settings, data: exporting.Dataset, folder: Path,
     names = {"new": "candidate", "active": "active" if active else ""}
     scored = evaluate.compare(model, encoder, data.heldout, names, device, opts.batch_size)
     decision = evaluate.gate(scored["new"], scored["active"], opts.tolerance, opts.min_accuracy)
-    verdict = {"promote": decision.promote, "reason": decision.reason} | scored
+    verdict = {"promote": decision.promote, "reason": decision.reason,
+               "decided_by": ruling.VOTES} | scored
     if opts.gate_prompts:
-        sampled = _sampled(settings, data, model, encoder, device, folder)
-        verdict |= sampled
-        refused = judge_refusal(sampled, opts, votes_passed=decision.promote)
-        if refused:
-            verdict |= {"promote": False, "reason": refused}
-        elif decision.promote:
-            verdict["reason"] = f"{decision.reason}; {judge_summary(sampled['sampled'])}"
+        judged = _sampled(settings, data, model, encoder, device, folder)
+        ruled = ruling.rule(decision, scored, judged, opts)
+        verdict |= judged | {"promote": ruled.promote, "reason": ruled.reason,
+                             "decided_by": ruled.decided_by, "votes_reason": decision.reason}
     return verdict
-
-
-def judge_summary(sampled: dict[str, Any]) -> str:
-    gain = sampled["reward"]
-    return (f"its replies: reward {gain['gain']:+.2f} [{gain['gain_low']:+.2f}, "
-            f"{gain['gain_high']:+.2f}] over the base model's, fluency {sampled['fluency']:.2f}x, "
-            f"KL {sampled['kl']:.2f}")
 
 
 def _sampled(settings: Settings, data: exporting.Dataset, model: Any, encoder: Any,
@@ -231,16 +222,6 @@ def _sampled(settings: Settings, data: exporting.Dataset, model: Any, encoder: A
     emit(said.Judged(event=said.JUDGED, kl=sampled["kl"], fluency=sampled["fluency"],
                      reward_model=check["accuracy"], gain=sampled.get("reward", {}).get("gain")))
     return {"sampled": sampled, "reward_model": check}
-
-
-def judge_refusal(verdict: dict[str, Any], opts: Any, votes_passed: bool) -> str:
-    """Why the sampled replies refuse the candidate; "" when they let it through. Its language
-    (fluency, KL) is said even when the held-out votes refused it too: that is the news."""
-    from finetune import judge
-
-    if not votes_passed:
-        return judge.language_refusal(verdict["sampled"], opts)
-    return judge.refusal(verdict["sampled"], verdict["reward_model"], opts)
 
 
 SHELL = "python -m finetune"  # who promotes or rolls back, when a shell command does
