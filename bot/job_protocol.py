@@ -88,6 +88,8 @@ class Evaluated(TypedDict):
     active: dict[str, Any]  # the same for the active adapter ({} for the base model)
     sampled: NotRequired[dict[str, Any]]  # with [finetune] gate_prompts: its replies judged
     reward_model: NotRequired[dict[str, Any]]
+    decided_by: NotRequired[str]  # with sampled replies: "held-out votes", "sampled replies"
+    votes_reason: NotRequired[str]  # or both (finetune/ruling.py); the votes' own verdict
 
 
 class Promoted(TypedDict):
