@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from engines.eliza.engine import ElizaEngine, ElizaOptions
 from engines.eliza.interpreter import respond
 from engines.eliza.parser import load_script
@@ -73,7 +73,7 @@ def ours_engine(through_json: bool) -> Callable[[], Pass]:
     as the engine left it, or (`through_json`) written to JSON and read back as the store does."""
 
     def make() -> Pass:
-        engine = ElizaEngine(ElizaOptions(), EngineContext(data_dir=Path(".")))
+        engine = ElizaEngine(ElizaOptions(), EngineSetup(data_dir=Path(".")))
         loop = asyncio.new_event_loop()
         loop.run_until_complete(engine.start())
         stored: dict = {}

@@ -16,7 +16,7 @@ import torch
 
 from bot.adapters import Adapters
 from bot.store import Store
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 from finetune.settings import load_settings
 
@@ -31,10 +31,10 @@ async def main(work: Path, model: str, dev: str) -> str:
     settings = load_settings(work / "config.toml", str(work / "data"))
     store = await Store.open(settings.db)
     adapters = Adapters(store, settings.adapters_dir)
-    ctx = EngineContext(work / "engine", adapters_dir=settings.adapters_dir,
+    setup = EngineSetup(work / "engine", adapters_dir=settings.adapters_dir,
                         active_adapter=adapters.active)
     engine = TransformerEngine(TransformerOptions(model=model, device=dev,
-                                                  max_new_tokens=TOKENS), ctx)
+                                                  max_new_tokens=TOKENS), setup)
     await engine.start()
     engine.worker.eos_ids = set()
     print("info:", engine.info(), "| dtype:", next(engine.adapters.model.parameters()).dtype)

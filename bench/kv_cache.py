@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench.transformer import SAMPLING, concurrent, sequential_generate
-from engines.base import EngineContext
+from engines.base import EngineSetup
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 
 
@@ -27,7 +27,7 @@ async def run(model: str, rounds: int, replies: int, tokens: int) -> None:
     growing = kv.growing_cache
     options = TransformerOptions(model=model, device="cpu", threads=2, max_batch=16,
                                  max_new_tokens=tokens, **SAMPLING["greedy"])
-    engine = TransformerEngine(options, EngineContext(Path(tempfile.mkdtemp())))
+    engine = TransformerEngine(options, EngineSetup(Path(tempfile.mkdtemp())))
     await engine.start()
     engine.worker.eos_ids = set()  # fixed-length replies
     await concurrent(engine, 4, 8)  # warm-up

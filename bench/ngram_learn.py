@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench.forget_spam import WORDS
-from engines.base import EngineContext, Written
+from engines.base import EngineSetup, Written
 from engines.ngram import corpus_cache
 from engines.ngram.engine import NgramEngine, NgramOptions
 
@@ -55,7 +55,7 @@ async def engine_with(data_dir: Path, stored: list[Written], corpora: bool) -> N
     async def texts() -> list[Written]:
         return stored
 
-    engine = NgramEngine(options(corpora), EngineContext(data_dir=data_dir, stored_texts=texts))
+    engine = NgramEngine(options(corpora), EngineSetup(data_dir=data_dir, stored_texts=texts))
     await engine.start()
     return engine
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 
 QUESTIONS = [
@@ -140,7 +140,7 @@ async def run(args: argparse.Namespace, model: Path | str, adapter: str) -> None
         max_new_tokens=args.tokens, threads=args.threads, max_batch=16, **SAMPLING[args.sampling],
     )
     profiler = profile_worker() if args.profile else None
-    engine = TransformerEngine(options, EngineContext(Path(tempfile.mkdtemp())))
+    engine = TransformerEngine(options, EngineSetup(Path(tempfile.mkdtemp())))
     await engine.start()
     engine.worker.eos_ids = set()  # fixed-length replies, as min_new_tokens gives generate()
     await concurrent(engine, 4, 8)  # warm-up, both sides

@@ -23,7 +23,7 @@ from bot.router import Router
 from bot.server import Server
 from bot.services import Services
 from bot.store import Store
-from engines.base import EngineContext, Written
+from engines.base import EngineSetup, Written
 from engines.registry import BUILTIN, Engines, load_class
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class App:
         self.notices = AdminNotices()  # what the bot's admins are told when they next write
         self.engines = Engines.from_specs(
             BUILTIN | config.plugins.engines,
-            EngineContext(config.data_dir, config.bot.language, self._stored_texts,
+            EngineSetup(config.data_dir, config.bot.language, self._stored_texts,
                           config.adapters_dir, self._active_adapter, self._adapter_broken,
                           k_people=config.privacy.k_people),
             lambda name, cls: config.options(f"engines.{name}", cls),

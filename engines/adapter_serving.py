@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engines.base import Conversation, EngineContext, Turn
+from engines.base import Conversation, EngineSetup, Turn
 
 PROMPTS = Path(__file__).parent / "transformer" / "prompts"  # LANG.txt: the system texts
 BASE_VERSION = "base"  # the version while no adapter is active
@@ -26,9 +26,9 @@ def pick_prompt(prompts: dict[str, str], lang: str) -> str:
     return prompts.get(lang) or prompts.get("en", "")
 
 
-def adapter_folder(ctx: EngineContext, adapter_id: str) -> Path | None:
+def adapter_folder(setup: EngineSetup, adapter_id: str) -> Path | None:
     """The folder of an adapter id under the bot's adapters/ folder; None if there is none."""
-    root = ctx.adapters_dir
+    root = setup.adapters_dir
     return root / adapter_id if adapter_id and root is not None and (
         root / adapter_id).is_dir() else None
 
@@ -38,7 +38,7 @@ class ServesAdapters:
     `read_system_prompts` at start; `active` is the adapter id new replies use."""
 
     options: Any
-    ctx: EngineContext
+    setup: EngineSetup
     active: str = ""
     _prompts: dict[str, str]
 
@@ -60,5 +60,5 @@ class ServesAdapters:
     async def promoted(self) -> tuple[str, Path | None]:
         """The adapter fine-tuning promoted last ("" for the base model), so it survives a
         restart, and its folder under the bot's adapters/ (None where it has none)."""
-        adapter_id = await self.ctx.active_adapter()
-        return adapter_id, adapter_folder(self.ctx, adapter_id)
+        adapter_id = await self.setup.active_adapter()
+        return adapter_id, adapter_folder(self.setup, adapter_id)

@@ -104,7 +104,7 @@ async def _unheard(adapter_id: str, why: str) -> None:
 
 
 @dataclass(frozen=True)
-class EngineContext:
+class EngineSetup:
     """What the bot lends an engine: a folder of its own, the stored chat text and adapters.
 
     `stored_texts` returns the stored user messages of people who have not opted out, oldest
@@ -148,9 +148,9 @@ class Engine(ABC):
         found without starting it (no import of the heavy parts). "" when nothing is missing."""
         return ""
 
-    def __init__(self, options: Any, ctx: EngineContext) -> None:
+    def __init__(self, options: Any, setup: EngineSetup) -> None:
         self.options = options
-        self.ctx = ctx
+        self.setup = setup
 
     def can(self, capability: Capability) -> bool:
         return capability in self.capabilities

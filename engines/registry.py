@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from engines.base import Engine, EngineContext, EngineUnavailable, NoOptions
+from engines.base import Engine, EngineSetup, EngineUnavailable, NoOptions
 from engines.errors import one_line
 
 log = logging.getLogger(__name__)
@@ -50,15 +50,15 @@ class Engines:
     raises out of here except as EngineUnavailable to whoever asked for that engine.
     """
 
-    def __init__(self, slots: dict[str, _Slot], ctx: EngineContext) -> None:
+    def __init__(self, slots: dict[str, _Slot], setup: EngineSetup) -> None:
         self._slots = slots
-        self._ctx = ctx
+        self._setup = setup
 
     @classmethod
     def from_specs(
         cls,
         specs: dict[str, str],
-        ctx: EngineContext,
+        setup: EngineSetup,
         parse_options: Callable[[str, type], Any],
     ) -> Engines:
         """Import each engine class and parse its options (config errors propagate)."""
@@ -72,7 +72,7 @@ class Engines:
                 continue
             options = parse_options(name, getattr(engine_cls, "Options", NoOptions))
             slots[name] = _Slot(cast("type[Engine]", engine_cls), options)
-        return cls(slots, ctx)
+        return cls(slots, setup)
 
     @property
     def names(self) -> list[str]:
@@ -87,10 +87,10 @@ class Engines:
 
     async def _start(self, name: str, slot: _Slot) -> None:
         assert slot.cls is not None, "begin_start starts only slots with a class"
-        engine_ctx = replace(self._ctx, data_dir=self._ctx.data_dir / "engines" / name)
+        engine_setup = replace(self._setup, data_dir=self._setup.data_dir / "engines" / name)
         try:
-            engine_ctx.data_dir.mkdir(parents=True, exist_ok=True)
-            engine = slot.starting = slot.cls(slot.options, engine_ctx)
+            engine_setup.data_dir.mkdir(parents=True, exist_ok=True)
+            engine = slot.starting = slot.cls(slot.options, engine_setup)
             await engine.start()
         except Exception as exc:
             slot.error = one_line(exc)

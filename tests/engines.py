@@ -108,12 +108,12 @@ class AdaptingEngine(Engine):
     name: ClassVar[str] = "adapting"
     capabilities = frozenset({Capability.ADAPTERS})
 
-    def __init__(self, options, ctx) -> None:
-        super().__init__(options, ctx)
+    def __init__(self, options, setup) -> None:
+        super().__init__(options, setup)
         self.active = ""
 
     async def start(self) -> None:
-        self.active = await self.ctx.active_adapter()
+        self.active = await self.setup.active_adapter()
 
     def info(self) -> EngineInfo:
         return EngineInfo(ready=True, version=self.active or "base")
@@ -142,8 +142,8 @@ class FlakyAdaptingEngine(AdaptingEngine):
 
     name: ClassVar[str] = "flaky"
 
-    def __init__(self, options, ctx) -> None:
-        super().__init__(options, ctx)
+    def __init__(self, options, setup) -> None:
+        super().__init__(options, setup)
         self.fails = 0
         self.tries = 0
 
@@ -180,7 +180,7 @@ class BadFilesAdaptingEngine(AdaptingEngine):
     async def use_adapter(self, adapter_id: str) -> str:
         if adapter_id in ("", "base"):
             return await super().use_adapter(adapter_id)
-        await self.ctx.adapter_broken(adapter_id, "its weights are cut short")
+        await self.setup.adapter_broken(adapter_id, "its weights are cut short")
         raise ValueError(f"adapter {adapter_id} cannot be loaded: its weights are cut short")
 
 
@@ -196,4 +196,4 @@ class OwnAdapterEngine(AdaptingEngine):
     Options: ClassVar[type] = OwnAdapterOptions
 
     async def start(self) -> None:
-        self.active = self.options.adapter or await self.ctx.active_adapter()
+        self.active = self.options.adapter or await self.setup.active_adapter()

@@ -3,7 +3,7 @@ test's own (a temporary folder standing in for an installed corpus such as fortu
 
 from __future__ import annotations
 
-from engines.base import EngineContext, Written
+from engines.base import EngineSetup, Written
 from engines.ngram.engine import NgramEngine, NgramOptions
 
 TWENTY_WORDS = [  # 20 words in all
@@ -25,7 +25,7 @@ async def started(tmp_path, texts, k_people: int = 1, **options) -> NgramEngine:
         return [said(text) if isinstance(text, str) else text for text in texts]
 
     opts = NgramOptions(**({"corpora": False, "time_budget": 0.05} | options))
-    engine = NgramEngine(opts, EngineContext(data_dir=tmp_path, stored_texts=stored,
+    engine = NgramEngine(opts, EngineSetup(data_dir=tmp_path, stored_texts=stored,
                                              k_people=k_people))
     await engine.start()
     return engine
@@ -37,6 +37,6 @@ async def started_on_corpora(data_dir, **options) -> NgramEngine:
         return []
 
     opts = NgramOptions(**({"time_budget": 0.05} | options))
-    engine = NgramEngine(opts, EngineContext(data_dir=data_dir, stored_texts=stored))
+    engine = NgramEngine(opts, EngineSetup(data_dir=data_dir, stored_texts=stored))
     await engine.start()
     return engine

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 from tests.tiny_model import tiny_model_dir
 
@@ -44,7 +44,7 @@ def test_left_padded_prefill_on_cuda_is_finite_and_close_to_solo(root, dtype):
 async def test_concurrent_replies_on_cuda_finish_with_their_full_length(root, tmp_path):
     options = TransformerOptions(model=str(tiny_model_dir(root)), device="cuda", threads=1,
                                  repetition_penalty=1.3, max_new_tokens=12, seed=1)
-    engine = TransformerEngine(options, EngineContext(tmp_path))
+    engine = TransformerEngine(options, EngineSetup(tmp_path))
     await engine.start()
     engine.worker.eos_ids = set()
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from engines.eliza.engine import ElizaEngine, ElizaOptions
 from tests.eliza_helpers import FRAME, PAPER
 from tests.harness import say
@@ -53,7 +53,7 @@ async def test_the_chats_language_picks_the_script(serve):
 async def test_own_scripts_replace_a_language_and_show_in_the_version(tmp_path):
     path = tmp_path / "echoes.en"
     path.write_text(FRAME.replace("HELLO", "GOOD DAY"), encoding="utf-8")
-    engine = ElizaEngine(ElizaOptions(scripts={"en": str(path)}), EngineContext(tmp_path))
+    engine = ElizaEngine(ElizaOptions(scripts={"en": str(path)}), EngineSetup(tmp_path))
     assert not engine.info().ready
     await engine.start()
     assert engine.greeting("en") == "GOOD DAY"
@@ -66,7 +66,7 @@ async def test_own_scripts_replace_a_language_and_show_in_the_version(tmp_path):
 
 
 async def test_memories_beyond_the_limit_forget_the_oldest(tmp_path):
-    engine = ElizaEngine(ElizaOptions(memory_limit=2), EngineContext(tmp_path))
+    engine = ElizaEngine(ElizaOptions(memory_limit=2), EngineSetup(tmp_path))
     await engine.start()
     conv = Conversation(chat_key="x", text="", lang="en")
     for text in ["My cat is here.", "My dog is here.", "My fish is here."]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from engines.eliza.engine import ElizaEngine, ElizaOptions
 from tests.eliza_helpers import PAPER, Chat, doctor
 from tests.harness import ROOT, run_console
@@ -25,7 +25,7 @@ def test_bullies_recalls_the_boyfriend_memory_at_the_fourth_count():
 
 
 async def test_the_paper_conversation_through_the_engine_with_stored_json_state(tmp_path):
-    engine = ElizaEngine(ElizaOptions(), EngineContext(data_dir=tmp_path))
+    engine = ElizaEngine(ElizaOptions(), EngineSetup(data_dir=tmp_path))
     await engine.start()
     assert engine.greeting("en") == "HOW DO YOU DO.  PLEASE TELL ME YOUR PROBLEM"
     stored: dict = {}

@@ -183,7 +183,7 @@ async def test_adapter_pins_the_chat_and_reset_keeps_the_pin(serve, sink):
 
 
 async def test_a_chat_pinned_to_an_adapter_is_answered_by_it_even_after_a_restart(root, tmp_path):
-    from engines.base import Conversation, EngineContext
+    from engines.base import Conversation, EngineSetup
     from engines.transformer.engine import TransformerEngine, TransformerOptions
 
     adapters = tmp_path / "adapters"
@@ -195,7 +195,7 @@ async def test_a_chat_pinned_to_an_adapter_is_answered_by_it_even_after_a_restar
 
     engine = TransformerEngine(
         TransformerOptions(model=str(tiny_model_dir(root)), threads=1, max_new_tokens=2),
-        EngineContext(tmp_path / "engines" / "transformer", adapters_dir=adapters,
+        EngineSetup(tmp_path / "engines" / "transformer", adapters_dir=adapters,
                       active_adapter=active))
     await engine.start()
     try:

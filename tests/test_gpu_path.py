@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 from tests.tiny_model import greedy_engine, tiny_model_dir
 
@@ -245,7 +245,7 @@ async def test_cuda_with_a_torch_without_cuda_makes_the_engine_say_what_to_insta
     monkeypatch.setattr(torch.version, "cuda", None)
     monkeypatch.setattr(torch.version, "hip", None)
     options = TransformerOptions(model=str(tiny_model_dir(root)), device="cuda:1", threads=1)
-    engine = TransformerEngine(options, EngineContext(tmp_path))
+    engine = TransformerEngine(options, EngineSetup(tmp_path))
     with pytest.raises(ModelUnavailable, match=r"build without CUDA.*nvidia-smi") as caught:
         await engine.start()
     assert "\n" not in str(caught.value)

@@ -137,11 +137,11 @@ def test_common_sequences_whose_context_is_not_common_leave_the_model_whole():
 
 
 async def test_the_engine_keeps_to_its_bound_by_itself(tmp_path):
-    from engines.base import EngineContext, Written
+    from engines.base import EngineSetup, Written
     from engines.ngram.engine import NgramEngine, NgramOptions
 
     options = NgramOptions(corpora=False, max_learned_ngrams=1000, estimate_every=0.0)
-    engine = NgramEngine(options, EngineContext(data_dir=tmp_path, k_people=1))
+    engine = NgramEngine(options, EngineSetup(data_dir=tmp_path, k_people=1))
     await engine.start()
     for i in range(300):
         await engine.learn(Written(f"note {i} says word{i} twice", "en", f"p{i % 5}", "c"))

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from bot.commands.lesson import probe_lines
-from engines.base import EngineContext
+from engines.base import EngineSetup
 from engines.ngram.tokens import tokenize
 from engines.ngram.vocab import BOS
 from engines.transformer.engine import TransformerEngine, TransformerOptions
@@ -58,7 +58,7 @@ async def test_transformer_probe_matches_a_direct_forward_pass(root, tmp_path):
 
     folder = tiny_model_dir(root)
     engine = TransformerEngine(TransformerOptions(model=str(folder), device="cpu", threads=1),
-                               EngineContext(tmp_path / "t"))
+                               EngineSetup(tmp_path / "t"))
     await engine.start()
     try:
         got = await engine.probe("AI for everyone is", ["very good", "bad"], "en")

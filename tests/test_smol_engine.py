@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from tests.finetune_helpers import DB, finetune_toml, seed, taste_rows
 from tests.harness import ROOT
 from tests.smol_model import smol_dir
@@ -39,7 +39,7 @@ def smol(tmp_path_factory):
     options = TransformerOptions(model=str(smol_dir()), device="cpu", dtype="float32",
                                  threads=1, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS)
     data = tmp_path_factory.mktemp("smol")
-    engine = TransformerEngine(options, EngineContext(data / "engine", adapters_dir=data))
+    engine = TransformerEngine(options, EngineSetup(data / "engine", adapters_dir=data))
     asyncio.run(engine.start())
     yield engine
     asyncio.run(engine.close())

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from bot.events import Incoming
-from engines.base import EngineContext, Turn
+from engines.base import EngineSetup, Turn
 from engines.registry import Engines
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 from tests.harness import ROOT, RecordingSink
@@ -25,7 +25,7 @@ def test_importing_the_engine_and_the_bot_does_not_import_torch():
 async def start(tmp_path, **options) -> TransformerEngine:
     options.setdefault("device", "cpu")  # the same on a GPU machine (tests/test_cuda.py: CUDA)
     engine = TransformerEngine(TransformerOptions(threads=1, **options),
-                               EngineContext(tmp_path / "engines" / "transformer"))
+                               EngineSetup(tmp_path / "engines" / "transformer"))
     await engine.start()
     return engine
 
@@ -61,11 +61,11 @@ async def test_a_corrupt_start_adapter_leaves_the_base_model_serving(tmp_path, r
     async def adapter_broken(adapter_id: str, why: str) -> None:
         heard.append((adapter_id, why))
 
-    ctx = EngineContext(tmp_path, adapter_broken=adapter_broken)
+    setup = EngineSetup(tmp_path, adapter_broken=adapter_broken)
     options = {"transformer": TransformerOptions(model=str(tiny_model_dir(root)),
                                                  adapter=str(broken), threads=1)}
     engines = Engines.from_specs({"transformer": "engines.transformer.engine:TransformerEngine"},
-                                 ctx, lambda name, cls: options[name])
+                                 setup, lambda name, cls: options[name])
     engine = await engines.get("transformer")
     state, version, detail = engines.status("transformer")
     assert state == "ready" and version == "base" and "cannot be loaded" in detail

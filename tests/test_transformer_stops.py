@@ -13,7 +13,7 @@ import contextlib
 
 import pytest
 
-from engines.base import Conversation, EngineContext
+from engines.base import Conversation, EngineSetup
 from engines.transformer.engine import TransformerEngine, TransformerOptions
 from engines.transformer.loading import eos_ids
 from tests.tiny_model import tiny_model_dir
@@ -55,7 +55,7 @@ def wired(root):
 async def engine(wired, tmp_path):
     options = TransformerOptions(model=str(wired), device="cpu", threads=1, temperature=0.0,
                                  repetition_penalty=1.0, max_new_tokens=24)
-    engine = TransformerEngine(options, EngineContext(tmp_path / "engines" / "transformer"))
+    engine = TransformerEngine(options, EngineSetup(tmp_path / "engines" / "transformer"))
     await engine.start()
     yield engine
     await engine.close()

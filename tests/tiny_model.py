@@ -50,13 +50,13 @@ async def greedy_engine(root: Path, tmp_path: Path, max_new_tokens: int) -> Asyn
     penalty makes it vary them. On the CPU in fp32 even on a GPU machine: tests compare greedy
     tokens of batched and solo runs exactly, and bf16 rounding flips near-ties
     (tests/test_cuda.py checks CUDA)."""
-    from engines.base import EngineContext
+    from engines.base import EngineSetup
     from engines.transformer.engine import TransformerEngine, TransformerOptions
 
     options = TransformerOptions(model=str(tiny_model_dir(root)), device="cpu", threads=1,
                                  temperature=0.0, repetition_penalty=3.0,
                                  max_new_tokens=max_new_tokens)
-    engine = TransformerEngine(options, EngineContext(tmp_path / "engines" / "transformer"))
+    engine = TransformerEngine(options, EngineSetup(tmp_path / "engines" / "transformer"))
     await engine.start()
     engine.worker.eos_ids = set()
     try:

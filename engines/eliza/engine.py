@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from engines.base import Conversation, Engine, EngineContext, EngineInfo
+from engines.base import Conversation, Engine, EngineInfo, EngineSetup
 from engines.eliza.interpreter import respond
 from engines.eliza.parser import load_script
 from engines.eliza.script import Script
@@ -37,8 +37,8 @@ class ElizaEngine(Engine):
     name: ClassVar[str] = "eliza"
     Options: ClassVar[type] = ElizaOptions
 
-    def __init__(self, options: ElizaOptions, ctx: EngineContext) -> None:
-        super().__init__(options, ctx)
+    def __init__(self, options: ElizaOptions, setup: EngineSetup) -> None:
+        super().__init__(options, setup)
         self.scripts: dict[str, Script] = {}  # language -> script, read by start()
 
     async def start(self) -> None:
@@ -53,7 +53,7 @@ class ElizaEngine(Engine):
     def script(self, lang: str) -> Script:
         """The chat language's script, else the bot's default language's, else English."""
         scripts = self.scripts
-        return scripts.get(lang) or scripts.get(self.ctx.default_lang) or scripts["en"]
+        return scripts.get(lang) or scripts.get(self.setup.default_lang) or scripts["en"]
 
     async def reply(self, conv: Conversation) -> AsyncIterator[str]:
         script = self.script(conv.lang)

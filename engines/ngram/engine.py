@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engines.base import Capability, Conversation, Engine, EngineContext, EngineInfo, Written
+from engines.base import Capability, Conversation, Engine, EngineInfo, EngineSetup, Written
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class NgramEngine(Engine):
     Options: ClassVar[type] = NgramOptions
     capabilities = frozenset({Capability.NEXT_WORDS, Capability.LEARNS, Capability.PROBE})
 
-    def __init__(self, options: NgramOptions, ctx: EngineContext) -> None:
-        super().__init__(options, ctx)
+    def __init__(self, options: NgramOptions, setup: EngineSetup) -> None:
+        super().__init__(options, setup)
         self.languages: dict[str, Any] = {}
         # One learning thread at a time per language (learn, withdraw); estimation runs beside
         # it from a copy, at most every `estimate_every` seconds, only when the shared models
@@ -77,9 +77,9 @@ class NgramEngine(Engine):
         languages = {}
         for lang in LANGUAGES:
             languages[lang] = await asyncio.to_thread(
-                corpus_cache.base_language, lang, self.options, Path(self.ctx.data_dir),
-                self.ctx.k_people)
-        stored = await self.ctx.stored_texts()
+                corpus_cache.base_language, lang, self.options, Path(self.setup.data_dir),
+                self.setup.k_people)
+        stored = await self.setup.stored_texts()
         for lang, language in languages.items():
             mine = [m for m in stored if self._lang(m.lang) == lang]
             await asyncio.to_thread(_learn_all, language, mine)
@@ -87,7 +87,7 @@ class NgramEngine(Engine):
         return languages
 
     def _lang(self, lang: str) -> str:
-        return lang if lang in LANGUAGES else self.ctx.default_lang
+        return lang if lang in LANGUAGES else self.setup.default_lang
 
     def info(self) -> EngineInfo:
         if not self.languages or any(x.models is None for x in self.languages.values()):
@@ -96,7 +96,7 @@ class NgramEngine(Engine):
         return EngineInfo(ready=True, version=f"kn{self.options.order}", detail=sizes)
 
     def _language(self, lang: str) -> Any:
-        return self.languages.get(lang) or self.languages[self.ctx.default_lang]
+        return self.languages.get(lang) or self.languages[self.setup.default_lang]
 
     async def reply(self, conv: Conversation) -> AsyncIterator[str]:
         from engines.ngram.reply import answer

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from engines.adapter_serving import BASE_VERSION, ServesAdapters
-from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.base import CUT, Capability, Conversation, Engine, EngineInfo, EngineSetup
 from engines.remote.options import RemoteOptions
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ class RemoteEngine(ServesAdapters, Engine):
     capabilities = frozenset({Capability.NEXT_WORDS, Capability.PROBE, Capability.ADAPTERS})
     start_when_asked = True  # a client and one health check: /engines can say if the server is up
 
-    def __init__(self, options: RemoteOptions, ctx: EngineContext) -> None:
-        super().__init__(options, ctx)
+    def __init__(self, options: RemoteOptions, setup: EngineSetup) -> None:
+        super().__init__(options, setup)
         self.client: Any = None
         self.health: Any = None
         self.adapters: Any = None
@@ -43,7 +43,7 @@ class RemoteEngine(ServesAdapters, Engine):
         opts = self.options
         self.queue = FairQueue(opts.max_concurrent)
         self.client = make_client(opts, api_key(opts))
-        self.adapters = RemoteAdapters(self.client, self.ctx.adapters_dir, opts.adapter_root,
+        self.adapters = RemoteAdapters(self.client, self.setup.adapters_dir, opts.adapter_root,
                                        opts.max_adapters)
         self.health = HealthMonitor(self.client, opts.base_url, opts.health_interval,
                                     opts.connect_timeout + opts.timeout,

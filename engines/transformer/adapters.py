@@ -21,7 +21,7 @@ from typing import Any
 
 from engines.errors import one_line
 
-BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+PEFT_BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 MIXED = "__mixed__"  # the selection while rows use different adapters (adapter_names)
 UNKNOWN = ""  # the selection after PEFT changed the model (a load, an eviction)
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -64,7 +64,8 @@ class AdapterSet:
         self.folders: dict[str, Path] = {}
         self.unloaded: dict[str, Path] = {}  # evicted adapters' folders: a pin loads them again
         self.mixed_passes = 0  # forward passes that went through PEFT's mixed-batch path
-        self._selected = BASE  # what the LoRA layers compute now: an adapter, BASE or MIXED
+        # what the LoRA layers compute now: an adapter, PEFT_BASE or MIXED
+        self._selected = PEFT_BASE
         self._used: dict[str, int] = {}  # adapter -> the forward pass that last used it
         self._passes = 0
 
@@ -150,7 +151,7 @@ class AdapterSet:
         return evicted
 
     def forward(self, adapters: list[str], use_cache: bool = True, **inputs: Any) -> Any:
-        """One forward pass; row i uses adapters[i] (BASE for none). `use_cache`: False for a
+        """One forward pass; row i uses adapters[i] (PEFT_BASE for none). `use_cache`: False for a
         pass that does not decode (scoring), so no KV cache is built."""
         self._passes += 1
         if self.folders:
@@ -166,20 +167,20 @@ class AdapterSet:
         return self.model(**inputs, use_cache=use_cache)
 
     def select(self, adapter: str) -> None:
-        """Make the model compute `adapter` (BASE: none) for passes that call it directly."""
+        """Make the model compute `adapter` (PEFT_BASE: none) for passes that call it directly."""
         if self.folders:
             self._used[adapter] = self._passes
             self._select(adapter)
 
     def _select(self, adapter: str) -> None:
-        """Make the LoRA layers compute `adapter` (BASE: none; MIXED: each row's own, from
+        """Make the LoRA layers compute `adapter` (PEFT_BASE: none; MIXED: each row's own, from
         adapter_names); a no-op when they already do, so a steady batch pays nothing."""
         if adapter == self._selected:
             return
-        if adapter == BASE:
+        if adapter == PEFT_BASE:
             self.model.base_model.disable_adapter_layers()
         else:
-            if self._selected in (BASE, UNKNOWN):
+            if self._selected in (PEFT_BASE, UNKNOWN):
                 self.model.base_model.enable_adapter_layers()
             if adapter != MIXED:
                 self.model.set_adapter(adapter, inference_mode=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from engines.adapter_serving import BASE_VERSION, ServesAdapters, adapter_folder
-from engines.base import CUT, Capability, Conversation, Engine, EngineContext, EngineInfo
+from engines.base import CUT, Capability, Conversation, Engine, EngineInfo, EngineSetup
 from engines.extras import install_advice, needs_extra
 from engines.transformer.trim import SentenceStream
 
@@ -55,14 +55,14 @@ class TransformerEngine(ServesAdapters, Engine):
     def missing(cls, options: Any) -> str:
         return needs_extra("ml", "torch", "transformers", "peft")
 
-    def __init__(self, options: TransformerOptions, ctx: EngineContext) -> None:
-        super().__init__(options, ctx)
+    def __init__(self, options: TransformerOptions, setup: EngineSetup) -> None:
+        super().__init__(options, setup)
         self.worker: Any = None
         self.adapters: Any = None
         self.tokenizer: Any = None
         self.active = ""  # the adapter id new replies use; "" for the base model
         self.device = ""
-        self.context = 0
+        self.context_tokens = 0
         self._system_role = True
         self._prompts: dict[str, str] = {}
         self._system_starts: dict[str, list[int]] = {}  # system text -> its tokens' beginning
@@ -98,7 +98,7 @@ class TransformerEngine(ServesAdapters, Engine):
         self.broken[adapter_id] = why
         log.warning("adapter %s cannot be loaded and is marked broken; %s serves meanwhile: %s",
                     adapter_id, self.active or "the base model", why)
-        await self.ctx.adapter_broken(adapter_id, why)
+        await self.setup.adapter_broken(adapter_id, why)
 
     def _load(self) -> None:
         try:
@@ -124,7 +124,7 @@ class TransformerEngine(ServesAdapters, Engine):
             progress=self._downloaded,
         )
         self.adapters = AdapterSet(model, opts.max_adapters)
-        self.context = loading.context_length(model, self.tokenizer)
+        self.context_tokens = loading.context_length(model, self.tokenizer)
         self._system_role = prompt.supports_system_role(self.tokenizer)
         self.read_system_prompts()
         # a kept system prompt per language and adapter (and the base model)
@@ -132,7 +132,7 @@ class TransformerEngine(ServesAdapters, Engine):
         sampling = Sampling(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty)
         self.worker = GenerationWorker(
             self.adapters, self.tokenizer, sampling,
-            eos_ids=loading.eos_ids(model, self.tokenizer), context=self.context,
+            eos_ids=loading.eos_ids(model, self.tokenizer), context_tokens=self.context_tokens,
             max_batch=opts.max_batch, prefill_chunk=opts.prefill_chunk, device=self.device,
             seed=opts.seed, threads=threads, prefixes=prefixes,
         )
@@ -167,14 +167,14 @@ class TransformerEngine(ServesAdapters, Engine):
 
         adapter = await self._adapter_for(conv)
         history = self.recent_turns(conv)
-        budget = self.context - self.options.max_new_tokens
+        budget = self.context_tokens - self.options.max_new_tokens
         system = self.system_prompt(conv.lang)
         # Off the event loop: a long chat's rendering takes a while, and other chats wait on it.
         ids, kept = await asyncio.to_thread(prompt.build, self.tokenizer, system, history,
                                             conv.text, budget, self._system_role)
         shared = prompt.shared_length(ids, self._system_start(system))
-        request = self.worker.submit(ids, adapter or _base(), self.options.max_new_tokens, shared,
-                                     conv.chat_key)
+        request = self.worker.submit(ids, adapter or _peft_base(), self.options.max_new_tokens,
+                                     shared, conv.chat_key)
         sentences = SentenceStream()  # a reply cut by its token cap ends at a sentence's end
         try:
             async for delta in request.deltas():
@@ -273,18 +273,18 @@ class TransformerEngine(ServesAdapters, Engine):
         folder = Path(path_or_id).expanduser()
         if folder.is_dir():
             return folder.resolve(), folder.resolve().name
-        if (kept := adapter_folder(self.ctx, path_or_id)) is not None:
+        if (kept := adapter_folder(self.setup, path_or_id)) is not None:
             return kept, path_or_id
         raise AdapterError(f"adapter {path_or_id!r} is neither a folder nor in "
-                           f"{self.ctx.adapters_dir}")
+                           f"{self.setup.adapters_dir}")
 
     async def next_words(self, text: str, lang: str, k: int = 5,
                          chat: str = "") -> list[tuple[str, float]]:
         """The model's k most likely next words (tokens, as text) after `text`, read raw."""
         from engines.transformer.scoring import next_token_probs, top_words
 
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][-self.context:]
-        adapter = self.active or _base()
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][-self.context_tokens:]
+        adapter = self.active or _peft_base()
         probs = await self.worker.call(lambda: next_token_probs(self.worker, ids, adapter), chat)
         return top_words(self.tokenizer, probs, k)
 
@@ -304,7 +304,7 @@ class TransformerEngine(ServesAdapters, Engine):
         chat = chat_prompt.messages(self.system_prompt(lang), [], prompt, self._system_role)
         asked = chat_prompt.encode(self.tokenizer, chat)
         whole = reply_ids(self.tokenizer, asked, reply, cut)
-        ids = whole[-self.context:]  # a long prompt loses its start
+        ids = whole[-self.context_tokens:]  # a long prompt loses its start
         replied = max(1, min(len(ids), len(whole) - len(asked)))
         value = await self.worker.call(lambda: self._reward(head, ids, replied))
         return value, adapter
@@ -316,7 +316,7 @@ class TransformerEngine(ServesAdapters, Engine):
         from engines.transformer.reward import reply_features
 
         inputs = torch.tensor([ids], device=self.worker.device)
-        out = self.worker.forward([_base()], input_ids=inputs,
+        out = self.worker.forward([_peft_base()], input_ids=inputs,
                                   attention_mask=torch.ones_like(inputs), output_hidden_states=True,
                                   use_cache=False)
         mask = torch.zeros(1, len(ids), device=inputs.device)
@@ -334,9 +334,9 @@ class TransformerEngine(ServesAdapters, Engine):
         start = self._encode(context.rstrip())
         if not start:
             start = [self.tokenizer.bos_token_id or self.tokenizer.eos_token_id]
-        adapter = self.active or _base()
+        adapter = self.active or _peft_base()
         ids = [self._encode(" " + text.strip()) for text in continuations]
-        start = start[-max(1, self.context - max(map(len, ids), default=0)):]
+        start = start[-max(1, self.context_tokens - max(map(len, ids), default=0)):]
         return await self.worker.call(
             lambda: continuation_logprobs(self.worker, start, ids, adapter), chat)
 
@@ -344,7 +344,7 @@ class TransformerEngine(ServesAdapters, Engine):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _base() -> str:
-    from engines.transformer.adapters import BASE
+def _peft_base() -> str:
+    from engines.transformer.adapters import PEFT_BASE
 
-    return BASE
+    return PEFT_BASE

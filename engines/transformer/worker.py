@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from engines.errors import typed_line
-from engines.transformer.adapters import BASE, AdapterSet
+from engines.transformer.adapters import PEFT_BASE, AdapterSet
 from engines.transformer.batch import Batch, Row, left_pad
 from engines.transformer.calls import Calls
 from engines.transformer.chunks import next_pass, prefill_passes
@@ -59,7 +59,7 @@ class GenerationWorker:
         sampling: Sampling,
         *,
         eos_ids: set[int],
-        context: int,
+        context_tokens: int,
         max_batch: int = 16,
         prefill_tokens: int = 4096,
         prefill_chunk: int = 256,
@@ -72,7 +72,7 @@ class GenerationWorker:
         self.tokenizer = tokenizer
         self.sampling = sampling
         self.eos_ids = eos_ids
-        self.context = context
+        self.context_tokens = context_tokens
         self.max_batch = max_batch
         self.prefill_tokens = prefill_tokens  # a prefill's rows x width at most (one row always)
         self.prefill_chunk = prefill_chunk  # tokens of a prefill in one pass (chunks.py)
@@ -101,7 +101,7 @@ class GenerationWorker:
         self._inbox.put(None)
         self._thread.join(timeout)
 
-    def submit(self, prompt_ids: list[int], adapter: str = BASE, max_new_tokens: int = 64,
+    def submit(self, prompt_ids: list[int], adapter: str = PEFT_BASE, max_new_tokens: int = 64,
                shared: int = 0, chat: str = "") -> Request:
         """Queue a reply (call on the event loop); read it with `request.deltas()`. `shared`:
         how many first prompt tokens other prompts share (the system prompt); `chat`: its turn."""
@@ -319,7 +319,7 @@ class GenerationWorker:
         if delta:
             self._post(request, "delta", delta)
         length = len(request.prompt_ids) + len(row.new_tokens)
-        if len(row.new_tokens) >= request.max_new_tokens or length >= self.context:
+        if len(row.new_tokens) >= request.max_new_tokens or length >= self.context_tokens:
             request.cut = True
             return self._finish(row)
         return True
