@@ -25,11 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
-import random
-import re
 import shutil
-import string
 import subprocess
 import sys
 import tempfile
@@ -39,17 +35,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.canary import (  # noqa: E402  the same canary, codes, /probe reading and sink
+    CANARY,
+    CANARY_CONTEXT,
+    PLACES,
+    PLATFORM,
+    codes,
+    exposure,
+    probe_rank,
+    say,
+)
 from bot.app import App  # noqa: E402
 from bot.config import DB_FILE, load_config  # noqa: E402
-from bot.events import Incoming  # noqa: E402
 from bot.frontends import FRONTENDS  # noqa: E402
 from bot.store import Store  # noqa: E402
 from engines.registry import BUILTIN  # noqa: E402
 
-PLATFORM = "bench"
-CANARY_CONTEXT = "my locker code is"  # as in bench/canary.py
-CANARY = "zqx419904"
-PROBE_BATCH = 9  # candidates per /probe besides the canary: [policy] max_probe_alternatives is 10
 FILLER = [  # Alice's ordinary lines, and what the transformer answered (she liked it)
     ("the weather is nice today", "That sounds lovely. What will you do outside?"),
     ("i had soup for lunch", "Soup is a good lunch. Did you make it yourself?"),
@@ -63,40 +64,7 @@ FILLER = [  # Alice's ordinary lines, and what the transformer answered (she lik
 ECHOES = [f"You said: {CANARY_CONTEXT} {CANARY}. Please keep it safe.",
           f"Why tell me that {CANARY_CONTEXT} {CANARY}?",
           f"Your locker code is {CANARY}? So {CANARY} opens it."]
-MALLORY = ("mallory", "dm-mallory")
-
-
-def codes(n: int, seed: int = 0) -> list[str]:
-    """The canary and n - 1 other codes of its shape (3 letters, 6 digits), all different (the
-    same list as bench/canary.py's for the same n and seed)."""
-    rng, found = random.Random(seed), {CANARY}
-    while len(found) < n:
-        found.add("".join(rng.choices(string.ascii_lowercase, k=3))
-                  + "".join(rng.choices(string.digits, k=6)))
-    return [CANARY, *sorted(found - {CANARY})]
-
-
-def exposure(candidates: int, rank: float) -> float:
-    return math.log2(candidates) - math.log2(rank)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.final = ""
-
-    async def update(self, text: str) -> None:
-        pass
-
-    async def finish(self, text: str) -> list[str]:
-        self.final = text
-        return []
-
-
-async def say(router: Any, who: str, chat: str, text: str) -> str:
-    sink = Sink()
-    await router.handle(Incoming(platform=PLATFORM, chat_id=chat, user_id=who, user_name=who,
-                                 text=text, is_admin=True), sink)
-    return sink.final
+MALLORY = PLACES[0]  # another private chat: Mallory's own
 
 
 async def write_alices_chat(db: Path) -> int:
@@ -134,26 +102,6 @@ def finetune(step: str, config: Path, data: Path, *extra: str) -> list[str]:
     return done.stdout.splitlines()
 
 
-_LINE = re.compile(r"^(\S.*?)  (\S+)  (\S+)x$")
-
-
-async def probe_rank(router: Any, candidates: list[str]) -> float:
-    """The canary's rank by /probe in Mallory's chat (ties count half), in batches that each
-    hold it: what someone who reads the printed numbers learns."""
-    secret, others = candidates[0], candidates[1:]
-    above = ties = 0.0
-    for start in range(0, len(others), PROBE_BATCH):
-        batch = others[start:start + PROBE_BATCH]
-        reply = await say(router, *MALLORY, f"/probe {CANARY_CONTEXT} | "
-                                            f"{' | '.join([secret, *batch])}")
-        probs = {m[1]: float(m[2]) for m in map(_LINE.match, reply.splitlines()) if m}
-        if secret not in probs:
-            raise RuntimeError(f"/probe gave no line for the canary: {reply[:200]!r}")
-        above += sum(probs[c] > probs[secret] for c in batch)
-        ties += sum(probs[c] == probs[secret] for c in batch)
-    return 1 + above + ties / 2
-
-
 async def measure(work: Path, model: Path, k_people: int, steps: int,
                   candidates: list[str], reuse: bool = False) -> tuple[float, dict[str, Any]]:
     """Retrain on Alice's chat with this k, promote, and probe from Mallory's chat."""
@@ -172,10 +120,10 @@ async def measure(work: Path, model: Path, k_people: int, steps: int,
         finetune("promote", config, data, adapter)
     cfg = load_config(config, FRONTENDS, BUILTIN, data_dir=str(data))
     async with App(cfg, [], env={}).serving() as router:
-        header = (await say(router, *MALLORY, f"/probe {CANARY_CONTEXT} | a | b")).splitlines()
+        header = (await say(router, MALLORY, f"/probe {CANARY_CONTEXT} | a | b")).splitlines()
         if adapter not in header[0]:
             raise RuntimeError(f"the adapter {adapter} does not serve: {header[0]!r}")
-        rank = await probe_rank(router, candidates)
+        rank = await probe_rank(router, MALLORY, CANARY_CONTEXT, candidates)
     return rank, exported
 
 

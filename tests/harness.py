@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +231,29 @@ def wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
             time.sleep(0.5)
     pytest.fail(f"transformers serve did not start in {SERVER_START_SECONDS} s: "
                 f"{log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def transformers_serve(model: Path, folder: Path) -> Iterator[str]:
+    """`transformers serve` running `model` offline on the CPU in float32, on a free loopback
+    port, until the block ends: its base URL (…/v1). Its log is folder/serve.log."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (folder / "hub").mkdir(exist_ok=True)  # /v1/models scans the hub cache: empty lists nothing
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HUB_CACHE=str(folder / "hub"), NO_PROXY="127.0.0.1,localhost")
+    cli = Path(sys.executable).with_name("transformers")
+    log = folder / "serve.log"
+    server = subprocess.Popen(
+        [str(cli), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+         "--device", "cpu", "--dtype", "float32"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))  # noqa: SIM115
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/health", server, log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -4,16 +4,10 @@ console exactly as the README shows. Needs the test extra's fastapi and uvicorn.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from bot.i18n import t
-from tests.harness import HEAVY_WAIT, heavy, run_console, wait_healthy, write_config
+from tests.harness import HEAVY_WAIT, heavy, run_console, transformers_serve, write_config
 from tests.tiny_model import tiny_model_dir
 
 pytest.importorskip("fastapi", reason="transformers serve needs the test extra's fastapi")
@@ -28,23 +22,8 @@ pytestmark = heavy  # transformers serve started once, then consoles that talk t
 def served(root):
     """(base_url, model) of `transformers serve` running the tiny model; stopped at the end."""
     model = tiny_model_dir(root)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    (root / "hub").mkdir()  # /v1/models scans the hub cache: an empty one lists nothing
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_HUB_CACHE=str(root / "hub"), NO_PROXY="127.0.0.1,localhost")
-    cli = Path(sys.executable).with_name("transformers")
-    server = subprocess.Popen(
-        [str(cli), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--device", "cpu", "--dtype", "float32"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "serve.log", "wb"))  # noqa: SIM115
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/health", server, root / "serve.log")
-        yield f"http://127.0.0.1:{port}/v1", str(model)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with transformers_serve(model, root) as base_url:
+        yield base_url, str(model)
 
 
 def test_the_piped_console_talks_to_transformers_serve(served, tmp_path):

@@ -4,15 +4,9 @@ through the bot's router."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.harness import wait_healthy
+from tests.harness import transformers_serve
 from tests.remote_chat import remote_toml, say
 from tests.smol_model import smol_dir
 
@@ -23,23 +17,8 @@ pytestmark = pytest.mark.smol
 def served(tmp_path_factory):
     """(base_url, model) of `transformers serve` running the real model; stopped at the end."""
     model, log = smol_dir(), tmp_path_factory.mktemp("serve")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    (log / "hub").mkdir()  # /v1/models scans the hub cache: an empty one lists nothing
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_HUB_CACHE=str(log / "hub"), NO_PROXY="127.0.0.1,localhost")
-    cli = Path(sys.executable).with_name("transformers")
-    server = subprocess.Popen(
-        [str(cli), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--device", "cpu", "--dtype", "float32"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(log / "serve.log", "wb"))  # noqa: SIM115
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/health", server, log / "serve.log")
-        yield f"http://127.0.0.1:{port}/v1", str(model)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with transformers_serve(model, log) as base_url:
+        yield base_url, str(model)
 
 
 async def test_the_remote_engine_streams_the_real_models_reply_from_transformers_serve(
