@@ -121,6 +121,22 @@ def db_rows(data_dir: Path, sql: str, args: tuple = ()) -> list[tuple]:
         return db.execute(sql, args).fetchall()
 
 
+@contextlib.asynccontextmanager
+async def write_lock_held(path: Path) -> AsyncIterator[None]:
+    """Another process's writer holding the database's write lock. Taken in a thread: the bot's
+    own write in progress needs the event loop to reach its COMMIT, so waiting for the lock on
+    the loop's thread would hold both sides for the busy timeout and fail with "locked"."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    try:
+        await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
 async def eventually(check: Callable[[], Any], what: str = "", timeout: float = 5.0,
                      every: float = 0.02) -> Any:
     """Wait until `check()` (a plain or an async function) gives something true; that."""

@@ -5,11 +5,10 @@ End to end: the Telegram poller while another process holds the database's write
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from bot.calm import Backoff, RepeatedFailure
 from bot.store import connection
-from tests.harness import running_bot
+from tests.harness import running_bot, write_lock_held
 from tests.telegram_bot import ALICE
 
 WORDS = "one two three"
@@ -52,18 +51,13 @@ async def test_the_poller_backs_off_under_a_held_lock_logs_once_and_loses_nothin
         store = bot.router.store
         chat = bot.fake.private(ALICE)
         assert store.cannot_write_since() is None
-        other = sqlite3.connect(store.path, isolation_level=None)  # another process's writer
-        other.execute("BEGIN IMMEDIATE")
         fetched = len(bot.fake.calls_to("getUpdates"))
-        try:
+        async with write_lock_held(store.path):  # another process's writer
             bot.fake.say(chat, ALICE, WORDS)
             await bot.fake.wait_for(lambda: store.cannot_write_since() is not None,
                                     "the store failing to keep the update", 10)
             await bot.fake.wait_for(lambda: len(bot.fake.calls_to("getUpdates")) > fetched + 3,
                                     "a few more tries", 20)
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         await bot.fake.wait_for(lambda: [m.get("text") for m in bot.fake.sent(chat)]
                                 == [f"echo: {WORDS}"], "the message answered once", 30)
         assert store.cannot_write_since() is None

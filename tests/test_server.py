@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 
 import aiohttp
 import pytest
@@ -16,7 +15,7 @@ from bot.events import Incoming, Reaction
 from bot.frontends import FRONTENDS
 from engines.base import EngineUnavailable
 from engines.registry import BUILTIN
-from tests.harness import RecordingSink, make_config, write_config
+from tests.harness import RecordingSink, make_config, write_config, write_lock_held
 
 LISTEN = '[server]\nlisten = "127.0.0.1:0"\n'  # port 0: any free one; the app says which
 
@@ -98,15 +97,10 @@ async def test_healthz_reports_a_store_that_cannot_write_and_recovers(tmp_path, 
         assert app.writes is not None
         app.writes.every, app.writes.grace = 0.05, 0.3
         assert (await get(app, "/healthz"))[0] == 200
-        other = sqlite3.connect(app.config.db_file, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        try:
+        async with write_lock_held(app.config.db_file):  # another process's writer
             await asyncio.sleep(0.8)
             status, body = await get(app, "/healthz")
             assert status == 503 and json.loads(body)["store"].startswith("cannot write for ")
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         for _ in range(100):
             await asyncio.sleep(0.05)
             if (await get(app, "/healthz"))[0] == 200:
