@@ -12,7 +12,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -429,8 +429,19 @@ def _is_long_command(text: str) -> bool:
     return cmd is not None and cmd.long
 
 
-async def _quietly(update) -> None:
+async def _quietly(update: Awaitable[None]) -> None:
+    """One interim write of a streamed reply. A failed one is logged: the final write still
+    comes. One in flight when the drain cuts the reply ends whole, and the cut follows: a
+    request cancelled halfway can leave the platform library wrong (discord.py 2.7's rate-limit
+    bucket, http.py Ratelimit.__aexit__ cancelled in its refresh, holds the route's next
+    request for 30 s: the cut-off edit of this very reply would not come)."""
+    write = asyncio.ensure_future(update)
     try:
-        await update
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        await asyncio.wait([write])  # a second cancel (the drain giving up) abandons it
+        if write.done() and not write.cancelled() and write.exception() is not None:
+            log.warning("could not update a streamed reply", exc_info=write.exception())
+        raise
     except Exception:
         log.warning("could not update a streamed reply", exc_info=True)

@@ -331,3 +331,35 @@ async def test_a_slow_platform_does_not_count_against_the_engines_timeout(serve)
         sink = FloodedSink()
         await router.handle(msg("one two three four"), sink)
         assert sink.final == "echo: one two three four"
+
+
+async def test_a_shutdown_cuts_the_engine_never_a_write_in_flight(serve):
+    """The drain cancels a reply still streaming; an interim write on its way to the platform
+    at that moment ends whole before the cut-off text is written. (Cut in half, a discord.py
+    request left its route's rate-limit bucket empty for 30 s, and the cut-off edit never came:
+    tests/test_discord_restarts.py, 2 runs in 7.)"""
+
+    class SlowPlatform(RecordingSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writing = asyncio.Event()
+            self.written: list[str] = []
+
+        async def update(self, text: str) -> None:
+            self.writing.set()
+            await asyncio.sleep(0.5)  # the request in flight
+            self.written.append(text)
+
+        async def finish(self, text: str) -> list[str]:
+            self.written.append(text)
+            return await super().finish(text)
+
+    async with serve("[engines.echo]\ndelay = 0.05\n") as router:
+        sink = SlowPlatform()
+        reply = asyncio.create_task(router.handle(msg("one two three four five"), sink))
+        await sink.writing.wait()
+        await router.drain(0.1)  # the first write is still in flight
+        await reply
+        assert sink.written[0] == "echo:"  # the write in flight ended whole
+        assert sink.final is not None and sink.final.endswith("[cut off: the bot was stopping]")
+        assert sink.written[-1] == sink.final and len(sink.written) == 2, sink.written
