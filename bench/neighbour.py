@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot import events
 from bot.app import App
 from bot.config import load_config
 from bot.events import Incoming, Reaction
@@ -71,11 +72,20 @@ class Phase:
     abuser: dict[str, int] = field(default_factory=dict)  # outcome -> count
 
 
-class Sink:
+class Sink(events.Sink):
+    """A platform that shows nothing: the final text and when it came. /compare sends one
+    message per engine (another()), as on Discord and Telegram: without them, /compare failed
+    before any engine ran, and the abuser's heaviest input cost nothing."""
+
     def __init__(self, reply_id: str) -> None:
         self.reply_id = reply_id
         self.text = ""
         self.finished_at = 0.0
+        self.more = 0
+
+    def another(self) -> Sink:
+        self.more += 1
+        return Sink(f"{self.reply_id}.{self.more}")
 
     async def update(self, text: str) -> None:
         pass

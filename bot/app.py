@@ -7,8 +7,9 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar, cast
 
 from bot import learning
@@ -28,6 +29,13 @@ from engines.registry import BUILTIN, Engines, load_class
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How long a thread keeps the GIL when another asks for it (Python's default: 5 ms). The
+# transformer's worker gives it up and takes it back around every torch op (hundreds a forward
+# pass), the event loop around every wait; a pure-Python thread beside them (the n-gram's
+# search and estimation, 0.2-0.3 s of CPU each) kept it 5 ms at each of those turns, so one
+# decode pass of the tiny model took 300 ms instead of 4 and the loop stalled 250 ms (the
+# "convoy effect", CPython bpo-7946; bench/neighbour.py, bench/RESULTS.md).
+GIL_TURN = 0.0005
 
 
 
@@ -112,6 +120,12 @@ class App:
     async def serving(self) -> AsyncIterator[Router]:
         """The store open and the router ready; on exit, replies in flight are drained
         (finished or abandoned), engines closed and the database closed."""
+        with _short_gil_turns():
+            async with self._serving() as router:
+                yield router
+
+    @contextlib.asynccontextmanager
+    async def _serving(self) -> AsyncIterator[Router]:
         self.store = await Store.open(self.config.db_file)
         stale = await self.store.fail_unfinished_jobs("the bot stopped while the job ran")
         if stale:
@@ -221,6 +235,17 @@ class App:
                 await frontend.stop()
             except Exception:
                 log.warning("frontend %s did not stop cleanly", frontend.platform, exc_info=True)
+
+
+@contextlib.contextmanager
+def _short_gil_turns() -> Iterator[None]:
+    """GIL_TURN while the bot serves; the interpreter's own setting after."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_TURN)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _frontend_class(name: str) -> type[Frontend]:

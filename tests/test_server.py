@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import aiohttp
 import pytest
@@ -118,3 +119,14 @@ async def test_no_listener_by_default(tmp_path):
 def test_a_bad_address_is_a_config_error_naming_the_key(listen):
     with pytest.raises(ConfigError, match=r"^\[server\] listen: expected \"host:port\""):
         parse_table("server", ServerOptions, {"listen": listen})
+
+
+async def test_threads_take_short_turns_at_the_gil_while_the_bot_serves(tmp_path):
+    """The worker thread and the event loop are not kept waiting 5 ms at each of their many
+    GIL turns by a pure-Python thread (bot/app.py GIL_TURN); the setting is given back."""
+    from bot.app import GIL_TURN
+
+    before = sys.getswitchinterval()
+    async with App(make_config(tmp_path), [], env={}).serving():
+        assert sys.getswitchinterval() == pytest.approx(GIL_TURN) and before > GIL_TURN
+    assert sys.getswitchinterval() == before

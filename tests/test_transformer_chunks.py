@@ -174,13 +174,13 @@ async def test_a_group_everyone_left_is_not_read_to_its_end(engine):
     worker = engine.worker
     worker.prefill_chunk = 1  # one token a pass: ~130 passes for the whole prompt
     request = worker.submit(engine._encode(LONG), max_new_tokens=4, chat="gone")
-    while worker._filling is None:
+    while not worker._filling:
         await asyncio.sleep(0.001)
     request.cancel()
     worker.prefill_chunk = 4096  # "hello" in one pass (the group kept its one token a pass)
     before = worker.passes
     assert await ask(engine, "hello")  # 1 + 40 passes, not after the group's 130
-    assert worker.passes - before <= 45 and worker._filling is None
+    assert worker.passes - before <= 45 and not worker._filling
 
 
 async def test_a_probe_its_caller_gave_up_on_is_dropped_unrun(engine):

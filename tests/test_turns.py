@@ -133,3 +133,56 @@ def test_a_long_chat_is_rendered_a_few_times_not_once_per_turn(root, monkeypatch
                              budget=400)
     assert kept == 0 and len(ids) <= 400 and "end" in tokenizer.decode(ids)
     assert len(renders) <= 1 + 6 + 4
+
+
+LONG = " ".join(["the cat sat on the mat and looked at the dog"] * 12)  # ~130 tokens
+
+
+async def test_two_chats_long_probes_run_one_reading_pass_per_step_together(engine, monkeypatch):
+    """One person's two chats each /probe a long context: between two decode steps of another
+    chat's reply, one reading pass runs, not one per chat (two passes a step made every step
+    three passes long for everyone)."""
+    passes: list[str] = []
+    forward, select = engine.adapters.forward, engine.adapters.select
+
+    def recording_forward(adapters, **inputs):
+        passes.append("step" if inputs["input_ids"].shape[1] == 1 else "read")
+        return forward(adapters, **inputs)
+
+    def recording_select(adapter):  # each scoring pass selects its adapter first
+        passes.append("read")
+        return select(adapter)
+
+    monkeypatch.setattr(engine.adapters, "forward", recording_forward)
+    monkeypatch.setattr(engine.adapters, "select", recording_select)
+    engine.worker.prefill_chunk = 16  # the context in ~9 passes each
+    running = asyncio.create_task(_reply(engine, "test:b", "my one question"))
+    while "step" not in passes:
+        await asyncio.sleep(0.005)
+    probes = [engine.probe(LONG, ["mat", "dog"], "en", chat=f"test:a{i}") for i in range(2)]
+    scores = await asyncio.gather(*probes)
+    await running
+    assert all(len(s) == 2 for s in scores) and passes.count("read") >= 16
+    during = passes[passes.index("step"):len(passes) - passes[::-1].index("step")]
+    assert "read" in during and "read, read" not in ", ".join(during), during
+
+
+async def test_a_newcomers_short_prompt_is_read_beside_a_long_one_under_way(engine):
+    """A long prompt's prefill takes many passes; a chat that asks meanwhile gets its first
+    token before the long one does, not after the long prefill is done."""
+    engine.worker.prefill_chunk = 4  # the long prompt: ~35 passes
+    worker = engine.worker
+    long_request = worker.submit(engine._encode(LONG), max_new_tokens=2, chat="long")
+    while not worker._filling:
+        await asyncio.sleep(0.001)
+    short_request = worker.submit(engine._encode("hello"), max_new_tokens=2, chat="new")
+    for request in (long_request, short_request):
+        async for _ in request.deltas():
+            pass
+    assert short_request.first_token_at < long_request.first_token_at
+
+
+async def _reply(engine, chat: str, text: str) -> None:
+    async with contextlib.aclosing(engine.reply(Conversation(chat, text))) as stream:
+        async for _ in stream:
+            pass

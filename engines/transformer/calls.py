@@ -1,8 +1,7 @@
 """Work the event loop hands the generation worker besides replies: loading an adapter, scoring
-next words, /probe. Calls wait for their chat's turn (turns.py): between two forward passes each
-chat's oldest call runs, so one chat's burst of scoring waits behind itself. A call made of
-passes (it returns a generator, chunks.py) runs one pass per turn, so a long /probe takes its
-turns with the batch's decode steps instead of stalling them."""
+next words, /probe. A call made of passes (it returns a generator, chunks.py) runs one pass at a
+time, so a long /probe takes turns with the batch's decode steps instead of stalling them; which
+chat's call (or prefill) runs the step's one reading pass is the worker's choice (turns.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +11,10 @@ from typing import Any
 
 from engines.transformer.chunks import next_pass
 from engines.transformer.request import Call, settle_soon
-from engines.transformer.turns import Turns
 
 
 class Calls:
-    def __init__(self, turns: Turns) -> None:
-        self._turns = turns
+    def __init__(self) -> None:
         self._waiting: list[Call] = []  # in arrival order; a call under way keeps its place
         self._passes: dict[int, Generator[Any, Any, Any]] = {}  # id(call): its passes so far
 
@@ -27,23 +24,21 @@ class Calls:
     def add(self, call: Call) -> None:
         self._waiting.append(call)
 
-    def run_turns(self) -> BaseException | None:
-        """One turn of each chat's oldest call (a call its caller gave up on, such as a /probe
-        that timed out, is dropped unrun). Returns the error of a call that failed, for the
-        worker to judge (a fatal device error stops it)."""
-        for call in [c for c in self._waiting if c.future.done()]:  # a stale read: a step late
+    def waiting(self) -> list[Call]:
+        """The calls to run, in arrival order. A call its caller gave up on (a /probe that
+        timed out) is dropped unrun; a stale read of its future is only a step late."""
+        for call in [c for c in self._waiting if c.future.done()]:
             self._finish(call)
-        failed = None
-        for call in self._turns.one_each(self._waiting):
-            failed = self._turn(call) or failed
-        return failed
+        return list(self._waiting)
 
     def fail_all(self, error: BaseException) -> None:
         for call in list(self._waiting):
             self._finish(call)
             settle_soon(call, None, error)
 
-    def _turn(self, call: Call) -> BaseException | None:
+    def turn(self, call: Call) -> BaseException | None:
+        """Start `call` or run its next pass; settle it once done. Returns the error of a call
+        that failed, for the worker to judge (a fatal device error stops it)."""
         try:
             done, result = self._one_pass(call)
         except BaseException as exc:  # the worker stopping (a bug): the caller still hears

@@ -37,18 +37,28 @@ class Turns:
             free -= 1
         return picked
 
-    def one_each(self, waiting: list[Any]) -> list[Any]:
-        """The oldest of each chat's waiting calls, chats in turn, marked served: between two
-        forward passes one chat's burst of scoring runs one call, as everyone else's does."""
-        picked = [by_chat[0] for by_chat in self._by_chat(waiting)]
-        self.served(picked)
-        return picked
+    def oldest_each(self, waiting: list[Any]) -> list[Any]:
+        """The oldest of each chat's waiting items, the chat served longest ago first."""
+        return [by_chat[0] for by_chat in self._by_chat(waiting)]
+
+    def next_of(self, readers: list[tuple[Any, tuple[str, ...]]]) -> Any | None:
+        """Of `readers` (each an item with the chats it works for), the one with the chat
+        served longest ago (one never served before all others; ties: the first); its chats
+        go to the back of the turn order."""
+        if not readers:
+            return None
+        item, chats = min(readers, key=lambda r: min(self._served.get(c, 0) for c in r[1]))
+        self._mark(chats)
+        return item
 
     def served(self, requests: list[Any]) -> None:
         """These joined the batch: their chats go to the back of the turn order."""
-        for request in requests:
+        self._mark([request.chat for request in requests])
+
+    def _mark(self, chats: Any) -> None:
+        for chat in chats:
             self._count += 1
-            self._served[request.chat] = self._count
+            self._served[chat] = self._count
         if len(self._served) > MAX_CHATS:
             recent = sorted(self._served.items(), key=lambda item: item[1])[MAX_CHATS // 2:]
             self._served = dict(recent)

@@ -1,13 +1,17 @@
 """The generation worker: one thread that runs every forward pass, batching concurrent replies.
 
-Replies arrive from the event loop as Requests. Between two forward passes the worker
-  1. runs queued calls (loading an adapter, scoring next words),
-  2. prefills waiting requests, chats in turn (turns.py), and adds them to the batch: those
-     that share the first one's prompt beginning (the system prompt), over the rest of their
-     prompts once it is kept (prefix.py), up to `prefill_tokens`; the others wait. A long
-     prefill runs one chunk of `prefill_chunk` tokens per step (chunks.py),
+Replies arrive from the event loop as Requests. In each step the worker
+  1. starts prefilling waiting requests, chats in turn (turns.py), as a group: those that share
+     the first one's prompt beginning (the system prompt), over the rest of their prompts once
+     it is kept (prefix.py), up to `prefill_tokens`; the others wait,
+  2. runs one reading pass of at most `prefill_chunk` tokens (chunks.py): a group's prefill or
+     a call (loading an adapter, /next, /probe), whichever's chat was served longest ago, so
+     a newcomer's short prompt is read at once beside someone's long one; a group whose last
+     pass ran joins the batch,
   3. advances every row by one token in one decode pass (KV cache), lets finished or cancelled
      rows leave, and hands the step's text of all rows to the event loop in one wake-up.
+One reading pass a step, not one per chat: two chats of one person reading 4 KB prompts would
+otherwise make every step three passes long for everyone (the neighbour bench).
 So replies for many chats share forward passes, a new chat joins at the next step instead of
 waiting for the batch to end, and the event loop only ever waits on queues.
 A failing forward pass ends the replies in it with an error; the worker goes on with the rest.
@@ -23,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,6 +54,18 @@ PRESSURE = 0.1  # the device's free share under which the cache goes back after 
 
 class _Fatal(Exception):
     """The worker cannot go on; the message is the one line everyone is told."""
+
+
+@dataclass(eq=False)
+class _Group:
+    """Requests prefilled together, and their passes (one a step, chunks.py)."""
+
+    rows: list[Row]
+    passes: Generator[None, None, Any]
+
+    @property
+    def chats(self) -> tuple[str, ...]:
+        return tuple(row.request.chat for row in self.rows)
 
 
 class GenerationWorker:
@@ -83,10 +100,11 @@ class GenerationWorker:
         self._generator = torch.Generator(device).manual_seed(seed) if seed else None
         self._inbox: queue.SimpleQueue[Request | Call | None] = queue.SimpleQueue()
         self._waiting: list[Request] = []
-        self._turns = Turns()
-        self._calls = Calls(self._turns)  # waiting for their chat's turn
+        self._turns = Turns()  # which waiting replies join the batch
+        self._reads = Turns()  # whose reading pass runs next
+        self._calls = Calls()
         self._batch = Batch()
-        self._filling: tuple[list[Row], Generator[None, None, Any]] | None = None  # chunks.py
+        self._filling: list[_Group] = []  # prefills under way
         self._prefixes = Prefixes(prefixes)  # kept prompt beginnings, at most
         self._outbox: list[tuple[Request, str, str]] = []  # this step's events, sent at its end
         self._stopping = False
@@ -151,10 +169,9 @@ class GenerationWorker:
                     self._release_memory(oom=False)
                 busy = not idle
                 self._take_inbox(block=idle and not self._calls)
-                failed = self._calls.run_turns()
+                failed = self._read()
                 if isinstance(failed, FATAL):
                     self._fail([], failed)  # stops the worker
-                self._admit()
                 if self._batch:
                     self._decode()
                 self._flush()
@@ -182,33 +199,51 @@ class GenerationWorker:
             else:
                 self._waiting.append(item)
 
-    def _admit(self) -> None:
-        """Run one pass of the prefill under way, or start the next group of waiting requests
-        (as many as fit); a group whose last pass ran joins the batch."""
-        self._filling = self._filling or self._start_group()
-        if self._filling is None:
-            return
-        rows, passes = self._filling
-        if all(row.request.cancelled for row in rows):  # nobody waits: the rest is not run
-            passes.close()
-            self._filling = None
-            return
+    def _read(self) -> BaseException | None:
+        """This step's one reading pass: of the prefills under way (a new group started if
+        requests wait and rows are free) and the calls (each chat's oldest), the one whose chat
+        was served longest ago. Returns the error of a call that failed, for `_run` to judge."""
+        self._filling = [g for g in self._filling if not self._abandoned(g)]
+        group = self._start_group()
+        if group is not None:
+            self._filling.append(group)
+        readers: list[tuple[Any, tuple[str, ...]]] = [(g, g.chats) for g in self._filling]
+        readers += [(call, (call.chat,)) for call in self._reads.oldest_each(self._calls.waiting())]
+        chosen = self._reads.next_of(readers)
+        if isinstance(chosen, _Group):
+            self._fill(chosen)
+        elif chosen is not None:
+            return self._calls.turn(chosen)
+        return None
+
+    def _abandoned(self, group: _Group) -> bool:
+        """Nobody waits for any of its rows: the rest of its prefill is not run."""
+        if not all(row.request.cancelled for row in group.rows):
+            return False
+        group.passes.close()
+        return True
+
+    def _fill(self, group: _Group) -> None:
+        """Run the group's next pass; after its last it joins the batch."""
         try:
-            prefilled = next_pass(passes)
+            prefilled = next_pass(group.passes)
             if prefilled is None:
                 return  # more passes to come: the batch takes a step first
-            self._filling = None
+            self._filling.remove(group)
             cache, mask, seen, (keep, last) = prefilled
-            self._batch.join(rows, cache, mask, seen, last)  # all or nothing: the batch goes on
+            self._batch.join(group.rows, cache, mask, seen, last)  # all or nothing
         except Exception as exc:
-            self._filling = None
-            self._fail(rows, exc)
+            if group in self._filling:
+                self._filling.remove(group)
+            self._fail(group.rows, exc)
             return
-        self._keep([True] * (len(self._batch) - len(rows)) + keep)
+        self._keep([True] * (len(self._batch) - len(group.rows)) + keep)
 
-    def _start_group(self) -> tuple[list[Row], Generator[None, None, Any]] | None:
+    def _start_group(self) -> _Group | None:
         waiting = [r for r in self._waiting if not r.cancelled]
-        turn = self._turns.pick(waiting, self.max_batch, [r.request for r in self._batch.rows])
+        running = [r.request for r in self._batch.rows]
+        running += [row.request for group in self._filling for row in group.rows]
+        turn = self._turns.pick(waiting, self.max_batch, running)
         fresh = self._group(turn) if turn else []
         self._waiting = [r for r in waiting if r not in fresh]
         if not fresh:
@@ -216,7 +251,7 @@ class GenerationWorker:
         self._turns.served(fresh)
         rows = [Row(r, r.adapter, new_tokens=r.new_tokens, text=TextDeltas(self.tokenizer))
                 for r in fresh]
-        return rows, self._prefill(rows)
+        return _Group(rows, self._prefill(rows))
 
     def _group(self, requests: list[Request]) -> list[Request]:
         """One prefill's worth: the requests that start from the same kept beginning as the
@@ -374,8 +409,8 @@ class GenerationWorker:
             torch.cuda.empty_cache()
 
     def _fail_all(self, reason: str) -> None:
-        filling = [row.request for row in self._filling[0]] if self._filling else []
-        self._filling = None
+        filling = [row.request for group in self._filling for row in group.rows]
+        self._filling = []
         for request in [*self._waiting, *filling, *(row.request for row in self._batch.clear())]:
             self._post(request, "error", reason)
         self._flush()
