@@ -3,7 +3,7 @@ the bot's memory after 2,000 messages of 4 KB.
 
     python -m bench.neighbour [--engines eliza,ngram,transformer,remote] [--seconds 20]
                               [--chats 20] [--every 4] [--memory-messages 2000] [--model DIR]
-                              [--without-learning]
+                              [--without-learning] [--rounds 3]
 
 Each ordinary person has a chat of their own and sends a message every `--every` seconds
 (with jitter), under the default limits; a reply's latency runs from handle() to its finish.
@@ -15,6 +15,10 @@ the heaviest inputs the limits allow: a 4 KB message, the longest /probe
 abuser, alone again) run in one process on one bot per engine, after a warm-up that loads
 every engine (/compare asks them all), so the ratio compares like with like: ordinary chats'
 p99 with the abuser over their p99 alone (goal: <= 1.5x); alone again over alone is the noise.
+The three phases run `--rounds` times on the same bot, and each kind's latencies are pooled:
+one round's p99 of ~100 replies is its second-slowest reply, which the n-gram model's
+re-estimation (every 2 s while people write) moved by 0.5-2.5x between two quiet runs; the
+abuser spends its budget in its first second, then what refills.
 
 The transformer is the tiny model (built in a temp folder unless --model), on the CPU with one
 thread and 32 new tokens a reply (MAX_NEW_TOKENS); the remote engine talks to
@@ -208,9 +212,13 @@ async def one_engine(engine: str, folder: Path, model: str, url: str, args) -> f
     rng = random.Random(0)
     async with App(config, [], env={}).serving() as router:
         await warm_up(router)
-        alone = await run_phase(router, args, rng, abusing=False)
-        pushed = await run_phase(router, args, rng, abusing=True)
-        again = await run_phase(router, args, rng, abusing=False)
+        alone, pushed, again = Phase(), Phase(), Phase()
+        for _ in range(args.rounds):
+            for pooled, abusing in ((alone, False), (pushed, True), (again, False)):
+                one = await run_phase(router, args, rng, abusing)
+                pooled.latencies += one.latencies
+                for key, count in one.abuser.items():
+                    pooled.abuser[key] = pooled.abuser.get(key, 0) + count
     ratio = p99(pushed.latencies) / p99(alone.latencies)
     for name, phase in (("alone", alone), ("with the abuser", pushed), ("alone again", again)):
         ms = sorted(x * 1000 for x in phase.latencies)
@@ -273,6 +281,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="eliza,ngram,transformer,remote")
     parser.add_argument("--seconds", type=float, default=20.0, help="per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="of the three phases, pooled")
     parser.add_argument("--chats", type=int, default=20)
     parser.add_argument("--every", type=float, default=4.0, help="seconds between messages")
     parser.add_argument("--memory-messages", type=int, default=2000, help="0: skip")

@@ -32,10 +32,11 @@ T = TypeVar("T")
 # How long a thread keeps the GIL when another asks for it (Python's default: 5 ms). The
 # transformer's worker gives it up and takes it back around every torch op (hundreds a forward
 # pass), the event loop around every wait; a pure-Python thread beside them (the n-gram's
-# search and estimation, 0.2-0.3 s of CPU each) kept it 5 ms at each of those turns, so one
-# decode pass of the tiny model took 300 ms instead of 4 and the loop stalled 250 ms (the
-# "convoy effect", CPython bpo-7946; bench/neighbour.py, bench/RESULTS.md).
-GIL_TURN = 0.0005
+# search and estimation, 0.2-0.3 s of CPU each) keeps it for the interval at each of those
+# turns (the "convoy effect", CPython bpo-7946). `python -m bench.gil_turns`: a tiny-model pass
+# of 3 ms took 1.6 s beside a Python thread at 5 ms, 140 ms at 0.5 ms, 37 ms at 0.1 ms; the
+# neighbour bench's ordinary replies stalled 0.3-0.5 s when /compare ran the n-gram.
+GIL_TURN = 0.0001
 
 
 
