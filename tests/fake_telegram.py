@@ -100,6 +100,10 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         self._closing = False
         self.port = 0
+        # True: a request that arrives is lost on its way (its connection dropped, nothing
+        # carried out), as if the network had eaten it; `lost` counts them.
+        self.unreachable = False
+        self.lost = 0
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -208,6 +212,11 @@ class FakeTelegram:
     # the HTTP side --------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.Response:
+        if self.unreachable:
+            self.lost += 1
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=503)  # never reaches the client: its connection is gone
         if request.match_info["token"] != self.token:
             return _error(ApiError(401, "Unauthorized"))
         method = request.match_info["method"]
