@@ -200,16 +200,21 @@ class GenerationWorker:
                 self._waiting.append(item)
 
     def _read(self) -> BaseException | None:
-        """This step's one reading pass: of the prefills under way (a new group started if
-        requests wait and rows are free) and the calls (each chat's oldest), the one whose chat
-        was served longest ago. Returns the error of a call that failed, for `_run` to judge."""
+        """This step's one reading pass: of the prefills under way, the calls (each chat's
+        oldest) and the next group of waiting requests (rows free), the one whose chat was
+        served longest ago (a tie: in that order). A group is formed only when its turn comes,
+        so requests that arrive meanwhile join it. Returns the error of a call that failed,
+        for `_run` to judge."""
         self._filling = [g for g in self._filling if not self._abandoned(g)]
-        group = self._start_group()
-        if group is not None:
-            self._filling.append(group)
+        self._waiting = [r for r in self._waiting if not r.cancelled]
+        fresh = self._next_group()
         readers: list[tuple[Any, tuple[str, ...]]] = [(g, g.chats) for g in self._filling]
         readers += [(call, (call.chat,)) for call in self._reads.oldest_each(self._calls.waiting())]
+        if fresh:
+            readers.append((fresh, tuple(r.chat for r in fresh)))
         chosen = self._reads.next_of(readers)
+        if chosen is fresh and fresh:
+            chosen = self._start_group(fresh)
         if isinstance(chosen, _Group):
             self._fill(chosen)
         elif chosen is not None:
@@ -239,19 +244,22 @@ class GenerationWorker:
             return
         self._keep([True] * (len(self._batch) - len(group.rows)) + keep)
 
-    def _start_group(self) -> _Group | None:
-        waiting = [r for r in self._waiting if not r.cancelled]
+    def _next_group(self) -> list[Request]:
+        """The waiting requests that would be prefilled together next, chats in turn, within
+        the batch's free rows (those of prefills under way count as taken)."""
         running = [r.request for r in self._batch.rows]
         running += [row.request for group in self._filling for row in group.rows]
-        turn = self._turns.pick(waiting, self.max_batch, running)
-        fresh = self._group(turn) if turn else []
-        self._waiting = [r for r in waiting if r not in fresh]
-        if not fresh:
-            return None
+        turn = self._turns.pick(self._waiting, self.max_batch, running)
+        return self._group(turn) if turn else []
+
+    def _start_group(self, fresh: list[Request]) -> _Group:
+        self._waiting = [r for r in self._waiting if r not in fresh]
         self._turns.served(fresh)
         rows = [Row(r, r.adapter, new_tokens=r.new_tokens, text=TextDeltas(self.tokenizer))
                 for r in fresh]
-        return _Group(rows, self._prefill(rows))
+        group = _Group(rows, self._prefill(rows))
+        self._filling.append(group)
+        return group
 
     def _group(self, requests: list[Request]) -> list[Request]:
         """One prefill's worth: the requests that start from the same kept beginning as the
