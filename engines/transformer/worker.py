@@ -1,13 +1,13 @@
 """The generation worker: one thread that runs every forward pass, batching concurrent replies.
 
 Replies arrive from the event loop as Requests. In each step the worker
-  1. starts prefilling waiting requests, chats in turn (turns.py), as a group: those that share
-     the first one's prompt beginning (the system prompt), over the rest of their prompts once
-     it is kept (prefix.py), up to `prefill_tokens`; the others wait,
-  2. runs one reading pass of at most `prefill_chunk` tokens (chunks.py): a group's prefill or
-     a call (loading an adapter, /next, /probe), whichever's chat was served longest ago, so
-     a newcomer's short prompt is read at once beside someone's long one; a group whose last
-     pass ran joins the batch,
+  1. runs one reading pass of at most `prefill_chunk` tokens (chunks.py): of a prefill under
+     way, of a call (loading an adapter, /next, /probe), or the first of the next group of
+     waiting requests — whichever's chat was served longest ago, so a newcomer's short prompt
+     is read at once beside someone's long one. A group is waiting requests, chats in turn
+     (turns.py), that share the first one's prompt beginning (the system prompt), read over
+     the rest of their prompts once it is kept (prefix.py), up to `prefill_tokens`; it is
+     formed when its turn comes. A group whose last pass ran joins the batch,
   3. advances every row by one token in one decode pass (KV cache), lets finished or cancelled
      rows leave, and hands the step's text of all rows to the event loop in one wake-up.
 One reading pass a step, not one per chat: two chats of one person reading 4 KB prompts would
