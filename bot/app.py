@@ -33,11 +33,9 @@ T = TypeVar("T")
 # transformer's worker gives it up and takes it back around every torch op (hundreds a forward
 # pass), the event loop around every wait; a pure-Python thread beside them (the n-gram's
 # search and estimation, 0.2-0.3 s of CPU each) keeps it for the interval at each of those
-# turns (the "convoy effect", CPython bpo-7946). `python -m bench.gil_turns`: a tiny-model pass
-# of 3 ms took 1.6 s beside a Python thread at 5 ms, 140 ms at 0.5 ms, 37 ms at 0.1 ms; the
-# neighbour bench's ordinary replies stalled 0.3-0.5 s when /compare ran the n-gram.
+# turns (the "convoy effect", CPython bpo-7946). `python -m bench.gil_turns`: a SmolLM2 decode
+# pass of 85 ms took 11 s beside a Python thread at 5 ms, 370 ms at 0.1 ms (bench/RESULTS.md).
 GIL_TURN = 0.0001
-
 
 
 PLATFORMS = "platforms"  # the word a container names: every platform with a token, no console
@@ -121,12 +119,6 @@ class App:
     async def serving(self) -> AsyncIterator[Router]:
         """The store open and the router ready; on exit, replies in flight are drained
         (finished or abandoned), engines closed and the database closed."""
-        with _short_gil_turns():
-            async with self._serving() as router:
-                yield router
-
-    @contextlib.asynccontextmanager
-    async def _serving(self) -> AsyncIterator[Router]:
         self.store = await Store.open(self.config.db_file)
         stale = await self.store.fail_unfinished_jobs("the bot stopped while the job ran")
         if stale:
@@ -139,19 +131,20 @@ class App:
         services.guard = self.guard = Guard(services)
         router = Router(services)
         probing: asyncio.Task | None = None  # the store's write probe, for /healthz
-        try:
-            self.engines.begin_start(self.config.bot.default_engine)
-            probing = await self._start_server(router)
-            yield router
-        finally:
-            await router.drain(self.config.bot.drain_seconds)
-            if probing is not None:
-                probing.cancel()
-                await asyncio.gather(probing, return_exceptions=True)
-            if self.server is not None:
-                await self.server.stop()
-            await self.engines.close()
-            await self.store.close()
+        with _short_gil_turns():  # while the engines' threads run beside the event loop
+            try:
+                self.engines.begin_start(self.config.bot.default_engine)
+                probing = await self._start_server(router)
+                yield router
+            finally:
+                await router.drain(self.config.bot.drain_seconds)
+                if probing is not None:
+                    probing.cancel()
+                    await asyncio.gather(probing, return_exceptions=True)
+                if self.server is not None:
+                    await self.server.stop()
+                await self.engines.close()
+                await self.store.close()
 
     async def _start_server(self, router: Router) -> asyncio.Task | None:
         """The HTTP listener, and the store's write probe it reports on (a task to cancel)."""

@@ -436,12 +436,16 @@ async def _quietly(update: Awaitable[None]) -> None:
     bucket, http.py Ratelimit.__aexit__ cancelled in its refresh, holds the route's next
     request for 30 s: the cut-off edit of this very reply would not come)."""
     write = asyncio.ensure_future(update)
+    write.add_done_callback(_log_failed_update)  # however it ends, abandoned included
     try:
         await asyncio.shield(write)
     except asyncio.CancelledError:
         await asyncio.wait([write])  # a second cancel (the drain giving up) abandons it
-        if write.done() and not write.cancelled() and write.exception() is not None:
-            log.warning("could not update a streamed reply", exc_info=write.exception())
         raise
     except Exception:
-        log.warning("could not update a streamed reply", exc_info=True)
+        pass  # logged as it failed
+
+
+def _log_failed_update(write: asyncio.Future) -> None:
+    if not write.cancelled() and write.exception() is not None:
+        log.warning("could not update a streamed reply", exc_info=write.exception())

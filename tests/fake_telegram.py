@@ -101,9 +101,8 @@ class FakeTelegram:
         self._closing = False
         self.port = 0
         # True: a request that arrives is lost on its way (its connection dropped, nothing
-        # carried out), as if the network had eaten it; `lost` counts them.
+        # carried out), as if the network had eaten it.
         self.unreachable = False
-        self.lost = 0
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -213,7 +212,6 @@ class FakeTelegram:
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         if self.unreachable:
-            self.lost += 1
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=503)  # never reaches the client: its connection is gone

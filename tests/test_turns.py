@@ -58,10 +58,7 @@ async def test_a_chats_burst_does_not_hold_back_another_chats_reply(engine):
     engine.worker.submit = recording
 
     async def ask(chat: str, text: str) -> None:
-        conv = Conversation(f"test:{chat}", text)
-        async with contextlib.aclosing(engine.reply(conv)) as stream:
-            async for _ in stream:
-                pass
+        await _reply(engine, f"test:{chat}", text)
         finished.append(chat)
 
     burst = [asyncio.create_task(ask("a", f"question {i}")) for i in range(4)]
@@ -79,35 +76,16 @@ async def test_a_chats_long_probe_runs_one_scoring_pass_per_step_beside_another_
 ):
     """Between two decode steps of b's reply, a's /probe runs one scoring pass at most (its
     context, then its continuations as many a pass as the chunk holds: here a few)."""
-    passes: list[str] = []
-    forward, select = engine.adapters.forward, engine.adapters.select
-
-    def recording_forward(adapters, **inputs):
-        passes.append("step" if inputs["input_ids"].shape[1] == 1 else "prefill")
-        return forward(adapters, **inputs)
-
-    def recording_select(adapter):  # each scoring pass selects its adapter first
-        passes.append("score")
-        return select(adapter)
-
-    monkeypatch.setattr(engine.adapters, "forward", recording_forward)
-    monkeypatch.setattr(engine.adapters, "select", recording_select)
-    conv = Conversation("test:b", "my one question")
-
-    async def reply() -> None:
-        async with contextlib.aclosing(engine.reply(conv)) as stream:
-            async for _ in stream:
-                pass
-
+    passes = recorded_passes(engine, monkeypatch)
     engine.worker.prefill_chunk = 8  # two or three continuations a pass
-    running = asyncio.create_task(reply())
+    running = asyncio.create_task(_reply(engine, "test:b", "my one question"))
     while "step" not in passes:
         await asyncio.sleep(0.005)
     alternatives = [f"word{i}" for i in range(12)]
     scores = await engine.probe("The nurse said that", alternatives, "en", chat="test:a")
     await running
     assert len(scores) == 12 and passes.count("score") >= 5
-    during = passes[passes.index("step"):len(passes) - passes[::-1].index("step")]
+    during = between_steps(passes)
     assert "score" in during and "score, score" not in ", ".join(during), during
 
 
@@ -142,19 +120,7 @@ async def test_two_chats_long_probes_run_one_reading_pass_per_step_together(engi
     """One person's two chats each /probe a long context: between two decode steps of another
     chat's reply, one reading pass runs, not one per chat (two passes a step made every step
     three passes long for everyone)."""
-    passes: list[str] = []
-    forward, select = engine.adapters.forward, engine.adapters.select
-
-    def recording_forward(adapters, **inputs):
-        passes.append("step" if inputs["input_ids"].shape[1] == 1 else "read")
-        return forward(adapters, **inputs)
-
-    def recording_select(adapter):  # each scoring pass selects its adapter first
-        passes.append("read")
-        return select(adapter)
-
-    monkeypatch.setattr(engine.adapters, "forward", recording_forward)
-    monkeypatch.setattr(engine.adapters, "select", recording_select)
+    passes = recorded_passes(engine, monkeypatch, prefill="read", score="read")
     engine.worker.prefill_chunk = 16  # the context in ~9 passes each
     running = asyncio.create_task(_reply(engine, "test:b", "my one question"))
     while "step" not in passes:
@@ -163,7 +129,7 @@ async def test_two_chats_long_probes_run_one_reading_pass_per_step_together(engi
     scores = await asyncio.gather(*probes)
     await running
     assert all(len(s) == 2 for s in scores) and passes.count("read") >= 16
-    during = passes[passes.index("step"):len(passes) - passes[::-1].index("step")]
+    during = between_steps(passes)
     assert "read" in during and "read, read" not in ", ".join(during), during
 
 
@@ -180,6 +146,31 @@ async def test_a_newcomers_short_prompt_is_read_beside_a_long_one_under_way(engi
         async for _ in request.deltas():
             pass
     assert short_request.first_token_at < long_request.first_token_at
+
+
+def recorded_passes(engine, monkeypatch, prefill: str = "prefill",
+                    score: str = "score") -> list[str]:
+    """The worker's passes as they run: "step" (decode), `prefill` (a prompt read), `score`
+    (a /probe pass: each selects its adapter first)."""
+    passes: list[str] = []
+    forward, select = engine.adapters.forward, engine.adapters.select
+
+    def recording_forward(adapters, **inputs):
+        passes.append("step" if inputs["input_ids"].shape[1] == 1 else prefill)
+        return forward(adapters, **inputs)
+
+    def recording_select(adapter):
+        passes.append(score)
+        return select(adapter)
+
+    monkeypatch.setattr(engine.adapters, "forward", recording_forward)
+    monkeypatch.setattr(engine.adapters, "select", recording_select)
+    return passes
+
+
+def between_steps(passes: list[str]) -> list[str]:
+    """The passes from the first decode step to the last."""
+    return passes[passes.index("step"):len(passes) - passes[::-1].index("step")]
 
 
 async def _reply(engine, chat: str, text: str) -> None:

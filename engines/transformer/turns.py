@@ -6,6 +6,9 @@ first (one never served before all others); then each chat's second; and so on. 
 batch's last free row is kept for a chat that has no reply running: a chat with replies in
 the batch may fill it up to one row short, so a newcomer always starts at the next step
 while any row is free, however many replies the busy chat has queued.
+
+The same order picks whose reading pass runs in a step (`next_of`: a prefill under way, a
+call, or the next group); the worker keeps a second Turns for it, apart from the batch's.
 """
 
 from __future__ import annotations

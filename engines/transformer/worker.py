@@ -213,7 +213,7 @@ class GenerationWorker:
         if fresh:
             readers.append((fresh, tuple(r.chat for r in fresh)))
         chosen = self._reads.next_of(readers)
-        if chosen is fresh and fresh:
+        if fresh and chosen is fresh:  # the group's turn: formed now, its first pass runs
             chosen = self._start_group(fresh)
         if isinstance(chosen, _Group):
             self._fill(chosen)
